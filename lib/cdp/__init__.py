@@ -1,0 +1,3 @@
+"""Spark-native Customer Data Platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Bronze layer: raw landing of every source into Delta tables."""

@@ -1,0 +1,269 @@
+"""The ``cdp`` command, and the shared main of the ``jobs/`` spark-submit entry points.
+
+cdp run STAGE... [--conf FILE] [--env ENV] [--as-of DATE] [--set KEY=VALUE]
+cdp run all                      # every stage of the scheduled pipeline, in order
+cdp tables                       # every table: version, rows, files, last run
+cdp stages                       # the stage graph
+cdp generate --persons N --out DIR --seed S
+cdp demo [--persons N]           # generate a landing zone and run every stage
+cdp --version
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from cdp import __version__
+from cdp.config import CdpConfig, ConfigError, load_config, parse_overrides
+
+log = logging.getLogger("cdp.cli")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML file layered over conf/base.yaml and conf/<env>.yaml (repeatable)",
+    )
+    parser.add_argument(
+        "--env", default=None, help="environment: picks conf/<env>.yaml (default: local)"
+    )
+    parser.add_argument(
+        "--conf-dir", default=None, help="directory with base.yaml (default: ./conf)"
+    )
+    parser.add_argument("--data-root", default=None, help="override data_root")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set storage.backend=delta-rs (repeatable)",
+    )
+
+
+def _load(args: argparse.Namespace) -> CdpConfig:
+    overrides: dict[str, Any] = parse_overrides(args.set)
+    if args.data_root:
+        overrides["data_root"] = args.data_root
+    return load_config(
+        env=args.env, conf_files=args.conf, overrides=overrides, conf_dir=args.conf_dir
+    )
+
+
+def _as_of(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--as-of {text!r}: expected a date as YYYY-MM-DD") from None
+
+
+def _configure_logging(config: CdpConfig) -> None:
+    logging.basicConfig(
+        level=config.log.level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("cdp").setLevel(config.log.level)
+    for noisy in ("py4j", "urllib3", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    if not counts:
+        return "0"
+    total = sum(counts.values())
+    return f"{total:,}"
+
+
+def run_stages(names: Sequence[str], config: CdpConfig, as_of: date | None) -> int:
+    from cdp.pipeline import get_stage, pipeline_stages
+    from cdp.runner import StageFailed, run_stage
+    from cdp.session import build_session
+
+    if list(names) == ["all"]:
+        stages = [s.name for s in pipeline_stages()]
+    else:
+        stages = [get_stage(n).name for n in names]
+    t0 = time.perf_counter()
+    _say(
+        f"cdp {__version__}: env={config.env} data_root={config.data_root_uri} stages={','.join(stages)}"
+    )
+    spark = build_session(config)
+    _say(
+        f"spark {spark.version} master={spark.sparkContext.master} ({time.perf_counter() - t0:.1f}s)"
+    )
+    for i, name in enumerate(stages, 1):
+        _say(f"[{i}/{len(stages)}] {name} ...")
+        try:
+            result = run_stage(name, spark=spark, config=config, as_of=as_of, progress=_say)
+        except StageFailed as exc:
+            _say(f"cdp: error: {exc}")
+            _say(f"cdp: log: {exc.log_path}")
+            return 1
+        _say(
+            f"[{i}/{len(stages)}] {name} done in {result.seconds:.1f}s: "
+            f"read {_fmt_counts(result.rows_read)} rows, wrote {_fmt_counts(result.rows_written)}, "
+            f"quarantined {_fmt_counts(result.rows_quarantined)} (run {result.run_id})"
+        )
+    _say(f"all done in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def print_tables(config: CdpConfig) -> int:
+    from cdp.session import build_session
+    from cdp.storage import open_store
+
+    spark = build_session(config)
+    store = open_store(spark, config)
+    names = store.list_tables()
+    if not names:
+        print(f"no tables under {config.data_root_uri}")
+        return 0
+    header = f"{'table':40} {'version':>7} {'rows':>12} {'files':>6} {'size MB':>8}  last run"
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        info = store.info(name)
+        rows = "?" if info.num_rows is None else f"{info.num_rows:,}"
+        print(
+            f"{name:40} {info.version:>7} {rows:>12} {info.num_files:>6} "
+            f"{info.size_bytes / 1e6:>8.2f}  {info.last_run_id or '-'}"
+        )
+    return 0
+
+
+def print_stages() -> int:
+    from cdp.pipeline import STAGES
+
+    for stage in STAGES:
+        deps = ", ".join(stage.depends_on) or "-"
+        flag = "" if stage.in_pipeline else "  (on demand)"
+        print(f"{stage.name:14} after: {deps:24} {stage.description}{flag}")
+    return 0
+
+
+def generate(config: CdpConfig, persons: int, out: str | None, seed: int) -> int:
+    from cdp.generate import generate_landing
+    from cdp.session import build_session
+
+    spark = build_session(config)
+    target = out or config.landing_uri
+    _say(f"generating {persons:,} persons (seed {seed}) into {target} ...")
+    report = generate_landing(spark, out_dir=target, persons=persons, seed=seed)
+    for source, count in sorted(report.rows_per_source.items()):
+        _say(
+            f"  {source:22} {count:>12,} rows in {len(report.files_per_source.get(source, []))} files"
+        )
+    _say(f"done in {report.elapsed_s:.1f}s; ground truth in {Path(target) / '_ground_truth'}")
+    return 0
+
+
+def demo(config: CdpConfig, persons: int, seed: int) -> int:
+    landing = Path(config.landing_uri)
+    if not landing.exists() or not any(landing.iterdir()):
+        rc = generate(config, persons, None, seed)
+        if rc:
+            return rc
+    else:
+        _say(f"landing zone {landing} already has data; reusing it")
+    rc = run_stages(["all"], config, None)
+    if rc == 0:
+        print_tables(config)
+    return rc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cdp", description="Spark-native Customer Data Platform")
+    parser.add_argument("--version", action="version", version=f"cdp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_run = sub.add_parser("run", help="run one or more stages (or 'all')")
+    p_run.add_argument("stages", nargs="+", metavar="STAGE")
+    p_run.add_argument(
+        "--as-of", default=None, help="as-of date YYYY-MM-DD for point-in-time stages"
+    )
+    _config_args(p_run)
+
+    p_tables = sub.add_parser("tables", help="list every table with version, rows and last run")
+    _config_args(p_tables)
+
+    sub.add_parser("stages", help="show the stage graph")
+
+    p_gen = sub.add_parser("generate", help="generate a synthetic landing zone with ground truth")
+    p_gen.add_argument("--persons", type=int, default=10_000)
+    p_gen.add_argument("--out", default=None, help="landing directory (default: the landing root)")
+    p_gen.add_argument("--seed", type=int, default=42)
+    _config_args(p_gen)
+
+    p_demo = sub.add_parser(
+        "demo", help="generate data and run every stage on the embedded default"
+    )
+    p_demo.add_argument("--persons", type=int, default=2_000)
+    p_demo.add_argument("--seed", type=int, default=42)
+    _config_args(p_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "stages":
+            return print_stages()
+        config = _load(args)
+        _configure_logging(config)
+        if args.command == "run":
+            return run_stages(args.stages, config, _as_of(args.as_of))
+        if args.command == "tables":
+            return print_tables(config)
+        if args.command == "generate":
+            return generate(config, args.persons, args.out, args.seed)
+        if args.command == "demo":
+            return demo(config, args.persons, args.seed)
+    except ConfigError as exc:
+        _say(f"cdp: configuration error: {exc}")
+        return 2
+    except KeyError as exc:
+        _say(f"cdp: error: {exc.args[0] if exc.args else exc}")
+        return 2
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _say(f"cdp: error: {type(exc).__name__}: {first}")
+        return 1
+    return 2
+
+
+def job_main(stage: str, argv: Sequence[str] | None = None) -> int:
+    """Main of ``jobs/<stage>.py``: the same flags as ``cdp run``, for one stage."""
+    parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py", description=f"run the {stage} stage")
+    parser.add_argument("--as-of", default=None)
+    _config_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = _load(args)
+        _configure_logging(config)
+        import cdp
+
+        _say(f"cdp library: {Path(cdp.__file__).parent}")
+        return run_stages([stage], config, _as_of(args.as_of))
+    except ConfigError as exc:
+        _say(f"cdp: configuration error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

