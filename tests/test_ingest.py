@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from cdp import faults
 from cdp.bronze.ingest import INGESTED_FILES_TABLE, QUARANTINE_TABLE
@@ -93,17 +94,44 @@ def test_every_format_lands_with_lineage_and_accounting(
     write(landing / "email/d1/e.json", '[{"id": 1, "ev": "open"}, {"id": 2, "ev": "click"}]')
     write(landing / "loyalty/d1/m.xml", XML)
     write(landing / "notes/d1/n.txt", "first line\nsecond line\n")
-    pq.write_table(pa.table({"order_id": [1, 2, 3], "total": [1.5, 2.5, 3.5]}), landing / "orders_d1.parquet")
+    pq.write_table(
+        pa.table({"order_id": [1, 2, 3], "total": [1.5, 2.5, 3.5]}), landing / "orders_d1.parquet"
+    )
     write(landing / "orders_broken.parquet", b"PAR1 this is not a parquet file")
 
-    declare(sources, "crm", format="csv", path="crm/*/*.csv", options={"header": True},
-            primary_key=["id"], mapping={"source_record_id": "id", "email": "email"})
-    declare(sources, "pos", format="csv", path="pos/*/*.csv",
-            options={"header": "true", "sep": ";", "encoding": "ISO-8859-1"}, primary_key=["rid"])
-    declare(sources, "web", kind="event", format="ndjson", path="web/*/*.json.gz",
-            mapping={"email": "user.email"})
-    declare(sources, "email", kind="event", format="json", path="email/*/*.json",
-            options={"multiLine": "true"})
+    declare(
+        sources,
+        "crm",
+        format="csv",
+        path="crm/*/*.csv",
+        options={"header": True},
+        primary_key=["id"],
+        mapping={"source_record_id": "id", "email": "email"},
+    )
+    declare(
+        sources,
+        "pos",
+        format="csv",
+        path="pos/*/*.csv",
+        options={"header": "true", "sep": ";", "encoding": "ISO-8859-1"},
+        primary_key=["rid"],
+    )
+    declare(
+        sources,
+        "web",
+        kind="event",
+        format="ndjson",
+        path="web/*/*.json.gz",
+        mapping={"email": "user.email"},
+    )
+    declare(
+        sources,
+        "email",
+        kind="event",
+        format="json",
+        path="email/*/*.json",
+        options={"multiLine": "true"},
+    )
     declare(sources, "loyalty", format="xml", path="loyalty/*/*.xml", options={"rowTag": "member"})
     declare(sources, "notes", kind="other", format="text", path="notes/*/*.txt")
     declare(sources, "orders", kind="transaction", format="parquet", path="orders_*.parquet")
@@ -149,7 +177,9 @@ def test_every_format_lands_with_lineage_and_accounting(
     assert [r.raw_record for r in crm_bad] == ["2,b@x.com", "4,d@x.com,Dan,extra"]
     assert [r._row_number for r in crm_bad] == [2, 4]
     broken = quarantine.where("_source = 'orders'").collect()[0]
-    assert broken.reason.startswith("unreadable parquet file") and broken._file_path.endswith("orders_broken.parquet")
+    assert broken.reason.startswith("unreadable parquet file") and broken._file_path.endswith(
+        "orders_broken.parquet"
+    )
 
     files = store.read(INGESTED_FILES_TABLE)
     assert files.count() == 9
@@ -159,7 +189,9 @@ def test_every_format_lands_with_lineage_and_accounting(
     assert log_row.status == "success" and log_row.rows_quarantined["bronze/crm"] == 2
 
 
-def test_rerun_is_a_no_op_and_new_files_are_incremental(spark: SparkSession, env: dict[str, Path]) -> None:
+def test_rerun_is_a_no_op_and_new_files_are_incremental(
+    spark: SparkSession, env: dict[str, Path]
+) -> None:
     write(env["landing"] / "crm/d1/a.csv", "id,email\n1,a@x.com\n2,b@x.com\n")
     declare(env["sources"], "crm", format="csv", path="crm/*/*.csv", options={"header": "true"})
     config = make_config(env)
@@ -215,13 +247,21 @@ def test_schema_drift_adds_columns_and_rescues_retyped_values(
     assert orders[4].channel == "pos" and orders[1].channel is None
     assert store.schema("bronze/orders")["total"].dataType.simpleString() == "double"
     crm = {r.id: r for r in store.read("bronze/crm").collect()}
-    assert crm["2"].email_address == "b@x.com" and crm["2"].email is None and crm["2"].language == "fr"
+    assert (
+        crm["2"].email_address == "b@x.com" and crm["2"].email is None and crm["2"].language == "fr"
+    )
 
 
 def test_rescue_mode_keeps_the_schema_fixed(spark: SparkSession, env: dict[str, Path]) -> None:
     write(env["landing"] / "crm/d1/a.csv", "id,email\n1,a@x.com\n")
-    declare(env["sources"], "crm", format="csv", path="crm/*/*.csv", options={"header": "true"},
-            schema_evolution="rescue")
+    declare(
+        env["sources"],
+        "crm",
+        format="csv",
+        path="crm/*/*.csv",
+        options={"header": "true"},
+        schema_evolution="rescue",
+    )
     config = make_config(env)
     ingest(spark, config)
     write(env["landing"] / "crm/d2/a.csv", "id,email,extra\n2,b@x.com,zz\n")
@@ -232,7 +272,9 @@ def test_rescue_mode_keeps_the_schema_fixed(spark: SparkSession, env: dict[str, 
     assert json.loads(row._rescued_data) == {"extra": "zz"}
 
 
-@pytest.mark.parametrize("fault_point", ["ingest.after_bronze_commit", "ingest.after_quarantine_commit"])
+@pytest.mark.parametrize(
+    "fault_point", ["ingest.after_bronze_commit", "ingest.after_quarantine_commit"]
+)
 def test_crash_after_a_commit_then_rerun_lands_everything_once(
     spark: SparkSession, env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, fault_point: str
 ) -> None:
@@ -259,7 +301,9 @@ def test_crash_after_a_commit_then_rerun_lands_everything_once(
     assert store.read(INGESTED_FILES_TABLE).count() == 2
 
 
-def test_declaration_errors_name_the_file_and_field(spark: SparkSession, env: dict[str, Path]) -> None:
+def test_declaration_errors_name_the_file_and_field(
+    spark: SparkSession, env: dict[str, Path]
+) -> None:
     write(env["landing"] / "crm/d1/a.csv", "id,email\n1,a@x.com\n")
     config = make_config(env)
 
@@ -267,25 +311,89 @@ def test_declaration_errors_name_the_file_and_field(spark: SparkSession, env: di
     with pytest.raises(StageFailed, match=r"crm\.yaml: field 'format'"):
         ingest(spark, config)
 
-    (env["sources"] / "crm.yaml").write_text(yaml.safe_dump({"name": "crm", "kind": "profile", "format": "csv"}))
+    (env["sources"] / "crm.yaml").write_text(
+        yaml.safe_dump({"name": "crm", "kind": "profile", "format": "csv"})
+    )
     with pytest.raises(StageFailed, match=r"crm\.yaml: missing field 'path'"):
         ingest(spark, config)
 
-    declare(env["sources"], "crm", format="csv", path="crm/*/*.csv", options={"header": "true"},
-            mapping={"email": "email", "phone": "phone_number"})
-    with pytest.raises(StageFailed, match=r"crm\.yaml: mapping\.phone: 'phone_number' does not resolve"):
+    declare(
+        env["sources"],
+        "crm",
+        format="csv",
+        path="crm/*/*.csv",
+        options={"header": "true"},
+        mapping={"email": "email", "phone": "phone_number"},
+    )
+    with pytest.raises(
+        StageFailed, match=r"crm\.yaml: mapping\.phone: 'phone_number' does not resolve"
+    ):
         ingest(spark, config)
 
 
-def test_a_source_added_by_yaml_alone_is_ingested(spark: SparkSession, env: dict[str, Path]) -> None:
+def test_a_source_added_by_yaml_alone_is_ingested(
+    spark: SparkSession, env: dict[str, Path]
+) -> None:
     write(env["landing"] / "crm/d1/a.csv", "id,email\n1,a@x.com\n")
     declare(env["sources"], "crm", format="csv", path="crm/*/*.csv", options={"header": "true"})
     config = make_config(env)
     ingest(spark, config)
     write(env["landing"] / "surveys/s.json", '{"respondent": "a@x.com", "nps": 9}\n')
-    declare(env["sources"], "surveys", kind="other", format="ndjson", path="surveys/*.json",
-            mapping={"email": "respondent"})
+    declare(
+        env["sources"],
+        "surveys",
+        kind="other",
+        format="ndjson",
+        path="surveys/*.json",
+        mapping={"email": "respondent"},
+    )
     result = ingest(spark, config)
     assert result.rows_written == {"bronze/surveys": 1}
     store = open_store(spark, config)
     assert store.read("bronze/surveys").collect()[0].nps == 9
+
+
+def test_streaming_ingest_gives_the_same_tables_as_batch(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    from chispa import assert_df_equality
+
+    def setup(root: Path) -> dict[str, Path]:
+        paths = {k: root / k for k in ("data", "landing", "sources")}
+        write(paths["landing"] / "crm/d1/a.csv", "id,email\n1,a@x.com\n2\n3,c@x.com\n")
+        write(
+            paths["landing"] / "web/d1/w.json", '{"id": 1, "u": {"e": "x"}}\n{"id": \n{"id": 3}\n'
+        )
+        declare(
+            paths["sources"], "crm", format="csv", path="crm/*/*.csv", options={"header": "true"}
+        )
+        declare(paths["sources"], "web", kind="event", format="ndjson", path="web/*/*.json")
+        return paths
+
+    batch_env, stream_env = setup(tmp_path / "batch"), setup(tmp_path / "stream")
+    ingest(spark, make_config(batch_env))
+    stream_config = make_config(stream_env).model_copy(
+        update={"ingest": make_config(stream_env).ingest.model_copy(update={"mode": "stream"})}
+    )
+    first = ingest(spark, stream_config)
+    assert first.rows_written == {"bronze/crm": 2, "bronze/web": 2}
+    # A second drop arrives; the stream picks up only it, from its checkpoint.
+    for env_paths in (batch_env, stream_env):
+        write(env_paths["landing"] / "crm/d2/b.csv", "id,email\n4,d@x.com\n")
+    ingest(spark, make_config(batch_env))
+    second = ingest(spark, stream_config)
+    assert second.rows_written == {"bronze/crm": 1}
+    assert (stream_env["data"] / "_checkpoints" / "ingest" / "crm").is_dir()
+
+    volatile = ["_ingest_run_id", "_ingested_at"]
+    b_store = open_store(spark, make_config(batch_env))
+    s_store = open_store(spark, stream_config)
+    for table in ("bronze/crm", "bronze/web", QUARANTINE_TABLE):
+        b = b_store.read(table).drop(*volatile)
+        s = s_store.read(table).drop(*volatile)
+        # Paths differ by landing root only.
+        b = b.withColumn("_file_path", F.regexp_replace("_file_path", r"^.*/landing/", ""))
+        s = s.withColumn("_file_path", F.regexp_replace("_file_path", r"^.*/landing/", ""))
+        b = b.drop("_file_modified_at")
+        s = s.drop("_file_modified_at")
+        assert_df_equality(s.select(*b.columns), b, ignore_row_order=True, ignore_nullable=True)

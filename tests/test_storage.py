@@ -66,7 +66,9 @@ def delta_table(store: TableStore, name: str) -> DeltaTable:
     return DeltaTable(store.table_uri(name))
 
 
-def assert_standard_delta(store: TableStore, name: str, expected_version: int, columns: list[str]) -> None:
+def assert_standard_delta(
+    store: TableStore, name: str, expected_version: int, columns: list[str]
+) -> None:
     table = delta_table(store, name)
     assert table.version() == expected_version
     proto = table.protocol()
@@ -84,7 +86,9 @@ def test_append_creates_then_adds(spark: SparkSession, store: TableStore) -> Non
     assert (r1.version, r2.version) == (0, 1)
     assert r2.rows_written == 1
     expected = rows(spark, [(1, "a", "GB", 1), (2, "b", "US", 1), (3, "c", "GB", 1)])
-    assert_df_equality(store.read("bronze/t"), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        store.read("bronze/t"), expected, ignore_row_order=True, ignore_nullable=True
+    )
     assert_standard_delta(store, "bronze/t", 1, ["id", "name", "country", "updated"])
     assert delta_table(store, "bronze/t").to_pyarrow_table().num_rows == 3
     assert store.history("bronze/t")[0].run_id == "test-run-1"
@@ -97,14 +101,23 @@ def test_overwrite_whole_and_by_partition(spark: SparkSession, store: TableStore
         rows(spark, [(1, "a", "GB", 1), (2, "b", "US", 1), (3, "c", "DE", 1)]),
         partition_by=["country"],
     )
-    store.overwrite("silver/p", rows(spark, [(4, "d", "GB", 2), (5, "e", "GB", 2)]), replace_partitions=True)
-    expected = rows(spark, [(4, "d", "GB", 2), (5, "e", "GB", 2), (2, "b", "US", 1), (3, "c", "DE", 1)])
+    store.overwrite(
+        "silver/p", rows(spark, [(4, "d", "GB", 2), (5, "e", "GB", 2)]), replace_partitions=True
+    )
+    expected = rows(
+        spark, [(4, "d", "GB", 2), (5, "e", "GB", 2), (2, "b", "US", 1), (3, "c", "DE", 1)]
+    )
     got = store.read("silver/p").select(*SCHEMA.fieldNames())
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
     assert delta_table(store, "silver/p").metadata().partition_columns == ["country"]
     # Partition values live in the log; delta-rs sees them without Spark.
     by_rs = delta_table(store, "silver/p").to_pyarrow_table().to_pylist()
-    assert sorted((r["id"], r["country"]) for r in by_rs) == [(2, "US"), (3, "DE"), (4, "GB"), (5, "GB")]
+    assert sorted((r["id"], r["country"]) for r in by_rs) == [
+        (2, "US"),
+        (3, "DE"),
+        (4, "GB"),
+        (5, "GB"),
+    ]
 
     store.overwrite("silver/p", rows(spark, [(9, "z", "FR", 3)]))
     assert_df_equality(
@@ -134,7 +147,9 @@ def test_merge_update_insert_delete(spark: SparkSession, store: TableStore) -> N
         delete_condition="s.name IS NULL",
     )
     expected = rows(spark, [(1, "a-new", "GB", 6), (2, "b", "US", 5), (4, "d", "FR", 1)])
-    assert_df_equality(store.read("silver/m"), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        store.read("silver/m"), expected, ignore_row_order=True, ignore_nullable=True
+    )
     assert result.metrics["num_updated"] == 1
     assert result.metrics["num_inserted"] == 1
     assert result.metrics["num_deleted"] == 1
@@ -142,7 +157,10 @@ def test_merge_update_insert_delete(spark: SparkSession, store: TableStore) -> N
 
     # The same source again changes nothing but the already-applied rows stay as they are.
     again = store.merge(
-        "silver/m", rows(spark, [(1, "a-new", "GB", 6)]), keys=["id"], update_condition="s.updated > t.updated"
+        "silver/m",
+        rows(spark, [(1, "a-new", "GB", 6)]),
+        keys=["id"],
+        update_condition="s.updated > t.updated",
     )
     assert again.version is None or again.metrics.get("num_updated", 0) == 0
     assert store.read("silver/m").count() == 3
@@ -267,7 +285,9 @@ def test_killed_writer_process_leaves_table_intact(spark: SparkSession, tmp_path
         "print('committed')\n"
     )
     env = {**__import__("os").environ, "CDP_FAULT_POINT": "storage.before_commit"}
-    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 137, proc.stderr[-2000:]
     assert "committed" not in proc.stdout
     # Orphan data files exist on disk, but the table is still at version 0 with one row.
@@ -305,7 +325,9 @@ def test_concurrent_appends_all_land(spark: SparkSession, rs_store: DeltaRsStore
     assert delta_table(rs_store, "bronze/cc").version() == 4
 
 
-def test_concurrent_merges_retry_or_fail_clearly(spark: SparkSession, rs_store: DeltaRsStore) -> None:
+def test_concurrent_merges_retry_or_fail_clearly(
+    spark: SparkSession, rs_store: DeltaRsStore
+) -> None:
     rs_store.append("silver/cm", rows(spark, [(i, "x", "GB", 0) for i in range(10)]))
     outcomes: list[str] = []
 
@@ -333,7 +355,9 @@ def test_concurrent_merges_retry_or_fail_clearly(spark: SparkSession, rs_store: 
         assert final[i] == (f"m{i}" if True else "x") or "conflict" in outcomes
 
 
-def test_concurrent_commit_conflict_is_detected(spark: SparkSession, rs_store: DeltaRsStore) -> None:
+def test_concurrent_commit_conflict_is_detected(
+    spark: SparkSession, rs_store: DeltaRsStore
+) -> None:
     """A merge whose read version was overtaken is recomputed, so the other write survives."""
     rs_store.append("silver/race", rows(spark, [(1, "a", "GB", 0)]))
     original = rs_store._commit
@@ -363,7 +387,9 @@ def test_retries_exhausted_is_a_clear_conflict_error(spark: SparkSession, tmp_pa
     original = store._commit
 
     def always_overtaken(*args, **kwargs):  # type: ignore[no-untyped-def]
-        DeltaRsStore(spark, store.root).append("x/y", rows(spark, [(int(time.time_ns() % 1000) + 10, "o", "GB", 0)]))
+        DeltaRsStore(spark, store.root).append(
+            "x/y", rows(spark, [(int(time.time_ns() % 1000) + 10, "o", "GB", 0)])
+        )
         return original(*args, **kwargs)
 
     store._commit = always_overtaken  # type: ignore[method-assign]
@@ -383,8 +409,12 @@ def _write_log(table: Path, actions: list[dict]) -> None:
     ("protocol", "configuration", "feature"),
     [
         (
-            {"minReaderVersion": 3, "minWriterVersion": 7, "readerFeatures": ["deletionVectors"],
-             "writerFeatures": ["deletionVectors"]},
+            {
+                "minReaderVersion": 3,
+                "minWriterVersion": 7,
+                "readerFeatures": ["deletionVectors"],
+                "writerFeatures": ["deletionVectors"],
+            },
             {},
             "deletionVectors",
         ),

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -90,6 +90,9 @@ class LogConfig(_Model):
 
 
 class IngestConfig(_Model):
+    # batch: list and read new files; stream: Structured Streaming, trigger availableNow,
+    # checkpoint under <data_root>/_checkpoints/ingest/<source>.
+    mode: Literal["batch", "stream"] = "batch"
     max_files_per_run: int | None = Field(default=None, ge=1)
     quarantine_raw_max_chars: int = Field(default=100_000, ge=100)
 
@@ -295,6 +298,8 @@ def load_config(
             origins.append(str(env_file))
         elif env is not None or "CDP_ENV" in environ:
             raise ConfigError(f"env: no file {env_file} for environment {env_name!r}")
+        # The environment is the one chosen, whatever base.yaml says by default.
+        merged["env"] = env_name
     for conf_file in conf_files or []:
         path = Path(conf_file)
         if not path.exists():

@@ -27,7 +27,8 @@ import gzip
 import io
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -231,8 +232,8 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _with_lineage(df: DataFrame) -> DataFrame:
-    """Source columns plus file lineage; must sit directly on the file scan."""
+def with_file_columns(df: DataFrame) -> DataFrame:
+    """Source columns plus the file's lineage from the scan's ``_metadata`` (batch or stream)."""
     cols = [F.col(f"`{c}`") for c in df.columns]
     if CORRUPT not in df.columns:
         cols.append(F.lit(None).cast("string").alias(CORRUPT))
@@ -242,10 +243,22 @@ def _with_lineage(df: DataFrame) -> DataFrame:
         F.col("_metadata.file_size").alias("_file_size"),
         F.col("_metadata.file_modification_time").alias("_file_modified_at"),
         F.col("_metadata.file_block_start").alias("_file_offset"),
-        (F.monotonically_increasing_id().bitwiseAND(F.lit(_ROW_INDEX_MASK)) + 1).alias(
-            "_row_number"
-        ),
     )
+
+
+def with_row_number(df: DataFrame) -> DataFrame:
+    """1-based row within the file (or within its split starting at ``_file_offset``).
+
+    Relies on one file split per scan partition (see :func:`one_file_per_partition`): the low
+    33 bits of ``monotonically_increasing_id`` are the row's index inside its partition.
+    """
+    return df.withColumn(
+        "_row_number", F.monotonically_increasing_id().bitwiseAND(F.lit(_ROW_INDEX_MASK)) + 1
+    )
+
+
+def _with_lineage(df: DataFrame) -> DataFrame:
+    return with_row_number(with_file_columns(df))
 
 
 def read_source_files(
@@ -267,8 +280,7 @@ def read_source_files(
                 groups.setdefault(tuple(header), []).append(f)
         for names, group in groups.items():
             schema = StructType(
-                [StructField(c, StringType()) for c in names]
-                + [StructField(CORRUPT, StringType())]
+                [StructField(c, StringType()) for c in names] + [StructField(CORRUPT, StringType())]
             )
             df = (
                 source_reader(spark, spec, schema)
@@ -556,9 +568,130 @@ def _drop_rows_already_landed(
     return good.where(~is_changed).unionByName(fresh)
 
 
-def ingest_source(ctx: StageContext, spec: SourceSpec, *, ingested_at: datetime) -> SourceOutcome:
-    """Land the new and changed files of one source."""
+def land_frames(
+    ctx: StageContext,
+    spec: SourceSpec,
+    *,
+    frames: Sequence[DataFrame],
+    unreadable: Sequence[tuple[LandedFile, str]],
+    files: Sequence[LandedFile],
+    for_bronze: Sequence[LandedFile],
+    for_quarantine: Sequence[LandedFile],
+    changed_uris: Sequence[str],
+    ingested_at: datetime,
+    commit_info: dict[str, Any] | None = None,
+) -> tuple[int, int]:
+    """Write parsed frames to bronze and quarantine, then record ``files`` as ingested.
+
+    Only rows of ``for_bronze`` files go to bronze and only rows of ``for_quarantine`` files
+    to quarantine (after a crash one table may already hold a file). Returns
+    (rows landed, rows quarantined).
+    """
     spark, store, run_id = ctx.spark, ctx.store, ctx.run.run_id
+    schema_so_far = store.schema(spec.table) if store.exists(spec.table) else None
+    goods: list[DataFrame] = []
+    bads: list[DataFrame] = []
+    for frame in frames:
+        aligned, schema_so_far = align_to_schema(frame, schema_so_far, mode=spec.schema_evolution)
+        good, bad = split_good_and_quarantined(
+            aligned,
+            source=spec.name,
+            fmt=spec.format,
+            run_id=run_id,
+            ingested_at=ingested_at,
+            raw_max_chars=ctx.config.ingest.quarantine_raw_max_chars,
+        )
+        goods.append(good)
+        bads.append(bad)
+    if unreadable:
+        bads.append(_unreadable_rows(spark, spec, unreadable, run_id, ingested_at))
+    landed = quarantined = 0
+    extra = dict(commit_info or {})
+    if goods and for_bronze:
+        good_all = goods[0]
+        for g in goods[1:]:
+            good_all = good_all.unionByName(g, allowMissingColumns=True)
+        good_all = good_all.where(F.col("_file_path").isin(sorted({f.uri for f in for_bronze})))
+        good_all = _drop_rows_already_landed(store, spec, good_all, list(changed_uris))
+        result = store.append(
+            spec.table,
+            good_all,
+            commit_info={**extra, "source": spec.name, "files": [list(f.key) for f in for_bronze]},
+        )
+        landed = result.rows_written
+    faults.checkpoint("ingest.after_bronze_commit")
+    if bads and for_quarantine:
+        bad_all = bads[0]
+        for b in bads[1:]:
+            bad_all = bad_all.unionByName(b)
+        bad_all = bad_all.where(F.col("_file_path").isin(sorted({f.uri for f in for_quarantine})))
+        result = store.append(
+            QUARANTINE_TABLE,
+            bad_all,
+            commit_info={
+                **extra,
+                "source": spec.name,
+                "files": [list(f.key) for f in for_quarantine],
+            },
+        )
+        quarantined = result.rows_written
+    faults.checkpoint("ingest.after_quarantine_commit")
+    broken = {f for f, _ in unreadable}
+    ingested = spark.createDataFrame(
+        [
+            (
+                spec.name,
+                f.uri,
+                f.size,
+                f.modified_ms,
+                "empty" if f.size == 0 else ("unreadable" if f in broken else "ingested"),
+                run_id,
+                ingested_at,
+            )
+            for f in files
+        ],
+        INGESTED_FILES_SCHEMA,
+    )
+    store.append(INGESTED_FILES_TABLE, ingested)
+    ctx.run.read(f"landing/{spec.name}", landed + quarantined)
+    ctx.run.wrote(spec.table, landed)
+    ctx.run.quarantined(spec.table, quarantined)
+    return landed, quarantined
+
+
+def _unreadable_rows(
+    spark: SparkSession,
+    spec: SourceSpec,
+    unreadable: Sequence[tuple[LandedFile, str]],
+    run_id: str,
+    ingested_at: datetime,
+) -> DataFrame:
+    """One quarantine row per file that could not be read at all."""
+    return spark.createDataFrame(
+        [
+            (
+                spec.name,
+                f.uri,
+                f.size,
+                datetime.fromtimestamp(f.modified_ms / 1000, tz=timezone.utc),
+                0,
+                0,
+                None,
+                reason,
+                None,
+                run_id,
+                ingested_at,
+                None,
+            )
+            for f, reason in unreadable
+        ],
+        QUARANTINE_SCHEMA,
+    )
+
+
+def ingest_source(ctx: StageContext, spec: SourceSpec, *, ingested_at: datetime) -> SourceOutcome:
+    """Land the new and changed files of one source (batch)."""
+    spark, store = ctx.spark, ctx.store
     outcome = SourceOutcome(source=spec.name)
     found = list_landed_files(spark, spec.glob_for(ctx.config.landing_uri))
     known = _known_files(store, spec.name)
@@ -580,99 +713,21 @@ def ingest_source(ctx: StageContext, spec: SourceSpec, *, ingested_at: datetime)
     to_read = sorted(set(for_bronze) | set(for_quarantine))
     if len(to_read) < len(pending):
         ctx.progress(
-            f"{spec.name}: {len(pending) - len(to_read)} files were committed by an interrupted run; "
-            "not landing them again"
+            f"{spec.name}: {len(pending) - len(to_read)} files were committed by an interrupted "
+            "run; not landing them again"
         )
-
     frames, unreadable = read_source_files(spark, spec, to_read)
-    target_schema = store.schema(spec.table) if store.exists(spec.table) else None
-    goods: list[DataFrame] = []
-    bads: list[DataFrame] = []
-    schema_so_far = target_schema
-    for frame in frames:
-        aligned, schema_so_far = align_to_schema(frame, schema_so_far, mode=spec.schema_evolution)
-        good, bad = split_good_and_quarantined(
-            aligned,
-            source=spec.name,
-            fmt=spec.format,
-            run_id=run_id,
-            ingested_at=ingested_at,
-            raw_max_chars=ctx.config.ingest.quarantine_raw_max_chars,
-        )
-        goods.append(good)
-        bads.append(bad)
-    if unreadable:
-        bads.append(
-            spark.createDataFrame(
-                [
-                    (
-                        spec.name,
-                        f.uri,
-                        f.size,
-                        datetime.fromtimestamp(f.modified_ms / 1000, tz=timezone.utc),
-                        0,
-                        0,
-                        None,
-                        reason,
-                        None,
-                        run_id,
-                        ingested_at,
-                        None,
-                    )
-                    for f, reason in unreadable
-                ],
-                QUARANTINE_SCHEMA,
-            )
-        )
-
-    bronze_uris = {f.uri for f in for_bronze}
-    quarantine_uris = {f.uri for f in for_quarantine}
-    if goods:
-        good_all = goods[0]
-        for g in goods[1:]:
-            good_all = good_all.unionByName(g, allowMissingColumns=True)
-        good_all = good_all.where(F.col("_file_path").isin(sorted(bronze_uris)))
-        good_all = _drop_rows_already_landed(store, spec, good_all, changed_uris)
-        result = store.append(
-            spec.table,
-            good_all,
-            commit_info={"source": spec.name, "files": [list(f.key) for f in for_bronze]},
-        )
-        outcome.rows_landed = result.rows_written
-    faults.checkpoint("ingest.after_bronze_commit")
-    if bads:
-        bad_all = bads[0]
-        for b in bads[1:]:
-            bad_all = bad_all.unionByName(b)
-        bad_all = bad_all.where(F.col("_file_path").isin(sorted(quarantine_uris)))
-        result = store.append(
-            QUARANTINE_TABLE,
-            bad_all,
-            commit_info={"source": spec.name, "files": [list(f.key) for f in for_quarantine]},
-        )
-        outcome.rows_quarantined = result.rows_written
-    faults.checkpoint("ingest.after_quarantine_commit")
-    ingested = spark.createDataFrame(
-        [
-            (
-                spec.name,
-                f.uri,
-                f.size,
-                f.modified_ms,
-                "empty"
-                if f.size == 0
-                else ("unreadable" if f in {u for u, _ in unreadable} else "ingested"),
-                run_id,
-                ingested_at,
-            )
-            for f in pending
-        ],
-        INGESTED_FILES_SCHEMA,
+    outcome.rows_landed, outcome.rows_quarantined = land_frames(
+        ctx,
+        spec,
+        frames=frames,
+        unreadable=unreadable,
+        files=pending,
+        for_bronze=for_bronze,
+        for_quarantine=for_quarantine,
+        changed_uris=changed_uris,
+        ingested_at=ingested_at,
     )
-    store.append(INGESTED_FILES_TABLE, ingested)
-    ctx.run.read(f"landing/{spec.name}", outcome.rows_landed + outcome.rows_quarantined)
-    ctx.run.wrote(spec.table, outcome.rows_landed)
-    ctx.run.quarantined(spec.table, outcome.rows_quarantined)
     ctx.progress(
         f"{spec.name}: {outcome.files_new} new and {outcome.files_changed} changed files -> "
         f"{outcome.rows_landed:,} rows landed, {outcome.rows_quarantined:,} quarantined"
@@ -689,20 +744,16 @@ def run_ingest(ctx: StageContext) -> None:
         )
     for spec in sources:
         validate_source(ctx.spark, spec, ctx.config.landing_uri)
-    conf = ctx.spark.conf
-    previous = conf.get("spark.sql.files.openCostInBytes", None)
-    max_split = conf.get("spark.sql.files.maxPartitionBytes", "134217728") or "134217728"
-    # One file per read partition, so the row index inside a partition is the row's place in
-    # its file (or in its split of a large splittable file, at _file_offset).
-    conf.set("spark.sql.files.openCostInBytes", str(_bytes(max_split)))
-    # Malformed-record detection must not depend on which columns a query needs.
-    previous_pruning = conf.get("spark.sql.csv.parser.columnPruning.enabled", "true")
-    conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
     ingested_at = datetime.now(timezone.utc)
-    try:
+    with one_file_per_partition(ctx.spark):
         totals = SourceOutcome(source="*")
         for spec in sources:
-            out = ingest_source(ctx, spec, ingested_at=ingested_at)
+            if ctx.config.ingest.mode == "stream":
+                from cdp.bronze.stream import ingest_source_stream
+
+                out = ingest_source_stream(ctx, spec, ingested_at=ingested_at)
+            else:
+                out = ingest_source(ctx, spec, ingested_at=ingested_at)
             totals.rows_landed += out.rows_landed
             totals.rows_quarantined += out.rows_quarantined
             totals.files_new += out.files_new
@@ -710,6 +761,25 @@ def run_ingest(ctx: StageContext) -> None:
         ctx.run.metric("sources", len(sources))
         ctx.run.metric("files_new", totals.files_new)
         ctx.run.metric("files_changed", totals.files_changed)
+        ctx.run.metric("mode", ctx.config.ingest.mode)
+
+
+@contextmanager
+def one_file_per_partition(spark: SparkSession) -> Iterator[None]:
+    """Read settings that make row numbers and malformed-record detection exact.
+
+    Opening a file is made to cost a whole split, so Spark never packs two files into one
+    read partition; and CSV column pruning is off, so whether a record is malformed does not
+    depend on which columns a query needs.
+    """
+    conf = spark.conf
+    previous = conf.get("spark.sql.files.openCostInBytes", None)
+    previous_pruning = conf.get("spark.sql.csv.parser.columnPruning.enabled", "true")
+    max_split = conf.get("spark.sql.files.maxPartitionBytes", "134217728") or "134217728"
+    conf.set("spark.sql.files.openCostInBytes", str(_bytes(max_split)))
+    conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
+    try:
+        yield
     finally:
         conf.set("spark.sql.csv.parser.columnPruning.enabled", previous_pruning or "true")
         if previous is None:

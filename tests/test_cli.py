@@ -1,0 +1,144 @@
+"""The `cdp` command and the jobs/ entry points, run as real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def cdp(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "cdp"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_version_and_stages() -> None:
+    from cdp import __version__
+    from cdp.pipeline import STAGES
+
+    out = cdp("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"cdp {__version__}"
+    stages = cdp("stages")
+    assert stages.returncode == 0
+    assert [line.split()[0] for line in stages.stdout.splitlines()] == [s.name for s in STAGES]
+
+
+def test_every_stage_has_a_job_entry_point() -> None:
+    from cdp.pipeline import STAGES
+
+    jobs = {p.stem for p in (ROOT / "jobs").glob("*.py")}
+    assert jobs == {s.name for s in STAGES}
+    for stage in STAGES:
+        assert f'job_main("{stage.name}"' in (ROOT / "jobs" / f"{stage.name}.py").read_text()
+
+
+def test_usage_errors_are_one_clear_line() -> None:
+    out = cdp("run", "nosuchstage")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("cdp: error: unknown stage 'nosuchstage'")
+    bad = cdp("run", "ingest", "--set", "storage.backend=postgres")
+    assert bad.returncode == 2
+    assert "storage.backend" in bad.stderr and "command line" in bad.stderr
+    when = cdp("run", "ingest", "--as-of", "yesterday")
+    assert when.returncode == 2 and "--as-of" in when.stderr
+
+
+def test_failed_stage_prints_error_and_log_then_tables_show_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    empty_sources = tmp_path / "no-sources"
+    empty_sources.mkdir()
+    out = cdp(
+        "run",
+        "ingest",
+        "--env",
+        "test",
+        "--data-root",
+        str(data),
+        "--set",
+        f"sources_dirs=[{empty_sources}]",
+    )
+    assert out.returncode == 1, out.stderr[-3000:]
+    lines = out.stderr.strip().splitlines()
+    assert lines[-2].startswith(
+        "cdp: error: stage 'ingest' failed: ConfigError: no sources declared"
+    )
+    log_path = Path(lines[-1].removeprefix("cdp: log: "))
+    assert log_path.exists() and "Traceback" in log_path.read_text()
+
+    tables = cdp("tables", "--env", "test", "--data-root", str(data))
+    assert tables.returncode == 0, tables.stderr[-3000:]
+    assert "ops/run_log" in tables.stdout
+
+
+@pytest.mark.slow
+def test_spark_submit_runs_a_job_from_the_zip(tmp_path: Path) -> None:
+    """pyspark's own spark-submit, --master local[2], with the library shipped as a zip."""
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, str(ROOT / "infra" / "package.py"), "--out", str(dist)], check=True
+    )
+    archive = next(dist.glob("cdp-*.zip"))
+    assert "cdp/bronze/ingest.py" in zipfile.ZipFile(archive).namelist()
+
+    landing = tmp_path / "landing"
+    (landing / "crm").mkdir(parents=True)
+    (landing / "crm" / "a.csv").write_text("id,email\n1,a@x.com\n2,b@x.com\n")
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "crm.yaml").write_text(
+        "name: crm\nkind: profile\nformat: csv\npath: crm/*.csv\noptions: {header: 'true'}\n"
+    )
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "CDP_DATA_ROOT": str(tmp_path / "data"),
+        "CDP_LANDING_ROOT": str(landing),
+    }
+    proc = subprocess.run(
+        [
+            str(BIN / "spark-submit"),
+            "--master",
+            "local[2]",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--py-files",
+            str(archive),
+            str(ROOT / "jobs" / "ingest.py"),
+            "--env",
+            "test",
+            "--set",
+            f"sources_dirs=[{sources}]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # Imported from the shipped zip (spark-submit's copy of it), not from the checkout.
+    # spark-submit's PythonRunner hands the driver's stderr to its stdout.
+    output = proc.stdout + proc.stderr
+    assert re.search(rf"cdp library: \S*{re.escape(archive.name)}/cdp\n", output), output[-3000:]
+    assert "master=local[2]" in output
+    from deltalake import DeltaTable
+
+    bronze = DeltaTable(str(tmp_path / "data" / "bronze" / "crm"))
+    assert bronze.to_pyarrow_table().num_rows == 2
