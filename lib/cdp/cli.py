@@ -165,11 +165,11 @@ def generate(config: CdpConfig, persons: int, out: str | None, seed: int) -> int
     target = out or config.landing_uri
     _say(f"generating {persons:,} persons (seed {seed}) into {target} ...")
     report = generate_landing(spark, out_dir=target, persons=persons, seed=seed)
-    for source, count in sorted(report.rows_per_source.items()):
+    for source, count in sorted(report.rows.items()):
         _say(
-            f"  {source:22} {count:>12,} rows in {len(report.files_per_source.get(source, []))} files"
+            f"  {source:22} {count:>12,} rows in {len(report.files.get(source, []))} files"
         )
-    _say(f"done in {report.elapsed_s:.1f}s; ground truth in {Path(target) / '_ground_truth'}")
+    _say(f"done in {report.elapsed_seconds:.1f}s; ground truth in {Path(target) / '_ground_truth'}")
     return 0
 
 
