@@ -98,6 +98,13 @@ def test_every_format_lands_with_lineage_and_accounting(
         pa.table({"order_id": [1, 2, 3], "total": [1.5, 2.5, 3.5]}), landing / "orders_d1.parquet"
     )
     write(landing / "orders_broken.parquet", b"PAR1 this is not a parquet file")
+    import pyarrow.orc as orc
+
+    (landing / "stores").mkdir()
+    orc.write_table(
+        pa.table({"store_id": ["s1", "s2"], "city": ["Leeds", "Köln"]}),
+        str(landing / "stores/s.orc"),
+    )
 
     declare(
         sources,
@@ -135,6 +142,7 @@ def test_every_format_lands_with_lineage_and_accounting(
     declare(sources, "loyalty", format="xml", path="loyalty/*/*.xml", options={"rowTag": "member"})
     declare(sources, "notes", kind="other", format="text", path="notes/*/*.txt")
     declare(sources, "orders", kind="transaction", format="parquet", path="orders_*.parquet")
+    declare(sources, "stores", kind="other", format="orc", path="stores/*.orc")
 
     config = make_config(env)
     result = ingest(spark, config)
@@ -148,6 +156,7 @@ def test_every_format_lands_with_lineage_and_accounting(
         "loyalty": (2, 0),
         "notes": (2, 0),
         "orders": (3, 1),
+        "stores": (2, 0),
     }
     quarantine = store.read(QUARANTINE_TABLE)
     for source, (landed, quarantined) in expected.items():
@@ -182,7 +191,7 @@ def test_every_format_lands_with_lineage_and_accounting(
     )
 
     files = store.read(INGESTED_FILES_TABLE)
-    assert files.count() == 9
+    assert files.count() == 10
     assert files.where("status = 'empty'").count() == 1
     assert files.where("status = 'unreadable'").count() == 1
     log_row = store.read("ops/run_log").where(f"run_id = '{result.run_id}'").collect()[0]

@@ -93,6 +93,8 @@ class IngestConfig(_Model):
     # batch: list and read new files; stream: Structured Streaming, trigger availableNow,
     # checkpoint under <data_root>/_checkpoints/ingest/<source>.
     mode: Literal["batch", "stream"] = "batch"
+    # Only these sources (None: every enabled source).
+    sources: list[str] | None = None
     max_files_per_run: int | None = Field(default=None, ge=1)
     quarantine_raw_max_chars: int = Field(default=100_000, ge=100)
 

@@ -737,7 +737,7 @@ def ingest_source(ctx: StageContext, spec: SourceSpec, *, ingested_at: datetime)
 
 def run_ingest(ctx: StageContext) -> None:
     """The ``ingest`` stage: validate every declaration, then land each source."""
-    sources = load_sources(ctx.config)
+    sources = load_sources(ctx.config, only=ctx.config.ingest.sources)
     if not sources:
         raise ConfigError(
             f"no sources declared in {ctx.config.source_dirs_resolved()} (add conf/sources/*.yaml)"
