@@ -448,32 +448,54 @@ def split_good_and_quarantined(
 # ---------------------------------------------------------------------------------------------
 
 
-def validate_source(spark: SparkSession, spec: SourceSpec, landing_root: str) -> LandedFile | None:
-    """Check the declared columns and mapping against the first file; ConfigError if wrong."""
-    files = [f for f in list_landed_files(spark, spec.glob_for(landing_root)) if f.size > 0]
-    if not files:
-        log.warning("source %s: no files match %s yet", spec.name, spec.glob_for(landing_root))
-        return None
-    frames: list[DataFrame] = []
+def _first_readable(
+    spark: SparkSession, spec: SourceSpec, files: Sequence[LandedFile]
+) -> tuple[LandedFile, StructType] | None:
+    """The first of ``files`` that can be read, with its schema (unreadable files are skipped:
+    ingestion quarantines them); None if the files hold no records at all."""
     problems = []
-    # The first file that can be read at all (an unreadable file is quarantined, not fatal).
-    for first in files:
+    for candidate in files:
         try:
-            frames, unreadable = read_source_files(spark, spec, [first])
+            frames, unreadable = read_source_files(spark, spec, [candidate])
         except Exception as exc:
             raise ConfigError(
-                f"{spec.origin}: format/options: cannot read {first.uri} as "
+                f"{spec.origin}: format/options: cannot read {candidate.uri} as "
                 f"{spec.format.value}: {_first_line(exc)}"
             ) from None
         if unreadable:
             problems.append(unreadable[0][1])
             continue
-        break
-    else:
+        if frames:
+            return candidate, frames[0].schema
+    if problems:
         raise ConfigError(f"{spec.origin}: format: no file can be read: {problems[0]}")
-    if not frames:
-        return first
-    df = frames[0]
+    return None
+
+
+def validate_source(spark: SparkSession, spec: SourceSpec, landing_root: str) -> LandedFile | None:
+    """Check key columns and mapping expressions against the files; ConfigError if wrong.
+
+    Columns are looked up in the first file and, so that a mapping may already cover a column
+    that a later delivery renamed or added (``coalesce(new_name, old_name)``), in the latest
+    file. A name in neither is a typo or a wrong declaration, reported with file and field.
+    """
+    files = [f for f in list_landed_files(spark, spec.glob_for(landing_root)) if f.size > 0]
+    if not files:
+        log.warning("source %s: no files match %s yet", spec.name, spec.glob_for(landing_root))
+        return None
+    head = _first_readable(spark, spec, files)
+    if head is None:
+        return None
+    first, schema = head
+    tail = _first_readable(spark, spec, list(reversed(files)))
+    latest = tail[0] if tail else first
+    if tail is not None:
+        known = set(schema.fieldNames())
+        schema = StructType([*schema.fields, *[f for f in tail[1].fields if f.name not in known]])
+    df = spark.createDataFrame([], schema)
+    where = f"the first file {first.uri}" + (
+        f" or the latest file {latest.uri}" if latest != first else ""
+    )
     for field_name, column in (
         *[("primary_key", c) for c in spec.primary_key],
         ("event_time", spec.event_time),
@@ -485,16 +507,16 @@ def validate_source(spark: SparkSession, spec: SourceSpec, landing_root: str) ->
             df.selectExpr(column)
         except AnalysisException:
             raise ConfigError(
-                f"{spec.origin}: {field_name}: column {column!r} is not in the first file "
-                f"{first.uri} (columns: {[c for c in df.columns if not c.startswith('_')]})"
+                f"{spec.origin}: {field_name}: column {column!r} is not in {where} "
+                f"(columns: {[c for c in df.columns if not c.startswith('_')]})"
             ) from None
     for canonical, expr in spec.mapping.items():
         try:
             df.selectExpr(f"{expr} AS `{canonical}`")
         except AnalysisException as exc:
             raise ConfigError(
-                f"{spec.origin}: mapping.{canonical}: {expr!r} does not resolve against the first "
-                f"file {first.uri}: {_first_line(exc)}"
+                f"{spec.origin}: mapping.{canonical}: {expr!r} does not resolve against {where}: "
+                f"{_first_line(exc)}"
             ) from None
         except Exception as exc:  # parse errors in the expression
             raise ConfigError(
