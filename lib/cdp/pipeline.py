@@ -55,6 +55,12 @@ STAGES: tuple[Stage, ...] = (
         description="Land new files of every declared source into bronze Delta tables",
     ),
     Stage(
+        name="silver",
+        entry="cdp.silver.stage:run_silver",
+        description="Standardize, validate, de-duplicate and upsert bronze into canonical silver tables",
+        depends_on=("ingest",),
+    ),
+    Stage(
         name="maintenance",
         entry="cdp.maintenance:run_maintenance",
         description="Compact small files and vacuum unreferenced files of every table",

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,9 @@ def build_session(config: CdpConfig) -> SparkSession:
         return session
 
     ensure_java()
+    # Python workers must run this interpreter (with pandas, pyarrow, phonenumbers), not
+    # whatever `python3` is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     cores = os.cpu_count() or 2
     partitions = config.spark.shuffle_partitions or max(2, 2 * cores)
     builder = (

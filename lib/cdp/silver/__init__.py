@@ -1,0 +1,1 @@
+"""Silver layer: standardized, validated, de-duplicated canonical entities."""

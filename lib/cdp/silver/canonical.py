@@ -1,0 +1,194 @@
+"""The canonical silver model and the mapping of a source's bronze rows onto it.
+
+Every source maps, through the ``mapping`` of its YAML declaration, onto one canonical table
+chosen by its ``kind``. Canonical fields the source does not map are null; source columns the
+mapping does not use are kept, as text, in the ``attributes`` map, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, MapType, StructType
+
+from cdp.sources import SourceKind, SourceSpec
+
+
+@dataclass(frozen=True)
+class CanonicalTable:
+    name: str
+    fields: tuple[str, ...]
+    time_field: str  # the record's event or modification time, which orders its versions
+
+    @property
+    def table(self) -> str:
+        return f"silver/{self.name}"
+
+
+PERSON_RECORDS = CanonicalTable(
+    "person_records",
+    (
+        "source_record_id",
+        "crm_id",
+        "loyalty_id",
+        "customer_id",
+        "anonymous_id",
+        "device_id",
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "full_name",
+        "birth_date",
+        "gender",
+        "address_line1",
+        "city",
+        "postcode",
+        "country",
+        "updated_at",
+    ),
+    "updated_at",
+)
+EVENTS = CanonicalTable(
+    "events",
+    (
+        "source_record_id",
+        "event_type",
+        "event_time",
+        "anonymous_id",
+        "device_id",
+        "customer_id",
+        "email",
+        "phone",
+        "channel",
+        "campaign_id",
+        "properties",
+    ),
+    "event_time",
+)
+TRANSACTIONS = CanonicalTable(
+    "transactions",
+    (
+        "source_record_id",
+        "order_id",
+        "customer_id",
+        "crm_id",
+        "loyalty_id",
+        "email",
+        "phone",
+        "amount",
+        "currency",
+        "order_time",
+        "items",
+        "channel",
+        "store_id",
+    ),
+    "order_time",
+)
+CONSENTS = CanonicalTable(
+    "consents",
+    (
+        "source_record_id",
+        "email",
+        "phone",
+        "crm_id",
+        "customer_id",
+        "purpose",
+        "channel",
+        "status",
+        "consent_time",
+    ),
+    "consent_time",
+)
+
+TABLES: dict[str, CanonicalTable] = {
+    t.name: t for t in (PERSON_RECORDS, EVENTS, TRANSACTIONS, CONSENTS)
+}
+# 'other' sources (support tickets, surveys) are interactions: they become events whose type
+# is the source name, with their free fields in `attributes`.
+TABLE_FOR_KIND: dict[SourceKind, CanonicalTable] = {
+    SourceKind.PROFILE: PERSON_RECORDS,
+    SourceKind.EVENT: EVENTS,
+    SourceKind.TRANSACTION: TRANSACTIONS,
+    SourceKind.CONSENT: CONSENTS,
+    SourceKind.OTHER: EVENTS,
+}
+
+BRONZE_LINEAGE = (
+    "_source",
+    "_file_path",
+    "_file_size",
+    "_file_modified_at",
+    "_file_offset",
+    "_row_number",
+    "_ingest_run_id",
+    "_ingested_at",
+    "_record_hash",
+    "_rescued_data",
+)
+TRUE_WORDS = ("true", "t", "1", "yes", "y", "deleted", "d")
+
+
+def _as_text(df: DataFrame, expr: str) -> Column:
+    """A mapping expression as text; structs, arrays and maps become JSON."""
+    col = F.expr(expr)
+    dtype = df.select(col.alias("x")).schema["x"].dataType
+    if isinstance(dtype, (StructType, ArrayType, MapType)):
+        return F.to_json(col)
+    return col.cast("string")
+
+
+def map_to_canonical(spec: SourceSpec) -> Callable[[DataFrame], DataFrame]:
+    """Bronze rows of ``spec`` -> rows of its canonical table, every field as raw text.
+
+    Adds ``source``, ``is_deleted``, ``attributes`` and the bronze lineage (``_bronze_*``).
+    """
+    table = TABLE_FOR_KIND[spec.kind]
+
+    def transform(bronze: DataFrame) -> DataFrame:
+        cols: list[Column] = [F.lit(spec.name).alias("source")]
+        for field in table.fields:
+            if field in spec.mapping:
+                cols.append(_as_text(bronze, spec.mapping[field]).alias(field))
+            elif field == table.time_field and spec.event_time:
+                cols.append(F.col(f"`{spec.event_time}`").cast("string").alias(field))
+            elif field == "event_type" and spec.kind is SourceKind.OTHER:
+                cols.append(F.lit(spec.name).alias(field))
+            elif field == "source_record_id" and spec.primary_key:
+                cols.append(
+                    F.concat_ws(
+                        ":", *[F.col(f"`{k}`").cast("string") for k in spec.primary_key]
+                    ).alias(field)
+                )
+            else:
+                cols.append(F.lit(None).cast("string").alias(field))
+        if spec.delete_flag:
+            flag = F.lower(F.trim(F.col(f"`{spec.delete_flag}`").cast("string")))
+            cols.append(F.coalesce(flag.isin(*TRUE_WORDS), F.lit(False)).alias("is_deleted"))
+        else:
+            cols.append(F.lit(False).alias("is_deleted"))
+        used = set(spec.mapping.values()) | set(spec.primary_key)
+        extra_fields = {k: v for k, v in spec.mapping.items() if k not in table.fields}
+        attribute_pairs: list[Column] = []
+        for name, expr in sorted(extra_fields.items()):
+            attribute_pairs += [F.lit(name), _as_text(bronze, expr)]
+        for name in bronze.columns:
+            if name in BRONZE_LINEAGE or name in used or name == spec.delete_flag:
+                continue
+            attribute_pairs += [F.lit(name), _as_text(bronze, f"`{name}`")]
+        attribute_pairs += [F.lit("_rescued_data"), F.col("_rescued_data")]
+        attributes = F.map_filter(F.create_map(*attribute_pairs), lambda k, v: v.isNotNull())
+        cols += [
+            attributes.alias("attributes"),
+            F.col("_file_path").alias("_bronze_file_path"),
+            F.col("_file_modified_at").alias("_bronze_file_modified_at"),
+            F.col("_row_number").alias("_bronze_row_number"),
+            F.col("_ingest_run_id").alias("_bronze_run_id"),
+            F.col("_record_hash").alias("_bronze_record_hash"),
+        ]
+        return bronze.select(*cols)
+
+    return transform

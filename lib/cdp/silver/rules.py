@@ -1,0 +1,206 @@
+"""Data-quality rules declared in YAML per silver table (``conf/rules/silver.yaml``).
+
+    transactions:
+      - {name: amount_present, type: not_null, column: amount, blocking: true}
+      - {name: amount_range, type: range, column: amount, min: -100000, max: 1000000}
+      - {name: currency_code, type: regex, column: currency, pattern: "^[A-Z]{3}$"}
+      - {name: status_known, type: allowed_values, column: status, values: [granted, withdrawn]}
+      - {name: crm_known, type: referential, column: crm_id,
+         ref_table: silver/person_records, ref_column: crm_id}
+
+A row failing a blocking rule goes to ``silver/_quarantine`` with the rule's name and reason;
+non-blocking failures are only counted. ``column`` may be any Spark SQL expression. A null
+value passes every rule except ``not_null`` (so optional fields are not punished for being
+absent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from cdp.config import ConfigError
+
+VIOLATIONS = "_violations"
+BLOCKED = "_blocked"
+
+
+class RuleType(str, Enum):
+    NOT_NULL = "not_null"
+    REGEX = "regex"
+    RANGE = "range"
+    ALLOWED_VALUES = "allowed_values"
+    REFERENTIAL = "referential"
+    EXPRESSION = "expression"
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: RuleType
+    column: str
+    blocking: bool = False
+    description: str = ""
+    pattern: str | None = None
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | None = None
+    ref_table: str | None = None
+    ref_column: str | None = None
+
+    @model_validator(mode="after")
+    def _arguments_for_type(self) -> Rule:
+        need = {
+            RuleType.REGEX: ["pattern"],
+            RuleType.ALLOWED_VALUES: ["values"],
+            RuleType.REFERENTIAL: ["ref_table", "ref_column"],
+        }.get(self.type, [])
+        missing = [n for n in need if getattr(self, n) is None]
+        if self.type is RuleType.RANGE and self.min is None and self.max is None:
+            missing.append("min or max")
+        if missing:
+            raise ValueError(f"rule type {self.type.value} needs {', '.join(missing)}")
+        return self
+
+
+def load_rules(path: str | Path, *, tables: set[str]) -> dict[str, list[Rule]]:
+    """Rules per silver table from one YAML file; unknown tables and bad rules fail fast."""
+    p = Path(path)
+    if not p.exists():
+        return {}
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of table -> list of rules")
+    out: dict[str, list[Rule]] = {}
+    for table, rules in data.items():
+        if table not in tables:
+            raise ConfigError(f"{p}: unknown silver table '{table}' (known: {sorted(tables)})")
+        parsed = []
+        for i, raw in enumerate(rules or []):
+            try:
+                parsed.append(Rule.model_validate(raw))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                loc = ".".join(str(x) for x in first["loc"]) or "rule"
+                raise ConfigError(f"{p}: {table}[{i}].{loc}: {first['msg']}") from None
+        names = [r.name for r in parsed]
+        if len(names) != len(set(names)):
+            raise ConfigError(f"{p}: {table}: rule names must be unique")
+        out[table] = parsed
+    return out
+
+
+def _violation(rule: Rule, refs: Mapping[str, DataFrame]) -> tuple[Column, Column]:
+    """(does the row violate the rule, the reason text) for a rule that needs no join."""
+    value = F.expr(rule.column)
+    if rule.type is RuleType.NOT_NULL:
+        return value.isNull(), F.lit(f"{rule.column} is null")
+    if rule.type is RuleType.REGEX:
+        bad = value.isNotNull() & ~value.cast("string").rlike(rule.pattern or "")
+        return bad, F.concat(
+            F.lit(f"{rule.column}="), value.cast("string"), F.lit(f" does not match {rule.pattern}")
+        )
+    if rule.type is RuleType.RANGE:
+        num = value.cast("double")
+        bad = F.lit(False)
+        if rule.min is not None:
+            bad = bad | (num < F.lit(rule.min))
+        if rule.max is not None:
+            bad = bad | (num > F.lit(rule.max))
+        bad = value.isNotNull() & (num.isNull() | bad)
+        return bad, F.concat(
+            F.lit(f"{rule.column}="),
+            value.cast("string"),
+            F.lit(f" outside [{rule.min}, {rule.max}]"),
+        )
+    if rule.type is RuleType.ALLOWED_VALUES:
+        bad = value.isNotNull() & ~value.cast("string").isin(*(rule.values or []))
+        return bad, F.concat(
+            F.lit(f"{rule.column}="), value.cast("string"), F.lit(f" not in {rule.values}")
+        )
+    if rule.type is RuleType.EXPRESSION:
+        return ~F.coalesce(value.cast("boolean"), F.lit(True)), F.lit(f"{rule.column} is false")
+    raise AssertionError(rule.type)
+
+
+def apply_rules(
+    rules: list[Rule], *, refs: Mapping[str, DataFrame] | None = None
+) -> Callable[[DataFrame], DataFrame]:
+    """Add ``_violations`` (array of {rule, reason, blocking}) and ``_blocked`` (bool).
+
+    ``refs`` maps a referential rule's ``ref_table`` to a frame holding ``ref_column``; a rule
+    whose reference table does not exist yet is skipped (nothing to check against).
+    """
+    refs = dict(refs or {})
+
+    def transform(df: DataFrame) -> DataFrame:
+        checks: list[Column] = []
+        out = df
+        for rule in rules:
+            if rule.type is RuleType.REFERENTIAL:
+                ref = refs.get(rule.ref_table or "")
+                if ref is None:
+                    continue
+                flag = f"_ref_ok_{rule.name}"
+                keys = ref.select(
+                    F.col(f"`{rule.ref_column}`").cast("string").alias("_ref_key")
+                ).distinct()
+                keys = keys.withColumn(flag, F.lit(True))
+                out = out.join(
+                    keys, F.expr(rule.column).cast("string") == F.col("_ref_key"), "left"
+                ).drop("_ref_key")
+                bad = F.expr(rule.column).isNotNull() & F.col(flag).isNull()
+                reason = F.concat(
+                    F.lit(f"{rule.column}="),
+                    F.expr(rule.column).cast("string"),
+                    F.lit(f" not found in {rule.ref_table}.{rule.ref_column}"),
+                )
+            else:
+                bad, reason = _violation(rule, refs)
+            checks.append(
+                F.when(
+                    F.coalesce(bad, F.lit(False)),
+                    F.struct(
+                        F.lit(rule.name).alias("rule"),
+                        reason.alias("reason"),
+                        F.lit(rule.blocking).alias("blocking"),
+                    ),
+                )
+            )
+        if checks:
+            violations = F.filter(F.array(*checks), lambda v: v.isNotNull())
+        else:
+            violations = F.array().cast("array<struct<rule:string,reason:string,blocking:boolean>>")
+        out = out.withColumn(VIOLATIONS, violations)
+        out = out.drop(*[c for c in out.columns if c.startswith("_ref_ok_")])
+        return out.withColumn(BLOCKED, F.exists(F.col(VIOLATIONS), lambda v: v["blocking"]))
+
+    return transform
+
+
+def rule_count_columns(table: str, rules: list[Rule]) -> list[Column]:
+    """Aggregates (for ``DataFrame.observe``) counting each rule's violations."""
+
+    def broke(name: str) -> Column:
+        return F.exists(F.col(VIOLATIONS), lambda v: v["rule"] == F.lit(name))
+
+    cols = [
+        F.sum(F.when(broke(rule.name), 1).otherwise(0)).alias(f"{table}.{rule.name}")
+        for rule in rules
+    ]
+    return cols or [F.count(F.lit(1)).alias(f"{table}._rows")]
+
+
+def rules_summary(counts: Mapping[str, Any]) -> dict[str, int]:
+    return {k: int(v or 0) for k, v in counts.items()}

@@ -1,0 +1,395 @@
+"""The ``silver`` stage: map, standardize, validate, de-duplicate and upsert every source.
+
+Incremental: for each source, only bronze rows committed after the bronze version recorded in
+``ops/silver_progress`` are read (the run ids of those commits select them; bronze rows keep
+their ingest run id through compaction). Reruns with nothing new write nothing.
+
+Per canonical table, one MERGE on (source, source_record_id) applies the batch: a record
+replaces its stored version only when its version key (record time, then bronze file time,
+then row) is newer, so older late-arriving data never overwrites newer. A deletion signalled
+by the source is applied as a tombstone (``is_deleted = true``, kept so that an older copy
+arriving later cannot bring the record back); consumers filter on ``is_deleted``.
+
+Every row read is accounted for: bronze rows = rows merged + exact duplicates collapsed +
+older versions superseded in the batch + rows quarantined (``silver/_quarantine``).
+Changed keys go to ``silver/_changes`` before each merge (at-least-once: a key listed there
+may turn out unchanged after a crash and rerun, never the reverse).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+
+from cdp.pipeline import StageContext
+from cdp.silver import standardize as S
+from cdp.silver.canonical import TABLE_FOR_KIND, TABLES, CanonicalTable, map_to_canonical
+from cdp.silver.rules import (
+    BLOCKED,
+    VIOLATIONS,
+    Rule,
+    RuleType,
+    apply_rules,
+    load_rules,
+    rule_count_columns,
+)
+from cdp.sources import SourceSpec, load_sources
+from cdp.storage import TableStore
+
+PROGRESS_TABLE = "ops/silver_progress"
+QUARANTINE_TABLE = "silver/_quarantine"
+CHANGES_TABLE = "silver/_changes"
+KEYS = ["source", "source_record_id"]
+VERSION_KEY = "_version_key"
+
+DEFAULT_DATE_FORMATS = ["yyyy-MM-dd", "dd/MM/yyyy", "yyyy/MM/dd", "dd.MM.yyyy", "yyyyMMdd"]
+DEFAULT_TS_FORMATS = [
+    "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",
+    "yyyy-MM-dd'T'HH:mm:ss.SSSX",
+    "yyyy-MM-dd'T'HH:mm:ssX",
+    "yyyy-MM-dd'T'HH:mm:ss",
+    "yyyy-MM-dd HH:mm:ss",
+    "yyyy-MM-dd",
+]
+
+BUILTIN_RULES = [
+    Rule(
+        name="source_record_id_present",
+        type=RuleType.NOT_NULL,
+        column="source_record_id",
+        blocking=True,
+    ),
+]
+
+PROGRESS_SCHEMA = StructType(
+    [
+        StructField("source", StringType()),
+        StructField("bronze_table", StringType()),
+        StructField("bronze_version", LongType()),
+        StructField("silver_table", StringType()),
+        StructField("silver_run_id", StringType()),
+        StructField("processed_at", TimestampType()),
+    ]
+)
+
+
+def standardize(spec: SourceSpec, table: CanonicalTable) -> Callable[[DataFrame], DataFrame]:
+    """The standardizers that apply to ``table``'s fields, configured from the source."""
+    fields = set(table.fields)
+    defaults = spec.defaults
+    ts_formats = ([spec.event_time_format] if spec.event_time_format else []) + DEFAULT_TS_FORMATS
+
+    def transform(df: DataFrame) -> DataFrame:
+        out = df
+        if "email" in fields:
+            out = out.transform(
+                S.standardize_email(
+                    "email",
+                    gmail_dots=bool(defaults.get("gmail_dots", False)),
+                    plus_addressing=bool(defaults.get("plus_addressing", False)),
+                )
+            )
+        if "country" in fields:
+            out = out.transform(S.standardize_country("country"))
+        if "phone" in fields:
+            out = out.transform(
+                S.standardize_phone(
+                    "phone",
+                    default_region=str(defaults.get("phone_region", "GB")),
+                    region_col="country" if "country" in fields else None,
+                )
+            )
+        if "full_name" in fields:
+            out = out.transform(
+                S.split_full_name("full_name", first="_split_first", last="_split_last")
+            )
+            out = out.withColumn("first_name", F.coalesce("first_name", "_split_first"))
+            out = out.withColumn("last_name", F.coalesce("last_name", "_split_last"))
+            out = out.drop("_split_first", "_split_last")
+        for name_field in ("first_name", "last_name"):
+            if name_field in fields:
+                out = out.transform(S.standardize_name(name_field))
+        if "birth_date" in fields:
+            formats = list(defaults.get("date_formats", DEFAULT_DATE_FORMATS))
+            out = out.transform(S.parse_date("birth_date", formats=formats))
+        out = out.transform(
+            S.parse_timestamp(
+                table.time_field, formats=ts_formats, source_tz=str(defaults.get("timezone", "UTC"))
+            )
+        )
+        if "postcode" in fields:
+            out = out.transform(S.standardize_postcode("postcode", country_col="country"))
+        if "amount" in fields:
+            out = out.transform(
+                S.standardize_amount(
+                    "amount", decimal_comma=bool(defaults.get("decimal_comma", False))
+                )
+            )
+        if "currency" in fields:
+            out = out.transform(S.standardize_currency("currency"))
+        if "gender" in fields:
+            out = out.transform(S.standardize_gender("gender"))
+        for code in ("event_type", "channel", "purpose", "status"):
+            if code in fields:  # small vocabularies: compare case- and blank-insensitively
+                out = out.withColumn(code, F.nullif(F.lower(F.trim(F.col(code))), F.lit("")))
+        return out
+
+    return transform
+
+
+def with_version_key(time_field: str) -> Callable[[DataFrame], DataFrame]:
+    """A sortable text key: record time, then bronze file time, then row in file."""
+
+    def micros(col: str) -> Any:
+        return F.lpad(
+            F.greatest(F.coalesce(F.unix_micros(F.col(col)), F.lit(0)), F.lit(0)).cast("string"),
+            20,
+            "0",
+        )
+
+    def transform(df: DataFrame) -> DataFrame:
+        return df.withColumn(
+            VERSION_KEY,
+            F.concat(
+                micros(time_field),
+                micros("_bronze_file_modified_at"),
+                F.lpad(F.coalesce(F.col("_bronze_row_number"), F.lit(0)).cast("string"), 12, "0"),
+            ),
+        )
+
+    return transform
+
+
+def latest_per_key(df: DataFrame) -> DataFrame:
+    """Collapse exact duplicates, then keep the newest version of each key."""
+    w = Window.partitionBy(*KEYS).orderBy(F.col(VERSION_KEY).desc(), F.col("_bronze_record_hash"))
+    return df.withColumn("_rank", F.row_number().over(w)).where("_rank = 1").drop("_rank")
+
+
+@dataclass
+class TableBatch:
+    table: CanonicalTable
+    frames: list[DataFrame] = field(default_factory=list)
+    sources: list[tuple[SourceSpec, int]] = field(default_factory=list)  # (source, bronze version)
+
+
+def _progress(store: TableStore) -> dict[str, int]:
+    if not store.exists(PROGRESS_TABLE):
+        return {}
+    rows = (
+        store.read(PROGRESS_TABLE)
+        .groupBy("source")
+        .agg(F.max("bronze_version").alias("v"))
+        .collect()
+    )
+    return {r.source: int(r.v) for r in rows}
+
+
+def _new_run_ids(store: TableStore, table: str, after: int, upto: int) -> list[str]:
+    """Run ids of the commits that added rows to ``table`` in versions (after, upto]."""
+    runs = set()
+    for entry in store.history(table):
+        if (
+            after < entry.version <= upto
+            and entry.operation in ("APPEND", "WRITE")
+            and entry.run_id
+        ):
+            runs.add(entry.run_id)
+    return sorted(runs)
+
+
+def read_new_bronze(
+    store: TableStore, spec: SourceSpec, last: int | None
+) -> tuple[DataFrame | None, int]:
+    """Bronze rows of ``spec`` committed after version ``last`` (all rows when None)."""
+    current = store.version(spec.table)
+    if current is None or current == last:
+        return None, current if current is not None else -1
+    bronze = store.read(spec.table, version=current)
+    if last is not None:
+        runs = _new_run_ids(store, spec.table, last, current)
+        if not runs:
+            return None, current
+        bronze = bronze.where(F.col("_ingest_run_id").isin(runs))
+    return bronze, current
+
+
+def _rules_path(ctx: StageContext) -> Path:
+    base = Path(ctx.config.conf_dir) if ctx.config.conf_dir else Path.cwd() / "conf"
+    return base / "rules" / "silver.yaml"
+
+
+def run_silver(ctx: StageContext) -> None:
+    """The ``silver`` stage."""
+    store, spark, run_id = ctx.store, ctx.spark, ctx.run.run_id
+    sources = load_sources(ctx.config)
+    rules = load_rules(_rules_path(ctx), tables=set(TABLES))
+    progress = _progress(store)
+    batches: dict[str, TableBatch] = {}
+    for spec in sources:
+        if not store.exists(spec.table):
+            ctx.progress(f"{spec.name}: no bronze table yet")
+            continue
+        bronze, version = read_new_bronze(store, spec, progress.get(spec.name))
+        if bronze is None:
+            ctx.progress(f"{spec.name}: nothing new in {spec.table} (version {version})")
+            continue
+        table = TABLE_FOR_KIND[spec.kind]
+        frame = bronze.transform(map_to_canonical(spec)).transform(standardize(spec, table))
+        batch = batches.setdefault(table.name, TableBatch(table))
+        batch.frames.append(frame)
+        batch.sources.append((spec, version))
+    now = datetime.now(timezone.utc)
+    for batch in batches.values():
+        _apply_batch(ctx, batch, rules.get(batch.table.name, []), now)
+        store.append(
+            PROGRESS_TABLE,
+            spark.createDataFrame(
+                [
+                    (spec.name, spec.table, version, batch.table.table, run_id, now)
+                    for spec, version in batch.sources
+                ],
+                PROGRESS_SCHEMA,
+            ),
+        )
+
+
+def _union(frames: Sequence[DataFrame]) -> DataFrame:
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f, allowMissingColumns=True)
+    return out
+
+
+def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: datetime) -> None:
+    store, run_id = ctx.store, ctx.run.run_id
+    table = batch.table
+    all_rules = [*BUILTIN_RULES, *rules]
+    refs = {
+        r.ref_table: store.read(r.ref_table)
+        for r in all_rules
+        if r.type is RuleType.REFERENTIAL and r.ref_table and store.exists(r.ref_table)
+    }
+    checked = (
+        _union(batch.frames)
+        .transform(apply_rules(all_rules, refs=refs))
+        .transform(with_version_key(table.time_field))
+        .withColumn("_silver_run_id", F.lit(run_id))
+        .withColumn("_silver_updated_at", F.lit(now).cast("timestamp"))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        stats = (
+            checked.agg(
+                F.count(F.lit(1)).alias("_read"),
+                F.sum(F.col(BLOCKED).cast("int")).alias("_blocked"),
+                *rule_count_columns(table.name, all_rules),
+            )
+            .collect()[0]
+            .asDict()
+        )
+        read_rows = int(stats.pop("_read") or 0)
+        blocked = int(stats.pop("_blocked") or 0)
+        per_source = {
+            r.source: int(r["count"]) for r in checked.groupBy("source").count().collect()
+        }
+        for spec, _v in batch.sources:
+            ctx.run.read(spec.table, per_source.get(spec.name, 0))
+        for key, value in stats.items():
+            ctx.run.metric(f"rule.{key}", int(value or 0))
+
+        if blocked:
+            quarantined = checked.where(F.col(BLOCKED)).select(
+                F.lit(table.name).alias("table"),
+                "source",
+                "source_record_id",
+                F.transform(F.col(VIOLATIONS), lambda v: v["rule"]).alias("rules"),
+                F.transform(F.col(VIOLATIONS), lambda v: v["reason"]).alias("reasons"),
+                F.to_json(F.struct(*[F.col(f) for f in table.fields])).alias("record"),
+                "_bronze_file_path",
+                "_bronze_row_number",
+                "_bronze_run_id",
+                F.lit(run_id).alias("_silver_run_id"),
+                F.lit(now).cast("timestamp").alias("quarantined_at"),
+            )
+            store.append(QUARANTINE_TABLE, quarantined)
+            ctx.run.quarantined(table.table, blocked)
+
+        good = (
+            checked.where(~F.col(BLOCKED))
+            .withColumn("_dq_warnings", F.transform(F.col(VIOLATIONS), lambda v: v["rule"]))
+            .drop(VIOLATIONS, BLOCKED)
+        )
+        distinct = good.dropDuplicates([*KEYS, "_bronze_record_hash"])
+        latest = latest_per_key(distinct)
+        good_n, distinct_n = good.count(), distinct.count()
+        latest = latest.persist(StorageLevel.MEMORY_AND_DISK)
+        latest_n = latest.count()
+        ctx.run.metric(f"{table.name}.exact_duplicates_collapsed", good_n - distinct_n)
+        ctx.run.metric(f"{table.name}.older_versions_superseded", distinct_n - latest_n)
+
+        changes = _changes(store, table, latest, run_id, now)
+        if changes is not None:
+            store.append(CHANGES_TABLE, changes)
+        result = store.merge(
+            table.table,
+            latest,
+            keys=KEYS,
+            update_condition=f"s.{VERSION_KEY} > t.{VERSION_KEY}",
+            merge_schema=True,
+        )
+        applied = int(result.metrics.get("num_inserted", 0)) + int(
+            result.metrics.get("num_updated", 0)
+        )
+        ctx.run.wrote(table.table, applied)
+        ctx.run.metric(f"{table.name}.inserted", result.metrics.get("num_inserted", 0))
+        ctx.run.metric(f"{table.name}.updated", result.metrics.get("num_updated", 0))
+        ctx.run.metric(f"{table.name}.stale_not_applied", latest_n - applied)
+        ctx.progress(
+            f"{table.name}: read {read_rows:,}, quarantined {blocked:,}, collapsed "
+            f"{good_n - distinct_n:,} duplicates and {distinct_n - latest_n:,} older versions, "
+            f"inserted {result.metrics.get('num_inserted', 0):,}, updated {result.metrics.get('num_updated', 0):,}"
+        )
+        latest.unpersist()
+    finally:
+        checked.unpersist()
+
+
+def _changes(
+    store: TableStore, table: CanonicalTable, latest: DataFrame, run_id: str, now: datetime
+) -> DataFrame | None:
+    """Keys this batch will insert, update or delete (tombstone) in ``table``."""
+    incoming = latest.select(*KEYS, VERSION_KEY, "is_deleted")
+    if store.exists(table.table):
+        current = store.read(table.table).select(
+            *KEYS,
+            F.col(VERSION_KEY).alias("_current_key"),
+            F.col("is_deleted").alias("_was_deleted"),
+        )
+        joined = incoming.join(current, KEYS, "left")
+    else:
+        joined = incoming.withColumn("_current_key", F.lit(None).cast("string")).withColumn(
+            "_was_deleted", F.lit(None).cast("boolean")
+        )
+    change = (
+        F.when(F.col("_current_key").isNull() & ~F.col("is_deleted"), "insert")
+        .when(F.col("_current_key").isNull(), None)
+        .when(F.col(VERSION_KEY) <= F.col("_current_key"), None)
+        .when(F.col("is_deleted") & ~F.coalesce(F.col("_was_deleted"), F.lit(False)), "delete")
+        .otherwise("update")
+    )
+    return joined.select(
+        F.lit(table.name).alias("table"),
+        *KEYS,
+        change.alias("change"),
+        F.lit(run_id).alias("silver_run_id"),
+        F.lit(now).cast("timestamp").alias("changed_at"),
+    ).where(F.col("change").isNotNull())

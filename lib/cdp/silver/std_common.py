@@ -1,0 +1,190 @@
+"""Building blocks shared by the silver-layer standardizers (see :mod:`cdp.silver.standardize`).
+
+Column helpers here are pure expressions: no session, no I/O, no Python UDF.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+Transform = Callable[[DataFrame], DataFrame]
+"""What every factory returns: a function for ``df.transform(...)``."""
+
+ColumnOrName = Column | str
+
+STATUS_OK = "ok"
+STATUS_EMPTY = "empty"
+STATUS_INVALID = "invalid"
+STATUSES = (STATUS_OK, STATUS_EMPTY, STATUS_INVALID)
+
+# Lower-cased, trimmed values that mean "no value was given". Compared after clean_text().
+PLACEHOLDERS: frozenset[str] = frozenset(
+    {
+        "n/a",
+        "n.a.",
+        "n.a",
+        "na",
+        "nan",
+        "none",
+        "null",
+        "nil",
+        "unknown",
+        "undefined",
+        "not available",
+        "not applicable",
+        "not provided",
+        "not known",
+        "not given",
+        "tbd",
+        "tba",
+        "#n/a",
+    }
+)
+
+_ICU_NORMALIZER = "com.ibm.icu.text.Normalizer"
+NormalForm = Literal["NFC", "NFD", "NFKC", "NFKD"]
+_ICU_METHODS: dict[str, tuple[str, bool]] = {
+    # form -> (static method, compatibility flag) of com.ibm.icu.text.Normalizer
+    "NFC": ("compose", False),
+    "NFKC": ("compose", True),
+    "NFD": ("decompose", False),
+    "NFKD": ("decompose", True),
+}
+
+# Letters that Unicode decomposition does not turn into a base letter plus marks, folded by hand
+# so that match keys agree across spellings ("Øster" ~ "Oster", "Łukasz" ~ "Lukasz").
+_FOLD_SINGLE_FROM = "øłđħıŧ"
+_FOLD_SINGLE_TO = "oldhit"
+_FOLD_MULTI: dict[str, str] = {"ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ð": "d"}
+
+
+def col_of(c: ColumnOrName) -> Column:
+    return F.col(c) if isinstance(c, str) else c
+
+
+def unicode_normalize(c: ColumnOrName, form: NormalForm = "NFKC") -> Column:
+    """Unicode normalization (NFC/NFD/NFKC/NFKD) as a JVM expression, without a Python UDF.
+
+    Spark has no built-in normalization function; a Python UDF would cost a round trip to a
+    Python worker per batch. Spark 4 ships ICU4J (it backs collations), so its static
+    ``Normalizer.compose/decompose(String, boolean)`` is called through ``reflect``. Only rows
+    with a non-ASCII character take that path: ASCII text is already in every normal form, which
+    keeps the (interpreted, reflective) call off the common case.
+
+    Note: Spark flags ``reflect`` as non-deterministic, so filters written after a projection
+    that uses it are not pushed below it. The function itself is deterministic.
+    """
+    method, compat = _ICU_METHODS[form]
+    value = col_of(c)
+    return F.when(
+        value.rlike(r"[^\x00-\x7F]"),
+        F.reflect(F.lit(_ICU_NORMALIZER), F.lit(method), value, F.lit(compat)),
+    ).otherwise(value)
+
+
+def clean_text(c: ColumnOrName) -> Column:
+    """Remove invisible characters, NFKC-normalize, turn any Unicode space into one blank, trim.
+
+    Null stays null; an all-blank value becomes "". Spark's ``trim`` only strips ASCII blanks,
+    so tabs, newlines, no-break and full-width spaces are handled by regex here.
+    """
+    value = col_of(c)
+    # Control and format characters (zero-width space, BOM, soft hyphen...), but not whitespace,
+    # which becomes a blank below so that "John\tSmith" keeps its word break.
+    value = F.regexp_replace(value, r"[\p{Cc}\p{Cf}&&[^\s]]", "")
+    value = unicode_normalize(value, "NFKC")
+    value = F.regexp_replace(value, r"[\s\p{Z}]+", " ")
+    return F.trim(value)
+
+
+def is_empty(c: ColumnOrName, placeholders: Iterable[str] = PLACEHOLDERS) -> Column:
+    """True for null, blank, a placeholder word or a value without any letter or digit ("-", "?").
+
+    Expects a value already passed through :func:`clean_text`. Never null.
+    """
+    value = col_of(c)
+    words = sorted(placeholders)
+    return (
+        value.isNull() | (value == "") | F.lower(value).isin(*words) | ~value.rlike(r"[\p{L}\p{N}]")
+    )
+
+
+def fold_key(c: ColumnOrName) -> Column:
+    """Accent-folded, lower-case, letters-only key ("José-María" -> "josemaria"); "" -> null."""
+    value = unicode_normalize(clean_text(c), "NFKD")
+    value = F.lower(F.regexp_replace(value, r"\p{M}+", ""))
+    value = F.translate(value, _FOLD_SINGLE_FROM, _FOLD_SINGLE_TO)
+    for src, dst in _FOLD_MULTI.items():
+        value = F.regexp_replace(value, src, dst)
+    value = F.regexp_replace(value, r"[^\p{L}]+", "")
+    return F.when(value != "", value)
+
+
+def fold_key_py(text: str) -> str:
+    """The Python twin of :func:`fold_key`, used to build lookup tables with matching keys."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    value = "".join(ch for ch in decomposed if not unicodedata.category(ch).startswith("M"))
+    value = value.lower().translate(str.maketrans(_FOLD_SINGLE_FROM, _FOLD_SINGLE_TO))
+    for src, dst in _FOLD_MULTI.items():
+        value = value.replace(src, dst)
+    return "".join(ch for ch in value if unicodedata.category(ch).startswith("L"))
+
+
+def map_literal(mapping: Mapping[str, str]) -> Column:
+    """A constant Spark map built from a Python dict (sorted, so plans are stable)."""
+    items = sorted(mapping.items())
+    return F.map_from_arrays(
+        F.array(*[F.lit(k) for k, _ in items]), F.array(*[F.lit(v) for _, v in items])
+    )
+
+
+def lookup(mapping: Column, key: Column) -> Column:
+    # try_element_at: a missing key is null, also under ANSI mode.
+    return F.try_element_at(mapping, key)
+
+
+def require_columns(df: DataFrame, *names: str | None) -> None:
+    """Fail early, naming the missing column, instead of with a Spark analysis error later."""
+    present = {c.lower() for c in df.columns}
+    missing = [n for n in names if n is not None and n.lower() not in present]
+    if missing:
+        raise ValueError(f"column(s) {missing} not found; the DataFrame has {df.columns}")
+
+
+def emit(
+    df: DataFrame,
+    *,
+    src: str,
+    out: str,
+    value: Column,
+    empty: Column,
+    extra: Mapping[str, Callable[[Column], Column]] | None = None,
+) -> DataFrame:
+    """Write ``out``, ``out_raw`` and ``out_status`` following the module convention.
+
+    ``value`` is the standardized value (null where it could not be standardized), ``empty``
+    a boolean saying the input carried no value. Both are materialized first in temporary
+    columns, so an expensive expression (a UDF, a regex chain) is evaluated once per row even
+    though the value and the status both depend on it. ``extra`` adds columns computed from the
+    final value (for example the parts of a split name).
+    """
+    tmp_value, tmp_empty = f"__std_{out}_value", f"__std_{out}_empty"
+    staged = df.withColumns({tmp_value: value, tmp_empty: F.coalesce(empty, F.lit(False))})
+    v, e = F.col(tmp_value), F.col(tmp_empty)
+    final = F.when(~e, v)
+    # All expressions below see `staged`, where `src` still holds the input even when out == src.
+    columns: dict[str, Column] = {
+        out: final,
+        f"{out}_raw": F.col(src).cast("string"),
+        f"{out}_status": F.when(e, F.lit(STATUS_EMPTY))
+        .when(v.isNull(), F.lit(STATUS_INVALID))
+        .otherwise(F.lit(STATUS_OK)),
+    }
+    for name, build in (extra or {}).items():
+        columns[name] = build(final)
+    return staged.withColumns(columns).drop(tmp_value, tmp_empty)
