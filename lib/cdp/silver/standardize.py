@@ -291,6 +291,12 @@ def _first_parse(
     return F.coalesce(*[parse(text, F.lit(fmt)) for fmt in formats]) if formats else F.lit(None)
 
 
+def _has_zone(pattern: str) -> bool:
+    """Whether a Spark datetime pattern carries an offset or zone (outside quoted text)."""
+    unquoted = re.sub(r"'[^']*'", "", pattern)
+    return bool(re.search(r"[XxZzOV]", unquoted))
+
+
 def parse_timestamp(
     col: str, *, formats: list[str], source_tz: str = "UTC", out: str | None = None
 ) -> Transform:
@@ -302,10 +308,15 @@ def parse_timestamp(
     def transform(df: DataFrame) -> DataFrame:
         require_columns(df, col)
         text = clean_text(F.col(col).cast("string"))
-        parsed = _first_parse(text, formats, lambda t, f: F.try_to_timestamp(t, f))
-        if source_tz.upper() != "UTC":
-            # Zone-less patterns were read as UTC wall-clock; move them from source_tz to UTC.
-            parsed = F.to_utc_timestamp(parsed, source_tz)
+        attempts = []
+        for fmt in formats:
+            parsed = F.try_to_timestamp(text, F.lit(fmt))
+            # Zone-less patterns read a wall clock, taken as UTC by Spark: move it from the
+            # source's zone. Patterns with an offset or zone are exact already.
+            if source_tz.upper() != "UTC" and not _has_zone(fmt):
+                parsed = F.to_utc_timestamp(parsed, source_tz)
+            attempts.append(parsed)
+        parsed = F.coalesce(*attempts) if attempts else F.lit(None).cast("timestamp")
         return emit(df, src=col, out=target, value=parsed, empty=is_empty(text))
 
     return transform

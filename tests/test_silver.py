@@ -1,0 +1,204 @@
+"""Scenario tests of the silver stage: mapping, rules, de-duplication, late data, deletions,
+incremental processing and the accounting identity."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from pyspark.sql import SparkSession
+
+from cdp.config import CdpConfig, ConfigError, load_config
+from cdp.runner import run_stage
+from cdp.silver.rules import load_rules
+from cdp.silver.stage import CHANGES_TABLE, QUARANTINE_TABLE
+from cdp.storage import open_store
+
+CRM_1 = (
+    "contact_id,email,phone,first_name,last_name,country,updated_at,is_deleted\n"
+    "1, Ann.Lee@Example.COM ,020 7946 0958,ann,LEE,UK,2024-01-01 10:00:00,false\n"
+    "2,bob@x.com,+1 (415) 555-2671,Bob,Stone,USA,2024-01-01 10:00:00,false\n"
+    "2,bob@x.com,+1 (415) 555-2671,Bob,Stone,USA,2024-01-01 10:00:00,false\n"  # exact duplicate
+    "3,old@x.com,,Cy,Doe,DE,2024-01-01 10:00:00,false\n"
+    "3,cy@x.com,,Cy,Doe,DE,2024-03-01 10:00:00,false\n"  # newer version in the same drop
+    ",nokey@x.com,,No,Key,GB,2024-01-01 10:00:00,false\n"  # no source record id: quarantined
+    "5,not-an-email,n/a,Eve,Ray,FR,2024-01-01 10:00:00,false\n"  # warnings only
+)
+CRM_2 = (
+    "contact_id,email,phone,first_name,last_name,country,updated_at,is_deleted\n"
+    "1,ann.new@example.com,020 7946 0958,Ann,Lee,GB,2024-05-01 10:00:00,false\n"  # update
+    "2,bob@x.com,,Bob,Stone,US,2024-06-01 10:00:00,true\n"  # deletion
+    "3,late@x.com,,Cy,Doe,DE,2024-02-01 10:00:00,false\n"  # late and older: ignored
+)
+ORDERS = (
+    "order_id;email;amount;currency;ts\n"
+    "o1;ann.lee@example.com;12,50;eur;2024-01-05 09:00:00\n"
+    "o2;bob@x.com;abc;EUR;2024-01-06 09:00:00\n"  # amount unparsable: blocking rule
+    "o3;bob@x.com;9.99;€;2024-01-07 09:00:00\n"
+)
+
+
+def declare(d: Path, name: str, **spec: object) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{name}.yaml").write_text(yaml.safe_dump({"name": name, **spec}))
+
+
+@pytest.fixture()
+def config(tmp_path: Path) -> CdpConfig:
+    landing, sources = tmp_path / "landing", tmp_path / "sources"
+    (landing / "crm" / "d1").mkdir(parents=True)
+    (landing / "crm" / "d1" / "a.csv").write_text(CRM_1)
+    (landing / "orders").mkdir()
+    (landing / "orders" / "o.csv").write_text(ORDERS)
+    declare(
+        sources,
+        "crm",
+        kind="profile",
+        format="csv",
+        path="crm/*/*.csv",
+        options={"header": "true"},
+        primary_key=["contact_id"],
+        event_time="updated_at",
+        delete_flag="is_deleted",
+        mapping={
+            "source_record_id": "contact_id",
+            "crm_id": "contact_id",
+            "email": "email",
+            "phone": "phone",
+            "first_name": "first_name",
+            "last_name": "last_name",
+            "country": "country",
+            "updated_at": "updated_at",
+        },
+        defaults={"phone_region": "GB"},
+    )
+    declare(
+        sources,
+        "orders",
+        kind="transaction",
+        format="csv",
+        path="orders/*.csv",
+        options={"header": "true", "sep": ";"},
+        primary_key=["order_id"],
+        event_time="ts",
+        mapping={
+            "source_record_id": "order_id",
+            "order_id": "order_id",
+            "email": "email",
+            "amount": "amount",
+            "currency": "currency",
+            "order_time": "ts",
+        },
+    )
+    return load_config(
+        env="test",
+        overrides={
+            "data_root": str(tmp_path / "data"),
+            "landing_root": str(landing),
+            "sources_dirs": [str(sources)],
+        },
+    )
+
+
+def test_silver_end_to_end_with_late_data_deletions_and_increments(
+    spark: SparkSession, config: CdpConfig
+) -> None:
+    store = open_store(spark, config)
+    run_stage("ingest", spark=spark, config=config)
+    first = run_stage("silver", spark=spark, config=config)
+
+    people = {r.source_record_id: r for r in store.read("silver/person_records").collect()}
+    assert sorted(people) == ["1", "2", "3", "5"]
+    ann = people["1"]
+    assert (ann.email, ann.email_raw, ann.email_status) == (
+        "ann.lee@example.com",
+        " Ann.Lee@Example.COM ",
+        "ok",
+    )
+    assert (ann.phone, ann.country, ann.first_name, ann.last_name) == (
+        "+442079460958",
+        "GB",
+        "Ann",
+        "Lee",
+    )
+    assert people["2"].phone == "+14155552671" and people["2"].country == "US"
+    assert people["3"].email == "cy@x.com"  # the newer version of the same drop won
+    eve = people["5"]
+    assert eve.email is None and eve.email_status == "invalid" and eve.email_raw == "not-an-email"
+    assert set(eve._dq_warnings) == {"email_valid"} and eve.phone_status == "empty"
+
+    # Accounting: bronze rows = silver rows + duplicates collapsed + superseded + quarantined.
+    log = store.read("ops/run_log").where(f"run_id = '{first.run_id}'").collect()[0]
+    m = log.metrics
+    assert first.rows_read["bronze/crm"] == 7
+    assert (
+        4
+        + int(m["person_records.exact_duplicates_collapsed"])
+        + int(m["person_records.older_versions_superseded"])
+        + first.rows_quarantined["silver/person_records"]
+        == 7
+    )
+    assert m["rule.person_records.source_record_id_present"] == "1"
+    assert m["rule.person_records.email_valid"] == "1"
+    q = store.read(QUARANTINE_TABLE).where("table = 'person_records'").collect()
+    assert (
+        len(q) == 1 and q[0].rules == ["source_record_id_present"] and "nokey@x.com" in q[0].record
+    )
+
+    orders = {r.source_record_id: r for r in store.read("silver/transactions").collect()}
+    assert sorted(orders) == ["o1", "o3"]
+    assert str(orders["o1"].amount) == "12.50" and orders["o1"].currency == "EUR"
+    assert orders["o3"].currency == "EUR"
+    bad = store.read(QUARANTINE_TABLE).where("table = 'transactions'").collect()
+    assert [b.source_record_id for b in bad] == ["o2"] and "amount_parsed" in bad[0].rules
+    assert "amount is null" in bad[0].reasons[0]
+
+    # A rerun with nothing new writes nothing.
+    versions = {
+        t: store.version(t) for t in ("silver/person_records", "silver/transactions", CHANGES_TABLE)
+    }
+    again = run_stage("silver", spark=spark, config=config)
+    assert again.rows_read == {} and again.rows_written == {}
+    assert {t: store.version(t) for t in versions} == versions
+
+    # Drop 2: an update, a deletion, and late older data. Only its three rows are read.
+    drop2 = Path(config.landing_uri) / "crm" / "d2" / "b.csv"
+    drop2.parent.mkdir()
+    drop2.write_text(CRM_2)
+    run_stage("ingest", spark=spark, config=config)
+    second = run_stage("silver", spark=spark, config=config)
+    assert second.rows_read == {"bronze/crm": 3}
+    people = {r.source_record_id: r for r in store.read("silver/person_records").collect()}
+    assert people["1"].email == "ann.new@example.com"
+    assert people["2"].is_deleted is True  # tombstone: applied, and kept against late copies
+    assert people["3"].email == "cy@x.com"  # older late-arriving data did not overwrite
+    changes = store.read(CHANGES_TABLE).where(f"silver_run_id = '{second.run_id}'")
+    assert sorted((r.source_record_id, r.change) for r in changes.collect()) == [
+        ("1", "update"),
+        ("2", "delete"),
+    ]
+    first_changes = store.read(CHANGES_TABLE).where(f"silver_run_id = '{first.run_id}'").count()
+    assert first_changes == 4 + 2  # every key of the first run was an insert
+
+
+def test_rules_file_errors_are_clear(tmp_path: Path) -> None:
+    path = tmp_path / "silver.yaml"
+    path.write_text("people:\n  - {name: x, type: not_null, column: a}\n")
+    with pytest.raises(ConfigError, match="unknown silver table 'people'"):
+        load_rules(path, tables={"person_records"})
+    path.write_text("person_records:\n  - {name: x, type: regex, column: a}\n")
+    with pytest.raises(ConfigError, match=r"person_records\[0\].*needs pattern"):
+        load_rules(path, tables={"person_records"})
+    repo_rules = Path(__file__).resolve().parents[1] / "conf" / "rules" / "silver.yaml"
+    loaded = load_rules(repo_rules, tables={"person_records", "events", "transactions", "consents"})
+    assert {r.type.value for rules in loaded.values() for r in rules} >= {
+        "not_null",
+        "regex",
+        "range",
+        "allowed_values",
+        "referential",
+        "expression",
+    }
+    assert os.path.exists(repo_rules)
