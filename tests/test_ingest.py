@@ -249,6 +249,12 @@ def test_schema_drift_adds_columns_and_rescues_retyped_values(
     )
     write(landing / "crm/d2/a.csv", "id,email_address,language\n2,b@x.com,fr\n")
     ingest(spark, config)
+    # A nested struct gains a field in a later run (device.browser): the column widens.
+    write(landing / "web/d1/w.json", '{"id": 1, "device": {"id": "d1", "os": "ios"}}\n')
+    declare(env["sources"], "web", kind="event", format="ndjson", path="web/*/*.json")
+    ingest(spark, config)
+    write(landing / "web/d2/w.json", '{"id": 2, "device": {"id": "d2", "os": "android", "browser": "chrome"}}\n')
+    ingest(spark, config)
     store = open_store(spark, config)
     orders = {r.order_id: r for r in store.read("bronze/orders").collect()}
     assert orders[3].total == 3.5 and orders[3]._rescued_data is None

@@ -51,6 +51,7 @@ from cdp.config import ConfigError
 from cdp.pipeline import StageContext
 from cdp.sources import SchemaEvolution, SourceFormat, SourceSpec, load_sources
 from cdp.storage import TableStore
+from cdp.storage.base import widen_struct
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +355,16 @@ def align_to_schema(
         want = known[field.name]
         if want == field.dataType:
             out_cols.append(col)
+            continue
+        widened = widen_struct(want, field.dataType)
+        if widened is not None:
+            # A struct that gained nested fields (for example device.browser): kept as it is;
+            # the table's column type widens to hold both.
+            out_cols.append(col)
+            new_schema_fields = [
+                StructField(f.name, widened) if f.name == field.name else f
+                for f in new_schema_fields
+            ]
             continue
         if isinstance(want, StringType):
             out_cols.append(_to_text(col, field.dataType).alias(field.name))

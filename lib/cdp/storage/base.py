@@ -88,6 +88,32 @@ class TableInfo:
 RUN_ID_KEY = "cdp.run_id"
 
 
+def widen_struct(current: Any, incoming: Any) -> Any:
+    """The struct type that holds both, when ``incoming`` only adds nested fields (at any
+    depth) to ``current``; None when a shared field changes type. Non-structs: equal or None."""
+    from pyspark.sql.types import StructField as _Field
+    from pyspark.sql.types import StructType as _Struct
+
+    if not isinstance(current, _Struct) or not isinstance(incoming, _Struct):
+        same = json.dumps(current.jsonValue(), sort_keys=True) == json.dumps(
+            incoming.jsonValue(), sort_keys=True
+        )
+        return current if same else None
+    theirs = {f.name: f for f in incoming.fields}
+    fields = []
+    for f in current.fields:
+        if f.name in theirs:
+            merged = widen_struct(f.dataType, theirs[f.name].dataType)
+            if merged is None:
+                return None
+            fields.append(_Field(f.name, merged, True))
+        else:
+            fields.append(_Field(f.name, f.dataType, True))
+    known = {f.name for f in current.fields}
+    fields += [_Field(f.name, f.dataType, True) for f in incoming.fields if f.name not in known]
+    return _Struct(fields)
+
+
 def _commit_metadata(
     run_id: str | None, operation: str, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

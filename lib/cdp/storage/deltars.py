@@ -59,6 +59,7 @@ from pyspark.sql.types import (
     LongType,
     ShortType,
     StringType,
+    StructField,
     StructType,
 )
 
@@ -83,6 +84,7 @@ from cdp.storage.base import (
     _commit_metadata,
     cdp_commit_info,
     run_id_from_commit,
+    widen_struct,
 )
 
 log = logging.getLogger(__name__)
@@ -501,7 +503,12 @@ class DeltaRsStore(TableStore):
         for f in incoming.fields:
             if f.name not in known:
                 new_fields.append(f)
-            elif not _types_equal(known[f.name].dataType, f.dataType):
+            elif _types_equal(known[f.name].dataType, f.dataType):
+                continue
+            elif (widened := widen_struct(known[f.name].dataType, f.dataType)) is not None:
+                # New nested fields in a struct column: the column's type is widened.
+                new_fields.append(StructField(f.name, widened))
+            else:
                 raise SchemaError(
                     f"table '{name}': column '{f.name}' is {known[f.name].dataType.simpleString()} "
                     f"in the table but {f.dataType.simpleString()} in the data"
