@@ -9,7 +9,6 @@ import pytest
 from pyspark.sql import SparkSession
 
 
-
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     from cdp.config import load_config

@@ -49,9 +49,11 @@ def rows(spark: SparkSession, data: list[tuple], schema: StructType = SCHEMA):
 def store(request: pytest.FixtureRequest, spark: SparkSession, tmp_path: Path) -> TableStore:
     if request.param == "delta-spark":
         if not delta_spark_available(spark):
+            from cdp.session import delta_package
+
             pytest.skip(
                 "Delta Lake JVM classes (io.delta.tables.DeltaTable) are not on the classpath; "
-                "start Spark with --packages io.delta:delta-spark_2.13:<version> to run these"
+                f"start Spark with --packages {delta_package()} to run these"
             )
         from cdp.storage.deltaspark import DeltaSparkStore
 

@@ -166,9 +166,7 @@ def generate(config: CdpConfig, persons: int, out: str | None, seed: int) -> int
     _say(f"generating {persons:,} persons (seed {seed}) into {target} ...")
     report = generate_landing(spark, out_dir=target, persons=persons, seed=seed)
     for source, count in sorted(report.rows.items()):
-        _say(
-            f"  {source:22} {count:>12,} rows in {len(report.files.get(source, []))} files"
-        )
+        _say(f"  {source:22} {count:>12,} rows in {len(report.files.get(source, []))} files")
     _say(f"done in {report.elapsed_seconds:.1f}s; ground truth in {Path(target) / '_ground_truth'}")
     return 0
 
@@ -203,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p_tables)
 
     sub.add_parser("stages", help="show the stage graph")
+    sub.add_parser(
+        "packages", help="print the --packages value (Delta, GraphFrames jars) for spark-submit"
+    )
 
     p_gen = sub.add_parser("generate", help="generate a synthetic landing zone with ground truth")
     p_gen.add_argument("--persons", type=int, default=10_000)
@@ -224,6 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "stages":
             return print_stages()
+        if args.command == "packages":
+            from cdp.session import jvm_packages
+
+            print(jvm_packages())
+            return 0
         config = _load(args)
         _configure_logging(config)
         if args.command == "run":

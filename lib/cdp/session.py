@@ -133,6 +133,31 @@ def _apply_runtime_settings(session: SparkSession, config: CdpConfig, *, embedde
         log.debug("no SparkContext on this session; checkpoint dir not set")
 
 
+GRAPHFRAMES_PACKAGE = "io.graphframes:graphframes-spark4_2.13:0.12.1"
+
+
+def delta_package() -> str:
+    """Maven coordinate of the Delta Lake jar matching the installed pyspark and delta-spark.
+
+    From Delta 4.1 the artifact name carries the Spark version (delta-spark_4.1_2.13).
+    """
+    from importlib.metadata import version
+
+    import pyspark
+
+    delta = version("delta-spark")
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    major, minor = (int(x) for x in delta.split(".")[:2])
+    if (major, minor) >= (4, 1):
+        return f"io.delta:delta-spark_{spark_minor}_2.13:{delta}"
+    return f"io.delta:delta-spark_2.13:{delta}"
+
+
+def jvm_packages() -> str:
+    """The ``--packages`` value for a cluster: Delta Lake and GraphFrames."""
+    return ",".join([delta_package(), GRAPHFRAMES_PACKAGE])
+
+
 def jvm_class_available(session: SparkSession, class_name: str) -> bool:
     """True when the driver JVM can load ``class_name`` (for example Delta's or GraphFrames')."""
     try:

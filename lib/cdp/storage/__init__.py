@@ -58,9 +58,11 @@ def resolve_backend(spark: SparkSession, requested: StorageBackend) -> StorageBa
             StorageBackend.DELTA_SPARK if delta_spark_available(spark) else StorageBackend.DELTA_RS
         )
     if requested is StorageBackend.DELTA_SPARK and not delta_spark_available(spark):
+        from cdp.session import delta_package
+
         raise StorageError(
             "storage.backend=delta-spark, but Delta Lake's JVM classes (io.delta.tables.DeltaTable) "
-            "are not on the classpath: start Spark with --packages io.delta:delta-spark_2.13:<version> "
+            f"are not on the classpath: start Spark with --packages {delta_package()} "
             "or use storage.backend=delta-rs"
         )
     return requested

@@ -1,0 +1,470 @@
+"""Tests for the synthetic landing generator (``cdp.generate``) and its source declarations.
+
+One module-scoped landing of a few hundred persons is generated and inspected; two small
+extra runs (a subset of sources) check determinism.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdp.generate import SOURCE_NAMES, GenerateReport, Timeline, generate_landing
+from cdp.generate.persons import GenContext, persons_frame
+
+PERSONS = 300
+SEED = 42
+SOURCES_DIR = Path(__file__).resolve().parents[1] / "conf" / "sources"
+JUNK_EMAILS = {"test@test.com", "none@none.com", "n/a", "noemail@example.com", "x@x.x"}
+
+
+@pytest.fixture(scope="module")
+def landing(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> GenerateReport:
+    out = tmp_path_factory.mktemp("landing")
+    return generate_landing(spark, out_dir=str(out), persons=PERSONS, seed=SEED)
+
+
+@pytest.fixture(scope="module")
+def root(landing: GenerateReport) -> Path:
+    return Path(landing.out_dir)
+
+
+@pytest.fixture(scope="module")
+def manifest(landing: GenerateReport) -> dict[str, Any]:
+    return json.loads(Path(landing.manifest_path).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def declarations() -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in sorted(SOURCES_DIR.glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert path.stem == spec["name"], f"{path.name} declares {spec['name']}"
+        out[spec["name"]] = spec
+    return out
+
+
+def _spark_format(fmt: str) -> str:
+    return "json" if fmt == "ndjson" else fmt
+
+
+def _read(spark: SparkSession, spec: dict[str, Any], paths: list[Path]) -> DataFrame:
+    return (
+        spark.read.format(_spark_format(spec["format"]))
+        .options(**spec.get("options", {}))
+        .load([str(p) for p in paths])
+    )
+
+
+def _data_files(root: Path, spec: dict[str, Any]) -> list[Path]:
+    return sorted(p for p in root.glob(spec["path"]) if p.stat().st_size > 0)
+
+
+def _drop_dirs(root: Path, source: str) -> list[Path]:
+    return sorted((root / source).glob("drop=*"))
+
+
+def _pos_lines(root: Path) -> list[str]:
+    """Data lines of every POS file, decoded from Latin-1, header lines removed."""
+    lines = []
+    for path in sorted((root / "pos_transactions").glob("*/*.csv")):
+        text = path.read_bytes().decode("iso-8859-1")
+        lines.extend(text.splitlines()[1:])
+    return lines
+
+
+def _web_lines(root: Path, drop: str | None = None) -> list[str]:
+    pattern = f"drop={drop}/*.json.gz" if drop else "*/*.json.gz"
+    lines: list[str] = []
+    for path in sorted((root / "web_events").glob(pattern)):
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            lines.extend(fh.read().splitlines())
+    return lines
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------
+# Layout and declarations
+# ------------------------------------------------------------------------------------------
+
+
+def test_every_source_is_declared_and_its_glob_matches_the_files(
+    root: Path, landing: GenerateReport, declarations: dict[str, dict[str, Any]]
+) -> None:
+    assert set(declarations) == set(SOURCE_NAMES)
+    for name, spec in declarations.items():
+        matched = {str(p.relative_to(root)) for p in root.glob(spec["path"])}
+        assert matched, f"{name}: {spec['path']} matches nothing"
+        assert matched == set(landing.files[name]), name
+        assert [d.name for d in _drop_dirs(root, name)] == [f"drop={d}" for d in landing.drops]
+    leftovers = [
+        p for p in root.rglob("*") if p.name.startswith(("_SUCCESS", ".")) or p.suffix == ".crc"
+    ]
+    assert not leftovers, leftovers
+    assert not (root / "_ground_truth" / "_staging").exists()
+
+
+def test_each_source_reads_with_its_declared_format_and_mapping(
+    spark: SparkSession,
+    root: Path,
+    manifest: dict[str, Any],
+    declarations: dict[str, dict[str, Any]],
+) -> None:
+    for name, spec in declarations.items():
+        files = _data_files(root, spec)
+        # CSV takes its header from one file and Parquet its schema from one footer, so
+        # drops with drifted schemas are read one file at a time; JSON and XML merge.
+        if spec["format"] in ("csv", "parquet"):
+            frames = [_read(spark, spec, [f]) for f in files]
+        else:
+            frames = [_read(spark, spec, files)]
+        assert sum(df.count() for df in frames) == manifest["rows"][name], name
+        for df in frames:
+            mapped = df.select(*[F.expr(expr).alias(k) for k, expr in spec["mapping"].items()])
+            mapped.limit(5).collect()  # every mapping expression resolves and evaluates
+            for column in [*spec["primary_key"], spec["event_time"]]:
+                assert column in df.columns, f"{name}: {column} missing"
+
+
+def test_pos_file_is_latin1_with_decimal_commas(root: Path) -> None:
+    raw = b"".join(p.read_bytes() for p in sorted((root / "pos_transactions").glob("*/*.csv")))
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")
+    text = raw.decode("iso-8859-1")
+    assert re.search(r"[äöüéèëïçÄÖÜÉ]", text)
+    assert re.search(r";\d+,\d\d;(GBP|USD|EUR);", text)
+
+
+# ------------------------------------------------------------------------------------------
+# Determinism
+# ------------------------------------------------------------------------------------------
+
+
+def test_same_seed_gives_the_same_rows_and_another_seed_does_not(
+    spark: SparkSession, root: Path, tmp_path: Path
+) -> None:
+    again = tmp_path / "again"
+    generate_landing(
+        spark,
+        out_dir=str(again),
+        persons=PERSONS,
+        seed=SEED,
+        sources=["crm_contacts", "web_events"],
+    )
+    for drop in sorted(p.name for p in _drop_dirs(root, "crm_contacts")):
+        first = spark.read.option("header", "true").csv(str(root / "crm_contacts" / drop))
+        second = spark.read.option("header", "true").csv(str(again / "crm_contacts" / drop))
+        assert_df_equality(first, second, ignore_row_order=True)
+    assert sorted(_web_lines(root)) == sorted(_web_lines(again))
+    truth = [
+        spark.read.parquet(str(base / "_ground_truth" / "identity")).filter(
+            F.col("source") == "web_events"
+        )
+        for base in (root, again)
+    ]
+    assert_df_equality(*truth, ignore_row_order=True)
+
+    # Another seed gives other people (a full second landing would only repeat this check
+    # at many times the cost: every value is a hash of the seed).
+    timeline = Timeline.build("2024-01-01", "2025-12-31")
+    other = persons_frame(
+        GenContext(spark=spark, seed=SEED + 1, persons=PERSONS, timeline=timeline, partitions=2)
+    )
+    mine = spark.read.parquet(str(root / "_ground_truth" / "persons"))
+    columns = ["person_id", "email", "phone", "first_name", "street"]
+    assert mine.select(columns).intersect(other.select(columns)).count() == 0
+
+
+# ------------------------------------------------------------------------------------------
+# Ground truth
+# ------------------------------------------------------------------------------------------
+
+
+def test_identity_covers_every_record(
+    spark: SparkSession,
+    root: Path,
+    landing: GenerateReport,
+    manifest: dict[str, Any],
+    declarations: dict[str, dict[str, Any]],
+) -> None:
+    identity = spark.read.parquet(landing.ground_truth["identity"])
+    per_source = {r["source"]: r["count"] for r in identity.groupBy("source").count().collect()}
+    assert set(per_source) == set(SOURCE_NAMES)
+    assert identity.select("source", "source_record_id").distinct().count() == identity.count()
+    # Single-version sources: one identity row per delivered record (duplicates excluded).
+    for name in ("ecommerce_orders", "web_events", "pos_transactions", "email_engagement"):
+        assert per_source[name] == manifest["rows"][name] - manifest["duplicate_rows"][name]
+    # Every record id readable from the files is in the identity table.
+    for name in ("crm_contacts", "loyalty_members", "consents", "support_tickets", "web_events"):
+        spec = declarations[name]
+        files = _data_files(root, spec)
+        frames = (
+            [_read(spark, spec, [f]) for f in files]
+            if spec["format"] == "csv"
+            else [_read(spark, spec, files)]
+        )
+        rid = spec["mapping"]["source_record_id"]
+        ids = frames[0].select(F.expr(rid).alias("id"))
+        for df in frames[1:]:
+            ids = ids.unionByName(df.select(F.expr(rid).alias("id")))
+        known = identity.filter(F.col("source") == name).select(
+            F.col("source_record_id").alias("id")
+        )
+        assert ids.dropna().distinct().subtract(known).count() == 0, name
+
+    persons_per_source = (
+        identity.dropna(subset=["person_id"])
+        .groupBy("person_id")
+        .agg(F.countDistinct("source").alias("n"))
+    )
+    assert persons_per_source.filter("n >= 3").count() > PERSONS // 2
+    # Anonymous-only visitors exist and carry no person; identified cookies do.
+    web = identity.filter(F.col("source") == "web_events")
+    assert web.filter(F.col("person_id").isNull()).count() > 0
+    assert web.filter(F.col("person_id").isNotNull()).count() > 0
+
+
+def test_one_person_appears_under_different_spellings(
+    spark: SparkSession, root: Path, landing: GenerateReport
+) -> None:
+    persons = spark.read.parquet(landing.ground_truth["persons"])
+    truth = persons.select(
+        "person_id",
+        *[F.col(c).alias(f"true_{c}") for c in ("first_name", "nickname", "last_name", "email")],
+    )
+    identity = spark.read.parquet(landing.ground_truth["identity"]).filter(
+        F.col("source") == "crm_contacts"
+    )
+    crm = spark.read.option("header", "true").csv(str(root / "crm_contacts" / "*" / "*.csv"))
+    joined = (
+        crm.join(identity, crm.contact_id == identity.source_record_id)
+        .join(truth, "person_id")
+        .cache()
+    )
+    assert joined.count() == crm.count()
+    # Same person, written differently: nicknames, typos, email case and whitespace.
+    assert (
+        joined.filter(F.col("first_name") == F.col("true_nickname"))
+        .filter(F.col("true_nickname") != F.col("true_first_name"))
+        .count()
+        > 0
+    )
+    assert joined.filter(F.col("first_name") != F.col("true_first_name")).count() > 0
+    assert joined.filter(F.col("email") != F.col("true_email")).count() > 0
+    assert joined.filter(F.trim(F.lower("email")) == F.col("true_email")).count() > 0
+    joined.unpersist()
+    phones = [r["phone"] for r in crm.select("phone").dropna().collect()]
+    assert any(p.startswith("+") for p in phones)
+    assert any(p.startswith("0") for p in phones)
+    assert any(p.startswith("(") for p in phones)
+    # Households share a landline, and some partners share one email address.
+    shared_phones = persons.groupBy("home_phone").count().filter("home_phone is not null")
+    assert shared_phones.filter("count > 1").count() > 0
+    assert persons.groupBy("email").count().filter("count > 1").count() > 0
+
+
+def test_labels_have_both_classes_and_match_purchases(
+    spark: SparkSession, landing: GenerateReport
+) -> None:
+    labels = spark.read.parquet(landing.ground_truth["labels"])
+    purchases = spark.read.parquet(landing.ground_truth["purchases"])
+    assert labels.count() == 2 * PERSONS
+    cutoffs = {str(r["cutoff_date"]) for r in labels.select("cutoff_date").distinct().collect()}
+    assert cutoffs == {landing.train_cutoff, landing.scoring_cutoff}
+    for column in ("purchased_in_horizon", "churned"):
+        for cutoff in cutoffs:
+            values = {
+                r[column]
+                for r in labels.filter(F.col("cutoff_date") == cutoff).select(column).collect()
+            }
+            assert values == {True, False}, (column, cutoff)
+    # Purchases continue past the scoring horizon's start, so labels are computable.
+    last = purchases.agg(F.max("purchased_at")).first()[0]
+    assert last.date().isoformat() > landing.scoring_cutoff
+
+    cutoff = F.to_timestamp(F.lit(landing.scoring_cutoff))
+    end = cutoff + F.expr(f"INTERVAL {landing.horizon_days} DAYS")
+    bought = (
+        purchases.filter((F.col("purchased_at") >= cutoff) & (F.col("purchased_at") < end))
+        .select("person_id")
+        .distinct()
+        .withColumn("expected", F.lit(True))
+    )
+    scoring = labels.filter(F.col("cutoff_date") == landing.scoring_cutoff)
+    actual = scoring.select("person_id", F.col("purchased_in_horizon").alias("expected"))
+    expected = (
+        scoring.select("person_id")
+        .join(bought, "person_id", "left")
+        .select("person_id", F.coalesce("expected", F.lit(False)).alias("expected"))
+    )
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+# ------------------------------------------------------------------------------------------
+# Bad records, duplicates, empty files, drift
+# ------------------------------------------------------------------------------------------
+
+
+def test_malformed_web_lines_and_duplicates_match_the_manifest(
+    root: Path, manifest: dict[str, Any]
+) -> None:
+    lines = _web_lines(root)
+    assert len(lines) == manifest["rows"]["web_events"]
+    malformed = sum(not _parses(line) for line in lines)
+    assert malformed == manifest["bad_records"]["web_events"]["malformed_json"] > 0
+    assert 0.005 < malformed / len(lines) < 0.02
+    extra_copies = sum(n - 1 for n in Counter(lines).values())
+    assert extra_copies == manifest["duplicate_rows"]["web_events"] > 0
+
+
+def test_pos_defects_match_the_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    lines = _pos_lines(root)
+    assert len(lines) == manifest["rows"]["pos_transactions"]
+    counts: Counter[str] = Counter()
+    for line in lines:
+        fields = line.split(";")
+        if len(fields) != 10:
+            counts["wrong_column_count"] += 1
+            continue
+        try:
+            datetime.strptime(fields[6], "%d/%m/%Y %H:%M")
+        except ValueError:
+            counts["unparsable_date"] += 1
+            continue
+        if not re.fullmatch(r"\d+,\d\d", fields[7]):
+            counts["unparsable_number"] += 1
+    assert dict(counts) == manifest["bad_records"]["pos_transactions"]
+
+
+def test_email_unparsable_dates_match_the_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    bad = 0
+    for path in (root / "email_engagement").glob("*/*.json"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                datetime.strptime(json.loads(line)["event_ts"], "%Y-%m-%dT%H:%M:%SZ")
+            except ValueError:
+                bad += 1
+    assert bad == manifest["bad_records"]["email_engagement"]["unparsable_date"]
+
+
+def test_empty_files_and_junk_identifiers_are_present(root: Path, manifest: dict[str, Any]) -> None:
+    empties = [root / p for paths in manifest["empty_files"].values() for p in paths]
+    assert empties
+    for path in empties:
+        content = path.read_bytes()
+        assert content == b"" or content.count(b"\n") == 1, path
+    emails: set[str] = set()
+    for path in (root / "support_tickets").glob("*/*.json"):
+        emails |= {json.loads(x).get("email", "") for x in path.read_text().splitlines()}
+    for path in (root / "crm_contacts").glob("*/*.csv"):
+        emails |= set(re.findall(r"[^,]*@[^,]*|n/a", path.read_text()))
+    assert emails & JUNK_EMAILS
+
+
+def test_second_drop_has_schema_drift(
+    spark: SparkSession, root: Path, landing: GenerateReport, manifest: dict[str, Any]
+) -> None:
+    d1, d2 = (f"drop={d}" for d in landing.drops)
+    crm_header = {
+        drop: (root / "crm_contacts" / drop / "part-00000.csv").read_text().splitlines()[0]
+        for drop in (d1, d2)
+    }
+    assert "preferred_language" not in crm_header[d1]
+    assert crm_header[d2].endswith(",preferred_language")
+
+    types = {
+        drop: dict(spark.read.parquet(str(root / "ecommerce_orders" / drop)).dtypes)["total_amount"]
+        for drop in (d1, d2)
+    }
+    assert types == {d1: "double", d2: "string"}
+
+    keys = {}
+    for drop in (d1, d2):
+        text = (root / "email_engagement" / drop / "part-00000.json").read_text()
+        keys[drop] = set().union(*(json.loads(x).keys() for x in text.splitlines()[:50]))
+    assert "campaign_id" in keys[d1] and "campaign" not in keys[d1]
+    assert "campaign" in keys[d2] and "campaign_id" not in keys[d2]
+
+    assert not any('"browser"' in x for x in _web_lines(root, landing.drops[0]))
+    assert any('"browser"' in x for x in _web_lines(root, landing.drops[1]))
+    assert set(manifest["drift"]) == {
+        "crm_contacts",
+        "ecommerce_orders",
+        "email_engagement",
+        "web_events",
+    }
+
+
+def test_crm_second_drop_updates_moves_and_deletes(root: Path, landing: GenerateReport) -> None:
+    import csv
+
+    rows: dict[str, list[dict[str, str]]] = {}
+    for drop in landing.drops:
+        path = root / "crm_contacts" / f"drop={drop}" / "part-00000.csv"
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows[drop] = list(csv.DictReader(fh))
+    first = {r["contact_id"]: r for r in rows[landing.drops[0]]}
+    second = rows[landing.drops[1]]
+    updated = [r for r in second if r["contact_id"] in first]
+    assert updated, "drop 2 should update contacts from drop 1"
+    assert all(r["updated_at"] > first[r["contact_id"]]["updated_at"] for r in updated)
+    assert any(r["street"] != first[r["contact_id"]]["street"] for r in updated)
+    assert any(r["is_deleted"] == "true" for r in second)
+    assert any(r["contact_id"] not in first for r in second)
+
+
+# ------------------------------------------------------------------------------------------
+# Report and arguments
+# ------------------------------------------------------------------------------------------
+
+
+def test_report_matches_manifest(landing: GenerateReport, manifest: dict[str, Any]) -> None:
+    assert landing.persons == manifest["persons"] == PERSONS
+    assert landing.seed == manifest["seed"] == SEED
+    assert dict(landing.rows) == manifest["rows"]
+    assert landing.train_cutoff == manifest["train_cutoff"] < landing.scoring_cutoff
+    assert landing.elapsed_seconds > 0
+    for name in SOURCE_NAMES:
+        assert len(landing.rows_per_drop[name]) == 2
+    with pytest.raises(AttributeError):
+        landing.seed = 1  # type: ignore[misc]
+    sizes = {name: rows / PERSONS for name, rows in landing.rows.items()}
+    assert 0.5 < sizes["crm_contacts"] < 1.2
+    assert 2 < sizes["ecommerce_orders"] < 4.5
+    assert 6 < sizes["web_events"] <= 12
+    assert 0.8 < sizes["pos_transactions"] < 2.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"persons": 0}, "persons"),
+        ({"persons": 10, "sources": ["nope"]}, "sources"),
+        ({"persons": 10, "start_date": "2025-06-01"}, "400 days"),
+        ({"persons": 10, "out_dir": "s3a://bucket/x"}, "local"),
+    ],
+)
+def test_invalid_arguments_are_rejected(
+    spark: SparkSession, tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    args: dict[str, Any] = {"out_dir": str(tmp_path), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        generate_landing(spark, **args)
