@@ -83,12 +83,19 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/cdp-bench")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--driver-memory", default="8g")
+    parser.add_argument(
+        "--reuse-landing", action="store_true", help="keep an existing landing zone"
+    )
     args = parser.parse_args()
 
     results = []
     for persons in args.persons:
         work = Path(args.work) / f"p{persons}"
-        shutil.rmtree(work, ignore_errors=True)
+        reuse = (
+            args.reuse_landing and (work / "landing" / "_ground_truth" / "manifest.json").exists()
+        )
+        for sub in ("data", "floor") if reuse else ("",):
+            shutil.rmtree(work / sub, ignore_errors=True)
         config = load_config(
             env="local",
             overrides={

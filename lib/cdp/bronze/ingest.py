@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -263,10 +263,15 @@ def _with_lineage(df: DataFrame) -> DataFrame:
 
 
 def read_source_files(
-    spark: SparkSession, spec: SourceSpec, files: Sequence[LandedFile]
+    spark: SparkSession,
+    spec: SourceSpec,
+    files: Sequence[LandedFile],
+    *,
+    sampling_ratio: float | None = None,
 ) -> tuple[list[DataFrame], list[tuple[LandedFile, str]]]:
     """Frames of parsed rows (grouped by file schema where the format needs it) and the
-    files that could not be read at all, with the reason."""
+    files that could not be read at all, with the reason. ``sampling_ratio`` makes JSON schema
+    inference look at a sample only (declaration checks use it)."""
     readable = [f for f in files if f.size > 0]
     if not readable:
         return [], []
@@ -302,7 +307,14 @@ def read_source_files(
             df = source_reader(spark, spec).load([f.read_path for f in group])
             frames.append(_with_lineage(df))
     else:
-        df = source_reader(spark, spec).load([f.read_path for f in readable])
+        reader = source_reader(spark, spec)
+        if (
+            sampling_ratio is not None
+            and _spark_format(fmt) == "json"
+            and "samplingRatio" not in spec.options
+        ):
+            reader = reader.option("samplingRatio", str(sampling_ratio))
+        df = reader.load([f.read_path for f in readable])
         frames.append(_with_lineage(df))
     return frames, unreadable
 
@@ -460,14 +472,19 @@ def split_good_and_quarantined(
 
 
 def _first_readable(
-    spark: SparkSession, spec: SourceSpec, files: Sequence[LandedFile]
+    spark: SparkSession,
+    spec: SourceSpec,
+    files: Sequence[LandedFile],
+    sampling_ratio: float | None = None,
 ) -> tuple[LandedFile, StructType] | None:
     """The first of ``files`` that can be read, with its schema (unreadable files are skipped:
     ingestion quarantines them); None if the files hold no records at all."""
     problems = []
     for candidate in files:
         try:
-            frames, unreadable = read_source_files(spark, spec, [candidate])
+            frames, unreadable = read_source_files(
+                spark, spec, [candidate], sampling_ratio=sampling_ratio
+            )
         except Exception as exc:
             raise ConfigError(
                 f"{spec.origin}: format/options: cannot read {candidate.uri} as "
@@ -484,6 +501,23 @@ def _first_readable(
 
 
 def validate_source(spark: SparkSession, spec: SourceSpec, landing_root: str) -> LandedFile | None:
+    """Check the declaration against the files; see :func:`_validate_source`.
+
+    JSON schemas are first inferred from a sample (a full inference reads the whole file);
+    only when that finds a problem is the check repeated on the full files, so a rare field
+    the sample missed is never reported as an error.
+    """
+    try:
+        return _validate_source(spark, spec, landing_root, sampling_ratio=0.05)
+    except ConfigError:
+        if spec.format not in (SourceFormat.JSON, SourceFormat.NDJSON):
+            raise
+        return _validate_source(spark, spec, landing_root, sampling_ratio=None)
+
+
+def _validate_source(
+    spark: SparkSession, spec: SourceSpec, landing_root: str, *, sampling_ratio: float | None
+) -> LandedFile | None:
     """Check key columns and mapping expressions against the files; ConfigError if wrong.
 
     Columns are looked up in the first file and, so that a mapping may already cover a column
@@ -494,11 +528,11 @@ def validate_source(spark: SparkSession, spec: SourceSpec, landing_root: str) ->
     if not files:
         log.warning("source %s: no files match %s yet", spec.name, spec.glob_for(landing_root))
         return None
-    head = _first_readable(spark, spec, files)
+    head = _first_readable(spark, spec, files, sampling_ratio)
     if head is None:
         return None
     first, schema = head
-    tail = _first_readable(spark, spec, list(reversed(files)))
+    tail = _first_readable(spark, spec, list(reversed(files)), sampling_ratio)
     latest = tail[0] if tail else first
     if tail is not None:
         known = set(schema.fieldNames())
@@ -624,8 +658,14 @@ def land_frames(
     schema_so_far = store.schema(spec.table) if store.exists(spec.table) else None
     goods: list[DataFrame] = []
     bads: list[DataFrame] = []
-    for frame in frames:
+    observations: list[Observation] = []
+    for i, frame in enumerate(frames):
         aligned, schema_so_far = align_to_schema(frame, schema_so_far, mode=spec.schema_evolution)
+        # Count malformed records while the bronze rows are written, so that a clean batch
+        # (the usual case) is read once: the quarantine pass runs only where there is any.
+        seen = Observation(f"malformed-{spec.name}-{i}-{id(frame)}")
+        aligned = aligned.observe(seen, F.sum(F.col(CORRUPT).isNotNull().cast("int")).alias("bad"))
+        observations.append(seen)
         good, bad = split_good_and_quarantined(
             aligned,
             source=spec.name,
@@ -652,6 +692,9 @@ def land_frames(
             commit_info={**extra, "source": spec.name, "files": [list(f.key) for f in for_bronze]},
         )
         landed = result.rows_written
+        # The bronze write read every frame, so each observation is available now.
+        keep = [i for i, o in enumerate(observations) if int(o.get.get("bad") or 0) > 0]
+        bads = [bads[i] for i in keep] + bads[len(observations) :]
     faults.checkpoint("ingest.after_bronze_commit")
     if bads and for_quarantine:
         bad_all = bads[0]
