@@ -110,11 +110,12 @@ def main() -> int:
         from cdp.generate import generate_landing
 
         t0 = time.perf_counter()
-        report = generate_landing(
-            spark, out_dir=str(work / "landing"), persons=persons, seed=args.seed
-        )
-        gen_s = time.perf_counter() - t0
-        print(f"\n## {persons:,} persons (generated in {gen_s:.1f}s)", flush=True)
+        if reuse:
+            print(f"\n## {persons:,} persons (landing zone reused)", flush=True)
+        else:
+            generate_landing(spark, out_dir=str(work / "landing"), persons=persons, seed=args.seed)
+            gen_s = time.perf_counter() - t0
+            print(f"\n## {persons:,} persons (generated in {gen_s:.1f}s)", flush=True)
         print(
             f"{'source':20} {'format':8} {'rows':>11} {'floor s':>8} {'floor r/s':>10} "
             f"{'ingest s':>9} {'ingest r/s':>10} {'ratio':>6}"
@@ -150,9 +151,7 @@ def main() -> int:
             f"{total_rows / total_floor:>10,.0f} {total_ingest:>9.1f} {total_rows / total_ingest:>10,.0f} "
             f"{(total_floor / total_ingest):>6.2f}"
         )
-        print(
-            f"peak RSS: driver JVM {jvm_mb:,.0f} MB, Python {py_mb:,.0f} MB; report rows {dict(report.rows)}"
-        )
+        print(f"peak RSS: driver JVM {jvm_mb:,.0f} MB, Python {py_mb:,.0f} MB")
         results.append((persons, total_rows, total_floor, total_ingest, jvm_mb, py_mb))
         spark.stop()
     return 0

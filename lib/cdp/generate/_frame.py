@@ -9,8 +9,9 @@ with bookkeeping columns next to the payload:
 ``_bad``   kind of injected defect (``malformed_json``, ``unparsable_date``, ...) or null
 ``_dup``   true on the extra copy of an exactly duplicated row
 
-Nothing is materialised: statistics, files and ground truth are separate Spark jobs over
-the same lazy plan, and column pruning keeps the bookkeeping jobs cheap.
+The frame stays lazy. ``generate_landing`` writes its bookkeeping columns once (column
+pruning skips the payload), derives statistics and the identity ground truth from that
+copy, and writes the payload of each drop from the same plan.
 """
 
 from __future__ import annotations

@@ -135,8 +135,9 @@ def generate_landing(
 ) -> GenerateReport:
     """Generate every source's drops under ``out_dir`` and the ground truth beside them.
 
-    Deterministic: the same ``persons``, ``seed`` and dates give the same rows (file names
-    and row order inside files may differ). Existing source folders and ``_ground_truth``
+    Deterministic: the same ``persons``, ``seed`` and dates give the same rows in each
+    source's drops and in the ground truth (compare rows, not bytes: row order inside a
+    file is not part of the contract). Existing source folders and ``_ground_truth``
     under ``out_dir`` are replaced; anything else there is left alone.
 
     ``sources`` restricts generation to some of :data:`SOURCE_NAMES` (default: all); the
@@ -167,6 +168,7 @@ def generate_landing(
 
     staging = truth_dir / "_staging"
     with ExitStack() as stack:
+        stack.callback(shutil.rmtree, staging, True)
         stack.enter_context(_session_conf(spark, _UTC))
         t0 = time.monotonic()
         # The person table is written once and read back: rebuilding its (large) expressions
@@ -245,7 +247,6 @@ def generate_landing(
         labels = labels_frame(people.select("person_id"), purchases, timeline)
         _write_truth(labels, truth_dir / "labels", 2 * persons)
         timings["ground_truth"] = time.monotonic() - t0
-    shutil.rmtree(staging, ignore_errors=True)
 
     rows = {name: sum(per.values()) for name, per in rows_per_drop.items()}
     ground_truth = {
