@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ def main() -> int:
     )
     parser.add_argument("--work", required=True, help="a bench_ingest.py work directory (p<N>)")
     parser.add_argument("--phones", type=int, default=300_000)
-    parser.add_argument("--driver-memory", default="8g")
+    parser.add_argument("--driver-memory", default="6g")
     args = parser.parse_args()
     work = Path(args.work)
     config = load_config(
@@ -50,6 +51,13 @@ def main() -> int:
             "log.level": "WARNING",
         },
     )
+    # Start from bronze only, so the stage processes every bronze row.
+    for leftover in (
+        work / "data" / "silver",
+        work / "data" / "ops" / "silver_progress",
+        work / "floor-silver",
+    ):
+        shutil.rmtree(leftover, ignore_errors=True)
     spark = build_session(config)
     store = open_store(spark, config)
     sources = [s for s in load_sources(config) if store.exists(s.table)]

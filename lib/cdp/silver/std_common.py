@@ -6,7 +6,7 @@ Column helpers here are pure expressions: no session, no I/O, no Python UDF.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 from pyspark.sql import Column, DataFrame
@@ -146,6 +146,16 @@ def map_literal(mapping: Mapping[str, str]) -> Column:
 def lookup(mapping: Column, key: Column) -> Column:
     # try_element_at: a missing key is null, also under ANSI mode.
     return F.try_element_at(mapping, key)
+
+
+def case_when(branches: Sequence[tuple[Column, Column]], *, otherwise: Column) -> Column:
+    """One flat CASE WHEN ... END from (condition, value) pairs."""
+    if not branches:
+        return otherwise
+    expr = F.when(*branches[0])
+    for condition, value in branches[1:]:
+        expr = expr.when(condition, value)
+    return expr.otherwise(otherwise)
 
 
 def require_columns(df: DataFrame, *names: str | None) -> None:
