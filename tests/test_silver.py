@@ -202,3 +202,48 @@ def test_rules_file_errors_are_clear(tmp_path: Path) -> None:
         "expression",
     }
     assert os.path.exists(repo_rules)
+
+
+def test_each_rule_type_flags_what_it_should(spark: SparkSession) -> None:
+    from cdp.silver.rules import Rule, apply_rules
+
+    rows = spark.createDataFrame(
+        [
+            ("a", "EUR", 10.0, "granted", "c1"),
+            (None, "eur", 10.0, "granted", "c1"),  # not_null + regex
+            ("c", "EUR", -5.0, "maybe", "c9"),  # range + allowed_values + referential
+            ("d", None, None, None, None),  # nulls pass every rule but not_null
+        ],
+        "id string, currency string, amount double, status string, crm_id string",
+    )
+    people = spark.createDataFrame([("c1",)], "crm_id string")
+    rules = [
+        Rule(name="id_present", type="not_null", column="id", blocking=True),
+        Rule(name="currency_code", type="regex", column="currency", pattern="^[A-Z]{3}$"),
+        Rule(name="amount_positive", type="range", column="amount", min=0),
+        Rule(
+            name="status_known",
+            type="allowed_values",
+            column="status",
+            values=["granted", "withdrawn"],
+        ),
+        Rule(
+            name="crm_known",
+            type="referential",
+            column="crm_id",
+            ref_table="silver/person_records",
+            ref_column="crm_id",
+        ),
+        Rule(name="big_spender", type="expression", column="amount IS NULL OR amount < 100"),
+    ]
+    out = rows.transform(apply_rules(rules, refs={"silver/person_records": people}))
+    got = {r.id: (sorted(v.rule for v in r._violations), r._blocked) for r in out.collect()}
+    assert got == {
+        "a": ([], False),
+        None: (["currency_code", "id_present"], True),
+        "c": (["amount_positive", "crm_known", "status_known"], False),
+        "d": ([], False),
+    }
+    reasons = {v.rule: v.reason for r in out.collect() if r.id == "c" for v in r._violations}
+    assert reasons["crm_known"] == "crm_id=c9 not found in silver/person_records.crm_id"
+    assert "not in ['granted', 'withdrawn']" in reasons["status_known"]
