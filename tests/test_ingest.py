@@ -253,7 +253,10 @@ def test_schema_drift_adds_columns_and_rescues_retyped_values(
     write(landing / "web/d1/w.json", '{"id": 1, "device": {"id": "d1", "os": "ios"}}\n')
     declare(env["sources"], "web", kind="event", format="ndjson", path="web/*/*.json")
     ingest(spark, config)
-    write(landing / "web/d2/w.json", '{"id": 2, "device": {"id": "d2", "os": "android", "browser": "chrome"}}\n')
+    write(
+        landing / "web/d2/w.json",
+        '{"id": 2, "device": {"id": "d2", "os": "android", "browser": "chrome"}}\n',
+    )
     ingest(spark, config)
     store = open_store(spark, config)
     orders = {r.order_id: r for r in store.read("bronze/orders").collect()}

@@ -67,22 +67,27 @@ def col_of(c: ColumnOrName) -> Column:
     return F.col(c) if isinstance(c, str) else c
 
 
-def unicode_normalize(c: ColumnOrName, form: NormalForm = "NFKC") -> Column:
+def unicode_normalize(
+    c: ColumnOrName, form: NormalForm = "NFKC", *, check: ColumnOrName | None = None
+) -> Column:
     """Unicode normalization (NFC/NFD/NFKC/NFKD) as a JVM expression, without a Python UDF.
 
     Spark has no built-in normalization function; a Python UDF would cost a round trip to a
     Python worker per batch. Spark 4 ships ICU4J (it backs collations), so its static
     ``Normalizer.compose/decompose(String, boolean)`` is called through ``reflect``. Only rows
     with a non-ASCII character take that path: ASCII text is already in every normal form, which
-    keeps the (interpreted, reflective) call off the common case.
+    keeps the (interpreted, reflective) call off the common case. ``check`` is the column tested
+    for non-ASCII characters (default: the value itself); pass a cheaper column that is
+    non-ASCII whenever the value is, to avoid computing an expensive value twice.
 
     Note: Spark flags ``reflect`` as non-deterministic, so filters written after a projection
     that uses it are not pushed below it. The function itself is deterministic.
     """
     method, compat = _ICU_METHODS[form]
     value = col_of(c)
+    guard = value if check is None else col_of(check)
     return F.when(
-        value.rlike(r"[^\x00-\x7F]"),
+        guard.rlike(r"[^\x00-\x7F]"),
         F.reflect(F.lit(_ICU_NORMALIZER), F.lit(method), value, F.lit(compat)),
     ).otherwise(value)
 
@@ -93,11 +98,11 @@ def clean_text(c: ColumnOrName) -> Column:
     Null stays null; an all-blank value becomes "". Spark's ``trim`` only strips ASCII blanks,
     so tabs, newlines, no-break and full-width spaces are handled by regex here.
     """
-    value = col_of(c)
+    raw = col_of(c)
     # Control and format characters (zero-width space, BOM, soft hyphen...), but not whitespace,
     # which becomes a blank below so that "John\tSmith" keeps its word break.
-    value = F.regexp_replace(value, r"[\p{Cc}\p{Cf}&&[^\s]]", "")
-    value = unicode_normalize(value, "NFKC")
+    value = F.regexp_replace(raw, r"[\p{Cc}\p{Cf}&&[^\s]]", "")
+    value = unicode_normalize(value, "NFKC", check=raw)
     value = F.regexp_replace(value, r"[\s\p{Z}]+", " ")
     return F.trim(value)
 
@@ -114,15 +119,18 @@ def is_empty(c: ColumnOrName, placeholders: Iterable[str] = PLACEHOLDERS) -> Col
     )
 
 
-def fold_key(c: ColumnOrName) -> Column:
-    """Accent-folded, lower-case, letters-only key ("José-María" -> "josemaria"); "" -> null."""
-    value = unicode_normalize(clean_text(c), "NFKD")
+def fold_key(c: ColumnOrName, *, cleaned: bool = False) -> Column:
+    """Accent-folded, lower-case, letters-only key ("José-María" -> "josemaria"); "" -> null.
+
+    ``cleaned=True`` when ``c`` already went through :func:`clean_text`.
+    """
+    value = col_of(c) if cleaned else clean_text(c)
+    value = unicode_normalize(value, "NFKD", check=c)
     value = F.lower(F.regexp_replace(value, r"\p{M}+", ""))
     value = F.translate(value, _FOLD_SINGLE_FROM, _FOLD_SINGLE_TO)
     for src, dst in _FOLD_MULTI.items():
         value = F.regexp_replace(value, src, dst)
-    value = F.regexp_replace(value, r"[^\p{L}]+", "")
-    return F.when(value != "", value)
+    return F.nullif(F.regexp_replace(value, r"[^\p{L}]+", ""), F.lit(""))
 
 
 def fold_key_py(text: str) -> str:
@@ -166,6 +174,11 @@ def require_columns(df: DataFrame, *names: str | None) -> None:
         raise ValueError(f"column(s) {missing} not found; the DataFrame has {df.columns}")
 
 
+def temp(out: str, part: str) -> str:
+    """Name of a temporary column of the standardizer writing ``out``; :func:`emit` drops it."""
+    return f"__std_{out}_{part}"
+
+
 def emit(
     df: DataFrame,
     *,
@@ -181,9 +194,15 @@ def emit(
     a boolean saying the input carried no value. Both are materialized first in temporary
     columns, so an expensive expression (a UDF, a regex chain) is evaluated once per row even
     though the value and the status both depend on it. ``extra`` adds columns computed from the
-    final value (for example the parts of a split name).
+    final value (for example the parts of a split name). Temporary columns named with
+    :func:`temp` for ``out`` are dropped at the end.
+
+    Why stages: Spark does not reliably share a sub-expression used several times in one
+    projection (never when it is non-deterministic, like ``reflect``), while a column computed
+    in one projection and read by the next is computed once. Spark's optimizer keeps such
+    projections apart when merging them would duplicate non-trivial work.
     """
-    tmp_value, tmp_empty = f"__std_{out}_value", f"__std_{out}_empty"
+    tmp_value, tmp_empty = temp(out, "value"), temp(out, "empty")
     staged = df.withColumns({tmp_value: value, tmp_empty: F.coalesce(empty, F.lit(False))})
     v, e = F.col(tmp_value), F.col(tmp_empty)
     final = F.when(~e, v)
@@ -197,4 +216,5 @@ def emit(
     }
     for name, build in (extra or {}).items():
         columns[name] = build(final)
-    return staged.withColumns(columns).drop(tmp_value, tmp_empty)
+    prefix = temp(out, "")
+    return staged.withColumns(columns).drop(*[c for c in staged.columns if c.startswith(prefix)])

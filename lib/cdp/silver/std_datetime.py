@@ -16,7 +16,7 @@ from typing import Literal
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cdp.silver.std_common import Transform, clean_text, emit, is_empty, require_columns
+from cdp.silver.std_common import Transform, clean_text, emit, is_empty, require_columns, temp
 
 # Pattern letters that carry a zone or offset; such patterns give an instant on their own.
 _ZONE_LETTERS = frozenset("VzOXxZ")
@@ -73,7 +73,8 @@ def parse_timestamp(
 
     def transform(df: DataFrame) -> DataFrame:
         require_columns(df, col)
-        cleaned = clean_text(col)
+        staged = df.withColumn(temp(target, "clean"), clean_text(col))
+        cleaned = F.col(temp(target, "clean"))
         zoned = F.concat(cleaned, F.lit(_ZONE_SEPARATOR + source_tz))
         attempts = [
             F.try_to_timestamp(cleaned, F.lit(p))
@@ -86,7 +87,7 @@ def parse_timestamp(
             value = F.when(value >= F.lit(_as_utc(min_value)), value)
         if max_value is not None:
             value = F.when(value <= F.lit(_as_utc(max_value)), value)
-        return emit(df, src=col, out=target, value=value, empty=is_empty(cleaned))
+        return emit(staged, src=col, out=target, value=value, empty=is_empty(cleaned))
 
     return transform
 
@@ -111,13 +112,14 @@ def parse_date(
 
     def transform(df: DataFrame) -> DataFrame:
         require_columns(df, col)
-        cleaned = clean_text(col)
+        staged = df.withColumn(temp(target, "clean"), clean_text(col))
+        cleaned = F.col(temp(target, "clean"))
         value = F.coalesce(*[F.try_to_date(cleaned, p) for p in patterns])
         if min_date is not None:
             value = F.when(value >= F.lit(min_date), value)
         if max_date is not None:
             upper: Column = F.current_date() if max_date == "today" else F.lit(max_date)
             value = F.when(value <= upper, value)
-        return emit(df, src=col, out=target, value=value, empty=is_empty(cleaned))
+        return emit(staged, src=col, out=target, value=value, empty=is_empty(cleaned))
 
     return transform

@@ -16,6 +16,7 @@ from cdp.silver.std_common import (
     lookup,
     map_literal,
     require_columns,
+    temp,
 )
 from cdp.silver.std_reference import COUNTRY_KEYS
 
@@ -23,13 +24,14 @@ from cdp.silver.std_reference import COUNTRY_KEYS
 _COUNTRY_PLACEHOLDERS = frozenset({"n/a", "n.a.", "none", "null", "nil", "unknown", "na", "nan"})
 
 
-def country_code(c: ColumnOrName) -> Column:
+def country_code(c: ColumnOrName, *, cleaned: bool = False) -> Column:
     """ISO 3166-1 alpha-2 for a country code, name or variant; null when unknown or empty.
 
     Idempotent ("GB" -> "GB"), so it can be applied to a column standardized earlier. The
-    lookup is a constant map: a few hundred keys, no join, no shuffle.
+    lookup is a constant map: a few hundred keys, no join, no shuffle. ``cleaned=True`` when
+    ``c`` already went through :func:`~cdp.silver.std_common.clean_text`.
     """
-    return lookup(map_literal(COUNTRY_KEYS), fold_key(c))
+    return lookup(map_literal(COUNTRY_KEYS), fold_key(c, cleaned=cleaned))
 
 
 def standardize_country(col: str = "country", *, out: str | None = None) -> Transform:
@@ -43,12 +45,13 @@ def standardize_country(col: str = "country", *, out: str | None = None) -> Tran
 
     def transform(df: DataFrame) -> DataFrame:
         require_columns(df, col)
-        cleaned = clean_text(col)
+        staged = df.withColumn(temp(target, "clean"), clean_text(col))
+        cleaned = F.col(temp(target, "clean"))
         return emit(
-            df,
+            staged,
             src=col,
             out=target,
-            value=country_code(cleaned),
+            value=country_code(cleaned, cleaned=True),
             empty=is_empty(cleaned, _COUNTRY_PLACEHOLDERS),
         )
 
@@ -97,9 +100,21 @@ def standardize_postcode(
 
     def transform(df: DataFrame) -> DataFrame:
         require_columns(df, col, country_col)
-        cleaned = F.upper(clean_text(col))
-        compact = F.regexp_replace(cleaned, r"[\s\-]", "")
-        country = country_code(country_col) if country_col else F.lit(None).cast("string")
+        cleaned_upper = F.upper(clean_text(col))
+        staged = df.withColumns(
+            {
+                temp(target, "clean"): cleaned_upper,
+                temp(target, "country"): (
+                    country_code(country_col) if country_col else F.lit(None).cast("string")
+                ),
+            }
+        ).withColumn(
+            temp(target, "compact"),
+            F.regexp_replace(F.col(temp(target, "clean")), r"[\s\-]", ""),
+        )
+        cleaned = F.col(temp(target, "clean"))
+        compact = F.col(temp(target, "compact"))
+        country = F.col(temp(target, "country"))
         # One CASE over the country; inside it, a value that fails the rule becomes null.
         branches: list[tuple[Column, Column]] = []
         for code, (pattern, replacement) in POSTCODE_RULES.items():
@@ -108,6 +123,6 @@ def standardize_postcode(
                 formatted = F.regexp_replace(formatted, r"-$", "")
             branches.append((country == code, F.when(compact.rlike(pattern), formatted)))
         value = case_when(branches, otherwise=cleaned)
-        return emit(df, src=col, out=target, value=value, empty=is_empty(cleaned))
+        return emit(staged, src=col, out=target, value=value, empty=is_empty(cleaned))
 
     return transform

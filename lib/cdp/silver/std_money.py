@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType
@@ -16,6 +18,7 @@ from cdp.silver.std_common import (
     lookup,
     map_literal,
     require_columns,
+    temp,
 )
 from cdp.silver.std_reference import CURRENCIES, CURRENCY_MARKERS
 
@@ -24,6 +27,8 @@ _MARKERS: dict[str, str] = {**{code: code for code in CURRENCIES}, **CURRENCY_MA
 
 # After removing blanks: optional "(", sign, marker, sign, number, marker, trailing "-", ")".
 # "-$1,234.50", "$-12", "(12.50)", "12,50€", "EUR12.50", "12.50-" all fit.
+_SEP = "\u0001"  # cannot occur in cleaned text: control characters are removed
+_GROUPS = [f"${i}" for i in range(1, 9)]
 _AMOUNT_RE = r"^(\()?([+-])?([^0-9.,'()+-]*)([+-])?([0-9.,']+)([^0-9.,'()+-]*)(-)?(\))?$"
 
 
@@ -48,9 +53,12 @@ def standardize_currency(col: str = "currency", *, out: str | None = None) -> Tr
 
     def transform(df: DataFrame) -> DataFrame:
         require_columns(df, col)
-        cleaned = clean_text(col)
-        empty = is_empty(cleaned) & ~cleaned.isin(*[m for m in _MARKERS if not m.isalnum()])
-        return emit(df, src=col, out=target, value=currency_code(cleaned), empty=empty)
+        staged = df.withColumn(temp(target, "clean"), clean_text(col))
+        cleaned = F.col(temp(target, "clean"))
+        # Symbols such as "€" hold no letter or digit, yet they are values, not placeholders.
+        symbols = [m for m in _MARKERS if not any(ch.isalnum() for ch in m)]
+        empty = is_empty(cleaned) & ~F.coalesce(cleaned.isin(*symbols), F.lit(False))
+        return emit(staged, src=col, out=target, value=currency_code(cleaned), empty=empty)
 
     return transform
 
@@ -108,38 +116,58 @@ def standardize_amount(
 
     def transform(df: DataFrame) -> DataFrame:
         require_columns(df, col, currency_col)
-        cleaned = clean_text(col)
-        compact = F.upper(F.regexp_replace(cleaned, r"\s+", ""))
-
-        def group(i: int) -> Column:
-            return F.regexp_extract(compact, _AMOUNT_RE, i)
-
-        matched = compact.rlike(_AMOUNT_RE)
-        paren_open, paren_close = group(1) != "", group(8) != ""
-        signs = [group(2), group(4), group(7)]
-        prefix, suffix = group(3), group(6)
-        marker = F.concat(prefix, suffix)
-        marker_code = lookup(map_literal(_MARKERS), marker)
-        n_signs = sum((F.when(s != "", 1).otherwise(0) for s in signs), F.lit(0))
+        clean, compact, parts, mark = (
+            temp(target, p) for p in ("clean", "compact", "parts", "mark")
+        )
+        cur = temp(target, "currency")
+        first: dict[str, Column] = {clean: clean_text(col)}
+        if currency_col is not None:
+            first[cur] = currency_code(currency_col)
+        # One projection per step, so each regex runs once per row (see emit()).
+        staged = (
+            df.withColumns(first)
+            .withColumn(compact, F.upper(F.regexp_replace(F.col(clean), r"\s+", "")))
+            .withColumn(
+                parts,
+                # All eight groups in one regex pass: rewrite to "g1 SEP g2 ... g8", split.
+                F.when(
+                    F.col(compact).rlike(_AMOUNT_RE),
+                    F.split(
+                        F.regexp_replace(F.col(compact), _AMOUNT_RE, _SEP.join(_GROUPS)), _SEP, -1
+                    ),
+                ),
+            )
+        )
+        group = F.col(parts).getItem
+        staged = staged.withColumn(
+            mark, lookup(map_literal(_MARKERS), F.concat(group(2), group(5)))
+        )
+        paren_open, paren_close = group(0) != "", group(7) != ""
+        signs = [group(1), group(3), group(6)]
+        prefix, suffix = group(2), group(5)
+        marker_code = F.col(mark)
+        n_signs = F.lit(0)
+        for sign in signs:
+            n_signs = n_signs + F.when(sign != "", 1).otherwise(0)
         negative = paren_open | F.array_contains(F.array(*signs), "-")
         well_formed = (
-            matched
+            F.col(parts).isNotNull()
             & (paren_open == paren_close)
             & (n_signs <= 1)
             & ~(paren_open & (n_signs > 0))
             & ((prefix == "") | (suffix == ""))
-            & ((marker == "") | marker_code.isNotNull())
+            & (((prefix == "") & (suffix == "")) | marker_code.isNotNull())
         )
-        number = _number_text(group(5), decimal_comma)
+        number = _number_text(group(4), decimal_comma)
         signed = F.concat(F.when(negative, F.lit("-")).otherwise(F.lit("")), number)
         # Parse wide, round, then narrow: try_cast gives null (invalid) on overflow under ANSI.
         wide = signed.try_cast(DecimalType(38, 18))
         value = F.when(well_formed, F.round(wide, scale).try_cast(DecimalType(18, scale)))
 
-        extra = {}
+        extra: dict[str, Callable[[Column], Column]] = {}
         if currency_col is not None:
             text_code = F.when(well_formed & (marker_code != ""), marker_code)
-            column_code = currency_code(currency_col)
+            column_code = F.col(cur)
             conflict = F.coalesce(text_code != column_code, F.lit(False))
             value = F.when(~conflict, value)
             resolved = F.coalesce(column_code, text_code)
@@ -148,6 +176,7 @@ def standardize_amount(
                 return F.when(final.isNotNull(), resolved)
 
             extra[f"{target}_currency"] = currency_of
-        return emit(df, src=col, out=target, value=value, empty=is_empty(cleaned), extra=extra)
+        empty = is_empty(F.col(clean))
+        return emit(staged, src=col, out=target, value=value, empty=empty, extra=extra)
 
     return transform

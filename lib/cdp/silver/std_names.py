@@ -34,6 +34,7 @@ from cdp.silver.std_common import (
     fold_key,
     is_empty,
     require_columns,
+    temp,
 )
 
 PARTICLES: tuple[str, ...] = (
@@ -44,9 +45,7 @@ PARTICLES: tuple[str, ...] = (
 # "Na" and "Nan" are given names; only the unambiguous placeholders apply to names.
 _NAME_PLACEHOLDERS = PLACEHOLDERS - {"na", "nan"}
 
-_HONORIFICS = (
-    "mr|mrs|ms|miss|mx|mstr|dr|prof|sir|dame|rev|revd|herr|frau|mme|mlle|sr|sra|srta"
-)
+_HONORIFICS = "mr|mrs|ms|miss|mx|mstr|dr|prof|sir|dame|rev|revd|herr|frau|mme|mlle|sr|sra|srta"
 _SUFFIXES = r"jr|jnr|sr|snr|ii|iii|iv|phd|ph\.d|md|m\.d|dds|esq|mba|obe|mbe|cbe|kbe|qc|kc"
 # Leading honorifics need a dot or a blank after them, so "Drew" or "Misses" are left alone.
 _PREFIX_RE = rf"(?i)^(?:(?:{_HONORIFICS})(?:\.\s*|\s+))+"
@@ -78,7 +77,9 @@ def _recase_part(part: Column) -> Column:
     single_case = (part == lower) | (part == F.upper(part))
     capitalized = F.when(
         lower.rlike(r"^mc\p{L}{2,}"),
-        F.concat(F.lit("Mc"), F.upper(F.substring(part, 3, 1)), F.lower(F.substring(part, 4, 1 << 20))),
+        F.concat(
+            F.lit("Mc"), F.upper(F.substring(part, 3, 1)), F.lower(F.substring(part, 4, 1 << 20))
+        ),
     ).otherwise(F.concat(F.upper(F.substring(part, 1, 1)), F.lower(F.substring(part, 2, 1 << 20))))
     return F.when(single_case, capitalized).otherwise(part)
 
@@ -91,14 +92,13 @@ def title_case_name(c: ColumnOrName) -> Column:
     def word(w: Column, i: Column) -> Column:
         lower = F.lower(w)
         is_particle = (
-            (i > 0)
-            & (i < count - 1)
-            & lower.isin(*PARTICLES)
-            & ((w == lower) | (w == F.upper(w)))
+            (i > 0) & (i < count - 1) & lower.isin(*PARTICLES) & ((w == lower) | (w == F.upper(w)))
         )
         # Split after ' - . keeping the delimiter with the part before it ("o'" + "brien").
         parts = F.split(w, r"(?<=['.\-])")
-        return F.when(is_particle, lower).otherwise(F.array_join(F.transform(parts, _recase_part), ""))
+        return F.when(is_particle, lower).otherwise(
+            F.array_join(F.transform(parts, _recase_part), "")
+        )
 
     return F.array_join(F.transform(words, word), " ")
 
@@ -126,9 +126,12 @@ def standardize_name(
 
     def transform(df: DataFrame) -> DataFrame:
         require_columns(df, col)
-        prepared = _prepare(col, strip_honorifics)
+        staged = df.withColumn(temp(target, "prep"), _prepare(col, strip_honorifics))
+        prepared = F.col(temp(target, "prep"))
         value = F.when(_is_valid(prepared), title_case_name(prepared))
-        return emit(df, src=col, out=target, value=value, empty=is_empty(prepared, _NAME_PLACEHOLDERS))
+        return emit(
+            staged, src=col, out=target, value=value, empty=is_empty(prepared, _NAME_PLACEHOLDERS)
+        )
 
     return transform
 
@@ -156,7 +159,8 @@ def split_full_name(
 
     def transform(df: DataFrame) -> DataFrame:
         require_columns(df, col)
-        prepared = _prepare(col, strip_honorifics)
+        staged = df.withColumn(temp(target, "prep"), _prepare(col, strip_honorifics))
+        prepared = F.col(temp(target, "prep"))
         has_comma = prepared.contains(",")
         before = F.trim(F.substring_index(prepared, ",", 1))
         after = F.trim(F.regexp_replace(F.regexp_extract(prepared, r"^[^,]*,(.*)$", 1), ",", " "))
@@ -172,7 +176,7 @@ def split_full_name(
             return _part(full, has_comma, last_words, first=False)
 
         return emit(
-            df,
+            staged,
             src=col,
             out=target,
             value=value,
@@ -188,9 +192,7 @@ def _part(full: Column, has_comma: Column, last_words: Column, *, first: bool) -
     words = F.split(full, " ")
     count = F.size(words)
     particle_at = F.array_position(
-        F.transform(
-            words, lambda w, i: (i > 0) & (i < count - 1) & F.lower(w).isin(*PARTICLES)
-        ),
+        F.transform(words, lambda w, i: (i > 0) & (i < count - 1) & F.lower(w).isin(*PARTICLES)),
         True,
     )
     # 1-based index of the first word of the last name.

@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
-from cdp.silver.std_common import Transform, clean_text, emit, is_empty, require_columns
+from cdp.silver.std_common import Transform, clean_text, emit, is_empty, require_columns, temp
 from cdp.silver.std_location import country_code
 
 # Entries kept per Python worker task before the cache is dropped (bounded memory).
@@ -98,13 +98,14 @@ def standardize_phone(
 
     def transform(df: DataFrame) -> DataFrame:
         require_columns(df, col, region_col)
-        cleaned = clean_text(col)
+        staged = df.withColumn(temp(target, "clean"), clean_text(col))
+        cleaned = F.col(temp(target, "clean"))
         digits = F.regexp_replace(cleaned, r"[^0-9]", "")
         empty = is_empty(cleaned) | (digits.rlike(r"^([0-9])\1*$") & ~cleaned.rlike(r"\p{L}"))
         default = F.lit(default_region).cast("string")
         region: Column = F.coalesce(country_code(region_col), default) if region_col else default
         # Empty rows send null to the UDF: no parse, and they do not fill the cache.
         value = _phone_udf()(F.when(~empty, cleaned), region)
-        return emit(df, src=col, out=target, value=value, empty=empty)
+        return emit(staged, src=col, out=target, value=value, empty=empty)
 
     return transform
