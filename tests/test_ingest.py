@@ -172,7 +172,7 @@ def test_every_format_lands_with_lineage_and_accounting(
     assert row._file_path.endswith("crm/d1/contacts.csv")
     assert row._row_number == 3 and row._file_offset == 0
     assert row._file_size == len(CSV_1.encode())
-    assert row._ingest_run_id == result.run_id and len(row._record_hash) == 64
+    assert row._ingest_run_id == result.run_id and len(row._record_hash) == 32
     dups = crm.where("id = '4'").collect()
     assert len(dups) == 2 and len({r._record_hash for r in dups}) == 1
     assert {r._row_number for r in dups} == {5, 6}
