@@ -97,6 +97,9 @@ class IngestConfig(_Model):
     sources: list[str] | None = None
     max_files_per_run: int | None = Field(default=None, ge=1)
     quarantine_raw_max_chars: int = Field(default=100_000, ge=100)
+    # Read splits of this size: big files are read in parallel, small ones are never packed
+    # together. Fixed (not derived from the batch) so a rerun numbers rows exactly as before.
+    split_mb: int = Field(default=8, ge=1, le=1024)
 
 
 class CdpConfig(_Model):

@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 
 from cdp.config import CdpConfig
 from cdp.pipeline import StageContext, get_stage
-from cdp.runlog import RUN_LOG_TABLE, RunRecorder, make_run_id, run_log_frame, utcnow
+from cdp.runlog import RUN_LOG_SCHEMA, RUN_LOG_TABLE, RunRecorder, make_run_id, utcnow
 from cdp.storage import TableStore, open_store
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def run_stage(
     finally:
         row = recorder.to_row(status=status, ended_at=utcnow(), error=error)
         try:
-            store.append(RUN_LOG_TABLE, run_log_frame(spark, row))
+            store.append_rows(RUN_LOG_TABLE, [row], RUN_LOG_SCHEMA)
         except Exception:
             log.exception("could not append to %s", RUN_LOG_TABLE)
         root_logger.removeHandler(handler)

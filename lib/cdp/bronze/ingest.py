@@ -248,7 +248,7 @@ def with_file_columns(df: DataFrame) -> DataFrame:
 
 
 def with_row_number(df: DataFrame) -> DataFrame:
-    """1-based row within the file (or within its split starting at ``_file_offset``).
+    """1-based row within its file split; (``_file_offset``, ``_row_number``) is the position.
 
     Relies on one file split per scan partition (see :func:`one_file_per_partition`): the low
     33 bits of ``monotonically_increasing_id`` are the row's index inside its partition.
@@ -729,7 +729,8 @@ def land_frames(
         quarantined = result.rows_written
     faults.checkpoint("ingest.after_quarantine_commit")
     broken = {f for f, _ in unreadable}
-    ingested = spark.createDataFrame(
+    store.append_rows(
+        INGESTED_FILES_TABLE,
         [
             (
                 spec.name,
@@ -744,7 +745,6 @@ def land_frames(
         ],
         INGESTED_FILES_SCHEMA,
     )
-    store.append(INGESTED_FILES_TABLE, ingested)
     ctx.run.read(f"landing/{spec.name}", landed + quarantined)
     ctx.run.wrote(spec.table, landed)
     ctx.run.quarantined(spec.table, quarantined)
@@ -837,7 +837,7 @@ def run_ingest(ctx: StageContext) -> None:
     for spec in sources:
         validate_source(ctx.spark, spec, ctx.config.landing_uri)
     ingested_at = datetime.now(timezone.utc)
-    with one_file_per_partition(ctx.spark):
+    with one_file_per_partition(ctx.spark, split_mb=ctx.config.ingest.split_mb):
         totals = SourceOutcome(source="*")
         for spec in sources:
             if ctx.config.ingest.mode == "stream":
@@ -857,32 +857,31 @@ def run_ingest(ctx: StageContext) -> None:
 
 
 @contextmanager
-def one_file_per_partition(spark: SparkSession) -> Iterator[None]:
-    """Read settings that make row numbers and malformed-record detection exact.
+def one_file_per_partition(spark: SparkSession, *, split_mb: int = 8) -> Iterator[None]:
+    """Read settings that make row positions and malformed-record detection exact.
 
-    Opening a file is made to cost a whole split, so Spark never packs two files into one
-    read partition; and CSV column pruning is off, so whether a record is malformed does not
+    Splits are ``split_mb`` long and opening a file costs a whole split, so Spark reads a big
+    file as several partitions (both cores busy) but never packs two files into one partition;
+    the split size does not depend on the batch, so a rerun after a crash cuts every file at
+    the same offsets. CSV column pruning is off, so whether a record is malformed does not
     depend on which columns a query needs.
     """
     conf = spark.conf
-    previous = conf.get("spark.sql.files.openCostInBytes", None)
-    previous_pruning = conf.get("spark.sql.csv.parser.columnPruning.enabled", "true")
-    max_split = conf.get("spark.sql.files.maxPartitionBytes", "134217728") or "134217728"
-    conf.set("spark.sql.files.openCostInBytes", str(_bytes(max_split)))
+    keys = (
+        "spark.sql.files.openCostInBytes",
+        "spark.sql.files.maxPartitionBytes",
+        "spark.sql.csv.parser.columnPruning.enabled",
+    )
+    previous = {k: conf.get(k, None) for k in keys}
+    split = str(split_mb * (1 << 20))
+    conf.set("spark.sql.files.openCostInBytes", split)
+    conf.set("spark.sql.files.maxPartitionBytes", split)
     conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
     try:
         yield
     finally:
-        conf.set("spark.sql.csv.parser.columnPruning.enabled", previous_pruning or "true")
-        if previous is None:
-            conf.unset("spark.sql.files.openCostInBytes")
-        else:
-            conf.set("spark.sql.files.openCostInBytes", previous)
-
-
-def _bytes(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    t = text.strip().lower().rstrip("b")
-    if t and t[-1] in units:
-        return int(float(t[:-1]) * units[t[-1]])
-    return int(t)
+        for key, value in previous.items():
+            if value is None:
+                conf.unset(key)
+            else:
+                conf.set(key, value)

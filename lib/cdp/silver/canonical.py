@@ -185,6 +185,7 @@ def map_to_canonical(spec: SourceSpec) -> Callable[[DataFrame], DataFrame]:
             attributes.alias("attributes"),
             F.col("_file_path").alias("_bronze_file_path"),
             F.col("_file_modified_at").alias("_bronze_file_modified_at"),
+            F.col("_file_offset").alias("_bronze_file_offset"),
             F.col("_row_number").alias("_bronze_row_number"),
             F.col("_ingest_run_id").alias("_bronze_run_id"),
             F.col("_record_hash").alias("_bronze_record_hash"),

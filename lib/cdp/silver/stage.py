@@ -146,7 +146,11 @@ def standardize(spec: SourceSpec, table: CanonicalTable) -> Callable[[DataFrame]
 
 
 def with_version_key(time_field: str) -> Callable[[DataFrame], DataFrame]:
-    """A sortable text key: record time, then bronze file time, then row in file."""
+    """A sortable text key: record time, then bronze file time, then position in the file
+    (split offset, then row within the split)."""
+
+    def padded(col: str, width: int) -> Any:
+        return F.lpad(F.coalesce(F.col(col).cast("long"), F.lit(0)).cast("string"), width, "0")
 
     def micros(col: str) -> Any:
         return F.lpad(
@@ -161,7 +165,8 @@ def with_version_key(time_field: str) -> Callable[[DataFrame], DataFrame]:
             F.concat(
                 micros(time_field),
                 micros("_bronze_file_modified_at"),
-                F.lpad(F.coalesce(F.col("_bronze_row_number"), F.lit(0)).cast("string"), 12, "0"),
+                padded("_bronze_file_offset", 20),
+                padded("_bronze_row_number", 12),
             ),
         )
 
@@ -229,7 +234,7 @@ def _rules_path(ctx: StageContext) -> Path:
 
 def run_silver(ctx: StageContext) -> None:
     """The ``silver`` stage."""
-    store, spark, run_id = ctx.store, ctx.spark, ctx.run.run_id
+    store, run_id = ctx.store, ctx.run.run_id
     sources = load_sources(ctx.config)
     rules = load_rules(_rules_path(ctx), tables=set(TABLES))
     progress = _progress(store)
@@ -250,15 +255,13 @@ def run_silver(ctx: StageContext) -> None:
     now = datetime.now(timezone.utc)
     for batch in batches.values():
         _apply_batch(ctx, batch, rules.get(batch.table.name, []), now)
-        store.append(
+        store.append_rows(
             PROGRESS_TABLE,
-            spark.createDataFrame(
-                [
-                    (spec.name, spec.table, version, batch.table.table, run_id, now)
-                    for spec, version in batch.sources
-                ],
-                PROGRESS_SCHEMA,
-            ),
+            [
+                (spec.name, spec.table, version, batch.table.table, run_id, now)
+                for spec, version in batch.sources
+            ],
+            PROGRESS_SCHEMA,
         )
 
 
@@ -328,6 +331,7 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
                 F.transform(F.col(VIOLATIONS), lambda v: v["reason"]).alias("reasons"),
                 F.to_json(F.struct(*[F.col(f) for f in table.fields])).alias("record"),
                 "_bronze_file_path",
+                "_bronze_file_offset",
                 "_bronze_row_number",
                 "_bronze_run_id",
                 F.lit(run_id).alias("_silver_run_id"),

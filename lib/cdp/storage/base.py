@@ -236,6 +236,22 @@ class TableStore(ABC):
         which lets a writer find out after a crash what it had already committed.
         """
 
+    def append_rows(
+        self,
+        name: str,
+        rows: Sequence[Sequence[Any] | Mapping[str, Any]],
+        schema: StructType,
+        *,
+        commit_info: Mapping[str, Any] | None = None,
+    ) -> CommitResult:
+        """Append a few rows held by the driver (run log, file register, progress marks).
+
+        Same result as :meth:`append`; a backend may write such rows without a Spark job.
+        """
+        return self.append(
+            name, self.spark.createDataFrame(list(rows), schema), commit_info=commit_info
+        )
+
     @abstractmethod
     def overwrite(
         self,
