@@ -173,10 +173,22 @@ def with_version_key(time_field: str) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def latest_per_key(df: DataFrame) -> DataFrame:
-    """Collapse exact duplicates, then keep the newest version of each key."""
+def latest_per_key(df: DataFrame, *, distinct_col: str | None = None) -> DataFrame:
+    """Collapse exact duplicates, then keep the newest version of each key.
+
+    With ``distinct_col``, each kept row also carries the number of distinct records (record
+    hashes) its key had in ``df``, computed in the same window, so that duplicates collapsed
+    and versions superseded can be counted without another shuffle.
+    """
     w = Window.partitionBy(*KEYS).orderBy(F.col(VERSION_KEY).desc(), F.col("_bronze_record_hash"))
-    return df.withColumn("_rank", F.row_number().over(w)).where("_rank = 1").drop("_rank")
+    out = df.withColumn("_rank", F.row_number().over(w))
+    if distinct_col:
+        whole = w.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+        out = out.withColumn(distinct_col, F.size(F.collect_set("_bronze_record_hash").over(whole)))
+    return out.where("_rank = 1").drop("_rank")
+
+
+DISTINCT_RECORDS = "_distinct_records"
 
 
 @dataclass
@@ -290,17 +302,13 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
-        # One pass over the cached batch gives every count: rows per source, blocked rows,
-        # violations per rule, distinct records and distinct keys among the rows kept.
-        ok = ~F.col(BLOCKED)
+        # One pass over the cached batch gives rows per source, blocked rows and violations
+        # per rule; distinct records and keys come from the ranking window below (a distinct
+        # count here would cost two more shuffles of the whole batch).
         stats = (
             checked.agg(
                 F.count(F.lit(1)).alias("_read"),
                 F.sum(F.col(BLOCKED).cast("int")).alias("_blocked"),
-                F.count_distinct(F.when(ok, F.struct(*KEYS, "_bronze_record_hash"))).alias(
-                    "_distinct"
-                ),
-                F.count_distinct(F.when(ok, F.struct(*KEYS))).alias("_keys"),
                 *[
                     F.sum((F.col("source") == spec.name).cast("int")).alias(f"_src.{spec.name}")
                     for spec, _v in batch.sources
@@ -312,8 +320,6 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
         )
         read_rows = int(stats.pop("_read") or 0)
         blocked = int(stats.pop("_blocked") or 0)
-        distinct_n = int(stats.pop("_distinct") or 0)
-        latest_n = int(stats.pop("_keys") or 0)
         per_source = {
             spec.name: int(stats.pop(f"_src.{spec.name}") or 0) for spec, _v in batch.sources
         }
@@ -347,7 +353,14 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
         )
         good_n = read_rows - blocked
         # The newest version per key; exact duplicates fall out with the older versions.
-        latest = latest_per_key(good).persist(StorageLevel.MEMORY_AND_DISK)
+        ranked = latest_per_key(good, distinct_col=DISTINCT_RECORDS).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        kept = ranked.agg(
+            F.count(F.lit(1)).alias("keys"), F.sum(DISTINCT_RECORDS).alias("distinct")
+        ).collect()[0]
+        latest_n, distinct_n = int(kept["keys"] or 0), int(kept["distinct"] or 0)
+        latest = ranked.drop(DISTINCT_RECORDS)
         ctx.run.metric(f"{table.name}.exact_duplicates_collapsed", good_n - distinct_n)
         ctx.run.metric(f"{table.name}.older_versions_superseded", distinct_n - latest_n)
 
@@ -373,7 +386,7 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
             f"{good_n - distinct_n:,} duplicates and {distinct_n - latest_n:,} older versions, "
             f"inserted {result.metrics.get('num_inserted', 0):,}, updated {result.metrics.get('num_updated', 0):,}"
         )
-        latest.unpersist()
+        ranked.unpersist()
     finally:
         checked.unpersist()
 
