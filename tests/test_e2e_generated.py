@@ -83,3 +83,42 @@ def test_generated_company_flows_through_bronze_and_silver(
     assert matched / people.count() > 0.95
     standardized = people.where("email_status = 'ok'").count() / people.count()
     assert standardized > 0.8
+
+
+def test_cdp_demo_runs_the_whole_chain(tmp_path: Path) -> None:
+    """`cdp demo` as a user types it: generate -> ingest -> ... -> export, then its summary."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    data_root = tmp_path / "data"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdp.cli", "demo", "--persons", "300", "--seed", "5"]
+        + ["--env", "test", "--data-root", str(data_root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    for stage in ("ingest", "silver", "identity", "profile", "features", "train", "score"):
+        assert re.search(rf"\] {stage} done in", out), stage
+    assert "== demo summary" in out
+    precision = re.search(r"all evaluated records.*?\n\s+pairwise precision ([0-9.]+)", out)
+    assert precision is not None, out[-3000:]
+    assert float(precision.group(1)) >= 0.95
+    aucs = re.findall(r"holdout ROC-AUC ([0-9.]+) \(heuristic ([0-9.]+)\)", out)
+    assert aucs, out[-3000:]
+    assert all(0.5 < float(model) <= 1.0 for model, _heuristic in aucs)
+    assert "MLflow tracking: sqlite:///" in out
+    exports = re.findall(r"^export (\S+): (\S+)$", out, flags=re.M)
+    assert exports, out[-3000:]
+    manifests = list((data_root / "exports").rglob("manifest.json"))
+    assert len(manifests) == len(exports)
+    for manifest in manifests:
+        assert (manifest.parent / "_SUCCESS").exists()
+        listed = json.loads(manifest.read_text())
+        assert listed["files"], manifest

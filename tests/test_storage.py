@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
@@ -128,6 +128,23 @@ def test_overwrite_whole_and_by_partition(spark: SparkSession, store: TableStore
         ignore_nullable=True,
     )
     assert store.version("silver/p") == 2
+
+
+def test_date_partitions_are_replaced_and_deleted(spark: SparkSession, store: TableStore) -> None:
+    """Typed partition values (DATE) compare equal to the partition text of new files."""
+    day = dt.date(2025, 6, 1)
+
+    def frame(data: list[tuple]) -> DataFrame:
+        return spark.createDataFrame(data, "id LONG, as_of DATE")
+
+    store.append(
+        "gold/d", frame([(1, day), (2, day), (3, dt.date(2025, 7, 1))]), partition_by=["as_of"]
+    )
+    store.overwrite("gold/d", frame([(4, day)]), replace_partitions=True)
+    got = sorted((r.id, r.as_of) for r in store.read("gold/d").collect())
+    assert got == [(3, dt.date(2025, 7, 1)), (4, day)]
+    store.delete("gold/d", "as_of = '2025-07-01'")
+    assert [r.id for r in store.read("gold/d").collect()] == [4]
 
 
 def test_merge_update_insert_delete(spark: SparkSession, store: TableStore) -> None:

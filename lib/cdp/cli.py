@@ -6,6 +6,7 @@ cdp tables                       # every table: version, rows, files, last run
 cdp stages                       # the stage graph
 cdp generate --persons N --out DIR --seed S
 cdp demo [--persons N]           # generate a landing zone and run every stage
+cdp evaluate identity [--truth FILE]   # pairwise precision/recall of gold/identity_map
 cdp --version
 """
 
@@ -18,10 +19,13 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdp import __version__
 from cdp.config import CdpConfig, ConfigError, load_config, parse_overrides
+
+if TYPE_CHECKING:
+    from cdp.runner import StageResult
 
 log = logging.getLogger("cdp.cli")
 
@@ -58,6 +62,8 @@ def _load(args: argparse.Namespace) -> CdpConfig:
     overrides: dict[str, Any] = parse_overrides(args.set)
     if args.data_root:
         overrides["data_root"] = args.data_root
+    if getattr(args, "model", None):
+        overrides["models.only"] = args.model
     return load_config(
         env=args.env, conf_files=args.conf, overrides=overrides, conf_dir=args.conf_dir
     )
@@ -90,7 +96,13 @@ def _fmt_counts(counts: dict[str, int]) -> str:
     return f"{total:,}"
 
 
-def run_stages(names: Sequence[str], config: CdpConfig, as_of: date | None) -> int:
+def run_stages(
+    names: Sequence[str],
+    config: CdpConfig,
+    as_of: date | None,
+    results: list[StageResult] | None = None,
+) -> int:
+    """Run ``names`` (or ``["all"]``) in order; each result is appended to ``results``."""
     from cdp.pipeline import get_stage, pipeline_stages
     from cdp.runner import StageFailed, run_stage
     from cdp.session import build_session
@@ -115,6 +127,8 @@ def run_stages(names: Sequence[str], config: CdpConfig, as_of: date | None) -> i
             _say(f"cdp: error: {exc}")
             _say(f"cdp: log: {exc.log_path}")
             return 1
+        if results is not None:
+            results.append(result)
         _say(
             f"[{i}/{len(stages)}] {name} done in {result.seconds:.1f}s: "
             f"read {_fmt_counts(result.rows_read)} rows, wrote {_fmt_counts(result.rows_written)}, "
@@ -179,10 +193,91 @@ def demo(config: CdpConfig, persons: int, seed: int) -> int:
             return rc
     else:
         _say(f"landing zone {landing} already has data; reusing it")
-    rc = run_stages(["all"], config, None)
+    results: list[StageResult] = []
+    rc = run_stages(["all"], config, None, results)
     if rc == 0:
         print_tables(config)
+        print_demo_summary(config, results)
     return rc
+
+
+def print_demo_summary(config: CdpConfig, results: Sequence[StageResult]) -> None:
+    """What the demo did: rows per layer, quarantine, identity quality, models, exports."""
+    from cdp.identity.evaluate import evaluate_identity, load_truth
+    from cdp.identity.stage import MAP_TABLE
+    from cdp.session import build_session
+    from cdp.storage import open_store
+
+    spark = build_session(config)
+    store = open_store(spark, config)
+    by_stage = {r.stage: r for r in results}
+    print("\n== demo summary")
+    layers: dict[str, int] = {}
+    for name in store.list_tables():
+        layer = name.split("/", 1)[0]
+        rows = store.info(name).num_rows or 0
+        layers[layer] = layers.get(layer, 0) + rows
+    print("rows per layer: " + ", ".join(f"{k} {v:,}" for k, v in sorted(layers.items())))
+    for stage in ("ingest", "silver"):
+        if stage in by_stage:
+            q = by_stage[stage].rows_quarantined
+            print(f"quarantined in {stage}: {sum(q.values()):,} " + _fmt_detail(q))
+    truth = Path(config.landing_uri) / "_ground_truth" / "identity"
+    if store.exists(MAP_TABLE) and truth.exists():
+        metrics = evaluate_identity(
+            spark, identity_map=store.read(MAP_TABLE), truth=load_truth(spark, str(truth))
+        )
+        print("identity vs ground truth:")
+        print(metrics.format())
+    train = by_stage.get("train")
+    if train is not None:
+        models = sorted({k.split(".", 1)[0] for k in train.metrics if "." in k})
+        for model in models:
+            m = train.metrics
+            print(
+                f"model {model}: holdout ROC-AUC {m.get(model + '.holdout_roc_auc', '?')} "
+                f"(heuristic {m.get(model + '.heuristic_holdout_roc_auc', '?')}), PR-AUC "
+                f"{m.get(model + '.holdout_pr_auc', '?')} (heuristic "
+                f"{m.get(model + '.heuristic_holdout_pr_auc', '?')}); version "
+                f"{m.get(model + '.version', '-')} -> {m.get(model + '.alias', '-')}; "
+                f"MLflow run {m.get(model + '.mlflow_run_id', '-')}"
+            )
+        print(f"MLflow tracking: {config.mlflow_tracking_uri}")
+    export = by_stage.get("export")
+    if export is not None:
+        for key, value in sorted(export.metrics.items()):
+            if key.endswith(".uri"):
+                print(f"export {key.split('.')[1]}: {value}")
+
+
+def _fmt_detail(counts: dict[str, int]) -> str:
+    parts = [f"{k} {v:,}" for k, v in sorted(counts.items()) if v]
+    return f"({', '.join(parts)})" if parts else ""
+
+
+def evaluate_identity_cli(config: CdpConfig, truth: str | None) -> int:
+    """``cdp evaluate identity``: score ``gold/identity_map`` against ground truth and print it.
+
+    ``truth``: a CSV (``source,source_record_id,entity_id``) or a Parquet file/directory; by
+    default the generator's ``<landing>/_ground_truth/identity``.
+    """
+    from cdp.identity.evaluate import evaluate_identity, load_truth
+    from cdp.identity.stage import MAP_TABLE
+    from cdp.session import build_session
+    from cdp.storage import open_store
+
+    path = truth or str(Path(config.landing_uri) / "_ground_truth" / "identity")
+    spark = build_session(config)
+    store = open_store(spark, config)
+    if not store.exists(MAP_TABLE):
+        _say(f"cdp: error: no {MAP_TABLE} under {config.data_root_uri}; run 'cdp run identity'")
+        return 1
+    metrics = evaluate_identity(
+        spark, identity_map=store.read(MAP_TABLE), truth=load_truth(spark, path)
+    )
+    print(f"identity evaluation against {path}")
+    print(metrics.format())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("stages", nargs="+", metavar="STAGE")
     p_run.add_argument(
         "--as-of", default=None, help="as-of date YYYY-MM-DD for point-in-time stages"
+    )
+    p_run.add_argument(
+        "--model", default=None, help="train/score/backtest only this model (models.only)"
     )
     _config_args(p_run)
 
@@ -217,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--persons", type=int, default=2_000)
     p_demo.add_argument("--seed", type=int, default=42)
     _config_args(p_demo)
+
+    p_eval = sub.add_parser("evaluate", help="evaluate a stage's output against ground truth")
+    p_eval.add_argument("what", choices=["identity"], help="what to evaluate")
+    p_eval.add_argument(
+        "--truth",
+        default=None,
+        metavar="FILE",
+        help="CSV source,source_record_id,entity_id or a Parquet file/directory "
+        "(default: <landing>/_ground_truth/identity)",
+    )
+    _config_args(p_eval)
     return parser
 
 
@@ -238,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return print_tables(config)
         if args.command == "generate":
             return generate(config, args.persons, args.out, args.seed)
+        if args.command == "evaluate":
+            return evaluate_identity_cli(config, args.truth)
         if args.command == "demo":
             return demo(config, args.persons, args.seed)
     except ConfigError as exc:

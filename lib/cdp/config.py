@@ -22,6 +22,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cdp.audiences.settings import ActivationConfig
+from cdp.identity.settings import IdentityConfig
+from cdp.models.settings import ModelsConfig
+from cdp.profile.settings import ProfileConfig
+
 ENV_PREFIX = "CDP__"
 
 # Well-known variables and the config key each one sets.
@@ -114,6 +119,10 @@ class CdpConfig(_Model):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    activation: ActivationConfig = Field(default_factory=ActivationConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
     # Where each top-level file layer came from, for messages and the run log.
     origins: list[str] = Field(default_factory=list)
     conf_dir: str | None = None

@@ -61,6 +61,55 @@ STAGES: tuple[Stage, ...] = (
         depends_on=("ingest",),
     ),
     Stage(
+        name="identity",
+        entry="cdp.identity.stage:run_identity",
+        description="Resolve silver records into stable customer ids (gold/identity_map)",
+        depends_on=("silver",),
+    ),
+    Stage(
+        name="profile",
+        entry="cdp.profile.stage:run_profile",
+        description="Build gold/customer_profile: survivorship, identifiers, consents, RFM, engagement",
+        depends_on=("identity",),
+    ),
+    Stage(
+        name="features",
+        entry="cdp.models.stage:run_features",
+        description="Build point-in-time gold/customer_features at as_of from attributed silver facts",
+        depends_on=("profile",),
+    ),
+    Stage(
+        name="train",
+        entry="cdp.models.stage:run_train",
+        description="Train the propensity models (pyspark.ml), log to MLflow, move champion/challenger",
+        depends_on=("features",),
+    ),
+    Stage(
+        name="score",
+        entry="cdp.models.stage:run_score",
+        description="Score every customer with each model's champion into gold/propensity_scores",
+        depends_on=("train",),
+    ),
+    Stage(
+        name="backtest",
+        entry="cdp.models.stage:run_backtest",
+        description="Out-of-time backtest: train before as_of, score at as_of, evaluate what happened",
+        depends_on=("features",),
+        in_pipeline=False,
+    ),
+    Stage(
+        name="audiences",
+        entry="cdp.audiences.stage:run_audiences",
+        description="Evaluate the declared audiences and update gold/audience_membership",
+        depends_on=("profile", "score"),
+    ),
+    Stage(
+        name="export",
+        entry="cdp.export.stage:run_export",
+        description="Deliver each audience's consented members to the export target (boto3)",
+        depends_on=("audiences",),
+    ),
+    Stage(
         name="maintenance",
         entry="cdp.maintenance:run_maintenance",
         description="Compact small files and vacuum unreferenced files of every table",
@@ -104,3 +153,46 @@ def topological(stages: Iterable[Stage]) -> list[Stage]:
 def edges() -> list[tuple[str, str]]:
     """(upstream, downstream) pairs of the scheduled pipeline."""
     return [(d, s.name) for s in pipeline_stages() for d in s.depends_on]
+
+
+def graph() -> dict[str, dict[str, object]]:
+    """Every stage as plain data (for workflow generators and docs): name -> attributes."""
+    return {
+        s.name: {
+            "entry": s.entry,
+            "description": s.description,
+            "depends_on": list(s.depends_on),
+            "in_pipeline": s.in_pipeline,
+        }
+        for s in STAGES
+    }
+
+
+def script_name(stage: str) -> str:
+    """The console script of a stage (``cdp-<stage>``, declared in pyproject [project.scripts])."""
+    return f"cdp-{stage}"
+
+
+class _StageMains:
+    """``cdp.pipeline:mains.<stage>``: the no-argument mains behind the ``cdp-<stage>`` scripts.
+
+    Console scripts and Databricks ``python_wheel_task`` entry points call a function with no
+    arguments; this gives one per stage without a module of near-identical functions.
+    """
+
+    def __getattr__(self, name: str) -> Callable[[], int]:
+        if name not in STAGE_BY_NAME:
+            raise AttributeError(name)
+
+        def main() -> int:
+            import sys
+
+            from cdp.cli import job_main  # lazy: listing the graph imports nothing heavy
+
+            return job_main(name, sys.argv[1:])
+
+        main.__name__ = main.__qualname__ = name
+        return main
+
+
+mains = _StageMains()

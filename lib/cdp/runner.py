@@ -6,7 +6,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class StageResult:
     rows_written: dict[str, int]
     rows_quarantined: dict[str, int]
     log_path: str
+    metrics: dict[str, str] = field(default_factory=dict)
 
 
 def _file_handler(path: Path, level: str) -> logging.Handler:
@@ -136,4 +137,5 @@ def run_stage(
         rows_written=dict(recorder.rows_written),
         rows_quarantined=dict(recorder.rows_quarantined),
         log_path=str(log_path),
+        metrics=dict(recorder.metrics),
     )

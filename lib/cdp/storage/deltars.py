@@ -472,7 +472,11 @@ class DeltaRsStore(TableStore):
             {
                 "path": r["path"],
                 "size": r["size_bytes"],
-                "partition_values": dict(r["partition"]) if r.get("partition") else None,
+                "partition_values": (
+                    {k: _partition_text(v) for k, v in r["partition"].items()}
+                    if r.get("partition")
+                    else None
+                ),
             }
             for r in adds.select(cols).to_pylist()
         ]
@@ -994,3 +998,17 @@ class DeltaRsStore(TableStore):
 
 class _Conflict(Exception):
     """A commit lost the race for its version; the operation may be retried."""
+
+
+def _partition_text(value: Any) -> str | None:
+    """A partition value as the Delta log writes it: delta-rs hands back typed values (dates,
+    numbers), while new add actions carry the text of the partition directory."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)

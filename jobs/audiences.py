@@ -1,0 +1,13 @@
+"""spark-submit entry point of the 'audiences' stage.
+
+    spark-submit --py-files dist/cdp.zip jobs/audiences.py --env cluster [--conf FILE] [--as-of DATE]
+
+Equivalent to `cdp run audiences`; under spark-submit the session comes from spark-submit.
+"""
+
+import sys
+
+from cdp.cli import job_main
+
+if __name__ == "__main__":
+    sys.exit(job_main("audiences", sys.argv[1:]))

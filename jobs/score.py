@@ -1,0 +1,13 @@
+"""spark-submit entry point of the 'score' stage.
+
+    spark-submit --py-files dist/cdp.zip jobs/score.py --env cluster [--conf FILE] [--as-of DATE]
+
+Equivalent to `cdp run score`; under spark-submit the session comes from spark-submit.
+"""
+
+import sys
+
+from cdp.cli import job_main
+
+if __name__ == "__main__":
+    sys.exit(job_main("score", sys.argv[1:]))

@@ -1,0 +1,248 @@
+"""The ``audiences`` stage: evaluate every declared audience and update its membership.
+
+Reads ``gold/customer_profile`` and, for audiences that use models, ``gold/propensity_scores``
+(each model's latest ``as_of`` on or before the audience date). Writes:
+
+* ``gold/audience_membership`` (partitioned by audience): one MERGE on
+  (audience, customer_id, entered_at) applying only what changed; see
+  :mod:`cdp.audiences.members` for the spell semantics. A rerun at the same date with the same
+  inputs commits nothing.
+* ``gold/audience_runs``: one row per audience per evaluation (date, run id, counts, the rule,
+  the model versions used), which the export reads for its manifest.
+
+The date is ``ctx.as_of`` when given, else the profile's own ``as_of`` (the date its recency
+and engagement figures were computed for, so rules such as ``recency_days > 60`` mean what they
+say), else today (UTC).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime, timezone
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    DateType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from cdp.audiences.members import (
+    MEMBERSHIP_KEYS,
+    MEMBERSHIP_SCHEMA,
+    OP,
+    check_rules,
+    evaluate,
+    latest_applied,
+    membership_changes,
+    rule_frame,
+    scores_on,
+    wide_scores,
+)
+from cdp.audiences.spec import AudienceError, AudienceSpec, load_audiences
+from cdp.pipeline import StageContext
+
+PROFILE_TABLE = "gold/customer_profile"
+SCORES_TABLE = "gold/propensity_scores"
+MEMBERSHIP_TABLE = "gold/audience_membership"
+RUNS_TABLE = "gold/audience_runs"
+
+MODEL_USED = StructType(
+    [
+        StructField("model_name", StringType()),
+        StructField("model_version", StringType()),
+        StructField("scores_as_of", DateType()),
+    ]
+)
+RUNS_SCHEMA = StructType(
+    [
+        StructField("audience", StringType()),
+        StructField("as_of", DateType()),
+        StructField("run_id", StringType()),
+        StructField("evaluated_at", TimestampType()),
+        StructField("purpose", StringType()),
+        StructField("channel", StringType()),
+        StructField("rule", StringType()),
+        StructField("rule_sha256", StringType()),
+        StructField("members", LongType()),
+        StructField("entered", LongType()),
+        StructField("exited", LongType()),
+        StructField("models", ArrayType(MODEL_USED)),
+        StructField("profile_version", LongType()),
+        StructField("scores_version", LongType()),
+    ]
+)
+
+
+def _as_of(ctx: StageContext) -> date:
+    if ctx.as_of is not None:
+        return ctx.as_of
+    if "as_of" in ctx.store.schema(PROFILE_TABLE).fieldNames():
+        row = ctx.store.read(PROFILE_TABLE).agg(F.max("as_of").alias("d")).collect()[0]
+        if row["d"] is not None:
+            return row["d"]  # type: ignore[no-any-return]
+    return datetime.now(timezone.utc).date()
+
+
+def _latest_scores(
+    ctx: StageContext, specs: list[AudienceSpec], as_of: date
+) -> tuple[dict[str, date], dict[str, list[str]]]:
+    """Each used model's newest scoring date on or before ``as_of``, and the model versions
+    scored on that date; a model without scores is an error naming the audience file."""
+    wanted = sorted({m for s in specs for m in s.models})
+    users = {m: next(s for s in specs if m in s.models) for m in wanted}
+    if not ctx.store.exists(SCORES_TABLE):
+        m = wanted[0]
+        raise AudienceError(
+            f"{users[m].where()}: key 'models': model {m!r} has no scores: {SCORES_TABLE} "
+            "does not exist (run the score stage first)"
+        )
+    scores = ctx.store.read(SCORES_TABLE)
+    dated = {
+        r["model_name"]: r["d"]
+        for r in scores.where(F.col("as_of") <= F.lit(as_of))
+        .where(F.col("model_name").isin(*wanted))
+        .groupBy("model_name")
+        .agg(F.max("as_of").alias("d"))
+        .collect()
+    }
+    missing = [m for m in wanted if m not in dated]
+    if missing:
+        known = sorted(r["model_name"] for r in scores.select("model_name").distinct().collect())
+        problems = [
+            f"{users[m].where()}: key 'models': no scores for model {m!r} on or before "
+            f"{as_of} in {SCORES_TABLE} (models with scores: {', '.join(known) or 'none'})"
+            for m in missing
+        ]
+        raise AudienceError("; ".join(problems))
+    versions: dict[str, list[str]] = {m: [] for m in wanted}
+    for r in (
+        scores.where(scores_on(dated)).select("model_name", "model_version").distinct().collect()
+    ):
+        versions[r["model_name"]].append(str(r["model_version"]))
+    return dated, {m: sorted(v) for m, v in versions.items()}
+
+
+def run_audiences(ctx: StageContext) -> None:
+    """Evaluate the declared audiences at the run's date and MERGE the membership changes."""
+    specs = load_audiences(ctx.config)
+    if not specs:
+        ctx.progress("no audiences declared; nothing to do")
+        return
+    names = [s.name for s in specs]
+    as_of = _as_of(ctx)
+    run_id = ctx.run.run_id
+    store = ctx.store
+    ctx.progress(f"evaluating {len(specs)} audience(s) at {as_of}: {', '.join(names)}")
+
+    profile_version = store.version(PROFILE_TABLE)
+    if profile_version is None:
+        raise AudienceError(f"{PROFILE_TABLE} does not exist (run the profile stage first)")
+    profile = store.read(PROFILE_TABLE)
+    latest: dict[str, date] = {}
+    versions: dict[str, list[str]] = {}
+    scores_version = None
+    wide = None
+    if any(s.models for s in specs):
+        latest, versions = _latest_scores(ctx, specs, as_of)
+        scores_version = store.version(SCORES_TABLE)
+        wide = wide_scores(store.read(SCORES_TABLE), latest)
+    frame = rule_frame(profile, specs, wide)
+    check_rules(specs, frame)
+
+    if store.exists(MEMBERSHIP_TABLE):
+        membership = store.read(MEMBERSHIP_TABLE)
+        ahead = [
+            (r["audience"], r["d"])
+            for r in latest_applied(membership, names).collect()
+            if r["d"] is not None and r["d"] > as_of
+        ]
+        if ahead:
+            listed = ", ".join(f"{a} (at {d})" for a, d in sorted(ahead))
+            raise AudienceError(
+                f"membership moves forward only: {listed} already evaluated after {as_of}"
+            )
+        spells = membership.where(F.col("audience").isin(*names))
+    else:
+        spells = ctx.spark.createDataFrame([], MEMBERSHIP_SCHEMA)
+
+    members = evaluate(specs, frame).persist(StorageLevel.MEMORY_AND_DISK)
+    changes = membership_changes(members, spells, as_of=as_of, run_id=run_id).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    try:
+        sizes = {
+            r["audience"]: int(r["n"])
+            for r in members.groupBy("audience").agg(F.count(F.lit(1)).alias("n")).collect()
+        }
+        ops: dict[tuple[str, str], int] = {
+            (r["audience"], r[OP]): int(r["n"])
+            for r in changes.groupBy("audience", OP).agg(F.count(F.lit(1)).alias("n")).collect()
+        }
+        # From the Delta log's file statistics: no extra pass over the profile.
+        ctx.run.read(PROFILE_TABLE, int(store.info(PROFILE_TABLE).num_rows or 0))
+        n_changes = sum(ops.values())
+        if not store.exists(MEMBERSHIP_TABLE):
+            result = store.append(
+                MEMBERSHIP_TABLE,
+                changes.where(F.col(OP) == "insert").select(*MEMBERSHIP_SCHEMA.fieldNames()),
+                partition_by=["audience"],
+            )
+            ctx.run.wrote(MEMBERSHIP_TABLE, result.rows_written)
+        elif n_changes:
+            result = store.merge(
+                MEMBERSHIP_TABLE,
+                changes,
+                keys=list(MEMBERSHIP_KEYS),
+                update={"exited_at": "s.exited_at", "as_of": "s.as_of", "run_id": "s.run_id"},
+                delete_condition=f"s.{OP} = 'delete'",
+                insert={c: f"s.{c}" for c in MEMBERSHIP_SCHEMA.fieldNames()},
+                insert_condition=f"s.{OP} = 'insert'",
+            )
+            ctx.run.wrote(MEMBERSHIP_TABLE, n_changes)
+        ctx.run.metric("audiences.membership_changes", n_changes)
+    finally:
+        changes.unpersist()
+        members.unpersist()
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows: list[dict[str, Any]] = []
+    for spec in specs:
+        size = sizes.get(spec.name, 0)
+        entered = ops.get((spec.name, "insert"), 0) + ops.get((spec.name, "reopen"), 0)
+        exited = ops.get((spec.name, "exit"), 0)
+        models = [
+            {"model_name": m, "model_version": v, "scores_as_of": latest[m]}
+            for m in spec.models
+            for v in versions.get(m, [])
+        ]
+        rows.append(
+            {
+                "audience": spec.name,
+                "as_of": as_of,
+                "run_id": run_id,
+                "evaluated_at": now,
+                "purpose": spec.purpose,
+                "channel": spec.channel,
+                "rule": spec.rule,
+                "rule_sha256": hashlib.sha256(spec.rule.encode()).hexdigest(),
+                "members": size,
+                "entered": entered,
+                "exited": exited,
+                "models": models,
+                "profile_version": profile_version,
+                "scores_version": scores_version,
+            }
+        )
+        ctx.run.metric(f"audience.{spec.name}.members", size)
+        ctx.run.metric(f"audience.{spec.name}.entered", entered)
+        ctx.run.metric(f"audience.{spec.name}.exited", exited)
+        ctx.progress(f"{spec.name}: {size} member(s), {entered} entered, {exited} exited")
+    store.append_rows(RUNS_TABLE, rows, RUNS_SCHEMA)
+    ctx.run.wrote(RUNS_TABLE, len(rows))

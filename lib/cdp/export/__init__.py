@@ -1,0 +1,1 @@
+"""Export of audience members to object storage; the only package that talks to it (boto3)."""

@@ -1,0 +1,307 @@
+"""The ``export`` stage: deliver each audience's consented members to the export target.
+
+For every declared audience (or those in ``activation.export.audiences``):
+
+1. members at the date (``ctx.as_of``, else the audience's latest evaluation) are joined to
+   ``gold/customer_profile`` and kept only when the customer holds the consent for the
+   audience's purpose and channel *now* (a withdrawal since the evaluation is honoured);
+2. Spark writes the rows (identifiers normalized and SHA-256 hashed by default) into a local
+   staging directory, range-partitioned and sorted by customer id, ``rows_per_file`` at most
+   per file;
+3. the files are uploaded to ``<target>/<audience>/dt=<as_of>/run=<run_id>/part-NNNNN.<ext>``,
+   then ``manifest.json`` (files, row counts, SHA-256 checksums, schema, model versions,
+   run id), then an empty ``_SUCCESS``, in that order.
+
+Consumers read a prefix only once its ``_SUCCESS`` exists. An export that fails part-way
+removes what it uploaded for that audience (best effort) and never writes the manifest or the
+mark; one killed outright leaves data files without a manifest, which readers ignore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cdp import __version__, faults
+from cdp.audiences.members import consent_granted, members_at
+from cdp.audiences.spec import AudienceError, AudienceSpec, load_audiences
+from cdp.audiences.stage import MEMBERSHIP_TABLE, PROFILE_TABLE, RUNS_TABLE
+from cdp.export.identifiers import export_rows
+from cdp.export.settings import ExportConfig
+from cdp.export.sink import ExportError, Sink, open_sink
+from cdp.pipeline import StageContext
+
+MANIFEST = "manifest.json"
+SUCCESS = "_SUCCESS"
+# Fault point passed after each data file is uploaded (crash-safety tests).
+FAULT_AFTER_UPLOAD = "export.after_upload"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The audience's latest evaluation, as ``gold/audience_runs`` recorded it."""
+
+    as_of: date
+    run_id: str
+    models: list[dict[str, Any]]
+
+
+def _evaluations(ctx: StageContext, names: list[str]) -> dict[str, Evaluation]:
+    """Each audience's latest evaluation (on or before ``ctx.as_of`` when given)."""
+    if not ctx.store.exists(RUNS_TABLE):
+        return {}
+    runs = ctx.store.read(RUNS_TABLE).where(F.col("audience").isin(*names))
+    if ctx.as_of is not None:
+        runs = runs.where(F.col("as_of") <= F.lit(ctx.as_of))
+    latest = (
+        runs.groupBy("audience")
+        .agg(
+            F.max_by(
+                F.struct("as_of", "run_id", "models"), F.struct("as_of", "evaluated_at")
+            ).alias("e")
+        )
+        .collect()
+    )
+    return {
+        r["audience"]: Evaluation(
+            as_of=r["e"]["as_of"],
+            run_id=r["e"]["run_id"],
+            models=[
+                {
+                    "name": m["model_name"],
+                    "version": m["model_version"],
+                    "scores_as_of": str(m["scores_as_of"]),
+                }
+                for m in (r["e"]["models"] or [])
+            ],
+        )
+        for r in latest
+    }
+
+
+def _selected(specs: list[AudienceSpec], cfg: ExportConfig) -> list[AudienceSpec]:
+    if cfg.audiences is None:
+        return specs
+    known = {s.name for s in specs}
+    unknown = [a for a in cfg.audiences if a not in known]
+    if unknown:
+        raise AudienceError(
+            f"activation.export.audiences: unknown audience(s) {', '.join(unknown)} "
+            f"(declared: {', '.join(sorted(known)) or 'none'})"
+        )
+    return [s for s in specs if s.name in cfg.audiences]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(MIB), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _rows_in(path: Path, fmt: str) -> int:
+    if fmt == "parquet":
+        return int(pq.read_metadata(path).num_rows)
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        return max(0, sum(1 for _ in csv.reader(fh)) - 1)  # minus the header
+
+
+def stage_files(df: DataFrame, directory: Path, *, fmt: str, rows_per_file: int) -> list[Path]:
+    """Spark writes ``df`` (partitioned and projected by the caller) into ``directory``, at
+    most ``rows_per_file`` rows per file; the part files come back renamed
+    ``part-00000.<ext>`` ... in partition order."""
+    writer = df.write.mode("errorifexists").option("maxRecordsPerFile", rows_per_file)
+    if fmt == "csv":
+        writer.option("header", "true").csv(str(directory))
+    else:
+        writer.option("compression", "snappy").parquet(str(directory))
+    ext = "csv" if fmt == "csv" else "parquet"
+    # Spark names parts after their partition (part-00003-<uuid>-c000...): sorting the names
+    # keeps the range order, and renaming drops the random part.
+    parts = sorted(
+        p for p in directory.iterdir() if p.name.startswith("part-") and not p.name.endswith(".crc")
+    )
+    out = []
+    for i, part in enumerate(parts):
+        target = directory / f"part-{i:05d}.{ext}"
+        part.rename(target)
+        out.append(target)
+    return out
+
+
+def _schema_doc(df: DataFrame) -> list[dict[str, Any]]:
+    return [
+        {"name": f.name, "type": f.dataType.simpleString(), "nullable": f.nullable}
+        for f in df.schema.fields
+    ]
+
+
+def export_audience(
+    ctx: StageContext,
+    spec: AudienceSpec,
+    evaluation: Evaluation,
+    as_of: date,
+    sink: Sink,
+    staging: Path,
+) -> dict[str, Any]:
+    """Stage, upload and seal one audience; returns its manifest."""
+    cfg = ctx.config.activation.export
+    run_id = ctx.run.run_id
+    membership = ctx.store.read(MEMBERSHIP_TABLE).where(F.col("audience") == spec.name)
+    members = members_at(membership, as_of).select("customer_id")
+    profile = ctx.store.read(PROFILE_TABLE).select("customer_id", "email", "phone", "consents")
+    # A member whose customer left the profile (merged away) has no consents: not exported.
+    joined = members.join(profile, on="customer_id", how="left").withColumn(
+        "_consented", consent_granted(F.col("consents"), spec.purpose, spec.channel)
+    )
+    counts = joined.agg(
+        F.count(F.lit(1)).alias("members"),
+        F.sum(F.when(F.col("_consented"), 1).otherwise(0)).alias("consented"),
+    ).collect()[0]
+    n_members, n_rows = int(counts["members"]), int(counts["consented"] or 0)
+    keep = joined.where(F.col("_consented"))
+    files = max(1, math.ceil(n_rows / cfg.rows_per_file))
+    out = (
+        keep.repartitionByRange(files, "customer_id")
+        .sortWithinPartitions("customer_id")
+        .transform(
+            export_rows(
+                hash_identifiers=cfg.hash_identifiers,
+                include_customer_id=cfg.include_customer_id,
+            )
+        )
+    )
+    prefix = f"{spec.name}/dt={as_of.isoformat()}/run={run_id}"
+    local = staging / spec.name
+    parts = stage_files(out, local, fmt=cfg.format, rows_per_file=cfg.rows_per_file)
+
+    uploaded: list[str] = []
+    entries: list[dict[str, Any]] = []
+    try:
+        for part in parts:
+            key = f"{prefix}/{part.name}"
+            entries.append(
+                {
+                    "path": part.name,
+                    "uri": sink.uri(key),
+                    "rows": _rows_in(part, cfg.format),
+                    "bytes": part.stat().st_size,
+                    "sha256": _sha256(part),
+                }
+            )
+            sink.put_file(part, key)
+            uploaded.append(key)
+            faults.checkpoint(FAULT_AFTER_UPLOAD)
+        total = sum(int(e["rows"]) for e in entries)
+        if total != n_rows:
+            raise ExportError(
+                f"audience {spec.name}: the staged files hold {total} rows, expected {n_rows}"
+            )
+        manifest = {
+            "manifest_version": 1,
+            "audience": spec.name,
+            "description": spec.description,
+            "purpose": spec.purpose,
+            "channel": spec.channel,
+            "as_of": as_of.isoformat(),
+            "run_id": run_id,
+            "membership_as_of": evaluation.as_of.isoformat(),
+            "membership_run_id": evaluation.run_id,
+            "models": evaluation.models,
+            "model_version": ",".join(f"{m['name']}={m['version']}" for m in evaluation.models)
+            or None,
+            "format": cfg.format,
+            "compression": "snappy" if cfg.format == "parquet" else None,
+            "identifiers": {
+                "hashed": cfg.hash_identifiers,
+                "algorithm": "sha256" if cfg.hash_identifiers else None,
+                "email": "trimmed, lower-cased",
+                "phone": "E.164",
+            },
+            "row_count": total,
+            "counts": {
+                "members": n_members,
+                "without_consent": n_members - n_rows,
+                "exported": total,
+            },
+            "files": entries,
+            "schema": _schema_doc(out),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "cdp_version": __version__,
+        }
+        # The manifest only after every data file, and the mark only after the manifest: a
+        # reader that sees _SUCCESS finds a manifest listing complete files.
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        sink.put_bytes(body, f"{prefix}/{MANIFEST}", "application/json")
+        uploaded.append(f"{prefix}/{MANIFEST}")
+        sink.put_bytes(b"", f"{prefix}/{SUCCESS}", "application/octet-stream")
+    except BaseException:
+        try:
+            sink.delete(uploaded)
+        except Exception:
+            ctx.log.exception("could not remove the partial export of %s", spec.name)
+        raise
+    ctx.run.wrote(f"export/{spec.name}", total)
+    ctx.run.metric(f"export.{spec.name}.uri", sink.uri(prefix))
+    ctx.run.metric(f"export.{spec.name}.files", len(entries))
+    ctx.run.metric(f"export.{spec.name}.without_consent", n_members - n_rows)
+    ctx.progress(
+        f"{spec.name}: {total} row(s) in {len(entries)} file(s) to {sink.uri(prefix)} "
+        f"({n_members - n_rows} member(s) without consent left out)"
+    )
+    return manifest
+
+
+def run_export(ctx: StageContext) -> None:
+    """Export every selected audience; the date is ``ctx.as_of`` or each audience's latest
+    evaluation (members are those whose spell covers the date)."""
+    cfg = ctx.config.activation.export
+    specs = _selected(load_audiences(ctx.config), cfg)
+    if not specs:
+        ctx.progress("no audiences to export")
+        return
+    if not ctx.store.exists(MEMBERSHIP_TABLE):
+        raise ExportError(f"{MEMBERSHIP_TABLE} does not exist (run the audiences stage first)")
+    evaluations = _evaluations(ctx, [s.name for s in specs])
+    never = [s.name for s in specs if s.name not in evaluations]
+    if never:
+        raise ExportError(
+            f"audience(s) {', '.join(never)} never evaluated"
+            + (f" on or before {ctx.as_of}" if ctx.as_of else "")
+            + " (run the audiences stage first)"
+        )
+    data_root = ctx.config.data_root_uri
+    if cfg.staging_dir:
+        staging_root = Path(cfg.staging_dir)
+    elif "://" in data_root:
+        raise ExportError("activation.export.staging_dir is needed when data_root is not local")
+    else:
+        staging_root = Path(data_root) / "_staging" / "export"
+    sink = open_sink(cfg, default_target=f"{data_root}/exports")
+    staging = staging_root / ctx.run.run_id
+    try:
+        for spec in specs:
+            evaluation = evaluations[spec.name]
+            as_of = ctx.as_of or evaluation.as_of
+            if as_of > evaluation.as_of:
+                ctx.progress(
+                    f"{spec.name}: last evaluated at {evaluation.as_of}, exporting its members "
+                    f"as of then under dt={as_of}"
+                )
+            export_audience(ctx, spec, evaluation, as_of, sink, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

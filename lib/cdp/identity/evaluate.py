@@ -1,0 +1,216 @@
+"""Identity resolution against ground truth: pairwise precision, recall, F1 and more.
+
+Pairwise metrics count record pairs: a pair is *predicted* when both records share a
+``customer_id``, *true* when both share an ``entity_id``. With per-cluster counts
+``n(c)``, ``n(e)`` and ``n(c, e)`` (all computed in Spark, never a pair list):
+
+    TP = sum C(n(c, e), 2)    predicted = sum C(n(c), 2)    true = sum C(n(e), 2)
+    precision = TP / predicted,  recall = TP / true
+
+Only records both in the map and in the truth (with a non-null entity) are evaluated: truth
+lists records that ingestion or silver quarantined and records of event sources, which are no
+identity-map records; the counts of each side are reported. When the map carries
+``n_identifiers``, the same metrics are also given over *linkable* records -- those carrying
+at least one identifier value (an anonymous till receipt can belong to nobody we know).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+KEYS = ["source", "source_record_id"]
+SIZE_BUCKETS = ((1, 1), (2, 2), (3, 5), (6, 10), (11, 50), (51, 100), (101, None))
+
+
+@dataclass(frozen=True)
+class PairScores:
+    records: int
+    true_pairs: int
+    predicted_pairs: int
+    true_positive_pairs: int
+    precision: float
+    recall: float
+    f1: float
+    over_merged_clusters: int  # clusters holding records of two or more true entities
+    over_merged_entities: int  # true entities sharing a cluster with another entity
+    split_entities: int  # true entities spread over two or more clusters
+    entities: int
+    clusters: int
+
+
+@dataclass(frozen=True)
+class IdentityMetrics:
+    """What :func:`evaluate_identity` measured."""
+
+    truth_records: int  # truth rows with an entity
+    map_records: int
+    evaluated: int  # in both (the intersection)
+    all_records: PairScores
+    linkable: PairScores | None  # records with n_identifiers > 0, when the map says so
+    cluster_sizes: dict[str, int] = field(default_factory=dict)  # over the whole map
+
+    def format(self) -> str:
+        """A human-readable report."""
+        lines = [
+            f"records: truth {self.truth_records:,}, identity map {self.map_records:,}, "
+            f"evaluated (in both) {self.evaluated:,}",
+        ]
+        for name, s in (("all evaluated records", self.all_records), ("linkable", self.linkable)):
+            if s is None:
+                continue
+            lines += [
+                f"{name} ({s.records:,} records, {s.entities:,} true entities, "
+                f"{s.clusters:,} clusters):",
+                f"  pairwise precision {s.precision:.4f}  recall {s.recall:.4f}  F1 {s.f1:.4f}"
+                f"  (TP {s.true_positive_pairs:,} / predicted {s.predicted_pairs:,}"
+                f" / true {s.true_pairs:,})",
+                f"  over-merged clusters {s.over_merged_clusters:,} (true entities involved "
+                f"{s.over_merged_entities:,}); split true entities {s.split_entities:,}",
+            ]
+        sizes = ", ".join(f"{k}: {v:,}" for k, v in self.cluster_sizes.items())
+        lines.append(f"cluster sizes (records per customer): {sizes}")
+        return "\n".join(lines)
+
+
+def _pairs(n: str) -> F.Column:
+    return (F.col(n) * (F.col(n) - 1) / 2).cast("long")
+
+
+def pair_scores(joined: DataFrame) -> PairScores:
+    """Scores of ``customer_id, entity_id`` rows (one per evaluated record)."""
+    cells = joined.groupBy("customer_id", "entity_id").agg(F.count(F.lit(1)).alias("n")).cache()
+    try:
+        by_cluster = cells.groupBy("customer_id").agg(
+            F.sum("n").alias("n"), F.count(F.lit(1)).alias("k")
+        )
+        by_entity = cells.groupBy("entity_id").agg(
+            F.sum("n").alias("n"), F.count(F.lit(1)).alias("k")
+        )
+        c = by_cluster.agg(
+            F.coalesce(F.sum(_pairs("n")), F.lit(0)).alias("pred"),
+            F.count(F.lit(1)).alias("clusters"),
+            F.coalesce(F.sum((F.col("k") > 1).cast("long")), F.lit(0)).alias("over"),
+        ).first()
+        e = by_entity.agg(
+            F.coalesce(F.sum(_pairs("n")), F.lit(0)).alias("true"),
+            F.count(F.lit(1)).alias("entities"),
+            F.coalesce(F.sum((F.col("k") > 1).cast("long")), F.lit(0)).alias("split"),
+            F.coalesce(F.sum("n"), F.lit(0)).alias("records"),
+        ).first()
+        tp_row = cells.agg(F.coalesce(F.sum(_pairs("n")), F.lit(0)).alias("tp")).first()
+        over_entities = (
+            cells.join(
+                by_cluster.where(F.col("k") > 1).select("customer_id"), "customer_id", "left_semi"
+            )
+            .select("entity_id")
+            .distinct()
+            .count()
+        )
+    finally:
+        cells.unpersist()
+    assert c is not None and e is not None and tp_row is not None
+    tp, pred, true = int(tp_row["tp"]), int(c["pred"]), int(e["true"])
+    precision = tp / pred if pred else 1.0
+    recall = tp / true if true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return PairScores(
+        records=int(e["records"]),
+        true_pairs=true,
+        predicted_pairs=pred,
+        true_positive_pairs=tp,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        over_merged_clusters=int(c["over"]),
+        over_merged_entities=over_entities,
+        split_entities=int(e["split"]),
+        entities=int(e["entities"]),
+        clusters=int(c["clusters"]),
+    )
+
+
+def cluster_size_histogram(identity_map: DataFrame) -> dict[str, int]:
+    """Customers per bucket of records per customer (``"1"``, ``"3-5"``, ``">100"`` ...)."""
+    sizes = identity_map.groupBy("customer_id").agg(F.count(F.lit(1)).alias("n"))
+    label = F.lit(None).cast("string")
+    for lo, hi in reversed(SIZE_BUCKETS):
+        name = f">{lo - 1}" if hi is None else (str(lo) if lo == hi else f"{lo}-{hi}")
+        cond = F.col("n") >= lo if hi is None else F.col("n").between(lo, hi)
+        label = F.when(cond, name).otherwise(label)
+    got = {r["b"]: int(r["count"]) for r in sizes.groupBy(label.alias("b")).count().collect()}
+    order = [
+        f">{lo - 1}" if hi is None else (str(lo) if lo == hi else f"{lo}-{hi}")
+        for lo, hi in SIZE_BUCKETS
+    ]
+    return {k: got[k] for k in order if k in got}
+
+
+def evaluate_identity(
+    spark: SparkSession, *, identity_map: DataFrame, truth: DataFrame
+) -> IdentityMetrics:
+    """Pairwise precision / recall / F1 of ``identity_map`` against ``truth``.
+
+    ``identity_map``: at least ``customer_id, source, source_record_id`` (optionally
+    ``n_identifiers``). ``truth``: ``source, source_record_id, entity_id`` (any type; rows
+    with a null entity are ignored). A record listed twice in the truth counts once.
+    """
+    truth_rows = (
+        truth.where(F.col("entity_id").isNotNull())
+        .select(*KEYS, F.col("entity_id").cast("string").alias("entity_id"))
+        .dropDuplicates(KEYS)
+    )
+    has_n = "n_identifiers" in identity_map.columns
+    map_cols = [*KEYS, "customer_id"] + (["n_identifiers"] if has_n else [])
+    mapped = identity_map.select(*map_cols).dropDuplicates(KEYS)
+    joined = mapped.join(truth_rows, KEYS).cache()
+    try:
+        truth_n, map_n, evaluated = (
+            truth_rows.count(),
+            mapped.count(),
+            joined.count(),
+        )
+        all_scores = pair_scores(joined)
+        linkable = pair_scores(joined.where(F.col("n_identifiers") > 0)) if has_n else None
+    finally:
+        joined.unpersist()
+    return IdentityMetrics(
+        truth_records=truth_n,
+        map_records=map_n,
+        evaluated=evaluated,
+        all_records=all_scores,
+        linkable=linkable,
+        cluster_sizes=cluster_size_histogram(identity_map),
+    )
+
+
+def load_truth(spark: SparkSession, path: str | Path) -> DataFrame:
+    """Ground truth as ``source, source_record_id, entity_id``.
+
+    A CSV file with a header ``source,source_record_id,entity_id``, or a Parquet file or
+    directory such as the generator's ``<landing>/_ground_truth/identity`` (whose entity
+    column is ``person_id``).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"truth file {p} does not exist")
+    if p.is_dir() or p.suffix.lower() == ".parquet":
+        df = spark.read.parquet(str(p))
+    else:
+        df = spark.read.option("header", "true").csv(str(p))
+    if "entity_id" not in df.columns and "person_id" in df.columns:
+        df = df.withColumnRenamed("person_id", "entity_id")
+    missing = [c for c in [*KEYS, "entity_id"] if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"truth {p}: missing column(s) {missing}; expected source, source_record_id, "
+            f"entity_id (got {df.columns})"
+        )
+    return df.select(
+        F.col("source").cast("string"),
+        F.col("source_record_id").cast("string"),
+        F.col("entity_id").cast("string"),
+    )

@@ -1,0 +1,528 @@
+"""The identity graph: nodes, links from the match rules, and merge protection.
+
+Nodes are silver records (``person_records``, ``transactions``, ``consents``; tombstones
+excluded) and typed identifier values. Node ids are 64-bit ``xxhash64`` hashes of a kind tag
+and the node's text (``r|table|source|id`` for records, ``v|id_type|value`` for values), so
+the same record or value gets the same id in every run; a collision between two of
+``2^64`` hashes is the (accepted) theoretical risk.
+
+Links, all computed here as DataFrames:
+
+* identifier links (record -> value) from the ``identifiers`` rules;
+* event links (value -> value) from identifiers seen together on one event, deduplicated
+  (events are never nodes);
+* each link carries a ``reason`` when merge protection rejects it: ``blocklist:value``,
+  ``blocklist:pattern``, ``shared:records`` (a value on more records than
+  ``max_records``), ``shared:distinct_<field>`` (a value behind several birth dates ...),
+  ``shared:linked_<type>`` (a cookie seen with several accounts);
+* :func:`resolve` adds the accepted links tier by tier, strongest priority first, and drops
+  the links of the current (weakest so far) tier that would give a customer more identifiers
+  of a type than ``limits`` allows (``limit:<type>``) or more records than
+  ``max_component_records`` (``oversized``).
+
+Everything is lazy Spark work except the connected-components rounds and the per-tier
+materialisation, which cut the lineage so plans stay small however many tiers there are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from cdp.identity.components import connected_components
+from cdp.identity.rules import NAME_FIELDS, IdentityRules
+from cdp.silver.std_common import fold_key
+
+log = logging.getLogger(__name__)
+
+RECORD = "_record"  # id_type of record nodes in label frames
+KEY_SEP = "|"
+
+LINK_COLUMNS = (
+    "rule",
+    "id_type",
+    "priority",
+    "unit",
+    "unit_type",
+    "unit_value",
+    "other",
+    "other_type",
+    "other_value",
+    "reason",
+)
+
+
+def value_node(id_type: Column, value: Column) -> Column:
+    """Node id of a typed identifier value."""
+    return F.xxhash64(F.lit("v"), id_type, value)
+
+
+def member_key(table: Column, source: Column, record_id: Column) -> Column:
+    """Sortable text key of a record; the smallest one names a new customer."""
+    return F.concat_ws(KEY_SEP, table, source, record_id)
+
+
+def live(df: DataFrame) -> DataFrame:
+    """Rows that are not tombstones and have a record id."""
+    out = df.where(F.col("source_record_id").isNotNull())
+    if "is_deleted" in df.columns:
+        out = out.where(~F.coalesce(F.col("is_deleted"), F.lit(False)))
+    return out
+
+
+def record_nodes(frames: Mapping[str, DataFrame]) -> DataFrame:
+    """``node, record_table, source, source_record_id, member_key`` of every live record.
+
+    ``frames`` maps record-table names (``person_records`` ...) to their silver rows.
+    """
+    parts = [
+        live(df).select(
+            F.xxhash64(F.lit("r"), F.lit(table), "source", "source_record_id").alias("node"),
+            F.lit(table).alias("record_table"),
+            "source",
+            "source_record_id",
+            member_key(F.lit(table), F.col("source"), F.col("source_record_id")).alias(
+                "member_key"
+            ),
+        )
+        for table, df in sorted(frames.items())
+    ]
+    return reduce(DataFrame.unionByName, parts).dropDuplicates(["node"])
+
+
+def field_value(df: DataFrame, name: str) -> Column:
+    """The usable value of a field, or null: null, blank and non-``ok`` statuses never link.
+
+    Names link through their folded key (case, accents, punctuation); other fields through
+    their standardized value as text.
+    """
+    value = fold_key(F.col(name)) if name in NAME_FIELDS else F.trim(F.col(name).cast("string"))
+    ok = value.isNotNull() & (value != "")
+    status = f"{name}_status"
+    if status in df.columns:
+        ok = ok & (F.col(status) == "ok")
+    return F.when(ok, value)
+
+
+def _blocked(id_type: str, value: Column, rules: IdentityRules) -> Column:
+    """``blocklist:value`` / ``blocklist:pattern`` / null for a value of ``id_type``."""
+    bl = rules.blocklist
+    words = sorted({w.lower() for w in bl.values.get("*", []) + bl.values.get(id_type, [])})
+    patterns = bl.patterns.get("*", []) + bl.patterns.get(id_type, [])
+    by_value = F.lower(value).isin(*words) if words else F.lit(False)
+    by_pattern = reduce(lambda a, b: a | b, [value.rlike(p) for p in patterns], F.lit(False))
+    return F.when(by_value, "blocklist:value").when(by_pattern, "blocklist:pattern")
+
+
+def identifier_links(frames: Mapping[str, DataFrame], rules: IdentityRules) -> DataFrame:
+    """Record -> value links of every enabled identifier rule (see :data:`LINK_COLUMNS`),
+    with the record fields named in ``shared_values.max_distinct`` as ``_d_<field>``.
+
+    ``reason`` holds the blocklist verdict only; shared values are found by
+    :func:`mark_shared`.
+    """
+    distinct_fields = sorted(rules.shared_values.max_distinct)
+    star = {w.lower() for w in rules.blocklist.values.get("*", [])}
+    parts = []
+    for rule in rules.enabled_identifiers:
+        for table in rule.applies_to():
+            if table not in frames:
+                continue
+            df = live(frames[table])
+            values = [field_value(df, f) for f in rule.fields]
+            complete = reduce(lambda a, b: a & b, [v.isNotNull() for v in values])
+            value = F.when(complete, F.concat_ws(KEY_SEP, *values))
+            reason = _blocked(rule.id_type, value, rules)
+            if len(rule.fields) > 1 and star:  # a composite with a placeholder part is junk
+                part_junk = reduce(lambda a, b: a | b, [F.lower(v).isin(*star) for v in values])
+                reason = F.when(part_junk, "blocklist:value").otherwise(reason)
+            extra = [
+                (field_value(df, f) if f in df.columns else F.lit(None).cast("string")).alias(
+                    f"_d_{f}"
+                )
+                for f in distinct_fields
+            ]
+            parts.append(
+                df.select(
+                    F.lit(rule.name).alias("rule"),
+                    F.lit(rule.id_type).alias("id_type"),
+                    F.lit(rule.priority).alias("priority"),
+                    value_node(F.lit(rule.id_type), value).alias("unit"),
+                    F.lit(rule.id_type).alias("unit_type"),
+                    value.alias("unit_value"),
+                    F.xxhash64(F.lit("r"), F.lit(table), "source", "source_record_id").alias(
+                        "other"
+                    ),
+                    F.lit(RECORD).alias("other_type"),
+                    member_key(F.lit(table), F.col("source"), F.col("source_record_id")).alias(
+                        "other_value"
+                    ),
+                    reason.alias("reason"),
+                    *extra,
+                ).where(F.col("unit_value").isNotNull())
+            )
+    if not parts:
+        raise ValueError("no identifier rule applies to any silver record table present")
+    return reduce(DataFrame.unionByName, parts).dropDuplicates(["rule", "unit", "other"])
+
+
+def mark_shared(links: DataFrame, rules: IdentityRules) -> DataFrame:
+    """Set ``reason`` to ``shared:...`` on links whose value is evidently shared by people.
+
+    A value is shared when more live records than ``max_records`` carry it, or when the
+    records carrying it hold more distinct values of a ``max_distinct`` field than allowed
+    (two birth dates behind one e-mail). Checked per (id_type, value) over all rules.
+    """
+    sv = rules.shared_values
+    fields = sorted(sv.max_distinct)
+    ok = links.where(F.col("reason").isNull())
+    aggs = [F.countDistinct("other").alias("_n_records")]
+    aggs += [F.countDistinct(f"_d_{f}").alias(f"_n_{f}") for f in fields]
+    stats = ok.groupBy("unit").agg(*aggs)
+    verdict = F.lit(None).cast("string")
+    checks: list[tuple[Column, str]] = []
+    if sv.max_records is not None:
+        checks.append((F.col("_n_records") > sv.max_records, "shared:records"))
+    checks += [(F.col(f"_n_{f}") > sv.max_distinct[f], f"shared:distinct_{f}") for f in fields]
+    for cond, label in reversed(checks):  # the first check listed wins
+        verdict = F.when(cond, label).otherwise(verdict)
+    shared = stats.select("unit", verdict.alias("_shared")).where(F.col("_shared").isNotNull())
+    return (
+        links.join(shared, "unit", "left")
+        .withColumn("reason", F.coalesce("reason", "_shared"))
+        .drop("_shared", *[f"_d_{f}" for f in fields])
+    )
+
+
+def event_links(events: DataFrame, rules: IdentityRules) -> DataFrame | None:
+    """Value -> value links of the enabled event-link rules, deduplicated (one row per rule
+    and pair), with blocklist and ``max_linked`` verdicts in ``reason``; None when no rule."""
+    links = rules.enabled_event_links
+    if not links:
+        return None
+    parts = []
+    for rule in links:
+        df = live(events)
+        if rule.event_types:
+            df = df.where(F.lower(F.col("event_type")).isin(*[t.lower() for t in rule.event_types]))
+        from_type = rules.event_id_type(rule.from_field)
+        src = field_value(df, rule.from_field)
+        for to in rule.to:
+            to_type = rules.event_id_type(to)
+            dst = field_value(df, to)
+            parts.append(
+                df.select(
+                    F.lit(rule.name).alias("rule"),
+                    F.lit(from_type).alias("id_type"),
+                    F.lit(rule.priority).alias("priority"),
+                    value_node(F.lit(from_type), src).alias("unit"),
+                    F.lit(from_type).alias("unit_type"),
+                    src.alias("unit_value"),
+                    value_node(F.lit(to_type), dst).alias("other"),
+                    F.lit(to_type).alias("other_type"),
+                    dst.alias("other_value"),
+                    F.coalesce(_blocked(from_type, src, rules), _blocked(to_type, dst, rules))
+                    .alias("reason"),
+                ).where(src.isNotNull() & dst.isNotNull())
+            )  # fmt: skip
+    out = reduce(DataFrame.unionByName, parts).dropDuplicates(["rule", "unit", "other"])
+    limits = rules.shared_values.max_linked
+    if not limits:
+        return out
+    per_type = out.where(F.col("reason").isNull()).groupBy("rule", "unit", "other_type")
+    counts = per_type.agg(F.countDistinct("other").alias("_n"))
+    verdict = F.lit(None).cast("string")
+    for t in sorted(limits, reverse=True):
+        verdict = F.when(
+            (F.col("other_type") == t) & (F.col("_n") > limits[t]), f"shared:linked_{t}"
+        ).otherwise(verdict)
+    shared = (
+        counts.select("rule", "unit", verdict.alias("_v"))
+        .where(F.col("_v").isNotNull())
+        .groupBy("rule", "unit")
+        .agg(F.min("_v").alias("_shared"))
+    )
+    return (
+        out.join(shared, ["rule", "unit"], "left")
+        .withColumn("reason", F.coalesce("reason", "_shared"))
+        .drop("_shared")
+    )
+
+
+def reject_shared_endpoints(elinks: DataFrame, id_links: DataFrame) -> DataFrame:
+    """An event link touching a value found shared among records is rejected too."""
+    shared = (
+        id_links.where(F.col("reason").startswith("shared:"))
+        .groupBy("unit")
+        .agg(F.min("reason").alias("_r"))
+    )
+    by_unit = shared.withColumnRenamed("_r", "_ru")
+    by_other = shared.withColumnRenamed("unit", "other").withColumnRenamed("_r", "_ro")
+    return (
+        elinks.join(by_unit, "unit", "left")
+        .join(by_other, "other", "left")
+        .withColumn("reason", F.coalesce("reason", "_ru", "_ro"))
+        .drop("_ru", "_ro")
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Tiered resolution with per-customer limits and a component-size cap
+
+
+@dataclass
+class Resolution:
+    """What :func:`resolve` found."""
+
+    # node, comp, id_type (RECORD for records): every record and every accepted value.
+    labels: DataFrame
+    # rule, id_type, unit_value, reason, links: units dropped by limits / the size cap.
+    rejected: DataFrame
+    tiers: list[int] = field(default_factory=list)
+    oversized: int = 0  # components that hit max_component_records (then split)
+    limit_hits: int = 0  # components that hit a per-customer limit (then split)
+    cc_runs: int = 0
+
+
+class _Cut:
+    """Materialise a frame: reliable checkpoint when a checkpoint dir is set, else local."""
+
+    def __init__(self, df: DataFrame) -> None:
+        try:
+            self.reliable = df.sparkSession.sparkContext.getCheckpointDir() is not None
+        except Exception:
+            self.reliable = False
+
+    def __call__(self, df: DataFrame) -> DataFrame:
+        return df.checkpoint(eager=True) if self.reliable else df.localCheckpoint(eager=True)
+
+
+def _stats_columns(types: Sequence[str]) -> list[str]:
+    return ["_records", *[f"_t_{t}" for t in types]]
+
+
+def _violation(limits: Mapping[str, int], max_records: int) -> Column:
+    """Reason a merged component breaks a rule (``oversized`` first, then types by name)."""
+    verdict = F.lit(None).cast("string")
+    for t in sorted(limits, reverse=True):
+        verdict = F.when(F.col(f"_t_{t}") > limits[t], f"limit:{t}").otherwise(verdict)
+    return F.when(F.col("_records") > max_records, "oversized").otherwise(verdict)
+
+
+def _repair_step(
+    step: str,
+    edges: DataFrame,
+    cmap: DataFrame,
+    bad: DataFrame,
+    contrib: DataFrame,
+    types: Sequence[str],
+    limits: Mapping[str, int],
+    max_records: int,
+) -> DataFrame:
+    """Units ``(rule, unit, _why)`` of the current tier to drop in one repair step.
+
+    ``own``: units that break a rule on their own (their value plus the components they
+    touch). ``bridges``: in components still breaking a rule, units touching two or more
+    prior components or adding a limited identifier. ``all``: every unit of the tier in a
+    component still breaking a rule (only reached when several new values chain prior
+    components together).
+    """
+    key = ["rule", "unit"]
+    if step == "own":
+        nodes = (
+            edges.select(*key, F.col("uc").alias("node"))
+            .unionByName(edges.select(*key, F.col("oc").alias("node")))
+            .distinct()
+        )
+        sums = [F.sum(c).alias(c) for c in _stats_columns(types)]
+        return (
+            nodes.join(contrib, "node")
+            .groupBy(*key)
+            .agg(*sums)
+            .withColumn("_why", _violation(limits, max_records))
+            .where(F.col("_why").isNotNull())
+            .select(*key, "_why")
+        )
+    in_bad = edges.join(cmap.select(F.col("node").alias("uc"), "component"), "uc").join(
+        bad.select("component", "_why"), "component"
+    )
+    if step == "all":
+        return in_bad.select(*key, "_why").distinct()
+    limited_u = F.col("unit_type").isin(*types) if types else F.lit(False)
+    limited_o = F.col("other_type").isin(*types) if types else F.lit(False)
+    prior = F.array_compact(
+        F.array(F.when(~F.col("unit_new"), F.col("uc")), F.when(~F.col("other_new"), F.col("oc")))
+    )
+    per_unit = in_bad.groupBy(*key, "_why").agg(
+        F.size(F.array_distinct(F.flatten(F.collect_list(prior)))).alias("_priors"),
+        F.max((F.col("unit_new") & limited_u) | (F.col("other_new") & limited_o)).alias("_adds"),
+    )
+    return per_unit.where((F.col("_priors") > 1) | F.col("_adds")).select(*key, "_why")
+
+
+def resolve(
+    records: DataFrame,
+    links: DataFrame,
+    rules: IdentityRules,
+    *,
+    engine: str = "auto",
+    max_rounds: int = 100,
+    checkpoint_interval: int = 2,
+) -> Resolution:
+    """Connected components of the accepted links, built tier by tier (strongest first).
+
+    ``records``: ``node`` of every record. ``links``: accepted links (``reason`` null) in the
+    :data:`LINK_COLUMNS` layout. At each priority tier the tier's links are added to the
+    components found so far; a resulting component that breaks a per-customer limit or the
+    size cap is repaired by dropping links of this tier -- the weakest present -- in up to
+    three deterministic steps (see :func:`_repair_step`): each link unit that breaks a rule
+    on its own; then, where the rest still does, every unit that bridges components or adds
+    a limited identifier there; then any unit left in a component still breaking a rule.
+    Earlier tiers never break a rule, so the result never does. A unit is ``(rule, unit)``: an identifier value and the records (or
+    event-linked values) it links.
+    """
+    cut = _Cut(records)
+    limits = dict(rules.limits)
+    types = sorted(limits)
+    max_records = rules.max_component_records
+    labels = cut(
+        records.select(
+            F.col("node"), F.col("node").alias("comp"), F.lit(RECORD).alias("id_type")
+        ).distinct()
+    )
+    rejected: list[DataFrame] = []
+    result = Resolution(labels=labels, rejected=labels.limit(0))
+    links = cut(links.select(*[c for c in LINK_COLUMNS if c != "reason"]))
+    tiers = [r[0] for r in links.select("priority").distinct().collect()]
+    result.tiers = sorted(tiers, reverse=True)
+
+    def cc(edges: DataFrame) -> DataFrame:
+        result.cc_runs += 1
+        return connected_components(
+            edges.select("uc", "oc"),
+            src="uc",
+            dst="oc",
+            engine=engine,
+            max_rounds=max_rounds,
+            checkpoint_interval=checkpoint_interval,
+        )
+
+    for tier in result.tiers:
+        lab = labels.select("node", "comp")
+        tier_links = links.where(F.col("priority") == tier)
+        ul = lab.select(F.col("node").alias("unit"), F.col("comp").alias("_uc"))
+        ol = lab.select(F.col("node").alias("other"), F.col("comp").alias("_oc"))
+        edges = cut(
+            tier_links.join(ul, "unit", "left")
+            .join(ol, "other", "left")
+            .select(
+                "*",
+                F.coalesce("_uc", "unit").alias("uc"),
+                F.coalesce("_oc", "other").alias("oc"),
+                F.col("_uc").isNull().alias("unit_new"),
+                F.col("_oc").isNull().alias("other_new"),
+            )
+            .drop("_uc", "_oc")
+        )
+        # Per node of the component graph: what it brings (prior component: its records and
+        # limited identifiers; new value: one identifier of its type).
+        new_nodes = (
+            edges.where("unit_new")
+            .select(F.col("unit").alias("node"), F.col("unit_type").alias("t"))
+            .unionByName(
+                edges.where("other_new").select(
+                    F.col("other").alias("node"), F.col("other_type").alias("t")
+                )
+            )
+            .distinct()
+        )
+        new_stats = new_nodes.select(
+            "node",
+            F.lit(0).alias("_records"),
+            *[(F.col("t") == t).cast("long").alias(f"_t_{t}") for t in types],
+        )
+        touched = (
+            edges.select(F.col("uc").alias("comp"))
+            .unionByName(edges.select(F.col("oc").alias("comp")))
+            .distinct()
+        )
+        prior_stats = (
+            labels.join(touched, "comp", "left_semi")
+            .groupBy(F.col("comp").alias("node"))
+            .agg(
+                F.sum((F.col("id_type") == RECORD).cast("long")).alias("_records"),
+                *[F.sum((F.col("id_type") == t).cast("long")).alias(f"_t_{t}") for t in types],
+            )
+        )
+        contrib = cut(prior_stats.unionByName(new_stats))
+
+        def merged(cmap: DataFrame, contrib: DataFrame = contrib) -> DataFrame:
+            """component -> summed stats and violation reason."""
+            sums = [F.sum(c).alias(c) for c in _stats_columns(types)]
+            return (
+                cmap.join(contrib, "node")
+                .groupBy("component")
+                .agg(*sums)
+                .withColumn("_why", _violation(limits, max_records))
+            )
+
+        cmap = cc(edges)
+        bad = cut(merged(cmap).where(F.col("_why").isNotNull()))
+        if bad.limit(1).count():
+            whys = {
+                r["_why"]: r["n"]
+                for r in bad.groupBy("_why").agg(F.count("*").alias("n")).collect()
+            }
+            result.oversized += whys.pop("oversized", 0)
+            result.limit_hits += sum(whys.values())
+            drops: DataFrame | None = None
+            for step in ("own", "bridges", "all"):
+                found = _repair_step(step, edges, cmap, bad, contrib, types, limits, max_records)
+                found = cut(found)
+                drops = found if drops is None else drops.unionByName(found)
+                edges = edges.join(found, ["rule", "unit"], "left_anti")
+                cmap = cc(edges)
+                bad = cut(merged(cmap).where(F.col("_why").isNotNull()))
+                if not bad.limit(1).count():
+                    break
+            assert drops is not None
+            rejected.append(
+                tier_links.join(drops, ["rule", "unit"])
+                .groupBy("rule", "id_type", "unit_value", F.col("_why").alias("reason"))
+                .agg(F.count(F.lit(1)).alias("links"))
+            )
+        # Relabel prior components, add the tier's new value nodes.
+        comp_of = cmap.select(F.col("node").alias("comp"), F.col("component").alias("_new"))
+        relabelled = labels.join(comp_of, "comp", "left").select(
+            "node", F.coalesce("_new", "comp").alias("comp"), "id_type"
+        )
+        added_edges = edges
+        added = (
+            added_edges.where("unit_new")
+            .select(F.col("unit").alias("node"), F.col("unit_type").alias("id_type"))
+            .unionByName(
+                added_edges.where("other_new").select(
+                    F.col("other").alias("node"), F.col("other_type").alias("id_type")
+                )
+            )
+            .distinct()
+            .join(cmap.select("node", F.col("component").alias("comp")), "node")
+            .select("node", "comp", "id_type")
+        )
+        labels = cut(relabelled.unionByName(added))
+        log.info("identity tier %d done", tier)
+
+    result.labels = labels
+    if rejected:
+        result.rejected = reduce(DataFrame.unionByName, rejected)
+    else:
+        spark = records.sparkSession
+        result.rejected = spark.createDataFrame(
+            [], "rule string, id_type string, unit_value string, reason string, links long"
+        )
+    return result

@@ -1,0 +1,226 @@
+"""Identity match rules and merge protection, declared in YAML (``conf/rules/identity.yaml``).
+
+    identifiers:            # record -> identifier value links
+      - {name: email, id_type: email, fields: [email], priority: 80}
+      - {name: name_birth_postcode, id_type: name_birth_postcode,
+         fields: [last_name, birth_date, postcode], priority: 50, tables: [person_records]}
+    event_links:            # identifier <-> identifier links seen together on an event
+      - {name: login_cookie, from: anonymous_id, to: [customer_id, email], priority: 30}
+      # optional on an event link: event_types: [login]  (default: any event)
+    blocklist: {values: {email: [test@test.com]}, patterns: {phone: ["^\\+?(\\d)\\1+$"]}}
+    shared_values: {max_records: 1000, max_distinct: {birth_date: 1}, max_linked: {customer_id: 1}}
+    limits: {crm_id: 2, email: 5}
+    max_component_records: 200
+
+Every name is checked at load time: a rule naming a field that no silver table it applies to
+has fails with the rule and the field named, before any data is read.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cdp.config import ConfigError
+from cdp.silver.canonical import CONSENTS, EVENTS, PERSON_RECORDS, TRANSACTIONS
+
+# The silver tables whose records become nodes of the graph, and the one whose rows only
+# contribute identifier pairs (events are far too many to be nodes).
+RECORD_TABLES = {t.name: t for t in (PERSON_RECORDS, TRANSACTIONS, CONSENTS)}
+EVENT_TABLE = EVENTS
+# Fields whose spelling varies (case, accents, punctuation) and that only link through a
+# folded match key; every other field links on its standardized value as is.
+NAME_FIELDS = frozenset({"first_name", "last_name", "full_name"})
+
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class IdentifierRule(_Strict):
+    """Links a silver record to the identifier value built from ``fields`` (all required)."""
+
+    name: str = Field(pattern=_NAME)
+    id_type: str = Field(pattern=_NAME)
+    fields: list[str] = Field(min_length=1)
+    priority: int = Field(ge=0, le=1000)
+    enabled: bool = True
+    # None: every record table holding all the fields.
+    tables: list[str] | None = None
+
+    def applies_to(self) -> list[str]:
+        candidates = self.tables or sorted(RECORD_TABLES)
+        return [t for t in candidates if set(self.fields) <= set(RECORD_TABLES[t].fields)]
+
+
+class EventLinkRule(_Strict):
+    """Links identifier ``from_field`` of an event to each of ``to`` seen on the same event
+    (a login: the cookie or device meets the account id or e-mail)."""
+
+    name: str = Field(pattern=_NAME)
+    from_field: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    priority: int = Field(ge=0, le=1000)
+    enabled: bool = True
+    # Only events of these types link (None: any event carrying both identifiers).
+    event_types: list[str] | None = None
+
+
+class Blocklist(_Strict):
+    # id_type -> values that never link ("*": every type); compared with the standardized value.
+    values: dict[str, list[str]] = Field(default_factory=dict)
+    # id_type -> regular expressions (Java syntax, searched) that mark junk values.
+    patterns: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for id_type, patterns in value.items():
+            for p in patterns:
+                try:
+                    re.compile(p)
+                except re.error as exc:
+                    raise ValueError(f"{id_type}: pattern {p!r} does not compile: {exc}") from None
+        return value
+
+
+class SharedValues(_Strict):
+    """When one identifier value is evidently used by several people, it links nobody."""
+
+    # A value on more live records than this (any table) is shared; None: no cap.
+    max_records: int | None = Field(default=None, ge=1)
+    # Record field -> most distinct values allowed among the records one value links
+    # (birth_date: 1 -- two birth dates behind one e-mail are two people).
+    max_distinct: dict[str, int] = Field(default_factory=dict)
+    # id_type -> most distinct values of that type one event-linked identifier may meet
+    # (a cookie that logged into two accounts is a shared computer).
+    max_linked: dict[str, int] = Field(default_factory=dict)
+
+
+class IdentityRules(_Strict):
+    identifiers: list[IdentifierRule] = Field(min_length=1)
+    event_links: list[EventLinkRule] = Field(default_factory=list)
+    blocklist: Blocklist = Field(default_factory=Blocklist)
+    shared_values: SharedValues = Field(default_factory=SharedValues)
+    # id_type -> most distinct values of that type one customer may hold.
+    limits: dict[str, int] = Field(default_factory=dict)
+    # A customer with more records than this is flagged and split on its weakest links.
+    max_component_records: int = Field(default=500, ge=1)
+
+    @property
+    def enabled_identifiers(self) -> list[IdentifierRule]:
+        return [r for r in self.identifiers if r.enabled]
+
+    @property
+    def enabled_event_links(self) -> list[EventLinkRule]:
+        return [r for r in self.event_links if r.enabled]
+
+    def field_id_types(self) -> dict[str, str]:
+        """Field -> id type of the single-field identifier rules (how an event's field is
+        typed, so that an event's e-mail meets the records' e-mail node)."""
+        return {r.fields[0]: r.id_type for r in self.identifiers if len(r.fields) == 1}
+
+    def event_id_type(self, field: str) -> str:
+        """The id type of an event field: that of its single-field rule, else the field."""
+        return self.field_id_types().get(field, field)
+
+    def id_types(self) -> set[str]:
+        return {r.id_type for r in self.enabled_identifiers} | {
+            self.event_id_type(r.from_field) for r in self.enabled_event_links
+        }
+
+    def priorities(self) -> list[int]:
+        """Distinct link priorities, strongest first: the tiers of merge protection."""
+        found = {r.priority for r in self.enabled_identifiers}
+        found |= {r.priority for r in self.enabled_event_links}
+        return sorted(found, reverse=True)
+
+
+def validate_rules(rules: IdentityRules) -> None:
+    """Cross-field checks; :class:`ConfigError` names the rule and the offending key."""
+    names = [r.name for r in rules.identifiers] + [r.name for r in rules.event_links]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"identity rules: duplicate rule names {dupes}")
+    for i, rule in enumerate(rules.identifiers):
+        where = f"identifiers[{i}] ({rule.name})"
+        for table in rule.tables or []:
+            if table not in RECORD_TABLES:
+                raise ConfigError(
+                    f"identity rules: {where}: unknown table {table!r}; "
+                    f"record tables: {sorted(RECORD_TABLES)}"
+                )
+        tables = rule.tables or sorted(RECORD_TABLES)
+        known = set().union(*(RECORD_TABLES[t].fields for t in tables))
+        missing = [f for f in rule.fields if f not in known]
+        if missing:
+            raise ConfigError(
+                f"identity rules: {where}: field(s) {missing} exist in none of the tables {tables}"
+            )
+        if rule.tables and not rule.applies_to():
+            raise ConfigError(
+                f"identity rules: {where}: no table of {rule.tables} has all of {rule.fields}"
+            )
+    event_fields = set(EVENT_TABLE.fields)
+    id_fields = {r.fields[0]: r.id_type for r in rules.identifiers if len(r.fields) == 1}
+    for i, link in enumerate(rules.event_links):
+        where = f"event_links[{i}] ({link.name})"
+        for f in [link.from_field, *link.to]:
+            if f not in event_fields:
+                raise ConfigError(
+                    f"identity rules: {where}: field {f!r} is not an event field "
+                    f"({sorted(event_fields)})"
+                )
+        for f in link.to:
+            if f not in id_fields:
+                raise ConfigError(
+                    f"identity rules: {where}: 'to' field {f!r} is no single-field identifier "
+                    "rule's field, so the link would reach no customer"
+                )
+    record_fields = set().union(*(t.fields for t in RECORD_TABLES.values()))
+    for f in rules.shared_values.max_distinct:
+        if f not in record_fields:
+            raise ConfigError(f"identity rules: shared_values.max_distinct: unknown field {f!r}")
+    types = rules.id_types()
+    for section, keys in (
+        ("limits", rules.limits),
+        ("shared_values.max_linked", rules.shared_values.max_linked),
+        ("blocklist.values", rules.blocklist.values),
+        ("blocklist.patterns", rules.blocklist.patterns),
+    ):
+        unknown = sorted(k for k in keys if k != "*" and k not in types)
+        if unknown:
+            raise ConfigError(
+                f"identity rules: {section}: unknown identifier type(s) {unknown}; "
+                f"known: {sorted(types)}"
+            )
+
+
+def parse_rules(data: Any, origin: str = "identity rules") -> IdentityRules:
+    try:
+        rules = IdentityRules.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{origin}: {problems}") from None
+    validate_rules(rules)
+    return rules
+
+
+def load_rules(path: str | Path) -> IdentityRules:
+    """The rules in ``path``; a missing file or a bad rule fails with a clear message."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"identity.rules_file: no file {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return parse_rules(data, origin=str(p))

@@ -1,0 +1,217 @@
+"""The ``identity`` stage: silver records -> stable customer ids.
+
+Reads ``silver/person_records``, ``silver/transactions``, ``silver/consents`` (records, the
+nodes) and ``silver/events`` (identifier pairs only), all at their current version; the
+stage does not use ``as_of`` (identity is resolved on everything known now).
+
+Writes, in this order (so that a crash at any point leaves the previous map intact and a
+rerun completes the work):
+
+1. ``gold/identity_rejected_links`` (append): every link merge protection rejected this run,
+   with rule, id type, SHA-256 of the value, reason and run id;
+2. ``gold/identity_history`` (append): created / joined / merged / split / retired ids
+   (at-least-once: a crash before step 3 and a rerun record the same change twice);
+3. ``gold/identity_map`` (one overwrite commit, skipped when nothing changed, so a rerun on
+   unchanged silver leaves it byte-identical);
+4. ``gold/identity_identifiers`` (overwrite, skipped when unchanged): every accepted
+   identifier value of every customer, event-only cookies and devices included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cdp.identity.graph import (
+    RECORD,
+    event_links,
+    identifier_links,
+    mark_shared,
+    record_nodes,
+    reject_shared_endpoints,
+    resolve,
+)
+from cdp.identity.rules import EVENT_TABLE, RECORD_TABLES, IdentityRules, load_rules
+from cdp.identity.settings import IdentityConfig
+from cdp.identity.stable import MAP_COLUMNS, assign_ids, differs
+from cdp.pipeline import StageContext
+
+MAP_TABLE = "gold/identity_map"
+IDENTIFIERS_TABLE = "gold/identity_identifiers"
+HISTORY_TABLE = "gold/identity_history"
+REJECTED_TABLE = "gold/identity_rejected_links"
+IDENTIFIER_COLUMNS = ["customer_id", "id_type", "id_value"]
+
+
+def rules_path(ctx: StageContext) -> Path:
+    """``identity.rules_file``; a relative path is taken from the conf directory."""
+    settings: IdentityConfig = ctx.config.identity
+    p = Path(settings.rules_file)
+    if p.is_absolute():
+        return p
+    base = Path(ctx.config.conf_dir) if ctx.config.conf_dir else Path.cwd() / "conf"
+    return base / p
+
+
+def _cut(df: DataFrame) -> DataFrame:
+    try:
+        reliable = df.sparkSession.sparkContext.getCheckpointDir() is not None
+    except Exception:
+        reliable = False
+    return df.checkpoint(eager=True) if reliable else df.localCheckpoint(eager=True)
+
+
+def build_links(
+    frames: dict[str, DataFrame], events: DataFrame | None, rules: IdentityRules
+) -> DataFrame:
+    """Every identifier and event link with merge protection's verdict in ``reason``."""
+    links = mark_shared(identifier_links(frames, rules), rules)
+    elinks = event_links(events, rules) if events is not None else None
+    if elinks is not None:
+        links = links.unionByName(reject_shared_endpoints(elinks, links))
+    return links
+
+
+def run_identity(ctx: StageContext) -> None:
+    """The ``identity`` stage (see the module docstring)."""
+    store, run_id = ctx.store, ctx.run.run_id
+    settings: IdentityConfig = ctx.config.identity
+    rules = load_rules(rules_path(ctx))  # a bad rule fails here, before any data is read
+    at = ctx.run.started_at
+    frames = {
+        name: store.read(t.table) for name, t in RECORD_TABLES.items() if store.exists(t.table)
+    }
+    if not frames:
+        ctx.progress("no silver record tables yet: nothing to resolve")
+        return
+    events = store.read(EVENT_TABLE.table) if store.exists(EVENT_TABLE.table) else None
+
+    records = _cut(record_nodes(frames))
+    for r in records.groupBy("record_table").count().collect():
+        ctx.run.read(f"silver/{r['record_table']}", int(r["count"]))
+    links = _cut(build_links(frames, events, rules))
+    verdicts = {
+        (r["reason"] or "accepted"): int(r["count"])
+        for r in links.groupBy("reason").count().collect()
+    }
+    ctx.progress(f"links: {verdicts}")
+    for reason, n in verdicts.items():
+        ctx.run.metric(f"links.{reason}", n)
+
+    accepted = links.where(F.col("reason").isNull())
+    res = resolve(
+        records,
+        accepted,
+        rules,
+        engine=settings.engine,
+        max_rounds=settings.max_rounds,
+        checkpoint_interval=settings.checkpoint_interval,
+    )
+    ctx.run.metric("tiers", ",".join(str(t) for t in res.tiers))
+    ctx.run.metric("cc_runs", res.cc_runs)
+    ctx.run.metric("oversized_components", res.oversized)
+    ctx.run.metric("limit_components", res.limit_hits)
+    if res.oversized:
+        ctx.log.warning(
+            "%d component(s) exceeded max_component_records=%d and were split on their "
+            "weakest links (see %s, reason 'oversized')",
+            res.oversized,
+            rules.max_component_records,
+            REJECTED_TABLE,
+        )
+
+    n_ids = (
+        links.where(F.col("other_type") == RECORD)
+        .groupBy(F.col("other").alias("node"))
+        .agg(F.countDistinct("unit").alias("n_identifiers"))
+    )
+    members = (
+        records.join(res.labels.where(F.col("id_type") == RECORD).select("node", "comp"), "node")
+        .join(n_ids, "node", "left")
+        .withColumn("n_identifiers", F.coalesce("n_identifiers", F.lit(0)))
+    )
+    previous = store.read(MAP_TABLE) if store.exists(MAP_TABLE) else None
+    new_map, history = assign_ids(members, previous, run_id=run_id, at=at)
+    new_map = _cut(new_map)
+    history = _cut(history)
+
+    # Identifier values of each customer: accepted value nodes in components with records.
+    values = (
+        accepted.select(
+            F.col("unit").alias("node"),
+            F.col("unit_type").alias("id_type"),
+            F.col("unit_value").alias("id_value"),
+        )
+        .unionByName(
+            accepted.where(F.col("other_type") != RECORD).select(
+                F.col("other").alias("node"),
+                F.col("other_type").alias("id_type"),
+                F.col("other_value").alias("id_value"),
+            )
+        )
+        .distinct()
+    )
+    comp_customer = (
+        members.select("comp", "node")
+        .join(
+            new_map.select(
+                F.xxhash64(F.lit("r"), "record_table", "source", "source_record_id").alias("node"),
+                "customer_id",
+            ),
+            "node",
+        )
+        .select("comp", "customer_id")
+        .distinct()
+    )
+    identifiers = (
+        res.labels.where(F.col("id_type") != RECORD)
+        .select("node", "comp")
+        .join(comp_customer, "comp")
+        .join(values, "node")
+        .select(*IDENTIFIER_COLUMNS)
+        .distinct()
+    )
+
+    rejected = res.rejected.unionByName(
+        links.where(F.col("reason").isNotNull())
+        .groupBy("rule", "id_type", "unit_value", "reason")
+        .agg(F.count(F.lit(1)).alias("links"))
+    ).select(
+        F.lit(run_id).alias("run_id"),
+        "rule",
+        "id_type",
+        F.sha2(F.col("unit_value"), 256).alias("value_hash"),
+        "reason",
+        F.col("links").cast("long").alias("links"),
+        F.lit(at).cast("timestamp").alias("at"),
+    )
+    wrote = store.append(REJECTED_TABLE, rejected).rows_written
+    ctx.run.wrote(REJECTED_TABLE, wrote)
+
+    events_count = {r["event"]: int(r["count"]) for r in history.groupBy("event").count().collect()}
+    for event, n in events_count.items():
+        ctx.run.metric(f"history.{event}", n)
+    if events_count:
+        ctx.run.wrote(HISTORY_TABLE, store.append(HISTORY_TABLE, history).rows_written)
+
+    if differs(new_map, previous, MAP_COLUMNS):
+        ctx.run.wrote(MAP_TABLE, store.overwrite(MAP_TABLE, new_map).rows_written)
+    else:
+        ctx.progress(f"{MAP_TABLE} unchanged: not rewritten")
+    old_ids = store.read(IDENTIFIERS_TABLE) if store.exists(IDENTIFIERS_TABLE) else None
+    identifiers = _cut(identifiers)
+    if differs(identifiers, old_ids, IDENTIFIER_COLUMNS):
+        written = store.overwrite(IDENTIFIERS_TABLE, identifiers).rows_written
+        ctx.run.wrote(IDENTIFIERS_TABLE, written)
+    summary = new_map.agg(
+        F.countDistinct("customer_id").alias("customers"), F.count(F.lit(1)).alias("records")
+    ).first()
+    assert summary is not None
+    ctx.run.metric("customers", summary["customers"])
+    ctx.run.metric("records", summary["records"])
+    ctx.progress(
+        f"{summary['records']} records -> {summary['customers']} customers; "
+        f"history {events_count or 'unchanged'}; oversized {res.oversized}"
+    )

@@ -1,0 +1,1 @@
+"""Propensity models: point-in-time features, labels, training with MLflow, batch scoring."""

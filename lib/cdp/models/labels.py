@@ -1,0 +1,61 @@
+"""Labels: what happened after ``as_of``, from attributed silver transactions.
+
+* ``purchased``: a purchase in ``[as_of, as_of + horizon_days)``;
+* ``active``: a purchase in ``[as_of - lookback_days, as_of)``;
+* ``churned``: active and not purchased.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cdp.models.features import KEY, attributed_transactions, is_active
+from cdp.models.settings import LabelConfig, ModelSpec
+
+LABEL = "label"
+
+
+def build_labels(
+    *, transactions: DataFrame, identity_map: DataFrame, as_of: date, labels: LabelConfig
+) -> DataFrame:
+    """``customer_id, purchased, active, churned`` (ints) for customers who bought in the
+    lookback window or the horizon; everyone else has all three 0."""
+    start = F.lit((as_of - timedelta(days=labels.lookback_days)).isoformat()).cast("timestamp")
+    cutoff = F.lit(as_of.isoformat()).cast("timestamp")
+    end = F.lit((as_of + timedelta(days=labels.horizon_days)).isoformat()).cast("timestamp")
+    t = F.col("order_time")
+    per = (
+        attributed_transactions(transactions, identity_map)
+        .where((t >= start) & (t < end))
+        .groupBy(KEY)
+        .agg(
+            F.max((t >= cutoff).cast("int")).alias("purchased"),
+            F.max((t < cutoff).cast("int")).alias("active"),
+        )
+    )
+    return per.withColumn(
+        "churned", ((F.col("active") == 1) & (F.col("purchased") == 0)).cast("int")
+    )
+
+
+def labelled(
+    features: DataFrame, labels_df: DataFrame, spec: ModelSpec, config: LabelConfig
+) -> DataFrame:
+    """The features of ``spec``'s population with a double ``label`` column."""
+    joined = features.join(labels_df.select(KEY, "purchased", "churned"), KEY, "left")
+    if spec.population == "active" or spec.label == "churn":
+        joined = joined.where(is_active(config.lookback_days))
+    column = "purchased" if spec.label == "purchase" else "churned"
+    return joined.withColumn(LABEL, F.coalesce(F.col(column), F.lit(0)).cast("double")).drop(
+        "purchased", "churned"
+    )
+
+
+def population(features: DataFrame, spec: ModelSpec, config: LabelConfig) -> DataFrame:
+    """The customers ``spec`` is scored on (churn: only active ones)."""
+    if spec.population == "active" or spec.label == "churn":
+        return features.where(is_active(config.lookback_days))
+    return features

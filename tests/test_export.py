@@ -1,0 +1,309 @@
+"""Export: audience members to a local directory and to a real S3-compatible HTTP endpoint
+(moto's threaded server): layout, manifest checksums, hashed identifiers, consent filtering,
+an interrupted export, multipart uploads and retries."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from botocore.exceptions import ClientError
+from pyspark.sql import Row, SparkSession
+from pyspark.sql.types import (
+    ArrayType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from cdp import faults
+from cdp.config import CdpConfig, load_config
+from cdp.export.settings import ExportConfig
+from cdp.export.sink import MIB, open_sink, transfer_config, with_retries
+from cdp.runner import StageFailed, run_stage
+from cdp.storage import TableStore, open_store
+
+CONSENT = StructType(
+    [
+        StructField("purpose", StringType()),
+        StructField("channel", StringType()),
+        StructField("status", StringType()),
+        StructField("consent_time", TimestampType()),
+        StructField("source", StringType()),
+    ]
+)
+PROFILE = StructType(
+    [
+        StructField("customer_id", StringType()),
+        StructField("email", StringType()),
+        StructField("phone", StringType()),
+        StructField("consents", ArrayType(CONSENT)),
+        StructField("frequency", LongType()),
+        StructField("as_of", DateType()),
+    ]
+)
+SCORES = StructType(
+    [
+        StructField("customer_id", StringType()),
+        StructField("model_name", StringType()),
+        StructField("model_version", StringType()),
+        StructField("score", DoubleType()),
+        StructField("decile", IntegerType()),
+        StructField("as_of", DateType()),
+        StructField("run_id", StringType()),
+    ]
+)
+D = date(2024, 6, 1)
+BUCKET = "activation"
+
+
+def consent(status: str = "granted", at: datetime = datetime(2024, 1, 1)) -> list[Row]:
+    return [Row(purpose="marketing", channel="email", status=status, consent_time=at, source="s")]
+
+
+# customer -> (email as stored, phone, consents); all five are in the audience.
+PEOPLE: dict[str, tuple[str | None, str | None, list[Row] | None]] = {
+    "c1": (" Ann.Lee@Example.COM ", "+44 7700 900123", consent()),
+    "c2": ("bob@x.com", None, consent()),
+    "c3": (None, "+14155552671", consent()),
+    "c4": ("dee@x.com", "+4915112345678", consent()),
+    "c5": ("eve@x.com", None, consent()),
+}
+
+
+def profile_rows(withdrawn: set[str]) -> list[tuple[Any, ...]]:
+    later = datetime(2024, 5, 1)
+    return [
+        (cid, email, phone, consent("withdrawn", later) if cid in withdrawn else cons, 3, D)
+        for cid, (email, phone, cons) in PEOPLE.items()
+    ]
+
+
+@pytest.fixture(scope="module")
+def world(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[CdpConfig, TableStore]]:
+    """Profile + scores, the audiences stage run once; then c5 withdraws consent (after the
+    evaluation), so only the export can leave c5 out."""
+    root = tmp_path_factory.mktemp("export")
+    auds = root / "audiences"
+    auds.mkdir()
+    (auds / "buyers.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "buyers",
+                "purpose": "marketing",
+                "channel": "email",
+                "models": ["purchase_90d"],
+                "rule": "purchase_90d_decile >= 5 AND frequency >= 1",
+            }
+        )
+    )
+    config = load_config(
+        env="test",
+        overrides={"data_root": str(root / "data"), "activation.audiences_dirs": [str(auds)]},
+    )
+    store = open_store(spark, config)
+    store.overwrite("gold/customer_profile", spark.createDataFrame(profile_rows(set()), PROFILE))
+    scores = [(c, "purchase_90d", "7", 0.9, 10, D, "score-run") for c in PEOPLE]
+    store.overwrite("gold/propensity_scores", spark.createDataFrame(scores, SCORES))
+    run_stage("audiences", spark=spark, config=config)
+    assert store.read("gold/audience_membership").count() == 5
+    store.overwrite("gold/customer_profile", spark.createDataFrame(profile_rows({"c5"}), PROFILE))
+    yield config, store
+
+
+@pytest.fixture(scope="module")
+def s3(world: Any) -> Iterator[str]:
+    """A real S3-compatible endpoint over HTTP; credentials reach boto3 through the standard
+    chain (environment variables), never through cdp's configuration."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.delenv("AWS_PROFILE", raising=False)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
+    server.stop()
+
+
+def with_export(config: CdpConfig, **export: Any) -> CdpConfig:
+    cfg = config.model_copy(deep=True)
+    cfg.activation.export = ExportConfig(**export)
+    return cfg
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+EXPECTED_HASHES = {
+    "c1": (sha("ann.lee@example.com"), sha("+447700900123")),
+    "c2": (sha("bob@x.com"), None),
+    "c3": (None, sha("+14155552671")),
+    "c4": (sha("dee@x.com"), sha("+4915112345678")),
+}
+
+
+def test_export_to_local_directory_csv_unhashed(spark: SparkSession, world: Any) -> None:
+    config, _store = world
+    cfg = with_export(config, format="csv", hash_identifiers=False, rows_per_file=2)
+    result = run_stage("export", spark=spark, config=cfg)
+    prefix = Path(config.data_root_uri) / "exports" / "buyers" / f"dt={D}" / f"run={result.run_id}"
+    names = sorted(p.name for p in prefix.iterdir())
+    assert names == ["_SUCCESS", "manifest.json", "part-00000.csv", "part-00001.csv"]
+    manifest = json.loads((prefix / "manifest.json").read_text())
+    assert manifest["row_count"] == 4 and manifest["counts"]["without_consent"] == 1
+    assert [f["rows"] for f in manifest["files"]] == [2, 2]
+    for f in manifest["files"]:
+        assert hashlib.sha256((prefix / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+    text = "".join((prefix / f"part-0000{i}.csv").read_text() for i in range(2))
+    assert "ann.lee@example.com" in text and "+447700900123" in text and "eve@" not in text
+    assert result.rows_written["export/buyers"] == 4
+    assert not (Path(config.data_root_uri) / "_staging" / "export" / result.run_id).exists()
+
+
+def test_export_to_s3_endpoint(spark: SparkSession, world: Any, s3: str) -> None:
+    config, _store = world
+    cfg = with_export(config, target=f"s3://{BUCKET}/cdp/out", endpoint_url=s3)
+    result = run_stage("export", spark=spark, config=cfg)
+    client = boto3.client("s3", endpoint_url=s3)
+    prefix = f"cdp/out/buyers/dt={D}/run={result.run_id}"
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]
+    keys = sorted(o["Key"].rsplit("/", 1)[1] for o in listed)
+    assert keys == ["_SUCCESS", "manifest.json", "part-00000.parquet"]
+    # The mark is written last.
+    stamps = {o["Key"].rsplit("/", 1)[1]: o["LastModified"] for o in listed}
+    assert stamps["_SUCCESS"] >= stamps["manifest.json"] >= stamps["part-00000.parquet"]
+
+    manifest = json.loads(
+        client.get_object(Bucket=BUCKET, Key=f"{prefix}/manifest.json")["Body"].read()
+    )
+    assert manifest["run_id"] == result.run_id and manifest["as_of"] == str(D)
+    assert manifest["model_version"] == "purchase_90d=7"
+    assert [c["name"] for c in manifest["schema"]] == [
+        "customer_id",
+        "email_sha256",
+        "phone_sha256",
+    ]
+    rows: dict[str, tuple[str | None, str | None]] = {}
+    for f in manifest["files"]:
+        assert f["uri"] == f"s3://{BUCKET}/{prefix}/{f['path']}"
+        body = client.get_object(Bucket=BUCKET, Key=f"{prefix}/{f['path']}")["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == f["sha256"] and len(body) == f["bytes"]
+        table = pq.read_table(io.BytesIO(body))
+        assert table.num_rows == f["rows"]
+        for r in table.to_pylist():
+            rows[r["customer_id"]] = (r["email_sha256"], r["phone_sha256"])
+    assert rows == EXPECTED_HASHES  # c5 withdrew consent after the evaluation
+    assert list(rows) == sorted(rows)  # sorted by customer id
+
+
+def test_interrupted_export_leaves_no_manifest(
+    spark: SparkSession, world: Any, s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, store = world
+    cfg = with_export(config, target=f"s3://{BUCKET}/broken", endpoint_url=s3, rows_per_file=1)
+    monkeypatch.setenv("CDP_FAULT_POINT", "export.after_upload")
+    monkeypatch.setenv("CDP_FAULT_MODE", "raise")
+    monkeypatch.setenv("CDP_FAULT_AFTER", "1")  # the second data file's upload fails
+    faults.reset()
+    with pytest.raises(StageFailed, match="fault injected") as err:
+        run_stage("export", spark=spark, config=cfg)
+    faults.reset()
+    client = boto3.client("s3", endpoint_url=s3)
+    left = client.list_objects_v2(Bucket=BUCKET, Prefix="broken/").get("Contents", [])
+    names = {o["Key"].rsplit("/", 1)[1] for o in left}
+    assert "manifest.json" not in names and "_SUCCESS" not in names
+    assert names == set()  # the uploaded parts were removed too
+    status = store.read("ops/run_log").where(f"run_id = '{err.value.run_id}'").collect()[0].status
+    assert status == "failed"
+
+
+def test_multipart_upload_and_transfer_config(s3: str, tmp_path: Path) -> None:
+    cfg = ExportConfig(
+        target=f"s3://{BUCKET}/mp",
+        endpoint_url=s3,
+        multipart_threshold_mb=5,
+        multipart_chunksize_mb=5,
+        max_concurrency=2,
+    )
+    tc = transfer_config(cfg)
+    assert (tc.multipart_threshold, tc.multipart_chunksize, tc.max_concurrency) == (
+        5 * MIB,
+        5 * MIB,
+        2,
+    )
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 * MIB))
+    sink = open_sink(cfg, default_target="unused")
+    sink.put_file(big, "big.bin")
+    head = boto3.client("s3", endpoint_url=s3).head_object(Bucket=BUCKET, Key="mp/big.bin")
+    assert head["ContentLength"] == 6 * MIB
+    assert head["ETag"].strip('"').endswith("-2")  # a two-part multipart upload
+
+
+def test_retries_back_off_on_transient_errors_only() -> None:
+    waits: list[float] = []
+    calls = {"n": 0}
+
+    def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise ClientError({"Error": {"Code": "SlowDown"}}, "PutObject")
+        return "ok"
+
+    assert with_retries(flaky, what="t", attempts=5, base_seconds=0.1, sleep=waits.append) == "ok"
+    assert len(waits) == 2 and 0.1 <= waits[0] <= 0.15 and 0.2 <= waits[1] <= 0.3
+
+    def denied() -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied"}}, "PutObject")
+
+    waits.clear()
+    with pytest.raises(ClientError):
+        with_retries(denied, what="t", attempts=5, base_seconds=0.1, sleep=waits.append)
+    assert waits == []
+
+
+def test_unknown_bucket_fails_before_writing(s3: str) -> None:
+    cfg = ExportConfig(target="s3://no-such-bucket/x", endpoint_url=s3, max_attempts=1)
+    with pytest.raises(Exception, match="bucket not usable"):
+        open_sink(cfg, default_target="unused")
+
+
+def test_empty_audience_still_gets_a_readable_file(spark: SparkSession, tmp_path: Path) -> None:
+    from cdp.export.identifiers import export_rows
+    from cdp.export.stage import stage_files
+
+    empty = spark.createDataFrame([], "customer_id string, email string, phone string")
+    files = stage_files(
+        empty.repartitionByRange(1, "customer_id").transform(export_rows()),
+        tmp_path / "out",
+        fmt="parquet",
+        rows_per_file=10,
+    )
+    assert [f.name for f in files] == ["part-00000.parquet"]
+    table = pq.read_table(files[0])
+    assert table.num_rows == 0
+    assert table.schema.names == ["customer_id", "email_sha256", "phone_sha256"]

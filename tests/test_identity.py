@@ -1,0 +1,339 @@
+"""Identity resolution: merge protection (pure functions on inline frames), stable ids through
+the stage (real Delta tables), rule loading and the evaluation metrics."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdp.config import CdpConfig, ConfigError, load_config
+from cdp.identity.evaluate import evaluate_identity
+from cdp.identity.graph import RECORD, record_nodes, resolve
+from cdp.identity.rules import parse_rules
+from cdp.identity.stable import derived_id
+from cdp.identity.stage import (
+    HISTORY_TABLE,
+    IDENTIFIERS_TABLE,
+    MAP_TABLE,
+    REJECTED_TABLE,
+    build_links,
+)
+from cdp.runner import run_stage
+from cdp.storage import open_store
+
+PERSON_SCHEMA = (
+    "source string, source_record_id string, crm_id string, loyalty_id string, "
+    "customer_id string, anonymous_id string, device_id string, email string, "
+    "email_status string, phone string, phone_status string, first_name string, "
+    "last_name string, birth_date date, postcode string, is_deleted boolean"
+)
+EVENT_SCHEMA = (
+    "source string, source_record_id string, event_type string, anonymous_id string, "
+    "device_id string, customer_id string, email string, email_status string, "
+    "phone string, phone_status string, is_deleted boolean"
+)
+
+BASE_RULES: dict[str, Any] = {
+    "identifiers": [
+        {"name": "crm_id", "id_type": "crm_id", "fields": ["crm_id"], "priority": 100},
+        {"name": "web_account", "id_type": "customer_id", "fields": ["customer_id"],
+         "priority": 100},
+        {"name": "email", "id_type": "email", "fields": ["email"], "priority": 80},
+        {"name": "phone", "id_type": "phone", "fields": ["phone"], "priority": 60},
+    ],
+    "event_links": [
+        {"name": "login_cookie", "from": "anonymous_id", "to": ["customer_id"], "priority": 20},
+    ],
+    "blocklist": {
+        "values": {"*": ["n/a", "unknown"], "email": ["test@test.com"]},
+        "patterns": {"phone": ["^\\+?(\\d)\\1+$"]},
+    },
+    "shared_values": {"max_records": 4, "max_distinct": {"birth_date": 1},
+                      "max_linked": {"customer_id": 1}},
+    "limits": {"crm_id": 1},
+    "max_component_records": 50,
+}  # fmt: skip
+
+
+def rules_with(**changes: Any) -> Any:
+    data = yaml.safe_load(yaml.safe_dump(BASE_RULES))
+    data.update(changes)
+    return parse_rules(data)
+
+
+def person(rid: str, **fields: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"source": "crm", "source_record_id": rid, "is_deleted": False}
+    row.update(fields)
+    for f in ("email", "phone"):
+        row.setdefault(f"{f}_status", "ok" if row.get(f) else "empty")
+    return row
+
+
+def persons(spark: SparkSession, *rows: dict[str, Any]) -> DataFrame:
+    names = [c.split()[0] for c in PERSON_SCHEMA.split(", ")]
+    return spark.createDataFrame([tuple(r.get(n) for n in names) for r in rows], PERSON_SCHEMA)
+
+
+def groups(spark: SparkSession, frames: dict[str, DataFrame], rules: Any, events: Any = None):
+    """Resolve and return ({frozenset of record ids}, resolution)."""
+    records = record_nodes(frames)
+    links = build_links(frames, events, rules)
+    res = resolve(records, links.where(F.col("reason").isNull()), rules, engine="dataframe")
+    labelled = records.join(
+        res.labels.where(F.col("id_type") == RECORD).select("node", "comp"), "node"
+    )
+    out: dict[int, set[str]] = {}
+    for r in labelled.collect():
+        out.setdefault(r["comp"], set()).add(r["source_record_id"])
+    return {frozenset(g) for g in out.values()}, res, links
+
+
+# --------------------------------------------------------------------------------------------
+# Merge protection
+
+
+def test_junk_null_empty_and_invalid_values_never_link(spark: SparkSession) -> None:
+    df = persons(
+        spark,
+        person("1", email="test@test.com", phone="+1111111111"),
+        person("2", email="test@test.com", phone="+1111111111"),
+        person("3", email=None, phone=None),
+        person("4", email=None, phone=None),
+        person("5", email="", crm_id="  "),
+        person("6", email="", crm_id="  "),
+        person("7", email="bad@x.com", email_status="invalid"),
+        person("8", email="bad@x.com", email_status="invalid"),
+        person("9", email="unknown"),
+        person("10", email="UNKNOWN"),
+        person("11", email="ok@x.com"),
+        person("12", email="ok@x.com"),
+    )
+    got, _, links = groups(spark, {"person_records": df}, rules_with())
+    assert got == {frozenset({str(i)}) for i in range(1, 11)} | {frozenset({"11", "12"})}
+    reasons = {(r["id_type"], r["reason"]) for r in links.where("reason IS NOT NULL").collect()}
+    assert reasons == {("email", "blocklist:value"), ("phone", "blocklist:pattern")}
+
+
+def test_shared_value_is_not_used_as_an_edge(spark: SparkSession) -> None:
+    df = persons(
+        spark,
+        # One e-mail behind two birth dates: a household address, not one person.
+        person("1", email="family@x.com", birth_date=date(1970, 1, 1), phone="+441234500001"),
+        person("2", email="family@x.com", birth_date=date(1975, 5, 5)),
+        # One phone on five records: more than max_records (4).
+        *[person(f"p{i}", phone="+441234500099") for i in range(5)],
+        # Same e-mail, same birth date (or none): a normal link.
+        person("3", email="me@x.com", birth_date=date(1980, 1, 1)),
+        person("4", email="me@x.com"),
+    )
+    got, _, links = groups(spark, {"person_records": df}, rules_with())
+    assert frozenset({"1", "2"}) not in got and frozenset({"1"}) in got
+    assert all(frozenset({f"p{i}"}) in got for i in range(5))
+    assert frozenset({"3", "4"}) in got
+    reasons = {r["reason"] for r in links.where("reason IS NOT NULL").collect()}
+    assert reasons == {"shared:distinct_birth_date", "shared:records"}
+
+
+@pytest.mark.parametrize("email_priority, expected", [(80, {"1", "3"}), (40, {"2", "3"})])
+def test_limit_drops_the_lowest_priority_link(
+    spark: SparkSession, email_priority: int, expected: set[str]
+) -> None:
+    # 3 would join crm A (via e-mail) and crm B (via phone); limit crm_id: 1.
+    df = persons(
+        spark,
+        person("1", crm_id="A", email="e@x.com"),
+        person("2", crm_id="B", phone="+441234567890"),
+        person("3", email="e@x.com", phone="+441234567890"),
+    )
+    data = yaml.safe_load(yaml.safe_dump(BASE_RULES))
+    data["identifiers"][2]["priority"] = email_priority
+    rules = parse_rules(data)
+    runs = [groups(spark, {"person_records": df}, rules) for _ in range(2)]
+    (got, res, _), (again, _, _) = runs
+    assert got == again  # deterministic
+    assert frozenset(expected) in got and len(got) == 2
+    dropped = res.rejected.collect()
+    weaker = "phone" if email_priority > 60 else "email"
+    assert [(r["rule"], r["reason"]) for r in dropped] == [(weaker, "limit:crm_id")]
+    assert res.limit_hits == 1
+
+
+def test_oversized_component_is_flagged_and_split_on_its_weakest_links(
+    spark: SparkSession,
+) -> None:
+    df = persons(
+        spark,
+        person("1", customer_id="A", phone="+441234567001"),
+        person("2", customer_id="A", email="e@x.com"),
+        person("3", customer_id="B", email="e@x.com"),
+        person("4", customer_id="B", phone="+441234567001"),
+    )
+    rules = rules_with(max_component_records=3, limits={})
+    got, res, _ = groups(spark, {"person_records": df}, rules)
+    assert got == {frozenset({"1", "2"}), frozenset({"3", "4"})}
+    assert res.oversized == 2  # flagged once per tier that tried to grow it past the cap
+    assert {(r["rule"], r["reason"]) for r in res.rejected.collect()} == {
+        ("email", "oversized"),
+        ("phone", "oversized"),
+    }
+
+
+def test_event_links_dedupe_and_shared_cookie(spark: SparkSession) -> None:
+    df = persons(spark, person("1", customer_id="U1"), person("2", customer_id="U2"))
+    ev = spark.createDataFrame(
+        [
+            ("web", "e1", "login", "cookieA", None, "U1", None, "empty", None, "empty", False),
+            ("web", "e2", "login", "cookieA", None, "U1", None, "empty", None, "empty", False),
+            ("web", "e3", "login", "shared", None, "U1", None, "empty", None, "empty", False),
+            ("web", "e4", "login", "shared", None, "U2", None, "empty", None, "empty", False),
+        ],
+        EVENT_SCHEMA,
+    )
+    got, res, links = groups(spark, {"person_records": df}, rules_with(), events=ev)
+    assert got == {frozenset({"1"}), frozenset({"2"})}
+    ev_links = links.where(F.col("rule") == "login_cookie")
+    assert ev_links.where("reason IS NULL").count() == 1  # cookieA-U1 once, though seen twice
+    assert {r["reason"] for r in ev_links.where("reason IS NOT NULL").collect()} == {
+        "shared:linked_customer_id"
+    }
+    values = res.labels.where(F.col("id_type") == "anonymous_id").count()
+    assert values == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Rules
+
+
+def test_rule_naming_a_missing_field_fails_at_load_with_a_clear_message(tmp_path: Path) -> None:
+    data = yaml.safe_load(yaml.safe_dump(BASE_RULES))
+    data["identifiers"].append(
+        {"name": "shoe", "id_type": "shoe", "fields": ["shoe_size"], "priority": 5}
+    )
+    path = tmp_path / "identity.yaml"
+    path.write_text(yaml.safe_dump(data))
+    from cdp.identity.rules import load_rules
+
+    with pytest.raises(ConfigError, match=r"identifiers\[4\] \(shoe\).*shoe_size"):
+        load_rules(path)
+    data["identifiers"].pop()
+    data["event_links"][0]["to"] = ["nickname"]
+    with pytest.raises(ConfigError, match=r"login_cookie.*nickname"):
+        parse_rules(data)
+
+
+# --------------------------------------------------------------------------------------------
+# The stage: stable ids on real Delta tables
+
+
+@pytest.fixture()
+def config(tmp_path: Path) -> CdpConfig:
+    rules = tmp_path / "identity.yaml"
+    rules.write_text(yaml.safe_dump(BASE_RULES))
+    return load_config(
+        env="test",
+        overrides={
+            "data_root": str(tmp_path / "data"),
+            "identity.rules_file": str(rules),
+            "identity.engine": "dataframe",
+        },
+    )
+
+
+def _map(store: Any) -> list[tuple[Any, ...]]:
+    return sorted(tuple(r) for r in store.read(MAP_TABLE).collect())
+
+
+def test_stable_ids_rerun_join_merge_split_and_history(
+    spark: SparkSession, config: CdpConfig
+) -> None:
+    store = open_store(spark, config)
+    a = person("a", email="a@x.com", customer_id="U1")
+    b = person("b", email="a@x.com")
+    c = person("c", email="c@x.com", crm_id="K")
+    store.overwrite("silver/person_records", persons(spark, a, b, c))
+    store.overwrite(
+        "silver/events",
+        spark.createDataFrame(
+            [("web", "e1", "login", "ck1", None, "U1", None, "empty", None, "empty", False)],
+            EVENT_SCHEMA,
+        ),
+    )
+    run_stage("identity", spark=spark, config=config)
+    first = _map(store)
+    ids = {r[2]: r[0] for r in first}
+    x, y = ids["a"], ids["c"]
+    assert ids["b"] == x and x != y and x.startswith("c_") and len(x) == 18
+    assert y == spark.range(1).select(derived_id(F.lit("person_records|crm|c"))).first()[0]
+    idents = {(r["customer_id"], r["id_type"], r["id_value"]) for r in
+              store.read(IDENTIFIERS_TABLE).collect()}  # fmt: skip
+    assert (x, "anonymous_id", "ck1") in idents and (y, "crm_id", "K") in idents
+
+    # Rerun on unchanged silver: the map is not rewritten, its content is identical.
+    version = store.version(MAP_TABLE)
+    run_stage("identity", spark=spark, config=config)
+    assert store.version(MAP_TABLE) == version and _map(store) == first
+
+    # Join (d) and merge (e bridges both customers through crm K and e-mail a).
+    d = person("d", email="a@x.com")
+    e = person("e", email="a@x.com", crm_id="K")
+    store.overwrite("silver/person_records", persons(spark, a, b, c, d, e))
+    second_run = run_stage("identity", spark=spark, config=config).run_id
+    second = {r[2]: r for r in _map(store)}
+    survivor = min(x, y)  # both assigned in the same run: the smallest id survives
+    assert {r[0] for r in second.values()} == {survivor}
+    kept = "a" if survivor == x else "c"
+    assert second[kept][4] == first[[r[2] for r in first].index(kept)][4]  # assigned run kept
+    assert second["d"][4] == second_run
+    hist = {(r["old_id"], r["new_id"], r["event"], r["records"])
+            for r in store.read(HISTORY_TABLE).where(F.col("run_id") == second_run).collect()}  # fmt: skip
+    loser = y if survivor == x else x
+    assert (loser, survivor, "merged", 1 if loser == y else 2) in hist
+    assert (survivor, survivor, "joined", 2) in hist
+
+    # Split: e is deleted; the larger part (a, b, d) keeps the id, c gets a new one.
+    e_del = dict(e, is_deleted=True)
+    store.overwrite("silver/person_records", persons(spark, a, b, c, d, e_del))
+    third_run = run_stage("identity", spark=spark, config=config).run_id
+    third = {r[2]: r[0] for r in _map(store)}
+    assert third["a"] == third["b"] == third["d"] == survivor
+    assert third["c"] != survivor and "e" not in third
+    hist3 = {(r["old_id"], r["new_id"], r["event"])
+             for r in store.read(HISTORY_TABLE).where(F.col("run_id") == third_run).collect()}  # fmt: skip
+    assert hist3 == {(survivor, third["c"], "split")}
+    assert store.exists(REJECTED_TABLE)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def test_evaluation_metrics_on_a_hand_made_example(spark: SparkSession) -> None:
+    # Truth: P1 = {1,2,3}, P2 = {4,5}, P3 = {6}; 7 is in the truth only (quarantined),
+    # 8 in the map only. Prediction: X = {1,2}, Y = {3,4,5}, Z = {6}, W = {8}.
+    truth = spark.createDataFrame(
+        [("s", str(i), e) for i, e in [(1, "P1"), (2, "P1"), (3, "P1"), (4, "P2"), (5, "P2"),
+                                       (6, "P3"), (7, "P3")]],
+        "source string, source_record_id string, entity_id string",
+    )  # fmt: skip
+    idmap = spark.createDataFrame(
+        [("X", "s", "1", 1), ("X", "s", "2", 1), ("Y", "s", "3", 1), ("Y", "s", "4", 1),
+         ("Y", "s", "5", 1), ("Z", "s", "6", 0), ("W", "s", "8", 1)],
+        "customer_id string, source string, source_record_id string, n_identifiers int",
+    )  # fmt: skip
+    m = evaluate_identity(spark, identity_map=idmap, truth=truth)
+    s = m.all_records
+    assert (m.truth_records, m.map_records, m.evaluated) == (7, 7, 6)
+    # predicted pairs: X 1 + Y 3 = 4; true: P1 3 + P2 1 = 4; TP: (1,2) + (4,5) = 2
+    assert (s.predicted_pairs, s.true_pairs, s.true_positive_pairs) == (4, 4, 2)
+    assert s.precision == pytest.approx(0.5) and s.recall == pytest.approx(0.5)
+    assert s.f1 == pytest.approx(0.5)
+    assert (s.over_merged_clusters, s.over_merged_entities, s.split_entities) == (1, 2, 1)
+    assert m.linkable is not None and m.linkable.records == 5
+    assert m.cluster_sizes == {"1": 2, "2": 1, "3-5": 1}
+    assert "precision 0.5000" in m.format()

@@ -1,0 +1,377 @@
+"""Models: point-in-time features, labels, training with MLflow (real SQLite store), scoring."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import (
+    BooleanType,
+    DateType,
+    DoubleType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from cdp.config import CdpConfig, load_config
+from cdp.models.features import build_features
+from cdp.models.labels import build_labels
+from cdp.models.settings import LabelConfig, ModelsConfig
+from cdp.models.train import promotes
+
+S = StringType()
+TS = TimestampType()
+TX_SCHEMA = StructType(
+    [
+        StructField("source", S),
+        StructField("source_record_id", S),
+        StructField("order_time", TS),
+        StructField("amount", DoubleType()),
+        StructField("channel", S),
+        StructField("items", S),
+        StructField("is_deleted", BooleanType()),
+    ]
+)
+EV_SCHEMA = StructType(
+    [
+        StructField("source", S),
+        StructField("source_record_id", S),
+        StructField("event_type", S),
+        StructField("event_time", TS),
+        StructField("channel", S),
+        StructField("customer_id", S),
+        StructField("email", S),
+        StructField("anonymous_id", S),
+        StructField("device_id", S),
+        StructField("is_deleted", BooleanType()),
+    ]
+)
+CONS_SCHEMA = StructType(
+    [
+        StructField("source", S),
+        StructField("source_record_id", S),
+        StructField("purpose", S),
+        StructField("channel", S),
+        StructField("status", S),
+        StructField("consent_time", TS),
+        StructField("is_deleted", BooleanType()),
+    ]
+)
+PERSON_SCHEMA = StructType(
+    [
+        StructField("source", S),
+        StructField("source_record_id", S),
+        StructField("birth_date", DateType()),
+        StructField("gender", S),
+        StructField("country", S),
+        StructField("updated_at", TS),
+        StructField("is_deleted", BooleanType()),
+    ]
+)
+MAP_SCHEMA = StructType(
+    [
+        StructField("customer_id", S),
+        StructField("source", S),
+        StructField("source_record_id", S),
+        StructField("record_table", S),
+        StructField("assigned_run_id", S),
+        StructField("assigned_at", TS),
+    ]
+)
+IDS_SCHEMA = StructType(
+    [StructField("customer_id", S), StructField("id_type", S), StructField("id_value", S)]
+)
+T0 = datetime(2024, 1, 1)
+AS_OF = date(2025, 1, 1)
+
+
+def _ts(d: date, hours: int = 12) -> datetime:
+    return datetime(d.year, d.month, d.day) + timedelta(hours=hours)
+
+
+class Facts:
+    """Tiny silver + identity inputs, built row by row."""
+
+    def __init__(self) -> None:
+        self.tx: list[tuple[Any, ...]] = []
+        self.ev: list[tuple[Any, ...]] = []
+        self.cons: list[tuple[Any, ...]] = []
+        self.persons: list[tuple[Any, ...]] = []
+        self.map: list[tuple[Any, ...]] = []
+        self.ids: list[tuple[Any, ...]] = []
+
+    def customer(
+        self, cid: str, *, birth: date | None = None, country: str = "GB", since: datetime = T0
+    ) -> None:
+        rid = f"crm-{cid}"
+        self.persons.append(("crm", rid, birth, "F", country, since, False))
+        self.map.append((cid, "crm", rid, "person_records", "r", T0))
+        self.ids.append((cid, "email", f"{cid}@x.test"))
+
+    def order(self, cid: str, when: datetime, amount: float, cat: str = "home") -> None:
+        rid = f"o{len(self.tx)}"
+        items = json.dumps([{"sku": "s", "category": cat, "qty": 1}])
+        self.tx.append(("shop", rid, when, amount, "web", items, False))
+        self.map.append((cid, "shop", rid, "transactions", "r", T0))
+
+    def event(self, cid: str, when: datetime, etype: str, channel: str = "web") -> None:
+        rid = f"e{len(self.ev)}"
+        email = f"{cid}@x.test"
+        self.ev.append(("web", rid, etype, when, channel, None, email, None, None, False))
+
+    def consent(self, cid: str, when: datetime, status: str, channel: str = "email") -> None:
+        rid = f"c{len(self.cons)}"
+        self.cons.append(("prefs", rid, "marketing", channel, status, when, False))
+        self.map.append((cid, "prefs", rid, "consents", "r", T0))
+
+    def frames(self, spark: SparkSession) -> dict[str, DataFrame]:
+        return {
+            "transactions": spark.createDataFrame(self.tx, TX_SCHEMA),
+            "events": spark.createDataFrame(self.ev, EV_SCHEMA),
+            "consents": spark.createDataFrame(self.cons, CONS_SCHEMA),
+            "persons": spark.createDataFrame(self.persons, PERSON_SCHEMA),
+            "identity_map": spark.createDataFrame(self.map, MAP_SCHEMA),
+            "identifiers": spark.createDataFrame(self.ids, IDS_SCHEMA),
+        }
+
+
+def _features(spark: SparkSession, facts: Facts, as_of: date) -> dict[str, dict[str, Any]]:
+    f = facts.frames(spark)
+    out = build_features(
+        transactions=f["transactions"],
+        events=f["events"],
+        consents=f["consents"],
+        persons=f["persons"],
+        identity_map=f["identity_map"],
+        identifiers=f["identifiers"],
+        as_of=as_of,
+    )
+    return {r["customer_id"]: r.asDict() for r in out.collect()}
+
+
+def _base_facts() -> Facts:
+    facts = Facts()
+    facts.customer("A", birth=date(1990, 6, 1))
+    facts.customer("B")
+    facts.order("A", _ts(date(2024, 10, 1)), 10.0, "home")
+    facts.order("A", _ts(date(2024, 12, 22)), 30.0, "toys")
+    facts.event("A", _ts(date(2024, 12, 30)), "page_view")
+    facts.event("A", _ts(date(2024, 12, 20)), "open", channel="email")
+    facts.consent("A", _ts(date(2024, 5, 1)), "granted")
+    facts.event("B", _ts(date(2024, 12, 1)), "page_view")
+    return facts
+
+
+def test_features_values_and_no_leakage(spark: SparkSession) -> None:
+    facts = _base_facts()
+    before = _features(spark, facts, AS_OF)
+    a, b = before["A"], before["B"]
+    assert a["as_of"] == AS_OF
+    assert a["orders_total"] == 2 and a["spend_total"] == pytest.approx(40.0)
+    assert a["recency_days"] == pytest.approx(9.5)  # 2024-12-22 12:00 -> 2025-01-01 00:00
+    assert a["orders_30d"] == 1 and a["spend_90d"] == pytest.approx(30.0)
+    assert a["category_count"] == 2
+    assert a["web_events_7d"] == 1 and a["email_opens_30d"] == 1
+    assert a["consent_marketing_email"] == 1 and a["consent_marketing_sms"] is None
+    assert a["age_years"] == 34.0 and a["gender"] == "F"
+    assert b["orders_total"] == 0 and b["recency_days"] is None and b["has_purchased"] == 0
+    # Facts at or after as_of (midnight UTC included) change nothing before it.
+    facts.order("A", datetime(2025, 1, 1, 0, 0, 0), 999.0, "garden")
+    facts.order("B", _ts(date(2025, 1, 5)), 50.0)
+    facts.event("A", datetime(2025, 1, 1, 0, 0, 0), "page_view")
+    facts.event("B", _ts(date(2025, 2, 1)), "open", channel="email")
+    facts.consent("A", _ts(date(2025, 1, 2)), "withdrawn")
+    facts.customer("C", since=_ts(date(2025, 3, 1)))  # only later facts
+    facts.order("C", _ts(date(2025, 3, 1)), 5.0)
+    after = _features(spark, facts, AS_OF)
+    assert set(after) == {"A", "B"}
+    assert after == before
+    # ... and they do count at a later as_of.
+    later = _features(spark, facts, date(2025, 1, 2))
+    assert later["A"]["orders_total"] == 3 and later["A"]["web_events_7d"] == 2
+
+
+def test_labels_purchase_and_churn(spark: SparkSession) -> None:
+    facts = Facts()
+    for cid in "ABCD":
+        facts.customer(cid)
+    facts.order("A", _ts(date(2024, 11, 1)), 10.0)  # active, buys again -> purchased
+    facts.order("A", _ts(date(2025, 2, 1)), 10.0)
+    facts.order("B", _ts(date(2024, 11, 1)), 10.0)  # active, silent -> churned
+    facts.order("B", _ts(date(2025, 4, 1)), 10.0)  # day 90 after as_of: outside the horizon
+    facts.order("C", _ts(date(2025, 3, 1)), 10.0)  # new buyer: purchased, not active
+    facts.order("D", _ts(date(2023, 6, 1)), 10.0)  # long gone: neither
+    f = facts.frames(spark)
+    labels = build_labels(
+        transactions=f["transactions"],
+        identity_map=f["identity_map"],
+        as_of=AS_OF,
+        labels=LabelConfig(horizon_days=90, lookback_days=365),
+    )
+    got = {r["customer_id"]: (r["purchased"], r["active"], r["churned"]) for r in labels.collect()}
+    assert got == {"A": (1, 1, 0), "B": (0, 1, 1), "C": (1, 0, 0)}
+
+
+def test_promotion_rule() -> None:
+    assert promotes(0.7, None, 0.0)
+    assert promotes(0.71, 0.70, 0.0)
+    assert not promotes(0.70, 0.70, 0.0)  # a tie keeps the champion
+    assert not promotes(0.705, 0.70, 0.01)
+
+
+def test_settings_reject_unknown_model() -> None:
+    with pytest.raises(ValueError, match="unknown model"):
+        ModelsConfig(only="nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario: train twice (champion, then challenger), score twice (no duplicates)
+# ---------------------------------------------------------------------------------------------
+
+
+def _synthetic(n: int, seed: int = 7) -> Facts:
+    """Customers with a personal purchase rate: frequent buyers keep buying, so the label
+    is predictable from the history (and the heuristic is a fair baseline)."""
+    rnd = random.Random(seed)
+    facts = Facts()
+    start, end = date(2024, 1, 1), date(2025, 6, 30)
+    span = (end - start).days
+    for i in range(n):
+        cid = f"C{i:04d}"
+        facts.customer(cid, birth=date(1960 + i % 40, 1, 1), country=rnd.choice(["GB", "DE"]))
+        rate = rnd.choice([0.0, 0.004, 0.01, 0.03])  # purchases per day
+        stop = span if rnd.random() < 0.7 else rnd.randrange(span)  # some churn
+        for day in range(0, stop, 3):
+            if rnd.random() < rate * 3:
+                facts.order(cid, _ts(start + timedelta(days=day)), round(5 + 50 * rnd.random(), 2))
+        for _ in range(rnd.randrange(0, 4)):
+            facts.event(cid, _ts(start + timedelta(days=rnd.randrange(span))), "page_view")
+    return facts
+
+
+@pytest.fixture(scope="module")
+def trained_root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cdp.storage import open_store
+
+    root = tmp_path_factory.mktemp("models") / "data"
+    config = _config(root)
+    store = open_store(spark, config)
+    frames = _synthetic(300).frames(spark)
+    from cdp.models.stage import INPUT_TABLES
+
+    for key, table in INPUT_TABLES.items():
+        store.overwrite(table, frames[key])
+    return root
+
+
+def _config(root: Path, **extra: Any) -> CdpConfig:
+    overrides: dict[str, Any] = {
+        "data_root": str(root),
+        "models.only": "purchase_90d",
+        "models.search.gbt_max_iter": [5],
+        "models.search.gbt_max_depth": [3],
+        "models.search.lr_reg_param": [0.01],
+        "models.search.lr_max_iter": 15,
+        "models.search.time_budget_seconds": 1,
+        "models.holdout_fraction": 0.3,
+        "models.validation_fraction": 0.3,
+    }
+    overrides.update(extra)
+    return load_config(env="test", overrides=overrides)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)  # two trainings and two scorings; minutes on a busy 2-core machine
+def test_train_logs_to_mlflow_and_moves_aliases_then_scores_idempotently(
+    spark: SparkSession, trained_root: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    from cdp.models.registry import Registry, registered_name
+    from cdp.runner import run_stage
+    from cdp.storage import open_store
+
+    config = _config(trained_root)
+    as_of = date(2025, 3, 1)
+    # A date whose horizon the data does not cover is refused.
+    with pytest.raises(Exception, match="label horizon"):
+        run_stage("train", spark=spark, config=config, as_of=date(2025, 6, 1))
+
+    first = run_stage("train", spark=spark, config=config, as_of=as_of)
+    uri = config.mlflow_tracking_uri
+    assert uri.startswith("sqlite:///") and Path(uri[len("sqlite:///") :]).exists()
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("/cdp/test/purchase_90d")
+    assert exp is not None and str(trained_root) in exp.artifact_location
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    m, p, t = run.data.metrics, run.data.params, run.data.tags
+    for key in ("roc_auc", "pr_auc", "log_loss", "lift_top_decile"):
+        assert 0 <= m[f"holdout_{key}"] < 100
+    assert "heuristic_holdout_roc_auc" in m and "baseline_lr_holdout_roc_auc" in m
+    assert m["holdout_roc_auc"] > 0.6  # the synthetic history is informative
+    assert p["as_of"] == "2025-03-01" and p["label"] == "purchase"
+    assert "orders_365d" in json.loads(p["numeric_features"])
+    assert t["cdp.run_id"] == first.run_id and t["cdp.kind"] == "train"
+    assert t["cdp.table_version.silver/transactions"] == "0"
+    assert t["cdp.table_version.gold/customer_features"] == "0"
+    assert "cdp.git_commit" in t
+    registry = Registry(uri, "test")
+    charts = set(registry.artifacts(run.info.run_id, "charts"))
+    assert {
+        f"charts/{n}.png" for n in ("feature_importance", "roc", "lift", "calibration")
+    } <= charts
+    calib = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "evaluation/calibration.json")).read_text()
+    )
+    assert len(calib) == 10 and {"mean_predicted", "observed_rate"} <= set(calib[0])
+    name = registered_name("test", "purchase_90d")
+    v1 = client.get_model_version_by_alias(name, "champion")
+    assert str(v1.version) == "1"
+    import mlflow.models
+
+    info = mlflow.models.get_model_info(f"models:/{name}/1")
+    assert info.signature is not None
+    assert "orders_365d" in info.signature.inputs.input_names()
+    assert info.saved_input_example_info is not None
+
+    # Same data, same holdout: not better than the champion -> challenger.
+    run_stage("train", spark=spark, config=config, as_of=as_of)
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
+    second = client.search_runs([exp.experiment_id], order_by=["start_time DESC"])[0]
+    assert second.data.metrics["champion_holdout_roc_auc"] == pytest.approx(
+        second.data.metrics["holdout_roc_auc"]
+    )
+
+    # Scoring: every customer with features at as_of, once, with the champion's version.
+    store = open_store(spark, config)
+    score_day = date(2025, 6, 1)
+    run_stage("score", spark=spark, config=config, as_of=score_day)
+    run_stage("score", spark=spark, config=config, as_of=score_day)
+    scores = store.read("gold/propensity_scores")
+    feats = store.read("gold/customer_features").where(f"as_of = DATE'{score_day}'")
+    n_feats = feats.count()
+    assert n_feats > 250
+    assert scores.count() == n_feats
+    assert scores.select("customer_id").distinct().count() == n_feats
+    row = scores.agg({"decile": "min"}).first()
+    assert row is not None and row[0] == 1
+    versions = {r["model_version"] for r in scores.select("model_version").distinct().collect()}
+    assert versions == {"1"}
+    deciles = {r["decile"]: r["count"] for r in scores.groupBy("decile").count().collect()}
+    assert set(deciles) == set(range(1, 11))
+    assert max(deciles.values()) - min(deciles.values()) <= 3
+    # Rebuilding the features of that date replaces them (the score stage built them first).
+    run_stage("features", spark=spark, config=config, as_of=score_day)
+    assert store.read("gold/customer_features").where(f"as_of = DATE'{score_day}'").count() == (
+        n_feats
+    )
