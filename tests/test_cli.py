@@ -93,7 +93,9 @@ def test_spark_submit_runs_a_job_from_the_zip(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, str(ROOT / "infra" / "package.py"), "--out", str(dist)], check=True
     )
-    archive = next(dist.glob("cdp-*.zip"))
+    from cdp import __version__
+
+    archive = dist / f"cdp-{__version__}.zip"  # beside it: cdp-conf-<version>.zip
     assert "cdp/bronze/ingest.py" in zipfile.ZipFile(archive).namelist()
 
     landing = tmp_path / "landing"

@@ -342,6 +342,28 @@ class Trial:
     seconds: float
 
 
+def drop_training_summaries(model: PipelineModel) -> PipelineModel:
+    """Release the training summary of each fitted classifier stage.
+
+    In Spark 4.1 a logistic-regression summary holds the (classic) SparkSession, whose
+    ObservationManager is not serializable; the model is captured in the prediction closure,
+    so any action on its predictions after the first fails with NotSerializableException. The
+    summary is not used here (metrics come from the holdout), so it is dropped. ``setSummary``
+    is package-private in Scala, which the JVM sees as public.
+    """
+    from pyspark import SparkContext
+
+    sc = SparkContext._active_spark_context
+    if sc is None:
+        return model
+    jvm = sc._jvm
+    for stage in model.stages:
+        java_obj = getattr(stage, "_java_obj", None)
+        if java_obj is not None and hasattr(stage, "hasSummary") and stage.hasSummary:
+            java_obj.setSummary(jvm.scala.Option.empty())  # type: ignore[union-attr]
+    return model
+
+
 def search(
     train: DataFrame,
     validation: DataFrame,
@@ -362,7 +384,9 @@ def search(
             log(f"search: time budget {budget:.0f}s spent; skipping {cand.label}")
             continue
         t0 = time.perf_counter()
-        model = build_pipeline(numeric, categorical, cand, settings.search.seed).fit(train)
+        model = drop_training_summaries(
+            build_pipeline(numeric, categorical, cand, settings.search.seed).fit(train)
+        )
         ev = evaluate(with_score(model.transform(validation)))
         trials.append(Trial(cand, model, ev, time.perf_counter() - t0))
         kinds_done.add(cand.kind)
