@@ -18,7 +18,7 @@ say), else today (UTC).
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from pyspark import StorageLevel
@@ -93,8 +93,14 @@ def _as_of(ctx: StageContext) -> date:
 def _latest_scores(
     ctx: StageContext, specs: list[AudienceSpec], as_of: date
 ) -> tuple[dict[str, date], dict[str, list[str]]]:
-    """Each used model's newest scoring date on or before ``as_of``, and the model versions
-    scored on that date; a model without scores is an error naming the audience file."""
+    """Each used model's newest scoring date on or before ``as_of`` + 1 day, and the model
+    versions scored on that date; a model without scores is an error naming the audience file.
+
+    The day of slack is the two date conventions meeting: a profile at ``as_of`` D holds data
+    through the end of D, while features and scores at D + 1 use facts strictly before D + 1,
+    which is the same information.
+    """
+    cutoff = as_of + timedelta(days=1)
     wanted = sorted({m for s in specs for m in s.models})
     users = {m: next(s for s in specs if m in s.models) for m in wanted}
     if not ctx.store.exists(SCORES_TABLE):
@@ -106,7 +112,7 @@ def _latest_scores(
     scores = ctx.store.read(SCORES_TABLE)
     dated = {
         r["model_name"]: r["d"]
-        for r in scores.where(F.col("as_of") <= F.lit(as_of))
+        for r in scores.where(F.col("as_of") <= F.lit(cutoff))
         .where(F.col("model_name").isin(*wanted))
         .groupBy("model_name")
         .agg(F.max("as_of").alias("d"))
@@ -117,7 +123,7 @@ def _latest_scores(
         known = sorted(r["model_name"] for r in scores.select("model_name").distinct().collect())
         problems = [
             f"{users[m].where()}: key 'models': no scores for model {m!r} on or before "
-            f"{as_of} in {SCORES_TABLE} (models with scores: {', '.join(known) or 'none'})"
+            f"{cutoff} in {SCORES_TABLE} (models with scores: {', '.join(known) or 'none'})"
             for m in missing
         ]
         raise AudienceError("; ".join(problems))
