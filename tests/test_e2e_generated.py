@@ -85,6 +85,7 @@ def test_generated_company_flows_through_bronze_and_silver(
     assert standardized > 0.8
 
 
+@pytest.mark.timeout(2400)  # every stage in its own process; many minutes on a busy 2-core box
 def test_cdp_demo_runs_the_whole_chain(tmp_path: Path) -> None:
     """`cdp demo` as a user types it: generate -> ingest -> ... -> export, then its summary."""
     import os
@@ -96,7 +97,9 @@ def test_cdp_demo_runs_the_whole_chain(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "cdp.cli", "demo", "--persons", "300", "--seed", "5"]
-        + ["--env", "test", "--data-root", str(data_root)],
+        + ["--env", "test", "--data-root", str(data_root)]
+        # One candidate per model family is always tried; the budget only stops further ones.
+        + ["--set", "models.search.time_budget_seconds=1", "--set", "models.search.lr_max_iter=20"],
         capture_output=True,
         text=True,
         env=env,
