@@ -3,7 +3,7 @@
     spark-submit --py-files cdp-<version>.zip cdp_job.py STAGE [--env ENV] [--conf FILE]
                  [--as-of DATE] [--set KEY=VALUE] ...
 
-The same as `jobs/<stage>.py` and `cdp run STAGE`, for any stage of `cdp.pipeline.STAGES`,
+The same as `jobs/<stage>_job.py` and `cdp run STAGE`, for any stage of `cdp.pipeline.STAGES`,
 so a new stage needs no new file to be submitted.
 """
 

@@ -42,10 +42,10 @@ def test_version_and_stages() -> None:
 def test_every_stage_has_a_job_entry_point() -> None:
     from cdp.pipeline import STAGES
 
-    jobs = {p.stem for p in (ROOT / "jobs").glob("*.py")}
+    jobs = {p.stem.removesuffix("_job") for p in (ROOT / "jobs").glob("*_job.py")}
     assert jobs == {s.name for s in STAGES}
     for stage in STAGES:
-        assert f'job_main("{stage.name}"' in (ROOT / "jobs" / f"{stage.name}.py").read_text()
+        assert f'job_main("{stage.name}"' in (ROOT / "jobs" / f"{stage.name}_job.py").read_text()
 
 
 def test_usage_errors_are_one_clear_line() -> None:
@@ -122,7 +122,7 @@ def test_spark_submit_runs_a_job_from_the_zip(tmp_path: Path) -> None:
             "spark.ui.enabled=false",
             "--py-files",
             str(archive),
-            str(ROOT / "jobs" / "ingest.py"),
+            str(ROOT / "jobs" / "ingest_job.py"),
             "--env",
             "test",
             "--set",

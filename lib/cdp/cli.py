@@ -365,8 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def job_main(stage: str, argv: Sequence[str] | None = None) -> int:
-    """Main of ``jobs/<stage>.py``: the same flags as ``cdp run``, for one stage."""
-    parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py", description=f"run the {stage} stage")
+    """Main of ``jobs/<stage>_job.py``: the same flags as ``cdp run``, for one stage."""
+    parser = argparse.ArgumentParser(
+        prog=f"jobs/{stage}_job.py", description=f"run the {stage} stage"
+    )
     parser.add_argument("--as-of", default=None)
     _config_args(parser)
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'score' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/score.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/score_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run score`; under spark-submit the session comes from spark-submit.
 """

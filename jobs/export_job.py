@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'export' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/export.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/export_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run export`; under spark-submit the session comes from spark-submit.
 """

@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'ingest' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/ingest.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/ingest_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run ingest`; under spark-submit the session comes from spark-submit.
 """

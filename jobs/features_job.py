@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'features' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/features.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/features_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run features`; under spark-submit the session comes from spark-submit.
 """

@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'profile' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/profile.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/profile_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run profile`; under spark-submit the session comes from spark-submit.
 """

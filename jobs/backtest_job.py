@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'backtest' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/backtest.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/backtest_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run backtest`; under spark-submit the session comes from spark-submit.
 """

@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'identity' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/identity.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/identity_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run identity`; under spark-submit the session comes from spark-submit.
 """

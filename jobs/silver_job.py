@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'silver' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/silver.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/silver_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run silver`; under spark-submit the session comes from spark-submit.
 """

@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'audiences' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/audiences.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/audiences_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run audiences`; under spark-submit the session comes from spark-submit.
 """

@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'maintenance' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/maintenance.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/maintenance_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run maintenance`; under spark-submit the session comes from spark-submit.
 """

@@ -1,6 +1,6 @@
 """spark-submit entry point of the 'train' stage.
 
-    spark-submit --py-files dist/cdp.zip jobs/train.py --env cluster [--conf FILE] [--as-of DATE]
+    spark-submit --py-files dist/cdp.zip jobs/train_job.py --env cluster [--conf FILE] [--as-of DATE]
 
 Equivalent to `cdp run train`; under spark-submit the session comes from spark-submit.
 """
