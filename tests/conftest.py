@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,3 +31,39 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
 @pytest.fixture()
 def data_root(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One `cdp demo` run shared by the end-to-end, notebook and report tests."""
+
+    data_root: Path
+    returncode: int
+    output: str
+
+    def check(self) -> None:
+        assert self.returncode == 0, self.output[-4000:]
+
+
+# Demo flags kept small so the whole chain fits a 2-core CI box: one model candidate per family.
+DEMO_ARGS = ["--persons", "300", "--seed", "5", "--env", "test"] + [
+    "--set",
+    "models.search.time_budget_seconds=1",
+    "--set",
+    "models.search.lr_max_iter=20",
+]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """`cdp demo` as a user types it, in its own process (its own SparkSession), run once."""
+    data_root = tmp_path_factory.mktemp("demo") / "data"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdp.cli", "demo", *DEMO_ARGS, "--data-root", str(data_root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    return DemoRun(data_root, proc.returncode, proc.stdout + proc.stderr)

@@ -18,6 +18,7 @@ from cdp.config import load_config
 from cdp.generate import generate_landing
 from cdp.runner import run_stage
 from cdp.storage import open_store
+from conftest import DemoRun
 
 pytestmark = pytest.mark.slow
 
@@ -86,27 +87,13 @@ def test_generated_company_flows_through_bronze_and_silver(
 
 
 @pytest.mark.timeout(2400)  # every stage in its own process; many minutes on a busy 2-core box
-def test_cdp_demo_runs_the_whole_chain(tmp_path: Path) -> None:
+def test_cdp_demo_runs_the_whole_chain(demo_run: DemoRun) -> None:
     """`cdp demo` as a user types it: generate -> ingest -> ... -> export, then its summary."""
-    import os
     import re
-    import subprocess
-    import sys
 
-    data_root = tmp_path / "data"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "cdp.cli", "demo", "--persons", "300", "--seed", "5"]
-        + ["--env", "test", "--data-root", str(data_root)]
-        # One candidate per model family is always tried; the budget only stops further ones.
-        + ["--set", "models.search.time_budget_seconds=1", "--set", "models.search.lr_max_iter=20"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
+    demo_run.check()
+    out = demo_run.output
+    data_root = demo_run.data_root
     for stage in ("ingest", "silver", "identity", "profile", "features", "train", "score"):
         assert re.search(rf"\] {stage} done in", out), stage
     assert "== demo summary" in out

@@ -7,6 +7,7 @@ cdp stages                       # the stage graph
 cdp generate --persons N --out DIR --seed S
 cdp demo [--persons N]           # generate a landing zone and run every stage
 cdp evaluate identity [--truth FILE]   # pairwise precision/recall of gold/identity_map
+cdp report [--out FILE]          # self-contained HTML report of the latest run of each stage
 cdp --version
 """
 
@@ -198,6 +199,7 @@ def demo(config: CdpConfig, persons: int, seed: int) -> int:
     if rc == 0:
         print_tables(config)
         print_demo_summary(config, results)
+        rc = report(config, None, None)
     return rc
 
 
@@ -280,6 +282,17 @@ def evaluate_identity_cli(config: CdpConfig, truth: str | None) -> int:
     return 0
 
 
+def report(config: CdpConfig, out: str | None, truth: str | None) -> int:
+    """``cdp report``: write the HTML run report and print where it is."""
+    from cdp.report import write_report
+    from cdp.session import build_session
+
+    spark = build_session(config)
+    path = write_report(spark, config, out=out, truth_path=truth)
+    print(f"report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdp", description="Spark-native Customer Data Platform")
     parser.add_argument("--version", action="version", version=f"cdp {__version__}")
@@ -326,6 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: <landing>/_ground_truth/identity)",
     )
     _config_args(p_eval)
+
+    p_report = sub.add_parser(
+        "report", help="write a self-contained HTML report of the latest run of each stage"
+    )
+    p_report.add_argument(
+        "--out", default=None, help="HTML file (default: <data root>/reports/run-report.html)"
+    )
+    p_report.add_argument(
+        "--truth", default=None, metavar="FILE", help="identity ground truth, as for evaluate"
+    )
+    _config_args(p_report)
     return parser
 
 
@@ -351,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return evaluate_identity_cli(config, args.truth)
         if args.command == "demo":
             return demo(config, args.persons, args.seed)
+        if args.command == "report":
+            return report(config, args.out, args.truth)
     except ConfigError as exc:
         _say(f"cdp: configuration error: {exc}")
         return 2

@@ -18,10 +18,12 @@ say), else today (UTC).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from pyspark import StorageLevel
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -133,6 +135,35 @@ def _latest_scores(
     ):
         versions[r["model_name"]].append(str(r["model_version"]))
     return dated, {m: sorted(v) for m, v in versions.items()}
+
+
+@dataclass(frozen=True)
+class RuleInputs:
+    """What the rules of some audiences are evaluated on at ``as_of`` (see :func:`rule_inputs`)."""
+
+    frame: DataFrame
+    as_of: date
+    # model name -> the scoring date used, and the model versions scored on that date.
+    scores_as_of: dict[str, date]
+    model_versions: dict[str, list[str]]
+
+
+def rule_inputs(
+    ctx: StageContext, specs: list[AudienceSpec], as_of: date | None = None
+) -> RuleInputs:
+    """The frame the stage evaluates ``specs`` on (profile, model scores, consent columns),
+    with every rule checked against it; for evaluating an audience that is not declared
+    (a notebook segment) exactly as the stage would. ``as_of`` as in the stage."""
+    day = as_of or _as_of(ctx)
+    latest: dict[str, date] = {}
+    versions: dict[str, list[str]] = {}
+    wide = None
+    if any(s.models for s in specs):
+        latest, versions = _latest_scores(ctx, specs, day)
+        wide = wide_scores(ctx.store.read(SCORES_TABLE), latest)
+    frame = rule_frame(ctx.store.read(PROFILE_TABLE), specs, wide)
+    check_rules(specs, frame)
+    return RuleInputs(frame, day, latest, versions)
 
 
 def run_audiences(ctx: StageContext) -> None:

@@ -159,10 +159,25 @@ def export_audience(
     staging: Path,
 ) -> dict[str, Any]:
     """Stage, upload and seal one audience; returns its manifest."""
-    cfg = ctx.config.activation.export
-    run_id = ctx.run.run_id
     membership = ctx.store.read(MEMBERSHIP_TABLE).where(F.col("audience") == spec.name)
     members = members_at(membership, as_of).select("customer_id")
+    return export_members(ctx, spec, members, evaluation, as_of, sink, staging)
+
+
+def export_members(
+    ctx: StageContext,
+    spec: AudienceSpec,
+    members: DataFrame,
+    evaluation: Evaluation,
+    as_of: date,
+    sink: Sink,
+    staging: Path,
+) -> dict[str, Any]:
+    """Stage, upload and seal the ``members`` (a ``customer_id`` column, one row per
+    customer) of ``spec``; returns the manifest. :func:`export_audience` passes the members of
+    ``gold/audience_membership``; a notebook passes a segment it evaluated itself."""
+    cfg = ctx.config.activation.export
+    run_id = ctx.run.run_id
     profile = ctx.store.read(PROFILE_TABLE).select("customer_id", "email", "phone", "consents")
     # A member whose customer left the profile (merged away) has no consents: not exported.
     joined = members.join(profile, on="customer_id", how="left").withColumn(

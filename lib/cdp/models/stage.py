@@ -20,7 +20,7 @@ Select one model with ``--model NAME`` (``--set models.only=NAME``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -258,8 +258,15 @@ def train_model(
     registry: R.Registry,
     *,
     register: bool = True,
+    compare_champion: bool | None = None,
+    kind: str | None = None,
 ) -> TrainOutcome:
-    """Train, evaluate and log one model at ``as_of``; register it and move its aliases."""
+    """Train, evaluate and log one model at ``as_of``; register it and move its aliases.
+
+    ``compare_champion`` (default: ``register``) evaluates the current champion on the same
+    holdout; ``kind`` names the run (tag ``cdp.kind``, default ``train`` or ``backtest``)."""
+    compare = register if compare_champion is None else compare_champion
+    run_kind = kind or ("train" if register else "backtest")
     settings = _settings(ctx)
     check_horizon(inputs, as_of, settings)
     say = ctx.progress
@@ -326,7 +333,7 @@ def train_model(
             f"heuristic {heur_eval.roc_auc:.4f}/{heur_eval.pr_auc:.4f}"
         )
         # The current champion on the same holdout, so the comparison is like for like.
-        champ = registry.champion(spec.name) if register else None
+        champ = registry.champion(spec.name) if compare else None
         champ_eval: Evaluation | None = None
         champ_error: str | None = None
         if champ is not None:
@@ -381,7 +388,7 @@ def train_model(
         tags = {
             "cdp.run_id": ctx.run.run_id,
             "cdp.env": ctx.config.env,
-            "cdp.kind": "train" if register else "backtest",
+            "cdp.kind": run_kind,
             "cdp.model_name": spec.name,
             "cdp.as_of": as_of.isoformat(),
             "cdp.git_commit": R.git_commit() or "unknown",
@@ -417,7 +424,7 @@ def train_model(
         )
         logged = registry.log_run(
             model_name=spec.name,
-            run_name=f"{'train' if register else 'backtest'}-{spec.name}-{as_of}",
+            run_name=f"{run_kind}-{spec.name}-{as_of}",
             model=chosen.model,
             params=params,
             metrics=metrics,
@@ -500,6 +507,44 @@ def run_train(ctx: StageContext) -> None:
     registry = registry_for(ctx)
     for spec in settings.selected():
         train_model(ctx, spec, as_of, inputs, registry)
+
+
+def train_candidate(
+    ctx: StageContext,
+    model_name: str,
+    *,
+    as_of: date | None = None,
+    time_budget_seconds: float | None = None,
+) -> TrainOutcome:
+    """Train one candidate of ``model_name`` as the ``train`` stage would (same features,
+    labels, split, search and evaluation), log it to MLflow **without registering it**, and
+    evaluate the current champion on the same holdout (``champion_holdout``, None when there
+    is no champion). No alias moves: for notebooks and experiments.
+
+    ``as_of`` defaults like the stage's; ``time_budget_seconds`` overrides the search budget
+    (the first logistic regression and the first GBT always run).
+    """
+    settings = _settings(ctx)
+    specs = {m.name: m for m in settings.models}
+    if model_name not in specs:
+        raise ValueError(f"unknown model {model_name!r}; declared: {sorted(specs)}")
+    if time_budget_seconds is not None:
+        config = ctx.config.model_copy(deep=True)
+        config.models.search.time_budget_seconds = time_budget_seconds
+        ctx = replace(ctx, config=config)
+        settings = _settings(ctx)
+    inputs = read_inputs(ctx)
+    day = as_of or default_train_as_of(inputs, settings)
+    return train_model(
+        ctx,
+        specs[model_name],
+        day,
+        inputs,
+        registry_for(ctx),
+        register=False,
+        compare_champion=True,
+        kind="candidate",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
