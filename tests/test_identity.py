@@ -31,7 +31,7 @@ PERSON_SCHEMA = (
     "source string, source_record_id string, crm_id string, loyalty_id string, "
     "customer_id string, anonymous_id string, device_id string, email string, "
     "email_status string, phone string, phone_status string, first_name string, "
-    "last_name string, birth_date date, postcode string, is_deleted boolean"
+    "last_name string, birth_date date, postcode string, gender string, is_deleted boolean"
 )
 EVENT_SCHEMA = (
     "source string, source_record_id string, event_type string, anonymous_id string, "
@@ -138,6 +138,26 @@ def test_shared_value_is_not_used_as_an_edge(spark: SparkSession) -> None:
     assert frozenset({"3", "4"}) in got
     reasons = {r["reason"] for r in links.where("reason IS NOT NULL").collect()}
     assert reasons == {"shared:distinct_birth_date", "shared:records"}
+
+
+def test_two_genders_behind_a_value_mark_it_shared_but_unknown_is_no_evidence(
+    spark: SparkSession,
+) -> None:
+    df = persons(
+        spark,
+        person("1", email="couple@x.com", gender="male"),
+        person("2", email="couple@x.com", gender="female"),
+        person("3", email="solo@x.com", gender="female"),
+        person("4", email="solo@x.com", gender="unknown"),
+        person("5", email="solo@x.com"),
+    )
+    rules = rules_with(
+        shared_values={"max_records": 4, "max_distinct": {"birth_date": 1, "gender": 1}}
+    )
+    got, _, links = groups(spark, {"person_records": df}, rules)
+    assert got == {frozenset({"1"}), frozenset({"2"}), frozenset({"3", "4", "5"})}
+    shared = {(r["unit_value"], r["reason"]) for r in links.where("reason IS NOT NULL").collect()}
+    assert shared == {("couple@x.com", "shared:distinct_gender")}
 
 
 @pytest.mark.parametrize("email_priority, expected", [(80, {"1", "3"}), (40, {"2", "3"})])

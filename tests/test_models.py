@@ -375,3 +375,49 @@ def test_train_logs_to_mlflow_and_moves_aliases_then_scores_idempotently(
     assert store.read("gold/customer_features").where(f"as_of = DATE'{score_day}'").count() == (
         n_feats
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_backtest_trains_earlier_scores_later_and_registers_nothing(
+    spark: SparkSession, trained_root: Path
+) -> None:
+    """`cdp run backtest --as-of D`: train at D - offset, evaluate out of time at D."""
+    from mlflow import MlflowClient
+
+    from cdp.models.registry import registered_name
+    from cdp.models.stage import BACKTESTS_TABLE
+    from cdp.runner import run_stage
+    from cdp.storage import open_store
+
+    config = _config(trained_root, **{"models.backtest.train_offset_days": 60})
+    client = MlflowClient(tracking_uri=config.mlflow_tracking_uri)
+    name = registered_name("test", "purchase_90d")
+
+    def registered() -> list[str]:
+        return sorted(str(v.version) for v in client.search_model_versions(f"name='{name}'"))
+
+    before = registered()
+    aliases_before = dict(client.get_registered_model(name).aliases or {}) if before else {}
+    score_day = date(2025, 3, 1)
+    result = run_stage("backtest", spark=spark, config=config, as_of=score_day)
+    assert result.rows_written.get(BACKTESTS_TABLE) == 1
+
+    row = open_store(spark, config).read(BACKTESTS_TABLE).orderBy("created_at").collect()[-1]
+    assert row["model_name"] == "purchase_90d"
+    assert row["train_as_of"] == date(2024, 12, 31) and row["score_as_of"] == score_day
+    assert row["customers"] > 250  # every customer with features at the scoring date
+    assert 0.6 < row["roc_auc"] <= 1.0  # out of time, the history still predicts
+    assert 0.0 <= row["heuristic_roc_auc"] <= 1.0
+    assert row["run_id"] == result.run_id
+
+    run = client.get_run(row["mlflow_run_id"])
+    assert run.data.tags["cdp.kind"] == "backtest"
+    assert run.data.tags["cdp.score_as_of"] == score_day.isoformat()
+    assert run.data.tags["cdp.as_of"] == "2024-12-31"
+    assert {"oot_roc_auc", "oot_pr_auc", "heuristic_oot_roc_auc"} <= set(run.data.metrics)
+    assert run.data.metrics["oot_roc_auc"] == pytest.approx(row["roc_auc"])
+    # A backtest is an experiment: no model version, no alias moved.
+    assert registered() == before
+    if before:
+        assert dict(client.get_registered_model(name).aliases or {}) == aliases_before

@@ -119,6 +119,14 @@ def _blocked(id_type: str, value: Column, rules: IdentityRules) -> Column:
     return F.when(by_value, "blocklist:value").when(by_pattern, "blocklist:pattern")
 
 
+def _evidence(df: DataFrame, name: str) -> Column:
+    """A field's value as evidence of who a record is; an explicit "unknown" is none."""
+    if name not in df.columns:
+        return F.lit(None).cast("string")
+    value = field_value(df, name)
+    return F.when(F.lower(value.cast("string")) != "unknown", value)
+
+
 def identifier_links(frames: Mapping[str, DataFrame], rules: IdentityRules) -> DataFrame:
     """Record -> value links of every enabled identifier rule (see :data:`LINK_COLUMNS`),
     with the record fields named in ``shared_values.max_distinct`` as ``_d_<field>``.
@@ -141,12 +149,7 @@ def identifier_links(frames: Mapping[str, DataFrame], rules: IdentityRules) -> D
             if len(rule.fields) > 1 and star:  # a composite with a placeholder part is junk
                 part_junk = reduce(lambda a, b: a | b, [F.lower(v).isin(*star) for v in values])
                 reason = F.when(part_junk, "blocklist:value").otherwise(reason)
-            extra = [
-                (field_value(df, f) if f in df.columns else F.lit(None).cast("string")).alias(
-                    f"_d_{f}"
-                )
-                for f in distinct_fields
-            ]
+            extra = [_evidence(df, f).alias(f"_d_{f}") for f in distinct_fields]
             parts.append(
                 df.select(
                     F.lit(rule.name).alias("rule"),
