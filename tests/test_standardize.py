@@ -715,3 +715,19 @@ def test_gender(spark: SparkSession) -> None:
     check(got, expect(spark, [(i, g, v, s) for i, v, g, s in rows]))
     assert set(GENDERS.values()) == set(S.GENDER_VALUES)
     assert all(fold_key_py(k) == k for k in GENDERS)  # keys are already in lookup form
+
+
+def test_no_value_matches_what_a_standardizer_makes_of_a_missing_field(
+    spark: SparkSession,
+) -> None:
+    # A source that does not map `phone` gets literals instead of a UDF pass over every row;
+    # the columns must be exactly those standardize_phone emits for a null input.
+    df = spark.createDataFrame([("1", None), ("2", None)], "id string, phone string")
+    via_udf = df.transform(S.standardize_phone("phone", default_region="GB"))
+    assert_df_equality(
+        df.transform(S.no_value("phone")).select(*via_udf.columns),
+        via_udf,
+        ignore_row_order=False,
+        ignore_nullable=True,  # literals are non-nullable; the UDF's output is nullable
+    )
+    assert {r["phone_status"] for r in via_udf.collect()} == {S.STATUS_EMPTY}

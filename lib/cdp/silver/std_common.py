@@ -218,3 +218,18 @@ def emit(
         columns[name] = build(final)
     prefix = temp(out, "")
     return staged.withColumns(columns).drop(*[c for c in staged.columns if c.startswith(prefix)])
+
+
+def no_value(out: str) -> Transform:
+    """``out``, ``out_raw`` and ``out_status`` for a field the source does not carry.
+
+    The same columns any standardizer emits for a null input (null value and raw form, status
+    ``empty``), as literals: a field absent from a source's mapping never reaches a
+    standardizer's expressions or UDF.
+    """
+
+    def transform(df: DataFrame) -> DataFrame:
+        null = F.lit(None).cast("string")
+        return df.withColumns({out: null, f"{out}_raw": null, f"{out}_status": F.lit(STATUS_EMPTY)})
+
+    return transform

@@ -279,6 +279,7 @@ class TableStore(ABC):
         insert_condition: str | None = None,
         partition_by: Sequence[str] | None = None,
         merge_schema: bool = False,
+        source_keys_unique: bool = False,
     ) -> CommitResult:
         """Upsert ``source`` into the table on equality of ``keys``.
 
@@ -286,8 +287,10 @@ class TableStore(ABC):
         (True: every source column; a mapping: column -> SQL expression) and
         ``update_condition`` holds (for example ``"s.updated_at >= t.updated_at"``, so late
         older data never overwrites newer). Unmatched source rows are inserted when ``insert``
-        and ``insert_condition`` holds. Several source rows for one key are an error.
-        A missing table is created from the inserted rows.
+        and ``insert_condition`` holds. Several source rows for one key are an error;
+        ``source_keys_unique=True`` says the caller guarantees one row per key (for example
+        the newest row per key from a ranking window) and skips that check, which costs a
+        shuffle of the whole source. A missing table is created from the inserted rows.
         """
 
     @abstractmethod

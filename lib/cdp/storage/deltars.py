@@ -769,6 +769,7 @@ class DeltaRsStore(TableStore):
         insert_condition: str | None = None,
         partition_by: Sequence[str] | None = None,
         merge_schema: bool = False,
+        source_keys_unique: bool = False,
     ) -> CommitResult:
         if not keys:
             raise MergeError("merge needs at least one key column")
@@ -777,7 +778,11 @@ class DeltaRsStore(TableStore):
             raise MergeError(f"merge into '{name}': source lacks key columns {missing}")
         src = source.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            dup = src.groupBy(*keys).count().where("count > 1").limit(1).collect()
+            dup = (
+                []
+                if source_keys_unique
+                else src.groupBy(*keys).count().where("count > 1").limit(1).collect()
+            )
             if dup:
                 example = {k: dup[0][k] for k in keys}
                 raise MergeError(

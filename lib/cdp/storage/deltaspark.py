@@ -197,6 +197,7 @@ class DeltaSparkStore(TableStore):
         insert_condition: str | None = None,
         partition_by: Sequence[str] | None = None,
         merge_schema: bool = False,
+        source_keys_unique: bool = False,
     ) -> CommitResult:
         if not keys:
             raise MergeError("merge needs at least one key column")
