@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from pyspark.sql import functions as F
 
-from cdp.config import load_config
 from cdp.identity.components import connected_components
 from cdp.identity.evaluate import evaluate_identity, load_truth
 from cdp.identity.graph import record_nodes
@@ -39,7 +38,7 @@ from cdp.session import build_session
 from cdp.storage import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ingest import jvm_pid, peak_rss_mb  # noqa: E402
+from bench_ingest import bench_config, jvm_pid, peak_rss_mb  # noqa: E402
 
 
 class _Rounds(logging.Handler):
@@ -75,16 +74,7 @@ def main() -> int:
     parser.add_argument("--driver-memory", default="6g")
     args = parser.parse_args()
     work = Path(args.work)
-    config = load_config(
-        env="local",
-        overrides={
-            "data_root": str(work / "data"),
-            "landing_root": str(work / "landing"),
-            "spark.ui_enabled": False,
-            "spark.driver_memory": args.driver_memory,
-            "log.level": "WARNING",
-        },
-    )
+    config = bench_config(work, args.driver_memory)
     spark = build_session(config)
     store = open_store(spark, config)
     rounds = _Rounds()

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from cdp.bronze.ingest import csv_header, list_landed_files, source_reader
-from cdp.config import load_config
+from cdp.config import CdpConfig, load_config
 from cdp.runner import run_stage
 from cdp.session import build_session
 from cdp.sources import SourceFormat, load_sources
@@ -35,6 +35,20 @@ def peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def bench_config(work: Path, driver_memory: str) -> CdpConfig:
+    """The benchmarks' configuration: data and landing under ``work``, UI off, quiet logs."""
+    return load_config(
+        env="local",
+        overrides={
+            "data_root": str(work / "data"),
+            "landing_root": str(work / "landing"),
+            "spark.ui_enabled": False,
+            "spark.driver_memory": driver_memory,
+            "log.level": "WARNING",
+        },
+    )
 
 
 def jvm_pid(spark) -> int:  # type: ignore[no-untyped-def]
@@ -97,16 +111,7 @@ def main() -> int:
         )
         for sub in ("data", "floor") if reuse else ("",):
             shutil.rmtree(work / sub, ignore_errors=True)
-        config = load_config(
-            env="local",
-            overrides={
-                "data_root": str(work / "data"),
-                "landing_root": str(work / "landing"),
-                "spark.ui_enabled": False,
-                "spark.driver_memory": args.driver_memory,
-                "log.level": "WARNING",
-            },
-        )
+        config = bench_config(work, args.driver_memory)
         spark = build_session(config)
         from cdp.generate import generate_landing
 

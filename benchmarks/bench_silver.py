@@ -20,7 +20,6 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from cdp.config import load_config
 from cdp.runner import run_stage
 from cdp.session import build_session
 from cdp.silver.canonical import TABLE_FOR_KIND
@@ -29,7 +28,7 @@ from cdp.sources import load_sources
 from cdp.storage import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ingest import jvm_pid, peak_rss_mb  # noqa: E402
+from bench_ingest import bench_config, jvm_pid, peak_rss_mb  # noqa: E402
 
 
 def main() -> int:
@@ -41,16 +40,7 @@ def main() -> int:
     parser.add_argument("--driver-memory", default="6g")
     args = parser.parse_args()
     work = Path(args.work)
-    config = load_config(
-        env="local",
-        overrides={
-            "data_root": str(work / "data"),
-            "landing_root": str(work / "landing"),
-            "spark.ui_enabled": False,
-            "spark.driver_memory": args.driver_memory,
-            "log.level": "WARNING",
-        },
-    )
+    config = bench_config(work, args.driver_memory)
     # Start from bronze only, so the stage processes every bronze row.
     for leftover in (
         work / "data" / "silver",

@@ -421,3 +421,22 @@ def test_backtest_trains_earlier_scores_later_and_registers_nothing(
     assert registered() == before
     if before:
         assert dict(client.get_registered_model(name).aliases or {}) == aliases_before
+
+
+def test_registry_leaves_the_mlflow_environment_variables_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; cdp's config reads that variable,
+    so a leak would send a second data root's runs to the first one's store."""
+    import os
+
+    from cdp.models.registry import Registry
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:////elsewhere/registry.db")
+    Registry(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}", "test")
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert os.environ["MLFLOW_REGISTRY_URI"] == "sqlite:////elsewhere/registry.db"
+    second = tmp_path / "b"
+    config = load_config(env="test", overrides={"data_root": str(second)})
+    assert config.mlflow_tracking_uri == f"sqlite:///{second / 'mlflow' / 'mlflow.db'}"

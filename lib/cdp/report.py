@@ -117,6 +117,11 @@ def bar_chart(title: str, labels: Sequence[str], values: Sequence[float], *, xla
     return Chart(title, buf.getvalue())
 
 
+def count_chart(title: str, counts: Mapping[str, int], *, xlabel: str) -> Chart:
+    """:func:`bar_chart` of a label -> count mapping, in its order."""
+    return bar_chart(title, list(counts), [float(v) for v in counts.values()], xlabel=xlabel)
+
+
 def size_bucket_label(size: int, buckets: Sequence[tuple[int, int | None]]) -> str:
     """The bucket label (``"3-5"``, ``"101+"``) holding a cluster of ``size`` records."""
     for low, high in buckets:
@@ -264,10 +269,10 @@ def latest_runs(run_log: DataFrame, env: str | None = None) -> dict[str, tuple[R
 
 
 def cluster_size_histogram(identity_map: DataFrame) -> list[tuple[int, int]]:
-    """(records per customer, customers) pairs, sorted by size."""
-    sizes = identity_map.groupBy("customer_id").agg(F.count(F.lit(1)).alias("size"))
-    rows = sizes.groupBy("size").agg(F.count(F.lit(1)).alias("customers")).orderBy("size")
-    return [(int(r["size"]), int(r["customers"])) for r in rows.collect()]
+    """(records per customer, customers) pairs, sorted by size (the notebooks' aggregate)."""
+    from cdp.notebook import cluster_size_histogram as histogram
+
+    return [(int(r["records"]), int(r["customers"])) for r in histogram(identity_map).collect()]
 
 
 def _counts(df: DataFrame, *cols: str, sum_col: str | None = None) -> list[tuple[Any, ...]]:
@@ -445,12 +450,7 @@ def _identity_section(
         buckets[label] = buckets.get(label, 0) + customers
     sec.table(["records per customer", "customers"], list(buckets.items()), caption="Cluster sizes")
     sec.charts.append(
-        bar_chart(
-            "Cluster-size histogram (records per customer)",
-            list(buckets),
-            [float(v) for v in buckets.values()],
-            xlabel="customers",
-        )
+        count_chart("Cluster-size histogram (records per customer)", buckets, xlabel="customers")
     )
     if store.exists(REJECTED_TABLE):
         rejected = store.read(REJECTED_TABLE)
@@ -463,11 +463,8 @@ def _identity_section(
             reasons[reason] = reasons.get(reason, 0) + int(n)
         if reasons:
             sec.charts.append(
-                bar_chart(
-                    "Rejected links by reason",
-                    list(reasons),
-                    [float(v) for v in reasons.values()],
-                    xlabel="rejected identifier values",
+                count_chart(
+                    "Rejected links by reason", reasons, xlabel="rejected identifier values"
                 )
             )
     truth = truth_path or str(Path(config.landing_uri) / "_ground_truth" / "identity")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,20 @@ class LoggedModel:
     model_uri: str
 
 
+@contextmanager
+def _environment_kept(*names: str) -> Iterator[None]:
+    """Restore the environment variables ``names`` on exit to what they were on entry."""
+    before = {n: os.environ.get(n) for n in names}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class Registry:
     """MLflow tracking and registry for one environment."""
 
@@ -95,9 +110,14 @@ class Registry:
         self.tracking_uri = tracking_uri
         if tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(tracking_uri)
-        if registry_uri:
-            mlflow.set_registry_uri(registry_uri)
+        # mlflow also exports these URIs to os.environ (for its subprocesses), where cdp's
+        # configuration would read them back as the user's MLFLOW_TRACKING_URI: a second
+        # data root opened later in this process (a notebook, a test, `cdp demo` then
+        # `cdp report`) would then log to this one's store. Keep the environment as it was.
+        with _environment_kept("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            mlflow.set_tracking_uri(tracking_uri)
+            if registry_uri:
+                mlflow.set_registry_uri(registry_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         local = tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri
         self.artifact_root = artifact_root if local else None
