@@ -18,7 +18,6 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -334,8 +333,8 @@ def export_segment(ws: Workspace, segment: Segment, target: str | None = None) -
     """Export the segment's consented members with the export stage's own code (files,
     manifest, ``_SUCCESS``) to ``target``, by default ``<data_root>/notebook_exports``;
     returns the manifest. The configured format and identifier hashing apply."""
-    from cdp.export.sink import ExportError, open_sink
-    from cdp.export.stage import Evaluation, export_members
+    from cdp.export.sink import open_sink
+    from cdp.export.stage import Evaluation, export_members, local_staging_root
 
     root = ws.config.data_root_uri
     config = ws.config.model_copy(deep=True)
@@ -343,12 +342,7 @@ def export_segment(ws: Workspace, segment: Segment, target: str | None = None) -
     cfg.target = target or f"{root}/{NOTEBOOK_EXPORTS}"
     if not cfg.target.startswith("s3://"):
         cfg.endpoint_url = None
-    if cfg.staging_dir:
-        staging_root = Path(cfg.staging_dir)
-    elif "://" in root:
-        raise ExportError("activation.export.staging_dir is needed when data_root is not local")
-    else:
-        staging_root = Path(root) / "_staging" / "notebook_export"
+    staging_root = local_staging_root(cfg, root, "notebook_export")
     sink = open_sink(cfg, default_target=cfg.target)
     ctx = replace(ws.context("notebook-export", as_of=segment.as_of), config=config)
     staging = staging_root / ctx.run.run_id

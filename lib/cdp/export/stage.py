@@ -57,6 +57,16 @@ class Evaluation:
     models: list[dict[str, Any]]
 
 
+def local_staging_root(cfg: ExportConfig, data_root: str, name: str) -> Path:
+    """Where part files are written before upload: ``staging_dir``, else
+    ``<data root>/_staging/<name>`` for a local data root."""
+    if cfg.staging_dir:
+        return Path(cfg.staging_dir)
+    if "://" in data_root:
+        raise ExportError("activation.export.staging_dir is needed when data_root is not local")
+    return Path(data_root) / "_staging" / name
+
+
 def _evaluations(ctx: StageContext, names: list[str]) -> dict[str, Evaluation]:
     """Each audience's latest evaluation (on or before ``ctx.as_of`` when given)."""
     if not ctx.store.exists(RUNS_TABLE):
@@ -300,12 +310,7 @@ def run_export(ctx: StageContext) -> None:
             + " (run the audiences stage first)"
         )
     data_root = ctx.config.data_root_uri
-    if cfg.staging_dir:
-        staging_root = Path(cfg.staging_dir)
-    elif "://" in data_root:
-        raise ExportError("activation.export.staging_dir is needed when data_root is not local")
-    else:
-        staging_root = Path(data_root) / "_staging" / "export"
+    staging_root = local_staging_root(cfg, data_root, "export")
     sink = open_sink(cfg, default_target=f"{data_root}/exports")
     staging = staging_root / ctx.run.run_id
     try:
