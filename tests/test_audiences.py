@@ -64,7 +64,7 @@ SCORES = StructType(
 )
 T0 = datetime(2024, 1, 1)
 T1 = datetime(2024, 3, 1)
-D1, D2 = date(2024, 6, 1), date(2024, 6, 8)
+D1, D2, D3 = date(2024, 6, 1), date(2024, 6, 8), date(2024, 6, 15)
 
 
 def granted(channel: str = "email", status: str = "granted", at: datetime = T0) -> Row:
@@ -273,6 +273,39 @@ def test_membership_enters_exits_and_reruns_idempotently(
     # Going back in time is refused.
     with pytest.raises(StageFailed, match="forward only"):
         run_stage("audiences", spark=spark, config=config, as_of=D1)
+
+
+def test_removed_audience_members_exit_and_other_audiences_stay(
+    spark: SparkSession, config: CdpConfig, tmp_path: Path
+) -> None:
+    store = open_store(spark, config)
+    sms = [granted(channel="sms")]
+    write_profile(store, [("c4", sms, 3, 4), ("c6", sms, 1, 7)], D1)
+    write_scores(store, {"c4": 2, "c6": 3}, D1, "1")
+    run_stage("audiences", spark=spark, config=config)
+    assert membership(store) == {("loyal", "c4", D1, None), ("loyal", "c6", D1, None)}
+
+    # 'loyal' is removed from the declarations: a week later its open spells close.
+    (tmp_path / "audiences" / "loyal.yaml").unlink()
+    write_profile(store, [("c4", sms, 10, 4), ("c6", sms, 8, 7)], D2)
+    result = run_stage("audiences", spark=spark, config=config, as_of=D2)
+    assert membership(store) == {("loyal", "c4", D1, D2), ("loyal", "c6", D1, D2)}
+    assert int(result.metrics["audience.loyal.retired_exited"]) == 2
+    assert {r.audience for r in store.read(RUNS_TABLE).where(f"as_of = '{D2}'").collect()} == {
+        "lapsed_high_intent"
+    }
+
+    # Declared again later: members enter anew, the closed spells stay as history.
+    declare(
+        tmp_path / "audiences", "loyal", purpose="marketing", channel="sms", rule="frequency >= 5"
+    )
+    write_profile(store, [("c4", sms, 10, 4), ("c6", sms, 8, 7)], D3)
+    run_stage("audiences", spark=spark, config=config, as_of=D3)
+    assert membership(store) == {
+        ("loyal", "c4", D1, D2),
+        ("loyal", "c6", D1, D2),
+        ("loyal", "c6", D3, None),
+    }
 
 
 def test_unknown_trait_or_model_names_file_and_key(

@@ -6,7 +6,8 @@ Reads ``gold/customer_profile`` and, for audiences that use models, ``gold/prope
 * ``gold/audience_membership`` (partitioned by audience): one MERGE on
   (audience, customer_id, entered_at) applying only what changed; see
   :mod:`cdp.audiences.members` for the spell semantics. A rerun at the same date with the same
-  inputs commits nothing.
+  inputs commits nothing. An audience removed from the declarations is evaluated as empty
+  once: its open spells close at the run's date, so it never looks active after removal.
 * ``gold/audience_runs``: one row per audience per evaluation (date, run id, counts, the rule,
   the model versions used), which the export reads for its manifest.
 
@@ -166,10 +167,38 @@ def rule_inputs(
     return RuleInputs(frame, day, latest, versions)
 
 
+def _retired_audiences(
+    membership: DataFrame, declared: list[str], as_of: date, ctx: StageContext
+) -> list[str]:
+    """Audiences no longer declared that still have open spells: they are evaluated as empty,
+    so their members exit at ``as_of`` (a removed audience must not look active forever).
+    One that an evaluation after ``as_of`` already wrote is left alone, like history."""
+    open_elsewhere = (
+        membership.where(~F.col("audience").isin(*declared) & F.col("exited_at").isNull())
+        .select("audience")
+        .distinct()
+    )
+    names = sorted(r["audience"] for r in open_elsewhere.collect())
+    if not names:
+        return []
+    later = {
+        r["audience"]
+        for r in latest_applied(membership, names).collect()
+        if r["d"] is not None and r["d"] > as_of
+    }
+    for name in sorted(later):
+        ctx.log.warning(
+            "audience %s is no longer declared but was evaluated after %s; left as it is",
+            name,
+            as_of,
+        )
+    return [n for n in names if n not in later]
+
+
 def run_audiences(ctx: StageContext) -> None:
     """Evaluate the declared audiences at the run's date and MERGE the membership changes."""
     specs = load_audiences(ctx.config)
-    if not specs:
+    if not specs and not ctx.store.exists(MEMBERSHIP_TABLE):
         ctx.progress("no audiences declared; nothing to do")
         return
     names = [s.name for s in specs]
@@ -205,11 +234,17 @@ def run_audiences(ctx: StageContext) -> None:
             raise AudienceError(
                 f"membership moves forward only: {listed} already evaluated after {as_of}"
             )
-        spells = membership.where(F.col("audience").isin(*names))
+        retired = _retired_audiences(membership, names, as_of, ctx)
+        spells = membership.where(F.col("audience").isin(*names, *retired))
     else:
+        retired = []
         spells = ctx.spark.createDataFrame([], MEMBERSHIP_SCHEMA)
 
-    members = evaluate(specs, frame).persist(StorageLevel.MEMORY_AND_DISK)
+    if specs:
+        members = evaluate(specs, frame)
+    else:  # every audience was removed: only retirements to apply
+        members = ctx.spark.createDataFrame([], "audience string, customer_id string")
+    members = members.persist(StorageLevel.MEMORY_AND_DISK)
     changes = membership_changes(members, spells, as_of=as_of, run_id=run_id).persist(
         StorageLevel.MEMORY_AND_DISK
     )
@@ -281,5 +316,10 @@ def run_audiences(ctx: StageContext) -> None:
         ctx.run.metric(f"audience.{spec.name}.entered", entered)
         ctx.run.metric(f"audience.{spec.name}.exited", exited)
         ctx.progress(f"{spec.name}: {size} member(s), {entered} entered, {exited} exited")
-    store.append_rows(RUNS_TABLE, rows, RUNS_SCHEMA)
-    ctx.run.wrote(RUNS_TABLE, len(rows))
+    for name in retired:
+        exited = ops.get((name, "exit"), 0) + ops.get((name, "delete"), 0)
+        ctx.run.metric(f"audience.{name}.retired_exited", exited)
+        ctx.progress(f"{name}: no longer declared; its {exited} open member(s) exited")
+    if rows:
+        store.append_rows(RUNS_TABLE, rows, RUNS_SCHEMA)
+        ctx.run.wrote(RUNS_TABLE, len(rows))

@@ -15,9 +15,10 @@ Links, all computed here as DataFrames:
   ``blocklist:pattern``, ``shared:records`` (a value on more records than
   ``max_records``), ``shared:distinct_<field>`` (a value behind several birth dates ...),
   ``shared:linked_<type>`` (a cookie seen with several accounts);
-* :func:`resolve` adds the accepted links tier by tier, strongest priority first, and drops
-  the links of the current (weakest so far) tier that would give a customer more identifiers
-  of a type than ``limits`` allows (``limit:<type>``) or more records than
+* :func:`resolve` finds the components of all accepted links in one run, then rebuilds
+  only the components that break a rule tier by tier, strongest priority first, dropping
+  the links of the current (weakest so far) tier that would give a customer more
+  identifiers of a type than ``limits`` allows (``limit:<type>``) or more records than
   ``max_component_records`` (``oversized``).
 
 Everything is lazy Spark work except the connected-components rounds and the per-tier
@@ -27,7 +28,7 @@ materialisation, which cut the lineage so plans stay small however many tiers th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 
@@ -377,32 +378,28 @@ def resolve(
     max_rounds: int = 100,
     checkpoint_interval: int = 2,
 ) -> Resolution:
-    """Connected components of the accepted links, built tier by tier (strongest first).
+    """Connected components of the accepted links, with per-customer limits enforced.
 
     ``records``: ``node`` of every record. ``links``: accepted links (``reason`` null) in the
-    :data:`LINK_COLUMNS` layout. At each priority tier the tier's links are added to the
-    components found so far; a resulting component that breaks a per-customer limit or the
-    size cap is repaired by dropping links of this tier -- the weakest present -- in up to
-    three deterministic steps (see :func:`_repair_step`): each link unit that breaks a rule
-    on its own; then, where the rest still does, every unit that bridges components or adds
-    a limited identifier there; then any unit left in a component still breaking a rule.
-    Earlier tiers never break a rule, so the result never does. A unit is ``(rule, unit)``: an identifier value and the records (or
-    event-linked values) it links.
+    :data:`LINK_COLUMNS` layout.
+
+    One connected-components run over every link finds the candidate customers. Limits are
+    monotone (a part of a component holds no more records or identifiers than the whole), so
+    a component that breaks no rule is final as it is: building it tier by tier would drop
+    nothing. Only the components that break a per-customer limit or the size cap (a few in a
+    thousand) are rebuilt tier by tier, strongest priority first, on their own subgraph (see
+    :func:`_resolve_tiered`). The result is the same as building the whole graph tier by tier,
+    for a fraction of the component runs over the full graph.
     """
     cut = _Cut(records)
     limits = dict(rules.limits)
     types = sorted(limits)
     max_records = rules.max_component_records
-    labels = cut(
-        records.select(
-            F.col("node"), F.col("node").alias("comp"), F.lit(RECORD).alias("id_type")
-        ).distinct()
-    )
-    rejected: list[DataFrame] = []
-    result = Resolution(labels=labels, rejected=labels.limit(0))
     links = cut(links.select(*[c for c in LINK_COLUMNS if c != "reason"]))
-    tiers = [r[0] for r in links.select("priority").distinct().collect()]
-    result.tiers = sorted(tiers, reverse=True)
+    result = Resolution(labels=records.limit(0), rejected=records.limit(0))
+    result.tiers = sorted(
+        (r[0] for r in links.select("priority").distinct().collect()), reverse=True
+    )
 
     def cc(edges: DataFrame) -> DataFrame:
         result.cc_runs += 1
@@ -415,7 +412,85 @@ def resolve(
             checkpoint_interval=checkpoint_interval,
         )
 
-    for tier in result.tiers:
+    cmap = cut(cc(links.select(F.col("unit").alias("uc"), F.col("other").alias("oc"))))
+    value_nodes = (
+        links.select(F.col("unit").alias("node"), F.col("unit_type").alias("id_type"))
+        .unionByName(
+            links.select(F.col("other").alias("node"), F.col("other_type").alias("id_type"))
+        )
+        .where(F.col("id_type") != RECORD)
+        .distinct()
+    )
+    record_nodes_ = records.select("node", F.lit(RECORD).alias("id_type")).distinct()
+    nodes = record_nodes_.unionByName(value_nodes)
+    labelled = nodes.join(cmap, "node", "left").select(
+        "node", F.coalesce("component", "node").alias("comp"), "id_type"
+    )
+    stats = labelled.groupBy("comp").agg(
+        F.sum((F.col("id_type") == RECORD).cast("long")).alias("_records"),
+        *[F.sum((F.col("id_type") == t).cast("long")).alias(f"_t_{t}") for t in types],
+    )
+    bad = cut(
+        stats.withColumn("_why", _violation(limits, max_records))
+        .where(F.col("_why").isNotNull())
+        .select("comp")
+    )
+    if not bad.limit(1).count():
+        result.labels = cut(labelled)
+        result.rejected = _no_rejections(records)
+        return result
+
+    # Rebuild only the components that break a rule, tier by tier.
+    bad_nodes = cut(labelled.join(bad, "comp", "left_semi").select("node"))
+    sub_records = records.select("node").join(bad_nodes, "node", "left_semi")
+    sub_links = links.join(bad_nodes.select(F.col("node").alias("unit")), "unit", "left_semi")
+    labels, rejected = _resolve_tiered(sub_records, sub_links, rules, cc, cut, result)
+    good = labelled.join(bad, "comp", "left_anti")
+    result.labels = cut(good.unionByName(labels))
+    result.rejected = (
+        reduce(DataFrame.unionByName, rejected) if rejected else _no_rejections(records)
+    )
+    return result
+
+
+def _no_rejections(like: DataFrame) -> DataFrame:
+    return like.sparkSession.createDataFrame(
+        [], "rule string, id_type string, unit_value string, reason string, links long"
+    )
+
+
+def _resolve_tiered(
+    records: DataFrame,
+    links: DataFrame,
+    rules: IdentityRules,
+    cc: Callable[[DataFrame], DataFrame],
+    cut: Callable[[DataFrame], DataFrame],
+    result: Resolution,
+) -> tuple[DataFrame, list[DataFrame]]:
+    """Components built tier by tier (strongest first), repairing each tier that breaks a rule.
+
+    At each priority tier the tier's links are added to the components found so far; a
+    resulting component that breaks a per-customer limit or the size cap is repaired by
+    dropping links of this tier -- the weakest present -- in up to three deterministic steps
+    (see :func:`_repair_step`): each link unit that breaks a rule on its own; then, where the
+    rest still does, every unit that bridges components or adds a limited identifier there;
+    then any unit left in a component still breaking a rule. Earlier tiers never break a
+    rule, so the result never does. A unit is ``(rule, unit)``: an identifier value and the
+    records (or event-linked values) it links. Returns the labels and the rejected units;
+    counts go to ``result``.
+    """
+    limits = dict(rules.limits)
+    types = sorted(limits)
+    max_records = rules.max_component_records
+    labels = cut(
+        records.select(
+            F.col("node"), F.col("node").alias("comp"), F.lit(RECORD).alias("id_type")
+        ).distinct()
+    )
+    rejected: list[DataFrame] = []
+    links = cut(links)
+    tiers = sorted((r[0] for r in links.select("priority").distinct().collect()), reverse=True)
+    for tier in tiers:
         lab = labels.select("node", "comp")
         tier_links = links.where(F.col("priority") == tier)
         ul = lab.select(F.col("node").alias("unit"), F.col("comp").alias("_uc"))
@@ -520,12 +595,4 @@ def resolve(
         labels = cut(relabelled.unionByName(added))
         log.info("identity tier %d done", tier)
 
-    result.labels = labels
-    if rejected:
-        result.rejected = reduce(DataFrame.unionByName, rejected)
-    else:
-        spark = records.sparkSession
-        result.rejected = spark.createDataFrame(
-            [], "rule string, id_type string, unit_value string, reason string, links long"
-        )
-    return result
+    return labels, rejected
