@@ -24,6 +24,7 @@ from cdp.storage import (
     ConcurrentWriteError,
     MergeError,
     SchemaError,
+    StorageError,
     TableNotFound,
     TableStore,
     UnsupportedTableError,
@@ -211,6 +212,31 @@ def test_delete_time_travel_and_history(spark: SparkSession, store: TableStore) 
     first_ts = store.history("ops/x")[-1].timestamp
     assert first_ts is not None
     assert store.read("ops/x", timestamp=first_ts).count() == 3
+
+
+def test_replace_where_swaps_one_slice_in_one_commit(
+    spark: SparkSession, store: TableStore
+) -> None:
+    # Two files, each mixing the slice being replaced (US) with rows that must survive.
+    store.append("gold/r", rows(spark, [(1, "a", "GB", 1), (2, "b", "US", 1)]).coalesce(1))
+    store.append("gold/r", rows(spark, [(3, "c", "US", 1), (4, "d", "FR", 1)]).coalesce(1))
+    before = store.version("gold/r")
+    result = store.replace_where(
+        "gold/r", rows(spark, [(5, "e", "US", 2), (6, "f", "US", 2)]), "country = 'US'"
+    )
+    assert result.version == (before or 0) + 1  # one commit: no version without the slice
+    assert result.rows_written == 2
+    got = sorted((r.id, r.country, r.updated) for r in store.read("gold/r").collect())
+    assert got == [(1, "GB", 1), (4, "FR", 1), (5, "US", 2), (6, "US", 2)]
+    assert store.read("gold/r", version=before).count() == 4  # the old slice, time travel
+    # Rows outside the predicate: refused, nothing committed.
+    with pytest.raises(StorageError, match="do not match"):
+        store.replace_where("gold/r", rows(spark, [(7, "g", "GB", 3)]), "country = 'US'")
+    assert store.version("gold/r") == result.version
+    assert sorted(r.id for r in store.read("gold/r").collect()) == [1, 4, 5, 6]
+    # A missing table is created from the rows.
+    store.replace_where("gold/new", rows(spark, [(8, "h", "US", 1)]), "country = 'US'")
+    assert [r.id for r in store.read("gold/new").collect()] == [8]
 
 
 def test_schema_evolution_and_type_conflict(spark: SparkSession, store: TableStore) -> None:

@@ -149,19 +149,15 @@ def compute_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> Dat
 
 
 def replace_rows(ctx: StageContext, table: str, df: DataFrame, predicate: str) -> CommitResult:
-    """Replace the rows matching ``predicate`` (one as_of, one model) with ``df``: a rerun
-    replaces, never duplicates.
+    """Replace the rows matching ``predicate`` (one as_of, one model) with ``df`` in one
+    commit: a rerun replaces, never duplicates, and a reader never sees the slice missing.
 
-    Delete then append: two commits, so a crash in between leaves that slice empty until the
-    rerun (never doubled). ``overwrite(replace_partitions=True)`` would be one commit, but the
-    delta-rs backend compares DATE partition values of existing files (typed) with those of
-    new files (text) and so removes nothing, and its delete fails on DATE partitions; so these
-    tables are not partitioned (each run appends its own files, which is all a delete of one
-    as_of rewrites).
+    The tables are not partitioned: ``overwrite(replace_partitions=True)`` on DATE partitions
+    does not work with the delta-rs backend (it compares typed partition values of existing
+    files with text ones of new files), while each run appending its own files keeps the
+    replace cheap (only the previous files of that slice are rewritten).
     """
-    if ctx.store.exists(table):
-        ctx.store.delete(table, predicate)
-    return ctx.store.append(table, df)
+    return ctx.store.replace_where(table, df, predicate)
 
 
 def write_features(ctx: StageContext, inputs: Inputs, as_of: date) -> int:

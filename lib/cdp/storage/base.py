@@ -294,6 +294,15 @@ class TableStore(ABC):
         """
 
     @abstractmethod
+    def replace_where(
+        self, name: str, df: DataFrame, predicate: str, *, merge_schema: bool = True
+    ) -> CommitResult:
+        """Replace the rows matching the Spark SQL ``predicate`` with ``df``, in ONE commit
+        (Delta's ``replaceWhere``): a reader sees the old slice or the new one, never neither.
+        Every row of ``df`` must match ``predicate``, else nothing is committed and
+        :class:`StorageError` is raised. A missing table is created from ``df``."""
+
+    @abstractmethod
     def delete(self, name: str, predicate: str) -> CommitResult:
         """Delete the rows for which the Spark SQL ``predicate`` is true."""
 

@@ -118,6 +118,19 @@ _txn_counter = 0
 _txn_lock = threading.Lock()
 
 
+def _conform(frame: DataFrame, schema: StructType) -> DataFrame:
+    """``frame`` with exactly ``schema``'s columns, in order (missing ones null)."""
+    have = set(frame.columns)
+    return frame.select(
+        *[
+            F.col(f.name).cast(f.dataType)
+            if f.name in have
+            else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in schema.fields
+        ]
+    )
+
+
 def _txn_id() -> str:
     """Unique name for a staging directory (a name, not a business identifier)."""
     global _txn_counter
@@ -590,6 +603,46 @@ class DeltaRsStore(TableStore):
         )
         return read_version + 1
 
+    def _commit_rewrite(
+        self,
+        dt: DeltaTable,
+        name: str,
+        schema: StructType,
+        touched_uris: Sequence[str],
+        adds: list[AddAction],
+        parts: Sequence[str],
+        operation: str,
+        extra: Mapping[str, Any] | None = None,
+        *,
+        merge_schema: bool | None = None,
+    ) -> tuple[int, int]:
+        """Commit ``adds`` and the removal of the rewritten files ``touched_uris`` (Spark
+        ``_metadata.file_path`` URIs) on top of ``dt``; the new files are deleted when the
+        commit does not happen. With ``merge_schema`` set, new columns are added first.
+        Returns (version, files removed)."""
+        touched_rel = {self._spark_path_to_rel(name, u) for u in touched_uris}
+        removes = [
+            self._remove_action(f)
+            for f in self._snapshot_files(dt)
+            if unquote(f["path"]) in touched_rel
+        ]
+        try:
+            if len(removes) != len(touched_rel):
+                raise StorageError(
+                    f"{operation} on '{name}': could not match {len(touched_rel) - len(removes)} "
+                    "rewritten files to the snapshot; nothing was committed"
+                )
+            if merge_schema is not None:
+                schema = self._evolve(dt, name, schema, merge_schema=merge_schema)
+            version = self._commit(dt, name, schema, [*removes, *adds], parts, operation, extra)
+        except CommitFailedError as exc:
+            self._discard(name, adds)
+            raise _Conflict(str(exc)) from exc
+        except BaseException:
+            self._discard(name, adds)
+            raise
+        return version, len(removes)
+
     def _retrying(self, name: str, operation: str, attempt: Callable[[], R]) -> R:
         delay = 0.05
         for n in range(self.commit_retries + 1):
@@ -890,27 +943,9 @@ class DeltaRsStore(TableStore):
         if metrics["num_updated"] + metrics["num_inserted"] + metrics["num_deleted"] == 0:
             self._discard(name, adds)
             return CommitResult(name, None, "MERGE", {**metrics, "num_output_rows": 0})
-        touched_rel = {self._spark_path_to_rel(name, u) for u in touched_uris}
-        removes = [
-            self._remove_action(f)
-            for f in self._snapshot_files(dt)
-            if unquote(f["path"]) in touched_rel
-        ]
-        if len(removes) != len(touched_rel):
-            self._discard(name, adds)
-            raise StorageError(
-                f"merge into '{name}': could not match {len(touched_rel) - len(removes)} rewritten "
-                "files to the snapshot; nothing was committed"
-            )
-        try:
-            schema = self._evolve(dt, name, out_schema, merge_schema=merge_schema)
-            version = self._commit(dt, name, schema, [*removes, *adds], parts, "MERGE")
-        except CommitFailedError as exc:
-            self._discard(name, adds)
-            raise _Conflict(str(exc)) from exc
-        except BaseException:
-            self._discard(name, adds)
-            raise
+        version, removed = self._commit_rewrite(
+            dt, name, out_schema, touched_uris, adds, parts, "MERGE", merge_schema=merge_schema
+        )
         rows = sum(json.loads(a.stats)["numRecords"] for a in adds if a.stats)
         return CommitResult(
             name,
@@ -920,7 +955,7 @@ class DeltaRsStore(TableStore):
                 **metrics,
                 "num_output_rows": rows,
                 "num_files": len(adds),
-                "num_removed_files": len(removes),
+                "num_removed_files": removed,
             },
         )
 
@@ -945,28 +980,79 @@ class DeltaRsStore(TableStore):
             kept = observed.where(~hit)
             adds = self._write_files(kept, name, parts, schema)
             deleted = int(observation.get.get("num_deleted") or 0)
-            touched_rel = {self._spark_path_to_rel(name, u) for u in touched_uris}
-            removes = [
-                self._remove_action(f)
-                for f in self._snapshot_files(dt)
-                if unquote(f["path"]) in touched_rel
-            ]
-            try:
-                version = self._commit(dt, name, schema, [*removes, *adds], parts, "DELETE")
-            except CommitFailedError as exc:
-                self._discard(name, adds)
-                raise _Conflict(str(exc)) from exc
-            except BaseException:
-                self._discard(name, adds)
-                raise
+            version, removed = self._commit_rewrite(
+                dt, name, schema, touched_uris, adds, parts, "DELETE"
+            )
             return CommitResult(
                 name,
                 version,
                 "DELETE",
-                {"num_deleted": deleted, "num_files": len(adds), "num_removed_files": len(removes)},
+                {"num_deleted": deleted, "num_files": len(adds), "num_removed_files": removed},
             )
 
         return self._retrying(name, "delete", attempt)
+
+    def replace_where(
+        self, name: str, df: DataFrame, predicate: str, *, merge_schema: bool = True
+    ) -> CommitResult:
+        if not self.exists(name):
+            return self.append(name, df, merge_schema=merge_schema)
+
+        def attempt() -> CommitResult:
+            dt = self._load(name)
+            self._check_features(dt, name, for_write=True)
+            parts = list(dt.metadata().partition_columns)
+            schema = merge_output_schema(
+                to_spark_schema(dt.schema()), df.schema, evolve=merge_schema
+            )
+            target = self._frame(dt, name, with_file=True)
+            hit = F.coalesce(F.expr(predicate), F.lit(False))
+            touched_uris = [
+                r[FILE_COL] for r in target.where(hit).select(FILE_COL).distinct().collect()
+            ]
+            kept = (
+                target.where(F.col(FILE_COL).isin(touched_uris) & ~hit)
+                if touched_uris
+                else target.where(F.lit(False))
+            ).drop(FILE_COL)
+            observation = Observation(f"replace-{_txn_id()}")
+            new_rows = df.observe(
+                observation,
+                F.count(F.lit(1)).alias("num_inserted"),
+                F.sum(F.when(hit, 0).otherwise(1)).alias("outside"),
+            )
+            out = _conform(new_rows, schema).unionByName(_conform(kept, schema))
+            adds = self._write_files(out, name, parts, schema)
+            seen = {k: int(v or 0) for k, v in observation.get.items()}
+            if seen["outside"]:
+                self._discard(name, adds)
+                raise StorageError(
+                    f"table '{name}': {seen['outside']} new row(s) do not match the replace "
+                    f"predicate {predicate!r}; nothing was committed"
+                )
+            version, removed = self._commit_rewrite(
+                dt,
+                name,
+                schema,
+                touched_uris,
+                adds,
+                parts,
+                "WRITE",
+                {"mode": "Overwrite", "predicate": predicate},
+                merge_schema=merge_schema,
+            )
+            return CommitResult(
+                name,
+                version,
+                "WRITE",
+                {
+                    "num_output_rows": seen["num_inserted"],
+                    "num_files": len(adds),
+                    "num_removed_files": removed,
+                },
+            )
+
+        return self._retrying(name, "replace_where", attempt)
 
     def vacuum(
         self, name: str, *, retention_hours: float | None = None, dry_run: bool = False

@@ -243,6 +243,32 @@ class DeltaSparkStore(TableStore):
             },
         )
 
+    def replace_where(
+        self, name: str, df: DataFrame, predicate: str, *, merge_schema: bool = True
+    ) -> CommitResult:
+        self._with_metadata("WRITE")
+        # Delta checks that every new row matches the predicate (replaceWhere constraint
+        # check, on by default) and fails the write otherwise.
+        try:
+            (
+                df.write.format("delta")
+                .mode("overwrite")
+                .option("replaceWhere", predicate)
+                .option("mergeSchema", str(merge_schema).lower())
+                .save(self.table_uri(name))
+            )
+        except Exception as exc:
+            if "replaceWhere" in str(exc) or "DELTA_REPLACE_WHERE_MISMATCH" in str(exc):
+                raise StorageError(
+                    f"table '{name}': new rows do not match the replace predicate "
+                    f"{predicate!r}; nothing was committed"
+                ) from exc
+            raise
+        version, metrics = self._last_commit(name)
+        return CommitResult(
+            name, version, "WRITE", {"num_output_rows": metrics.get("numOutputRows", 0), **metrics}
+        )
+
     def delete(self, name: str, predicate: str) -> CommitResult:
         self._with_metadata("DELETE")
         before = self.version(name)
