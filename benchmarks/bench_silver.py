@@ -1,6 +1,6 @@
 """Benchmark: the silver stage per canonical table, and the phone standardizer.
 
-    python benchmarks/bench_silver.py --work /tmp/cdp-bench/p100000
+    python benchmarks/bench_silver.py --work /tmp/cdp-bench/p100000 [--resume]
 
 Runs on a data root that ``bench_ingest.py`` filled (bronze tables present). Prints, per silver
 table, bronze rows read per second and the ratio to a floor measured in the same run (plain
@@ -38,19 +38,29 @@ def main() -> int:
     parser.add_argument("--work", required=True, help="a bench_ingest.py work directory (p<N>)")
     parser.add_argument("--phones", type=int, default=300_000)
     parser.add_argument("--driver-memory", default="6g")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep silver as it is (after a failed run) and measure only the sources it has "
+        "not processed yet",
+    )
     args = parser.parse_args()
     work = Path(args.work)
     config = bench_config(work, args.driver_memory)
-    # Start from bronze only, so the stage processes every bronze row.
-    for leftover in (
-        work / "data" / "silver",
-        work / "data" / "ops" / "silver_progress",
-        work / "floor-silver",
-    ):
-        shutil.rmtree(leftover, ignore_errors=True)
+    if not args.resume:  # start from bronze only, so the stage processes every bronze row
+        for leftover in (
+            work / "data" / "silver",
+            work / "data" / "ops" / "silver_progress",
+            work / "floor-silver",
+        ):
+            shutil.rmtree(leftover, ignore_errors=True)
     spark = build_session(config)
     store = open_store(spark, config)
     sources = [s for s in load_sources(config) if store.exists(s.table)]
+    if args.resume and store.exists("ops/silver_progress"):
+        done = {r[0] for r in store.read("ops/silver_progress").select("source").collect()}
+        sources = [s for s in sources if s.name not in done]
+        print("resuming; sources still to process:", ", ".join(s.name for s in sources))
 
     # Floor: plain Spark reads the same bronze rows and writes Parquet, per silver table.
     floor: dict[str, tuple[int, float]] = {}

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 from cdp.config import CdpConfig, ConfigError, load_config
 from cdp.runner import run_stage
 from cdp.silver.rules import load_rules
-from cdp.silver.stage import CHANGES_TABLE, QUARANTINE_TABLE
+from cdp.silver.stage import CHANGES_TABLE, QUARANTINE_TABLE, ranking_partitions
 from cdp.storage import open_store
 
 CRM_1 = (
@@ -247,3 +247,13 @@ def test_each_rule_type_flags_what_it_should(spark: SparkSession) -> None:
     reasons = {v.rule: v.reason for r in out.collect() if r.id == "c" for v in r._violations}
     assert reasons["crm_known"] == "crm_id=c9 not found in silver/person_records.crm_id"
     assert "not in ['granted', 'withdrawn']" in reasons["status_known"]
+
+
+def test_ranking_shuffle_grows_with_the_batch() -> None:
+    # Small batches keep the session's partitions; 13M rows (the events of 1M generated
+    # persons) get partitions of at most 200k rows instead of 4 partitions of 3M.
+    assert ranking_partitions(1_000, "4") == 4
+    assert ranking_partitions(0, None) == 1
+    assert ranking_partitions(13_000_000, "4") == 65
+    assert ranking_partitions(13_000_001, "4") == 66
+    assert ranking_partitions(1_000_000, "400") == 400

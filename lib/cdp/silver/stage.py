@@ -193,6 +193,16 @@ def latest_per_key(df: DataFrame, *, distinct_col: str | None = None) -> DataFra
 
 
 DISTINCT_RECORDS = "_distinct_records"
+# Rows per partition of the ranking shuffle (silver rows are wide: raw, status and lineage
+# columns); about 100-200 MB per partition at the generated data's row size.
+RANKING_ROWS_PER_PARTITION = 200_000
+
+
+def ranking_partitions(rows: int, configured: str | None) -> int:
+    """Partitions for ranking ``rows`` rows: the session's shuffle partitions, or more when
+    the batch would make partitions larger than :data:`RANKING_ROWS_PER_PARTITION`."""
+    base = int(configured or 1)
+    return max(base, -(-rows // RANKING_ROWS_PER_PARTITION))
 
 
 @dataclass
@@ -357,9 +367,12 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
         )
         good_n = read_rows - blocked
         # The newest version per key; exact duplicates fall out with the older versions.
-        ranked = latest_per_key(good, distinct_col=DISTINCT_RECORDS).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
+        # The ranking's shuffle is sized to the batch: the ranked frame is cached, and Spark
+        # reads a cached partition back from disk as one buffer, so a handful of huge
+        # partitions (13M events in 4 at 1M persons) exhausted an 8 GB heap.
+        parts = ranking_partitions(good_n, ctx.spark.conf.get("spark.sql.shuffle.partitions"))
+        ranked = latest_per_key(good.repartition(parts, *KEYS), distinct_col=DISTINCT_RECORDS)
+        ranked = ranked.persist(StorageLevel.MEMORY_AND_DISK)
         kept = ranked.agg(
             F.count(F.lit(1)).alias("keys"), F.sum(DISTINCT_RECORDS).alias("distinct")
         ).collect()[0]
