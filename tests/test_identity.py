@@ -20,8 +20,10 @@ from cdp.identity.evaluate import evaluate_identity
 from cdp.identity.graph import (
     RECORD,
     Resolution,
+    _Caps,
     _Cut,
     _resolve_tiered,
+    record_attributes,
     record_nodes,
     resolve,
 )
@@ -94,7 +96,9 @@ def groups(spark: SparkSession, frames: dict[str, DataFrame], rules: Any, events
     """Resolve and return ({frozenset of record ids}, resolution)."""
     records = record_nodes(frames)
     links = build_links(frames, events, rules)
-    res = resolve(records, links.where(F.col("reason").isNull()), rules, engine="dataframe")
+    attrs = record_attributes(frames, sorted(rules.attribute_limits))
+    accepted = links.where(F.col("reason").isNull())
+    res = resolve(records, accepted, rules, attributes=attrs, engine="dataframe")
     labelled = records.join(
         res.labels.where(F.col("id_type") == RECORD).select("node", "comp"), "node"
     )
@@ -214,6 +218,54 @@ def test_oversized_component_is_flagged_and_split_on_its_weakest_links(
     }
 
 
+def test_conflicting_attributes_never_join_however_the_records_got_linked(
+    spark: SparkSession,
+) -> None:
+    # A couple: B's CRM record carries A's e-mail; A's CRM record has no e-mail, A's order has
+    # A's crm id and the e-mail. No value sits behind two birth dates (the e-mail's records
+    # hold one), so shared-value detection passes it; only the merged customer would hold two.
+    df = persons(
+        spark,
+        person("a_crm", crm_id="A", birth_date=date(1942, 3, 22), gender="female"),
+        person("a_order", crm_id="A", email="jessica@x.com"),
+        person("b_crm", crm_id="B", email="jessica@x.com", birth_date=date(1989, 6, 4)),
+        person("b_loyalty", email="jessica@x.com", phone="+491515275305", gender="unknown"),
+        person("b_other", phone="+491515275305", birth_date=date(1989, 6, 4)),
+        # One person, one birth date seen twice and once missing: no conflict.
+        person("c1", email="c@x.com", birth_date=date(1970, 1, 1)),
+        person("c2", email="c@x.com", phone="+441234500077", birth_date=date(1970, 1, 1)),
+        person("c3", phone="+441234500077"),
+    )
+    limits = {"crm_id": 2}
+    frames = {"person_records": df}
+    merged, _, _ = groups(spark, frames, rules_with(limits=limits))
+    assert frozenset({"a_crm", "a_order", "b_crm", "b_loyalty", "b_other"}) in merged
+
+    rules = rules_with(limits=limits, attribute_limits={"birth_date": 1, "gender": 1})
+    got, res, _ = groups(spark, frames, rules)
+    assert got == {
+        frozenset({"a_crm", "a_order"}),  # crm id (priority 100) before the e-mail (80)
+        frozenset({"b_crm"}),
+        frozenset({"b_loyalty", "b_other"}),  # phone (60) after the e-mail was dropped
+        frozenset({"c1", "c2", "c3"}),
+    }
+    assert res.conflict_hits == 1 and res.limit_hits == 0
+    assert [
+        (r["rule"], r["unit_value"], r["reason"], r["links"]) for r in res.rejected.collect()
+    ] == [("email", "jessica@x.com", "conflict:birth_date", 3)]
+
+
+def test_attribute_limits_name_known_fields_and_need_the_attributes(spark: SparkSession) -> None:
+    with pytest.raises(ConfigError, match=r"attribute_limits: unknown field 'shoe_size'"):
+        rules_with(attribute_limits={"shoe_size": 1})
+    with pytest.raises(ConfigError, match=r"attribute_limits.birth_date: must be at least 1"):
+        rules_with(attribute_limits={"birth_date": 0})
+    rules = rules_with(attribute_limits={"birth_date": 1})
+    df = persons(spark, person("1", email="e@x.com"))
+    with pytest.raises(ValueError, match="record_attributes"):
+        resolve(record_nodes({"person_records": df}), df.limit(0), rules)
+
+
 def test_one_component_run_then_repair_equals_building_every_tier(spark: SparkSession) -> None:
     # resolve() runs connected components once and rebuilds tier by tier only the components
     # that break a rule; that must give exactly what building the whole graph tier by tier
@@ -229,18 +281,23 @@ def test_one_component_run_then_repair_equals_building_every_tier(spark: SparkSe
             fields["email"] = f"e{rng.randrange(40)}@x.com"
         if rng.random() < 0.5:
             fields["phone"] = f"+4420700{rng.randrange(30):05d}"
+        if rng.random() < 0.3:
+            fields["birth_date"] = date(1980, 1, 1 + rng.randrange(3))
         rows.append(person(str(i), **fields))
     df = persons(spark, *rows)
     rules = rules_with(
         limits={"crm_id": 1, "email": 2},
+        attribute_limits={"birth_date": 1},
         max_component_records=9,
         shared_values={"max_records": 100, "max_distinct": {}},
     )
     frames = {"person_records": df}
     records = record_nodes(frames)
+    attrs = record_attributes(frames, ["birth_date"])
     accepted = build_links(frames, None, rules).where(F.col("reason").isNull()).drop("reason")
-    fast = resolve(records, accepted, rules, engine="dataframe")
-    assert fast.limit_hits + fast.oversized > 0  # some components did need repair ...
+    fast = resolve(records, accepted, rules, attributes=attrs, engine="dataframe")
+    # some components did need repair, for each kind of rule ...
+    assert fast.limit_hits > 0 and fast.conflict_hits > 0 and fast.oversized > 0
     full = Resolution(labels=records.limit(0), rejected=records.limit(0))
 
     def cc(edges: DataFrame) -> DataFrame:
@@ -249,7 +306,8 @@ def test_one_component_run_then_repair_equals_building_every_tier(spark: SparkSe
             edges.select("uc", "oc"), src="uc", dst="oc", engine="dataframe"
         )
 
-    labels, rejected = _resolve_tiered(records, accepted, rules, cc, _Cut(records), full)
+    caps = _Caps.of(rules)
+    labels, rejected = _resolve_tiered(records, accepted, attrs, caps, cc, _Cut(records), full)
     got = {tuple(r) for r in fast.labels.select("node", "comp", "id_type").collect()}
     want = {tuple(r) for r in labels.select("node", "comp", "id_type").collect()}
     assert got == want
@@ -258,7 +316,11 @@ def test_one_component_run_then_repair_equals_building_every_tier(spark: SparkSe
     assert sorted(tuple(r) for r in fast.rejected.select(cols).collect()) == sorted(
         tuple(r) for r in reduce(DataFrame.unionByName, rejected).select(cols).collect()
     )
-    assert (fast.limit_hits, fast.oversized) == (full.limit_hits, full.oversized)
+    assert (fast.limit_hits, fast.conflict_hits, fast.oversized) == (
+        full.limit_hits,
+        full.conflict_hits,
+        full.oversized,
+    )
     # One run over the whole graph, then at most the same runs over the broken components only.
     assert fast.cc_runs <= full.cc_runs + 1
 

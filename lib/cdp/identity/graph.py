@@ -18,8 +18,10 @@ Links, all computed here as DataFrames:
 * :func:`resolve` finds the components of all accepted links in one run, then rebuilds
   only the components that break a rule tier by tier, strongest priority first, dropping
   the links of the current (weakest so far) tier that would give a customer more
-  identifiers of a type than ``limits`` allows (``limit:<type>``) or more records than
-  ``max_component_records`` (``oversized``).
+  identifiers of a type than ``limits`` allows (``limit:<type>``), records with more distinct
+  values of a field than ``attribute_limits`` allows (``conflict:<field>``: two birth dates
+  are two people, however they got linked) or more records than ``max_component_records``
+  (``oversized``).
 
 Everything is lazy Spark work except the connected-components rounds and the per-tier
 materialisation, which cut the lineage so plans stay small however many tiers there are.
@@ -94,6 +96,25 @@ def record_nodes(frames: Mapping[str, DataFrame]) -> DataFrame:
         for table, df in sorted(frames.items())
     ]
     return reduce(DataFrame.unionByName, parts).dropDuplicates(["node"])
+
+
+def record_attributes(frames: Mapping[str, DataFrame], fields: Sequence[str]) -> DataFrame:
+    """``node, _v_<field>...``: the usable value of each field (text, null when missing,
+    blank, not ``ok`` or "unknown") of every live record holding at least one of them; the
+    input of ``attribute_limits`` (see :func:`resolve`)."""
+    fields = sorted(fields)
+    parts = []
+    for table, df in sorted(frames.items()):
+        values = [_evidence(df, f).cast("string").alias(f"_v_{f}") for f in fields]
+        parts.append(
+            live(df).select(
+                F.xxhash64(F.lit("r"), F.lit(table), "source", "source_record_id").alias("node"),
+                *values,
+            )
+        )
+    out = reduce(DataFrame.unionByName, parts).dropDuplicates(["node"])
+    held = reduce(lambda a, b: a | b, [F.col(f"_v_{f}").isNotNull() for f in fields], F.lit(False))
+    return out.where(held)
 
 
 def field_value(df: DataFrame, name: str) -> Column:
@@ -285,11 +306,13 @@ class Resolution:
 
     # node, comp, id_type (RECORD for records): every record and every accepted value.
     labels: DataFrame
-    # rule, id_type, unit_value, reason, links: units dropped by limits / the size cap.
+    # rule, id_type, unit_value, reason, links: units dropped by limits, attribute
+    # conflicts or the size cap.
     rejected: DataFrame
     tiers: list[int] = field(default_factory=list)
     oversized: int = 0  # components that hit max_component_records (then split)
     limit_hits: int = 0  # components that hit a per-customer limit (then split)
+    conflict_hits: int = 0  # components that joined conflicting attributes (then split)
     cc_runs: int = 0
 
 
@@ -306,16 +329,62 @@ class _Cut:
         return df.checkpoint(eager=True) if self.reliable else df.localCheckpoint(eager=True)
 
 
-def _stats_columns(types: Sequence[str]) -> list[str]:
-    return ["_records", *[f"_t_{t}" for t in types]]
+@dataclass(frozen=True)
+class _Caps:
+    """What a customer may hold: records, identifiers per type, distinct attribute values.
 
+    Per node of a component graph, stats are ``_records`` and ``_t_<type>`` (counts, summed
+    over a component) and ``_a_<field>`` (the distinct attribute values of its records, an
+    array unioned over a component).
+    """
 
-def _violation(limits: Mapping[str, int], max_records: int) -> Column:
-    """Reason a merged component breaks a rule (``oversized`` first, then types by name)."""
-    verdict = F.lit(None).cast("string")
-    for t in sorted(limits, reverse=True):
-        verdict = F.when(F.col(f"_t_{t}") > limits[t], f"limit:{t}").otherwise(verdict)
-    return F.when(F.col("_records") > max_records, "oversized").otherwise(verdict)
+    limits: Mapping[str, int]
+    attribute_limits: Mapping[str, int]
+    max_records: int
+
+    @classmethod
+    def of(cls, rules: IdentityRules) -> _Caps:
+        return cls(dict(rules.limits), dict(rules.attribute_limits), rules.max_component_records)
+
+    @property
+    def types(self) -> list[str]:
+        return sorted(self.limits)
+
+    @property
+    def attributes(self) -> list[str]:
+        return sorted(self.attribute_limits)
+
+    def combine(self) -> list[Column]:
+        """Aggregations merging nodes' stats into their component's."""
+        counts = ["_records", *[f"_t_{t}" for t in self.types]]
+        return [F.sum(c).alias(c) for c in counts] + [
+            F.array_distinct(F.flatten(F.collect_list(f"_a_{a}"))).alias(f"_a_{a}")
+            for a in self.attributes
+        ]
+
+    def count(self) -> list[Column]:
+        """Aggregations giving a component's stats from its nodes' ``id_type`` and, for
+        records, their ``_v_<field>`` attribute values."""
+        node_type = F.col("id_type")
+        out = [F.sum((node_type == RECORD).cast("long")).alias("_records")]
+        out += [F.sum((node_type == t).cast("long")).alias(f"_t_{t}") for t in self.types]
+        out += [F.collect_set(f"_v_{a}").alias(f"_a_{a}") for a in self.attributes]
+        return out
+
+    def none(self) -> list[Column]:
+        """Empty attribute stats (a value node holds no record attribute)."""
+        return [F.array().cast("array<string>").alias(f"_a_{a}") for a in self.attributes]
+
+    def violation(self) -> Column:
+        """Reason merged stats break a rule: ``oversized`` first, then ``limit:<type>``, then
+        ``conflict:<field>``, each by name."""
+        verdict = F.lit(None).cast("string")
+        for a in reversed(self.attributes):
+            too_many = F.size(F.col(f"_a_{a}")) > self.attribute_limits[a]
+            verdict = F.when(too_many, f"conflict:{a}").otherwise(verdict)
+        for t in reversed(self.types):
+            verdict = F.when(F.col(f"_t_{t}") > self.limits[t], f"limit:{t}").otherwise(verdict)
+        return F.when(F.col("_records") > self.max_records, "oversized").otherwise(verdict)
 
 
 def _repair_step(
@@ -324,9 +393,7 @@ def _repair_step(
     cmap: DataFrame,
     bad: DataFrame,
     contrib: DataFrame,
-    types: Sequence[str],
-    limits: Mapping[str, int],
-    max_records: int,
+    caps: _Caps,
 ) -> DataFrame:
     """Units ``(rule, unit, _why)`` of the current tier to drop in one repair step.
 
@@ -343,12 +410,11 @@ def _repair_step(
             .unionByName(edges.select(*key, F.col("oc").alias("node")))
             .distinct()
         )
-        sums = [F.sum(c).alias(c) for c in _stats_columns(types)]
         return (
             nodes.join(contrib, "node")
             .groupBy(*key)
-            .agg(*sums)
-            .withColumn("_why", _violation(limits, max_records))
+            .agg(*caps.combine())
+            .withColumn("_why", caps.violation())
             .where(F.col("_why").isNotNull())
             .select(*key, "_why")
         )
@@ -357,6 +423,7 @@ def _repair_step(
     )
     if step == "all":
         return in_bad.select(*key, "_why").distinct()
+    types = caps.types
     limited_u = F.col("unit_type").isin(*types) if types else F.lit(False)
     limited_o = F.col("other_type").isin(*types) if types else F.lit(False)
     prior = F.array_compact(
@@ -374,6 +441,7 @@ def resolve(
     links: DataFrame,
     rules: IdentityRules,
     *,
+    attributes: DataFrame | None = None,
     engine: str = "auto",
     max_rounds: int = 100,
     checkpoint_interval: int = 2,
@@ -381,20 +449,25 @@ def resolve(
     """Connected components of the accepted links, with per-customer limits enforced.
 
     ``records``: ``node`` of every record. ``links``: accepted links (``reason`` null) in the
-    :data:`LINK_COLUMNS` layout.
+    :data:`LINK_COLUMNS` layout. ``attributes``: the records' values of the fields named in
+    ``attribute_limits`` (:func:`record_attributes`); required when there are any.
 
     One connected-components run over every link finds the candidate customers. Limits are
-    monotone (a part of a component holds no more records or identifiers than the whole), so
+    monotone (a part of a component holds no more records, identifiers or distinct attribute
+    values than the whole), so
     a component that breaks no rule is final as it is: building it tier by tier would drop
     nothing. Only the components that break a per-customer limit or the size cap (a few in a
     thousand) are rebuilt tier by tier, strongest priority first, on their own subgraph (see
     :func:`_resolve_tiered`). The result is the same as building the whole graph tier by tier,
     for a fraction of the component runs over the full graph.
     """
+    caps = _Caps.of(rules)
+    if caps.attributes and attributes is None:
+        raise ValueError(
+            f"attribute_limits {caps.attributes} need the records' attributes "
+            "(see record_attributes)"
+        )
     cut = _Cut(records)
-    limits = dict(rules.limits)
-    types = sorted(limits)
-    max_records = rules.max_component_records
     links = cut(links.select(*[c for c in LINK_COLUMNS if c != "reason"]))
     result = Resolution(labels=records.limit(0), rejected=records.limit(0))
     result.tiers = sorted(
@@ -426,14 +499,13 @@ def resolve(
     labelled = nodes.join(cmap, "node", "left").select(
         "node", F.coalesce("component", "node").alias("comp"), "id_type"
     )
-    stats = labelled.groupBy("comp").agg(
-        F.sum((F.col("id_type") == RECORD).cast("long")).alias("_records"),
-        *[F.sum((F.col("id_type") == t).cast("long")).alias(f"_t_{t}") for t in types],
-    )
+    attrs = None
+    if attributes is not None and caps.attributes:
+        attrs = attributes.select("node", *[f"_v_{a}" for a in caps.attributes])
+    with_attrs = labelled.join(attrs, "node", "left") if attrs is not None else labelled
+    stats = with_attrs.groupBy("comp").agg(*caps.count())
     bad = cut(
-        stats.withColumn("_why", _violation(limits, max_records))
-        .where(F.col("_why").isNotNull())
-        .select("comp")
+        stats.withColumn("_why", caps.violation()).where(F.col("_why").isNotNull()).select("comp")
     )
     if not bad.limit(1).count():
         result.labels = cut(labelled)
@@ -444,7 +516,8 @@ def resolve(
     bad_nodes = cut(labelled.join(bad, "comp", "left_semi").select("node"))
     sub_records = records.select("node").join(bad_nodes, "node", "left_semi")
     sub_links = links.join(bad_nodes.select(F.col("node").alias("unit")), "unit", "left_semi")
-    labels, rejected = _resolve_tiered(sub_records, sub_links, rules, cc, cut, result)
+    sub_attrs = attrs.join(bad_nodes, "node", "left_semi") if attrs is not None else None
+    labels, rejected = _resolve_tiered(sub_records, sub_links, sub_attrs, caps, cc, cut, result)
     good = labelled.join(bad, "comp", "left_anti")
     result.labels = cut(good.unionByName(labels))
     result.rejected = (
@@ -462,7 +535,8 @@ def _no_rejections(like: DataFrame) -> DataFrame:
 def _resolve_tiered(
     records: DataFrame,
     links: DataFrame,
-    rules: IdentityRules,
+    attributes: DataFrame | None,
+    caps: _Caps,
     cc: Callable[[DataFrame], DataFrame],
     cut: Callable[[DataFrame], DataFrame],
     result: Resolution,
@@ -479,9 +553,7 @@ def _resolve_tiered(
     records (or event-linked values) it links. Returns the labels and the rejected units;
     counts go to ``result``.
     """
-    limits = dict(rules.limits)
-    types = sorted(limits)
-    max_records = rules.max_component_records
+    types = caps.types
     labels = cut(
         records.select(
             F.col("node"), F.col("node").alias("comp"), F.lit(RECORD).alias("id_type")
@@ -521,32 +593,28 @@ def _resolve_tiered(
         )
         new_stats = new_nodes.select(
             "node",
-            F.lit(0).alias("_records"),
+            F.lit(0).cast("long").alias("_records"),
             *[(F.col("t") == t).cast("long").alias(f"_t_{t}") for t in types],
+            *caps.none(),
         )
         touched = (
             edges.select(F.col("uc").alias("comp"))
             .unionByName(edges.select(F.col("oc").alias("comp")))
             .distinct()
         )
-        prior_stats = (
-            labels.join(touched, "comp", "left_semi")
-            .groupBy(F.col("comp").alias("node"))
-            .agg(
-                F.sum((F.col("id_type") == RECORD).cast("long")).alias("_records"),
-                *[F.sum((F.col("id_type") == t).cast("long")).alias(f"_t_{t}") for t in types],
-            )
-        )
+        prior = labels.join(touched, "comp", "left_semi")
+        if attributes is not None:
+            prior = prior.join(attributes, "node", "left")
+        prior_stats = prior.groupBy(F.col("comp").alias("node")).agg(*caps.count())
         contrib = cut(prior_stats.unionByName(new_stats))
 
         def merged(cmap: DataFrame, contrib: DataFrame = contrib) -> DataFrame:
             """component -> summed stats and violation reason."""
-            sums = [F.sum(c).alias(c) for c in _stats_columns(types)]
             return (
                 cmap.join(contrib, "node")
                 .groupBy("component")
-                .agg(*sums)
-                .withColumn("_why", _violation(limits, max_records))
+                .agg(*caps.combine())
+                .withColumn("_why", caps.violation())
             )
 
         cmap = cc(edges)
@@ -557,10 +625,11 @@ def _resolve_tiered(
                 for r in bad.groupBy("_why").agg(F.count("*").alias("n")).collect()
             }
             result.oversized += whys.pop("oversized", 0)
-            result.limit_hits += sum(whys.values())
+            result.conflict_hits += sum(n for w, n in whys.items() if w.startswith("conflict:"))
+            result.limit_hits += sum(n for w, n in whys.items() if w.startswith("limit:"))
             drops: DataFrame | None = None
             for step in ("own", "bridges", "all"):
-                found = _repair_step(step, edges, cmap, bad, contrib, types, limits, max_records)
+                found = _repair_step(step, edges, cmap, bad, contrib, caps)
                 found = cut(found)
                 drops = found if drops is None else drops.unionByName(found)
                 edges = edges.join(found, ["rule", "unit"], "left_anti")

@@ -10,6 +10,7 @@
     blocklist: {values: {email: [test@test.com]}, patterns: {phone: ["^\\+?(\\d)\\1+$"]}}
     shared_values: {max_records: 1000, max_distinct: {birth_date: 1}, max_linked: {customer_id: 1}}
     limits: {crm_id: 2, email: 5}
+    attribute_limits: {birth_date: 1}   # a customer never holds two birth dates
     max_component_records: 200
 
 Every name is checked at load time: a rule naming a field that no silver table it applies to
@@ -110,6 +111,10 @@ class IdentityRules(_Strict):
     shared_values: SharedValues = Field(default_factory=SharedValues)
     # id_type -> most distinct values of that type one customer may hold.
     limits: dict[str, int] = Field(default_factory=dict)
+    # Record field -> most distinct values one customer's records may hold (birth_date: 1):
+    # attributes that tell people apart. A link that would join records holding more is
+    # dropped like one breaking an identifier limit, weakest tier first ("conflict:<field>").
+    attribute_limits: dict[str, int] = Field(default_factory=dict)
     # A customer with more records than this is flagged and split on its weakest links.
     max_component_records: int = Field(default=500, ge=1)
 
@@ -187,6 +192,14 @@ def validate_rules(rules: IdentityRules) -> None:
     for f in rules.shared_values.max_distinct:
         if f not in record_fields:
             raise ConfigError(f"identity rules: shared_values.max_distinct: unknown field {f!r}")
+    for f, most in rules.attribute_limits.items():
+        if f not in record_fields:
+            raise ConfigError(
+                f"identity rules: attribute_limits: unknown field {f!r}; "
+                f"record fields: {sorted(record_fields)}"
+            )
+        if most < 1:
+            raise ConfigError(f"identity rules: attribute_limits.{f}: must be at least 1")
     types = rules.id_types()
     for section, keys in (
         ("limits", rules.limits),

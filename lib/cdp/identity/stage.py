@@ -29,6 +29,7 @@ from cdp.identity.graph import (
     event_links,
     identifier_links,
     mark_shared,
+    record_attributes,
     record_nodes,
     reject_shared_endpoints,
     resolve,
@@ -101,10 +102,16 @@ def run_identity(ctx: StageContext) -> None:
         ctx.run.metric(f"links.{reason}", n)
 
     accepted = links.where(F.col("reason").isNull())
+    attributes = (
+        _cut(record_attributes(frames, sorted(rules.attribute_limits)))
+        if rules.attribute_limits
+        else None
+    )
     res = resolve(
         records,
         accepted,
         rules,
+        attributes=attributes,
         engine=settings.engine,
         max_rounds=settings.max_rounds,
         checkpoint_interval=settings.checkpoint_interval,
@@ -113,6 +120,7 @@ def run_identity(ctx: StageContext) -> None:
     ctx.run.metric("cc_runs", res.cc_runs)
     ctx.run.metric("oversized_components", res.oversized)
     ctx.run.metric("limit_components", res.limit_hits)
+    ctx.run.metric("conflict_components", res.conflict_hits)
     if res.oversized:
         ctx.log.warning(
             "%d component(s) exceeded max_component_records=%d and were split on their "
