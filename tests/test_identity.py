@@ -96,7 +96,7 @@ def groups(spark: SparkSession, frames: dict[str, DataFrame], rules: Any, events
     """Resolve and return ({frozenset of record ids}, resolution)."""
     records = record_nodes(frames)
     links = build_links(frames, events, rules)
-    attrs = record_attributes(frames, sorted(rules.attribute_limits))
+    attrs = record_attributes(frames, rules.attribute_fields())
     accepted = links.where(F.col("reason").isNull())
     res = resolve(records, accepted, rules, attributes=attrs, engine="dataframe")
     labelled = records.join(
@@ -255,11 +255,56 @@ def test_conflicting_attributes_never_join_however_the_records_got_linked(
     ] == [("email", "jessica@x.com", "conflict:birth_date", 3)]
 
 
+def test_first_names_that_cannot_be_one_persons_split_and_their_variants_do_not(
+    spark: SparkSession,
+) -> None:
+    df = persons(
+        spark,
+        # A household landline on two CRM records; one birth date missing, both male.
+        person("chris", crm_id="A", phone="+442034719766", first_name="Christopher",
+               birth_date=date(1985, 1, 7), gender="male"),
+        person("chris_order", crm_id="A", email="c.smith@x.com"),
+        person("joe", crm_id="B", phone="+442034719766", first_name="Joseph", gender="male"),
+        # One person's variants: nicknames ...
+        person("r1", email="r@x.com", first_name="Robert"),
+        person("r2", email="r@x.com", first_name="bob"),
+        person("r3", email="r@x.com", first_name="Bobby"),
+        # ... a typo, accents, case and an initial.
+        person("e1", phone="+442034710001", first_name="Elisabet"),
+        person("e2", email="eli@x.com", phone="+442034710001", first_name="ÉLISABETH"),
+        person("e3", email="eli@x.com", first_name="E."),
+    )  # fmt: skip
+    frames = {"person_records": df}
+    limits = {"crm_id": 2}
+    merged, _, _ = groups(spark, frames, rules_with(limits=limits))
+    assert frozenset({"chris", "chris_order", "joe"}) in merged
+
+    conflict = {"max_edits": 2, "min_length": 4, "nicknames": {"robert": ["bob", "bobby"]}}
+    rules = rules_with(limits=limits, name_conflicts={"first_name": conflict})
+    got, res, _ = groups(spark, frames, rules)
+    assert got == {
+        frozenset({"chris", "chris_order"}),
+        frozenset({"joe"}),
+        frozenset({"r1", "r2", "r3"}),
+        frozenset({"e1", "e2", "e3"}),
+    }
+    assert res.conflict_hits == 1
+    assert [(r["rule"], r["reason"], r["links"]) for r in res.rejected.collect()] == [
+        ("phone", "conflict:first_name", 2)
+    ]
+    # Without the nickname entry, Robert and Bob(by) are two people.
+    bare = rules_with(limits=limits, name_conflicts={"first_name": {"max_edits": 2}})
+    got, _, _ = groups(spark, frames, bare)
+    assert frozenset({"r1", "r2", "r3"}) not in got
+
+
 def test_attribute_limits_name_known_fields_and_need_the_attributes(spark: SparkSession) -> None:
     with pytest.raises(ConfigError, match=r"attribute_limits: unknown field 'shoe_size'"):
         rules_with(attribute_limits={"shoe_size": 1})
     with pytest.raises(ConfigError, match=r"attribute_limits.birth_date: must be at least 1"):
         rules_with(attribute_limits={"birth_date": 0})
+    with pytest.raises(ConfigError, match=r"name_conflicts: 'birth_date' is not a name field"):
+        rules_with(name_conflicts={"birth_date": {}})
     rules = rules_with(attribute_limits={"birth_date": 1})
     df = persons(spark, person("1", email="e@x.com"))
     with pytest.raises(ValueError, match="record_attributes"):

@@ -38,8 +38,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdp.identity.components import connected_components
-from cdp.identity.rules import NAME_FIELDS, IdentityRules
-from cdp.silver.std_common import fold_key
+from cdp.identity.rules import NAME_FIELDS, IdentityRules, NameConflict
+from cdp.silver.std_common import fold_key, fold_key_py
 
 log = logging.getLogger(__name__)
 
@@ -341,10 +341,16 @@ class _Caps:
     limits: Mapping[str, int]
     attribute_limits: Mapping[str, int]
     max_records: int
+    name_conflicts: Mapping[str, NameConflict] = field(default_factory=dict)
 
     @classmethod
     def of(cls, rules: IdentityRules) -> _Caps:
-        return cls(dict(rules.limits), dict(rules.attribute_limits), rules.max_component_records)
+        return cls(
+            dict(rules.limits),
+            dict(rules.attribute_limits),
+            rules.max_component_records,
+            dict(rules.name_conflicts),
+        )
 
     @property
     def types(self) -> list[str]:
@@ -352,7 +358,7 @@ class _Caps:
 
     @property
     def attributes(self) -> list[str]:
-        return sorted(self.attribute_limits)
+        return sorted(set(self.attribute_limits) | set(self.name_conflicts))
 
     def combine(self) -> list[Column]:
         """Aggregations merging nodes' stats into their component's."""
@@ -380,11 +386,50 @@ class _Caps:
         ``conflict:<field>``, each by name."""
         verdict = F.lit(None).cast("string")
         for a in reversed(self.attributes):
-            too_many = F.size(F.col(f"_a_{a}")) > self.attribute_limits[a]
-            verdict = F.when(too_many, f"conflict:{a}").otherwise(verdict)
+            values = F.col(f"_a_{a}")
+            if a in self.name_conflicts:
+                broken = (F.size(values) > 1) & _names_conflict(values, self.name_conflicts[a])
+            else:
+                broken = F.size(values) > self.attribute_limits[a]
+            verdict = F.when(broken, f"conflict:{a}").otherwise(verdict)
         for t in reversed(self.types):
             verdict = F.when(F.col(f"_t_{t}") > self.limits[t], f"limit:{t}").otherwise(verdict)
         return F.when(F.col("_records") > self.max_records, "oversized").otherwise(verdict)
+
+
+def _names_conflict(values: Column, rule: NameConflict) -> Column:
+    """Whether an array of folded names holds two that cannot be one person's name."""
+    pairs = sorted(
+        {
+            f"{a}{KEY_SEP}{b}"
+            for forms in _name_groups(rule.nicknames)
+            for a in forms
+            for b in forms
+            if a != b
+        }
+    )
+    known = F.array(*[F.lit(p) for p in pairs]) if pairs else None
+
+    def same(x: Column, y: Column) -> Column:
+        near = (F.least(F.length(x), F.length(y)) >= rule.min_length) & (
+            F.levenshtein(x, y) <= rule.max_edits
+        )
+        out = (x == y) | x.startswith(y) | y.startswith(x) | near
+        if known is not None:
+            out = out | F.array_contains(known, F.concat(x, F.lit(KEY_SEP), y))
+        return out
+
+    return F.exists(values, lambda x: F.exists(values, lambda y: ~same(x, y)))
+
+
+def _name_groups(nicknames: Mapping[str, Sequence[str]]) -> list[set[str]]:
+    """Folded forms of each nickname entry (the name and its other forms)."""
+    groups = []
+    for name, forms in sorted(nicknames.items()):
+        group = {fold_key_py(f) for f in [name, *forms]} - {""}
+        if len(group) > 1:
+            groups.append(group)
+    return groups
 
 
 def _repair_step(

@@ -104,6 +104,25 @@ class SharedValues(_Strict):
     max_linked: dict[str, int] = Field(default_factory=dict)
 
 
+class NameConflict(_Strict):
+    """When two values of a name field cannot be one person's name.
+
+    Values are compared folded (case, accents, punctuation). Two names are the same person's
+    when equal, when one starts with the other (an initial, "Chris" / "Christopher"), when
+    both have at least ``min_length`` letters and are at most ``max_edits`` edits apart (a
+    typo), or when they are known forms of one name (``nicknames``: "Bob" / "Robert"). Any
+    other pair is a conflict: "Christopher" and "Joseph" behind one landline are two people.
+    """
+
+    max_edits: int = Field(default=2, ge=0, le=3)
+    min_length: int = Field(default=4, ge=1)
+    # name -> its other forms ("robert": [bob, rob, bobby]); every form of one entry matches
+    # every other.
+    nicknames: dict[str, list[str]] = Field(default_factory=dict)
+    # A YAML file of the same shape, relative to the rules file, merged into ``nicknames``.
+    nicknames_file: str | None = None
+
+
 class IdentityRules(_Strict):
     identifiers: list[IdentifierRule] = Field(min_length=1)
     event_links: list[EventLinkRule] = Field(default_factory=list)
@@ -115,8 +134,15 @@ class IdentityRules(_Strict):
     # attributes that tell people apart. A link that would join records holding more is
     # dropped like one breaking an identifier limit, weakest tier first ("conflict:<field>").
     attribute_limits: dict[str, int] = Field(default_factory=dict)
+    # Name field -> when two of its values are two people (see NameConflict): a customer never
+    # holds a conflicting pair ("conflict:<field>"), repaired like an attribute limit.
+    name_conflicts: dict[str, NameConflict] = Field(default_factory=dict)
     # A customer with more records than this is flagged and split on its weakest links.
     max_component_records: int = Field(default=500, ge=1)
+
+    def attribute_fields(self) -> list[str]:
+        """Record fields that ``attribute_limits`` and ``name_conflicts`` read."""
+        return sorted(set(self.attribute_limits) | set(self.name_conflicts))
 
     @property
     def enabled_identifiers(self) -> list[IdentifierRule]:
@@ -200,6 +226,16 @@ def validate_rules(rules: IdentityRules) -> None:
             )
         if most < 1:
             raise ConfigError(f"identity rules: attribute_limits.{f}: must be at least 1")
+    for f in rules.name_conflicts:
+        if f not in NAME_FIELDS or f not in record_fields:
+            raise ConfigError(
+                f"identity rules: name_conflicts: {f!r} is not a name field "
+                f"({sorted(NAME_FIELDS & record_fields)})"
+            )
+        if f in rules.attribute_limits:
+            raise ConfigError(
+                f"identity rules: {f!r} is in both attribute_limits and name_conflicts"
+            )
     types = rules.id_types()
     for section, keys in (
         ("limits", rules.limits),
@@ -236,4 +272,26 @@ def load_rules(path: str | Path) -> IdentityRules:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    return parse_rules(data, origin=str(p))
+    rules = parse_rules(data, origin=str(p))
+    for name, conflict in rules.name_conflicts.items():
+        if conflict.nicknames_file:
+            conflict.nicknames = {
+                **_nicknames(p.parent / conflict.nicknames_file, f"name_conflicts.{name}"),
+                **conflict.nicknames,
+            }
+    return rules
+
+
+def _nicknames(path: Path, where: str) -> dict[str, list[str]]:
+    if not path.exists():
+        raise ConfigError(f"identity rules: {where}.nicknames_file: no file {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v)
+        for k, v in data.items()
+    ):
+        raise ConfigError(f"{path}: expected a mapping of name -> list of other forms")
+    return data

@@ -102,11 +102,8 @@ def run_identity(ctx: StageContext) -> None:
         ctx.run.metric(f"links.{reason}", n)
 
     accepted = links.where(F.col("reason").isNull())
-    attributes = (
-        _cut(record_attributes(frames, sorted(rules.attribute_limits)))
-        if rules.attribute_limits
-        else None
-    )
+    fields = rules.attribute_fields()
+    attributes = _cut(record_attributes(frames, fields)) if fields else None
     res = resolve(
         records,
         accepted,
