@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import functions as F
 
 from cdp.identity.components import connected_components
@@ -52,8 +53,8 @@ class _Rounds(logging.Handler):
             self.rounds.append(int(found.group(1)))
 
 
-def scipy_components(src: np.ndarray, dst: np.ndarray) -> tuple[int, np.ndarray, float]:
-    """(components, label per distinct node, seconds) with scipy on the same edge list."""
+def scipy_components(src: np.ndarray, dst: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, float]:
+    """(components, distinct nodes, label per node, seconds) with scipy on the same edges."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components as cc
 
@@ -63,7 +64,7 @@ def scipy_components(src: np.ndarray, dst: np.ndarray) -> tuple[int, np.ndarray,
     a, b = inverse[: len(src)], inverse[len(src) :]
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
     count, labels = cc(graph, directed=False)
-    return int(count), labels, time.perf_counter() - t0
+    return int(count), nodes, labels, time.perf_counter() - t0
 
 
 def main() -> int:
@@ -107,10 +108,21 @@ def main() -> int:
     t0 = time.perf_counter()
     pdf = accepted.toPandas()
     collect_s = time.perf_counter() - t0
-    sp_components, sp_labels, sp_s = scipy_components(
+    sp_components, sp_nodes, sp_labels, sp_s = scipy_components(
         pdf["src"].to_numpy(np.int64), pdf["dst"].to_numpy(np.int64)
     )
-    same = sp_components == df_components and len(sp_labels) == df_nodes
+    # Same partition: every node labelled by both, and (DataFrame component, scipy label)
+    # pairs one-to-one.
+    reference = spark.createDataFrame(
+        pd.DataFrame({"node": sp_nodes, "sp": sp_labels.astype(np.int64)})
+    )
+    pairs = labels.join(reference, "node").select("component", "sp").distinct()
+    same = (
+        sp_components == df_components
+        and len(sp_nodes) == df_nodes
+        and labels.join(reference, "node").count() == df_nodes
+        and pairs.count() == df_components
+    )
     print(
         f"connected components: dataframe engine {df_s:.1f}s in {rounds.rounds[-1] if rounds.rounds else '?'} "
         f"rounds, {df_components:,} components over {df_nodes:,} nodes; scipy {sp_s:.2f}s "

@@ -326,19 +326,22 @@ def test_one_component_run_then_repair_equals_building_every_tier(spark: SparkSe
             fields["email"] = f"e{rng.randrange(40)}@x.com"
         if rng.random() < 0.5:
             fields["phone"] = f"+4420700{rng.randrange(30):05d}"
-        if rng.random() < 0.3:
+        if rng.random() < 0.15:
             fields["birth_date"] = date(1980, 1, 1 + rng.randrange(3))
+        if rng.random() < 0.15:
+            fields["first_name"] = rng.choice(["Robert", "Bob", "Roberta", "Zoe", "Zoé"])
         rows.append(person(str(i), **fields))
     df = persons(spark, *rows)
     rules = rules_with(
         limits={"crm_id": 1, "email": 2},
         attribute_limits={"birth_date": 1},
+        name_conflicts={"first_name": {"nicknames": {"robert": ["bob"]}}},
         max_component_records=9,
         shared_values={"max_records": 100, "max_distinct": {}},
     )
     frames = {"person_records": df}
     records = record_nodes(frames)
-    attrs = record_attributes(frames, ["birth_date"])
+    attrs = record_attributes(frames, rules.attribute_fields())
     accepted = build_links(frames, None, rules).where(F.col("reason").isNull()).drop("reason")
     fast = resolve(records, accepted, rules, attributes=attrs, engine="dataframe")
     # some components did need repair, for each kind of rule ...

@@ -11,6 +11,7 @@
     shared_values: {max_records: 1000, max_distinct: {birth_date: 1}, max_linked: {customer_id: 1}}
     limits: {crm_id: 2, email: 5}
     attribute_limits: {birth_date: 1}   # a customer never holds two birth dates
+    name_conflicts: {first_name: {max_edits: 2, nicknames_file: nicknames.yaml}}
     max_component_records: 200
 
 Every name is checked at load time: a rule naming a field that no silver table it applies to
