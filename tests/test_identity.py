@@ -414,6 +414,18 @@ def test_rule_naming_a_missing_field_fails_at_load_with_a_clear_message(tmp_path
     data["event_links"][0]["to"] = ["nickname"]
     with pytest.raises(ConfigError, match=r"login_cookie.*nickname"):
         parse_rules(data)
+    data["event_links"][0]["to"] = ["customer_id"]
+    data["name_conflicts"] = {"first_name": {"nicknames_file": "nope.yaml"}}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"name_conflicts.first_name.nicknames_file: no file"):
+        load_rules(path)
+    (tmp_path / "nope.yaml").write_text("- just a list\n")
+    with pytest.raises(ConfigError, match=r"expected a mapping of name -> list"):
+        load_rules(path)
+    # The shipped rules load, nickname list included.
+    shipped = load_rules(Path(__file__).parents[1] / "conf" / "rules" / "identity.yaml")
+    assert len(shipped.name_conflicts["first_name"].nicknames) > 100
+    assert shipped.attribute_fields() == ["birth_date", "first_name", "gender"]
 
 
 # --------------------------------------------------------------------------------------------

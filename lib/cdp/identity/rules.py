@@ -267,32 +267,24 @@ def parse_rules(data: Any, origin: str = "identity rules") -> IdentityRules:
 def load_rules(path: str | Path) -> IdentityRules:
     """The rules in ``path``; a missing file or a bad rule fails with a clear message."""
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"identity.rules_file: no file {p}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    rules = parse_rules(data, origin=str(p))
+    rules = parse_rules(_read_yaml(p, "identity.rules_file"), origin=str(p))
     for name, conflict in rules.name_conflicts.items():
         if conflict.nicknames_file:
-            conflict.nicknames = {
-                **_nicknames(p.parent / conflict.nicknames_file, f"name_conflicts.{name}"),
-                **conflict.nicknames,
-            }
+            where = f"identity rules: name_conflicts.{name}.nicknames_file"
+            data = _read_yaml(p.parent / conflict.nicknames_file, where)
+            if not isinstance(data, dict) or not all(
+                isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v)
+                for k, v in data.items()
+            ):
+                raise ConfigError(f"{where}: expected a mapping of name -> list of other forms")
+            conflict.nicknames = {**data, **conflict.nicknames}
     return rules
 
 
-def _nicknames(path: Path, where: str) -> dict[str, list[str]]:
+def _read_yaml(path: Path, what: str) -> Any:
     if not path.exists():
-        raise ConfigError(f"identity rules: {where}.nicknames_file: no file {path}")
+        raise ConfigError(f"{what}: no file {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v)
-        for k, v in data.items()
-    ):
-        raise ConfigError(f"{path}: expected a mapping of name -> list of other forms")
-    return data
