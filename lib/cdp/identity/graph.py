@@ -65,6 +65,11 @@ def value_node(id_type: Column, value: Column) -> Column:
     return F.xxhash64(F.lit("v"), id_type, value)
 
 
+def record_node(table: str) -> Column:
+    """Node id of a record of ``table`` (its ``source`` and ``source_record_id``)."""
+    return F.xxhash64(F.lit("r"), F.lit(table), "source", "source_record_id")
+
+
 def member_key(table: Column, source: Column, record_id: Column) -> Column:
     """Sortable text key of a record; the smallest one names a new customer."""
     return F.concat_ws(KEY_SEP, table, source, record_id)
@@ -85,7 +90,7 @@ def record_nodes(frames: Mapping[str, DataFrame]) -> DataFrame:
     """
     parts = [
         live(df).select(
-            F.xxhash64(F.lit("r"), F.lit(table), "source", "source_record_id").alias("node"),
+            record_node(table).alias("node"),
             F.lit(table).alias("record_table"),
             "source",
             "source_record_id",
@@ -108,7 +113,7 @@ def record_attributes(frames: Mapping[str, DataFrame], fields: Sequence[str]) ->
         values = [_evidence(df, f).cast("string").alias(f"_v_{f}") for f in fields]
         parts.append(
             live(df).select(
-                F.xxhash64(F.lit("r"), F.lit(table), "source", "source_record_id").alias("node"),
+                record_node(table).alias("node"),
                 *values,
             )
         )
@@ -180,9 +185,7 @@ def identifier_links(frames: Mapping[str, DataFrame], rules: IdentityRules) -> D
                     value_node(F.lit(rule.id_type), value).alias("unit"),
                     F.lit(rule.id_type).alias("unit_type"),
                     value.alias("unit_value"),
-                    F.xxhash64(F.lit("r"), F.lit(table), "source", "source_record_id").alias(
-                        "other"
-                    ),
+                    record_node(table).alias("other"),
                     F.lit(RECORD).alias("other_type"),
                     member_key(F.lit(table), F.col("source"), F.col("source_record_id")).alias(
                         "other_value"
@@ -494,8 +497,9 @@ def resolve(
     """Connected components of the accepted links, with per-customer limits enforced.
 
     ``records``: ``node`` of every record. ``links``: accepted links (``reason`` null) in the
-    :data:`LINK_COLUMNS` layout. ``attributes``: the records' values of the fields named in
-    ``attribute_limits`` (:func:`record_attributes`); required when there are any.
+    :data:`LINK_COLUMNS` layout. ``attributes``: the records' values of the fields that
+    ``attribute_limits`` and ``name_conflicts`` name (:func:`record_attributes` of
+    ``rules.attribute_fields()``); required when there are any.
 
     One connected-components run over every link finds the candidate customers. Limits are
     monotone (a part of a component holds no more records, identifiers or distinct attribute
@@ -509,8 +513,8 @@ def resolve(
     caps = _Caps.of(rules)
     if caps.attributes and attributes is None:
         raise ValueError(
-            f"attribute_limits {caps.attributes} need the records' attributes "
-            "(see record_attributes)"
+            f"attribute_limits / name_conflicts on {caps.attributes} need the records' "
+            "attributes (see record_attributes)"
         )
     cut = _Cut(records)
     links = cut(links.select(*[c for c in LINK_COLUMNS if c != "reason"]))
