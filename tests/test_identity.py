@@ -298,6 +298,61 @@ def test_first_names_that_cannot_be_one_persons_split_and_their_variants_do_not(
     assert frozenset({"r1", "r2", "r3"}) not in got
 
 
+def test_an_email_naming_another_person_than_its_holder_is_shared(spark: SparkSession) -> None:
+    def household(tag: str, email: str, **holder: Any) -> list[dict[str, Any]]:
+        # The holder's CRM record and an order that carries nothing but the address.
+        return [
+            person(f"{tag}", crm_id=tag, email=email, **holder),
+            person(f"{tag}_order", email=email),
+        ]
+
+    df = persons(
+        spark,
+        # Another first name the data knows ...
+        *household("joseph", "jennifer.moore17@x.com", first_name="Joseph", last_name="Moore"),
+        person("jennifer", crm_id="jen", first_name="Jennifer", last_name="Moore"),
+        # ... or another initial before the holder's last name.
+        *household("jack", "dwood7@x.com", first_name="Jack", last_name="Wood"),
+        # The holder's own address: nickname, initial + surname (a nickname's initial too),
+        # surname + initial, a typo, a prefix, and addresses spelling no known first name.
+        *household("bob", "robert_smith3@x.com", first_name="Bob", last_name="Smith"),
+        *household("jerome", "jpetit66@x.com", first_name="Jérôme", last_name="Petit"),
+        *household("bill", "wtaylor@x.com", first_name="Bill", last_name="Taylor"),
+        *household("jutta", "kochj@x.com", first_name="Jutta", last_name="Koch"),
+        *household("elli", "elizabeht.b@x.com", first_name="Elizabeth", last_name="Brown"),
+        *household("chris", "christopher.k@x.com", first_name="Chris", last_name="King"),
+        *household("zed", "zeno.moore@x.com", first_name="Joseph", last_name="Moore"),
+        *household("becky", "rebecca.white@x.com", first_name="B.", last_name="White"),
+        *household("bram", "bram22@x.com", first_name="Brm", last_name="Meer"),
+        # Other people whose first names make "rebecca" and "bram" names the data knows.
+        person("rebecca", crm_id="rebecca", first_name="Rebecca", last_name="Stone"),
+        person("bram_v", crm_id="bram_v", first_name="Bram", last_name="Visser"),
+        *household("cat", "coolcat77@x.com", first_name="Anna", last_name="Lee"),
+    )  # fmt: skip
+    conflict = {"nicknames": {"robert": ["bob"], "william": ["bill"], "rebecca": ["becky"]}}
+    shared = {"max_records": 4, "email_names": {"min_name_records": 1}}
+    rules = rules_with(shared_values=shared, name_conflicts={"first_name": conflict})
+    got, _, links = groups(spark, {"person_records": df}, rules)
+    for tag in ("joseph", "jack"):
+        assert {frozenset({tag}), frozenset({f"{tag}_order"})} <= got
+    for tag in ("bob", "jerome", "bill", "jutta", "elli", "chris", "zed", "cat", "becky", "bram"):
+        assert frozenset({tag, f"{tag}_order"}) in got
+    flagged = {
+        r["unit_value"]
+        for r in links.where(F.col("reason") == "shared:email_name").select("unit_value").collect()
+    }
+    assert flagged == {"jennifer.moore17@x.com", "dwood7@x.com"}
+    # Off by default: the same data links the household address.
+    plain, _, _ = groups(
+        spark,
+        {"person_records": df},
+        rules_with(shared_values={"max_records": 4}, name_conflicts={"first_name": conflict}),
+    )
+    assert frozenset({"joseph", "joseph_order"}) in plain
+    with pytest.raises(ConfigError, match=r"email_names: unknown identifier type 'mail'"):
+        rules_with(shared_values={"email_names": {"id_type": "mail"}})
+
+
 def test_attribute_limits_name_known_fields_and_need_the_attributes(spark: SparkSession) -> None:
     with pytest.raises(ConfigError, match=r"attribute_limits: unknown field 'shoe_size'"):
         rules_with(attribute_limits={"shoe_size": 1})

@@ -14,7 +14,8 @@ Links, all computed here as DataFrames:
 * each link carries a ``reason`` when merge protection rejects it: ``blocklist:value``,
   ``blocklist:pattern``, ``shared:records`` (a value on more records than
   ``max_records``), ``shared:distinct_<field>`` (a value behind several birth dates ...),
-  ``shared:linked_<type>`` (a cookie seen with several accounts);
+  ``shared:linked_<type>`` (a cookie seen with several accounts), ``shared:email_name`` (an
+  e-mail whose local part names another person than a record carrying it);
 * :func:`resolve` finds the components of all accepted links in one run, then rebuilds
   only the components that break a rule tier by tier, strongest priority first, dropping
   the links of the current (weakest so far) tier that would give a customer more
@@ -39,7 +40,7 @@ from pyspark.sql import functions as F
 
 from cdp.identity.components import connected_components
 from cdp.identity.rules import NAME_FIELDS, IdentityRules, NameConflict
-from cdp.silver.std_common import fold_key, fold_key_py
+from cdp.silver.std_common import fold_key, fold_key_py, map_literal
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +171,7 @@ def identifier_links(frames: Mapping[str, DataFrame], rules: IdentityRules) -> D
                 continue
             df = live(frames[table])
             values = [field_value(df, f) for f in rule.fields]
-            complete = reduce(lambda a, b: a & b, [v.isNotNull() for v in values])
-            value = F.when(complete, F.concat_ws(KEY_SEP, *values))
+            value = _rule_value(values)
             reason = _blocked(rule.id_type, value, rules)
             if len(rule.fields) > 1 and star:  # a composite with a placeholder part is junk
                 part_junk = reduce(lambda a, b: a | b, [F.lower(v).isin(*star) for v in values])
@@ -199,12 +199,137 @@ def identifier_links(frames: Mapping[str, DataFrame], rules: IdentityRules) -> D
     return reduce(DataFrame.unionByName, parts).dropDuplicates(["rule", "unit", "other"])
 
 
-def mark_shared(links: DataFrame, rules: IdentityRules) -> DataFrame:
+def _rule_value(values: Sequence[Column]) -> Column:
+    """An identifier rule's value from its fields' values: null unless all are present."""
+    complete = reduce(lambda a, b: a & b, [v.isNotNull() for v in values])
+    return F.when(complete, F.concat_ws(KEY_SEP, *values))
+
+
+def first_name_vocabulary(frames: Mapping[str, DataFrame], min_records: int) -> DataFrame:
+    """``name``: folded first names that at least ``min_records`` live records carry as their
+    first name, more often than as a last name, three letters or longer: the names the data
+    itself knows, so that "jennifer" in an address reads as a name and "coolcat" does not."""
+    parts = []
+    for _, df in sorted(frames.items()):
+        d = live(df)
+        for name_field, is_first in (("first_name", 1), ("last_name", 0)):
+            if name_field in d.columns:
+                parts.append(
+                    d.select(
+                        field_value(d, name_field).alias("name"),
+                        F.lit(is_first).alias("_first"),
+                    )
+                )
+    if not parts:
+        return frames[next(iter(frames))].sparkSession.createDataFrame([], "name string")
+    counts = (
+        reduce(DataFrame.unionByName, parts)
+        .where(F.col("name").isNotNull())
+        .groupBy("name")
+        .agg(F.sum("_first").alias("_f"), F.count(F.lit(1)).alias("_n"))
+    )
+    known = (
+        (F.col("_f") >= min_records)
+        & (F.col("_f") > F.col("_n") - F.col("_f"))
+        & (F.length("name") >= 3)
+    )
+    return counts.where(known).select("name")
+
+
+def email_name_verdicts(frames: Mapping[str, DataFrame], rules: IdentityRules) -> DataFrame | None:
+    """``unit, _shared``: e-mail values whose local part names another person than a record
+    carrying them (``shared_values.email_names``, see :class:`EmailNames`); None when the
+    check is off. Value nodes are those of :func:`identifier_links`."""
+    cfg = rules.shared_values.email_names
+    if cfg is None:
+        return None
+    same = _same_name(rules.name_conflicts.get("first_name", NameConflict()))
+    # Every initial a first name may be written with ("Bill" is also a W.): those of its forms.
+    initials: dict[str, str] = {}
+    for group in _name_groups(rules.name_conflicts.get("first_name", NameConflict()).nicknames):
+        letters = "".join(sorted({g[0] for g in group}))
+        for form in group:
+            initials[form] = "".join(sorted(set(initials.get(form, "")) | set(letters)))
+    rows = []
+    for rule in rules.enabled_identifiers:
+        if rule.id_type != cfg.id_type:
+            continue
+        for table in rule.applies_to():
+            if table not in frames or "first_name" not in frames[table].columns:
+                continue
+            df = live(frames[table])
+            value = _rule_value([field_value(df, f) for f in rule.fields])
+            rows.append(
+                df.select(
+                    value_node(F.lit(rule.id_type), value).alias("unit"),
+                    value.alias("_value"),
+                    _evidence(df, "first_name").alias("_fn"),
+                    _evidence(df, "last_name").alias("_ln"),
+                ).where(F.col("_value").isNotNull() & F.col("_fn").isNotNull())
+            )
+    if not rows:
+        return None
+    fn, ln = F.col("_fn"), F.col("_ln")
+
+    def initials_of(name: Column) -> Column:
+        known = F.try_element_at(map_literal(initials), name) if initials else F.lit(None)
+        return F.coalesce(known, F.substring(name, 1, 1))
+
+    own_initials = initials_of(fn)
+
+    def initial_of(letter: Column) -> Column:
+        return F.instr(own_initials, letter) > 0
+
+    def spells_holder(t: Column) -> Column:
+        # A form of the first name; an initial ("B." for a rebecca.white@: Becky); or one
+        # edit off ("Brm" for a bram@), looser than name_conflicts as the address is clean.
+        return (
+            same(fn, t)
+            | ((F.length(fn) == 1) & (F.instr(initials_of(t), fn) > 0))
+            | ((F.least(F.length(fn), F.length(t)) >= 3) & (F.levenshtein(fn, t) <= 1))
+        )
+
+    def surname_with_initial(t: Column, own: bool) -> Column:
+        # "jmoore" / "moorej" for a Moore: the initial must (own) or must not be the holder's.
+        one_more = F.length(t) == F.length(ln) + 1
+        after = t.endswith(ln) & one_more & (initial_of(t.substr(F.lit(1), F.lit(1))) == own)
+        before = t.startswith(ln) & one_more & (initial_of(t.substr(F.length(t), F.lit(1))) == own)
+        return F.coalesce(after | before, F.lit(False))
+
+    local = F.lower(F.substring_index("_value", "@", 1))
+    named = (
+        reduce(DataFrame.unionByName, rows)
+        .withColumn("_tokens", F.filter(F.split(local, "[^a-z]+"), lambda t: t != ""))
+        .where(
+            ~F.exists("_tokens", spells_holder)
+            & ~F.exists("_tokens", lambda t: surname_with_initial(t, own=True))
+        )
+    )
+    by_initial = named.where(F.exists("_tokens", lambda t: surname_with_initial(t, own=False)))
+    vocabulary = first_name_vocabulary(frames, cfg.min_name_records)
+    by_name = (
+        named.select("unit", "_ln", F.explode("_tokens").alias("name"))
+        .where(F.col("name") != F.coalesce(ln, F.lit("")))
+        .join(F.broadcast(vocabulary), "name", "left_semi")
+    )
+    return (
+        by_initial.select("unit")
+        .unionByName(by_name.select("unit"))
+        .distinct()
+        .withColumn("_shared", F.lit("shared:email_name"))
+    )
+
+
+def mark_shared(
+    links: DataFrame, rules: IdentityRules, also_shared: DataFrame | None = None
+) -> DataFrame:
     """Set ``reason`` to ``shared:...`` on links whose value is evidently shared by people.
 
     A value is shared when more live records than ``max_records`` carry it, or when the
     records carrying it hold more distinct values of a ``max_distinct`` field than allowed
     (two birth dates behind one e-mail). Checked per (id_type, value) over all rules.
+    ``also_shared`` (``unit, _shared``) adds values found shared otherwise, such as
+    :func:`email_name_verdicts`; the checks above name the reason when both apply.
     """
     sv = rules.shared_values
     fields = sorted(sv.max_distinct)
@@ -220,6 +345,12 @@ def mark_shared(links: DataFrame, rules: IdentityRules) -> DataFrame:
     for cond, label in reversed(checks):  # the first check listed wins
         verdict = F.when(cond, label).otherwise(verdict)
     shared = stats.select("unit", verdict.alias("_shared")).where(F.col("_shared").isNotNull())
+    if also_shared is not None:
+        shared = (
+            shared.unionByName(also_shared.select("unit", "_shared"))
+            .groupBy("unit")
+            .agg(F.min_by("_shared", F.col("_shared").startswith("shared:email")).alias("_shared"))
+        )
     return (
         links.join(shared, "unit", "left")
         .withColumn("reason", F.coalesce("reason", "_shared"))
@@ -402,6 +533,12 @@ class _Caps:
 
 def _names_conflict(values: Column, rule: NameConflict) -> Column:
     """Whether an array of folded names holds two that cannot be one person's name."""
+    same = _same_name(rule)
+    return F.exists(values, lambda x: F.exists(values, lambda y: ~same(x, y)))
+
+
+def _same_name(rule: NameConflict) -> Callable[[Column, Column], Column]:
+    """``same(x, y)``: whether two folded names can be one person's (see NameConflict)."""
     pairs = sorted(
         {
             f"{a}{KEY_SEP}{b}"
@@ -422,7 +559,7 @@ def _names_conflict(values: Column, rule: NameConflict) -> Column:
             out = out | F.array_contains(known, F.concat(x, F.lit(KEY_SEP), y))
         return out
 
-    return F.exists(values, lambda x: F.exists(values, lambda y: ~same(x, y)))
+    return same
 
 
 def _name_groups(nicknames: Mapping[str, Sequence[str]]) -> list[set[str]]:

@@ -8,7 +8,8 @@
       - {name: login_cookie, from: anonymous_id, to: [customer_id, email], priority: 30}
       # optional on an event link: event_types: [login]  (default: any event)
     blocklist: {values: {email: [test@test.com]}, patterns: {phone: ["^\\+?(\\d)\\1+$"]}}
-    shared_values: {max_records: 1000, max_distinct: {birth_date: 1}, max_linked: {customer_id: 1}}
+    shared_values: {max_records: 1000, max_distinct: {birth_date: 1}, max_linked: {customer_id: 1},
+                    email_names: {id_type: email, min_name_records: 3}}
     limits: {crm_id: 2, email: 5}
     attribute_limits: {birth_date: 1}   # a customer never holds two birth dates
     name_conflicts: {first_name: {max_edits: 2, nicknames_file: nicknames.yaml}}
@@ -92,6 +93,27 @@ class Blocklist(_Strict):
         return value
 
 
+class EmailNames(_Strict):
+    """An e-mail address names its owner: a record whose first name is not the one its
+    e-mail's local part spells marks the address as a household's, shared.
+
+    The local part is split into its letter runs ("jennifer.moore77" -> jennifer, moore). It
+    is the record holder's own address when a run is a form of the record's first name (the
+    compatibility of ``name_conflicts.first_name``: equal, prefix, typo, nickname; or one edit
+    off; or, for a first name that is an initial, a run that it or a nickname's initial
+    starts: "B." for "rebecca", Becky), or an initial of it followed or preceded by the last
+    name ("jmoore", "moorej"). It names
+    someone else when it is neither and a run is a first name the data knows (one that at
+    least ``min_name_records`` live records carry as their first name, more often than as a
+    last name) or the last name after another initial ("dwood" on Jack Wood's record).
+    Addresses that spell no name ("coolcat77") give no verdict.
+    """
+
+    # The identifier type whose values are e-mail addresses.
+    id_type: str = Field(default="email", pattern=_NAME)
+    min_name_records: int = Field(default=3, ge=1)
+
+
 class SharedValues(_Strict):
     """When one identifier value is evidently used by several people, it links nobody."""
 
@@ -103,6 +125,9 @@ class SharedValues(_Strict):
     # id_type -> most distinct values of that type one event-linked identifier may meet
     # (a cookie that logged into two accounts is a shared computer).
     max_linked: dict[str, int] = Field(default_factory=dict)
+    # An e-mail whose local part names another person than a record carrying it is shared
+    # ("shared:email_name"); None: no such check.
+    email_names: EmailNames | None = None
 
 
 class NameConflict(_Strict):
@@ -238,6 +263,25 @@ def validate_rules(rules: IdentityRules) -> None:
                 f"identity rules: {f!r} is in both attribute_limits and name_conflicts"
             )
     types = rules.id_types()
+    email_names = rules.shared_values.email_names
+    if email_names is not None:
+        if email_names.id_type not in types:
+            raise ConfigError(
+                f"identity rules: shared_values.email_names: unknown identifier type "
+                f"{email_names.id_type!r}; known: {sorted(types)}"
+            )
+        named = [
+            t
+            for r in rules.enabled_identifiers
+            if r.id_type == email_names.id_type
+            for t in r.applies_to()
+            if "first_name" in RECORD_TABLES[t].fields
+        ]
+        if not named:
+            raise ConfigError(
+                f"identity rules: shared_values.email_names: no table that links "
+                f"{email_names.id_type!r} carries first_name"
+            )
     for section, keys in (
         ("limits", rules.limits),
         ("shared_values.max_linked", rules.shared_values.max_linked),

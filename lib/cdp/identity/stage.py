@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 
 from cdp.identity.graph import (
     RECORD,
+    email_name_verdicts,
     event_links,
     identifier_links,
     mark_shared,
@@ -68,7 +69,9 @@ def build_links(
     frames: dict[str, DataFrame], events: DataFrame | None, rules: IdentityRules
 ) -> DataFrame:
     """Every identifier and event link with merge protection's verdict in ``reason``."""
-    links = mark_shared(identifier_links(frames, rules), rules)
+    links = mark_shared(
+        identifier_links(frames, rules), rules, also_shared=email_name_verdicts(frames, rules)
+    )
     elinks = event_links(events, rules) if events is not None else None
     if elinks is not None:
         links = links.unionByName(reject_shared_endpoints(elinks, links))
