@@ -97,16 +97,16 @@ class EmailNames(_Strict):
     """An e-mail address names its owner: a record whose first name is not the one its
     e-mail's local part spells marks the address as a household's, shared.
 
-    The local part is split into its letter runs ("jennifer.moore77" -> jennifer, moore). It
-    is the record holder's own address when a run is a form of the record's first name (the
-    compatibility of ``name_conflicts.first_name``: equal, prefix, typo, nickname; or one edit
-    off; or, for a first name that is an initial, a run that it or a nickname's initial
-    starts: "B." for "rebecca", Becky), or an initial of it followed or preceded by the last
-    name ("jmoore", "moorej"). It names
-    someone else when it is neither and a run is a first name the data knows (one that at
-    least ``min_name_records`` live records carry as their first name, more often than as a
-    last name) or the last name after another initial ("dwood" on Jack Wood's record).
-    Addresses that spell no name ("coolcat77") give no verdict.
+    The local part is split into its letter runs ("jennifer.moore77" -> jennifer, moore).
+    It is the record holder's own address when a run is a form of the record's first name
+    (the compatibility of ``name_conflicts.first_name``: equal, prefix, typo, nickname; or
+    one edit off; or, for a first name that is an initial, a run that it or a nickname's
+    initial starts: "B." for "rebecca", Becky), or an initial of it followed or preceded by
+    the last name ("jmoore", "moorej"). It names someone else when it is neither and a run
+    is a first name the data knows (one that at least ``min_name_records`` live records
+    carry as their first name, more often than as a last name) or the last name after
+    another initial ("dwood" on Jack Wood's record). Addresses that spell no name
+    ("coolcat77") give no verdict.
     """
 
     # The identifier type whose values are e-mail addresses.
