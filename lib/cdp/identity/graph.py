@@ -243,10 +243,11 @@ def email_name_verdicts(frames: Mapping[str, DataFrame], rules: IdentityRules) -
     cfg = rules.shared_values.email_names
     if cfg is None:
         return None
-    same = _same_name(rules.name_conflicts.get("first_name", NameConflict()))
+    first_names = rules.name_conflicts.get("first_name", NameConflict())
+    same = _same_name(first_names)
     # Every initial a first name may be written with ("Bill" is also a W.): those of its forms.
     initials: dict[str, str] = {}
-    for group in _name_groups(rules.name_conflicts.get("first_name", NameConflict()).nicknames):
+    for group in _name_groups(first_names.nicknames):
         letters = "".join(sorted({g[0] for g in group}))
         for form in group:
             initials[form] = "".join(sorted(set(initials.get(form, "")) | set(letters)))
@@ -346,11 +347,8 @@ def mark_shared(
         verdict = F.when(cond, label).otherwise(verdict)
     shared = stats.select("unit", verdict.alias("_shared")).where(F.col("_shared").isNotNull())
     if also_shared is not None:
-        shared = (
-            shared.unionByName(also_shared.select("unit", "_shared"))
-            .groupBy("unit")
-            .agg(F.min_by("_shared", F.col("_shared").startswith("shared:email")).alias("_shared"))
-        )
+        extra = also_shared.select("unit", "_shared").join(shared, "unit", "left_anti")
+        shared = shared.unionByName(extra)
     return (
         links.join(shared, "unit", "left")
         .withColumn("reason", F.coalesce("reason", "_shared"))
