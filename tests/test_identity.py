@@ -353,6 +353,65 @@ def test_an_email_naming_another_person_than_its_holder_is_shared(spark: SparkSe
         rules_with(shared_values={"email_names": {"id_type": "mail"}})
 
 
+def test_email_names_know_surnames_and_names_behind_a_stronger_id(spark: SparkSession) -> None:
+    def household(tag: str, email: str, **holder: Any) -> list[dict[str, Any]]:
+        return [
+            person(f"{tag}", crm_id=tag, email=email, **holder),
+            person(f"{tag}_order", email=email),
+        ]
+
+    def others(last_name: str, n: int, first_name: str = "Kim") -> list[dict[str, Any]]:
+        # Unrelated people who make a name known to the data as a surname.
+        return [
+            person(
+                f"{last_name}{i}",
+                crm_id=f"{last_name}{i}",
+                first_name=first_name,
+                last_name=last_name,
+            )
+            for i in range(n)
+        ]
+
+    df = persons(
+        spark,
+        # "Thomas" is a first name even though as many records carry it as a surname.
+        *household("pierre", "thomas.vincent4@x.com", first_name="Pierre", last_name="Vincent"),
+        person("tom", crm_id="tom", first_name="Thomas", last_name="Dupont"),
+        *others("Thomas", 3),
+        # Another initial before a surname the data knows, whoever's it is ...
+        *household("harry", "ttaylor5@x.com", first_name="Harry", last_name="Wilson"),
+        *others("Taylor", 2),
+        # ... but the holder's own initial before another surname is theirs (a maiden name).
+        *household("jen", "jtaylor8@x.com", first_name="Jennifer", last_name="Jones"),
+        # A surname that a few records carry as a first name is still no first name.
+        *household("karl", "mueller77@x.com", first_name="Karl", last_name="Berg"),
+        person("mueller_swapped", crm_id="ms", first_name="Mueller", last_name="Kim"),
+        *others("Mueller", 5),
+        # Zoe's CRM record has no e-mail; her order carries her CRM id and the address that
+        # names Michael, so the address is the household's ...
+        person("zoe", crm_id="zoe", first_name="Zoe", last_name="Wright"),
+        person("zoe_order", crm_id="zoe", email="jones.michael6@x.com"),
+        person("michael_order", email="jones.michael6@x.com"),
+        person("michael", crm_id="michael", first_name="Michael", last_name="Jones"),
+        # ... while an order with her own address stays hers.
+        person("zoe_order2", crm_id="zoe", email="zoe.w@x.com"),
+        person("zoe_order3", email="zoe.w@x.com"),
+    )  # fmt: skip
+    shared = {"max_records": 10, "email_names": {"min_name_records": 1}}
+    got, _, links = groups(spark, {"person_records": df}, rules_with(shared_values=shared))
+    flagged = {
+        r["unit_value"]
+        for r in links.where(F.col("reason") == "shared:email_name").select("unit_value").collect()
+    }
+    assert flagged == {"thomas.vincent4@x.com", "ttaylor5@x.com", "jones.michael6@x.com"}
+    for tag in ("pierre", "harry"):
+        assert {frozenset({tag}), frozenset({f"{tag}_order"})} <= got
+    for tag in ("jen", "karl"):
+        assert frozenset({tag, f"{tag}_order"}) in got
+    assert frozenset({"zoe", "zoe_order", "zoe_order2", "zoe_order3"}) in got
+    assert frozenset({"michael_order"}) in got
+
+
 def test_attribute_limits_name_known_fields_and_need_the_attributes(spark: SparkSession) -> None:
     with pytest.raises(ConfigError, match=r"attribute_limits: unknown field 'shoe_size'"):
         rules_with(attribute_limits={"shoe_size": 1})

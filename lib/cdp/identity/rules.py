@@ -94,19 +94,29 @@ class Blocklist(_Strict):
 
 
 class EmailNames(_Strict):
-    """An e-mail address names its owner: a record whose first name is not the one its
-    e-mail's local part spells marks the address as a household's, shared.
+    """An e-mail address names its owner: a record whose holder is not the one its e-mail's
+    local part spells marks the address as a household's, shared.
+
+    The holder is the record's own name or, for a record without one (an order), the name on
+    the records that a stronger identifier on it points to (its CRM id, loyalty card or web
+    account: a rule of higher priority than every rule of ``id_type``).
 
     The local part is split into its letter runs ("jennifer.moore77" -> jennifer, moore).
-    It is the record holder's own address when a run is a form of the record's first name
-    (the compatibility of ``name_conflicts.first_name``: equal, prefix, typo, nickname; or
-    one edit off; or, for a first name that is an initial, a run that it or a nickname's
-    initial starts: "B." for "rebecca", Becky), or an initial of it followed or preceded by
-    the last name ("jmoore", "moorej"). It names someone else when it is neither and a run
-    is a first name the data knows (one that at least ``min_name_records`` live records
-    carry as their first name, more often than as a last name) or the last name after
-    another initial ("dwood" on Jack Wood's record). Addresses that spell no name
-    ("coolcat77") give no verdict.
+    It is the holder's own address when a run is a form of the holder's first name (the
+    compatibility of ``name_conflicts.first_name``: equal, prefix, typo, nickname; or one
+    edit off; or, for a first name that is an initial, a run that it or a nickname's initial
+    starts: "B." for "rebecca", Becky), or an initial of it followed or preceded by the last
+    name ("jmoore", "moorej"). It names someone else when it is neither and a run is
+
+    * a first name the data knows: one that at least ``min_name_records`` live records carry
+      as their first name and at most four times as many as their last name (Thomas is
+      both), or
+    * another initial before or after the holder's last name ("dwood" on Jack Wood's
+      record) or a last name the data knows ("ttaylor" on Harry Wilson's). The holder's own
+      initial before another surname ("jtaylor" on Jennifer Jones's) may be a maiden name,
+      hers.
+
+    Addresses that spell no name ("coolcat77") give no verdict.
     """
 
     # The identifier type whose values are e-mail addresses.
