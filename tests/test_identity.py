@@ -14,6 +14,7 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp import faults
 from cdp.config import CdpConfig, ConfigError, load_config
 from cdp.identity.components import connected_components
 from cdp.identity.evaluate import evaluate_identity
@@ -36,7 +37,7 @@ from cdp.identity.stage import (
     REJECTED_TABLE,
     build_links,
 )
-from cdp.runner import run_stage
+from cdp.runner import StageFailed, run_stage
 from cdp.storage import open_store
 
 PERSON_SCHEMA = (
@@ -622,6 +623,59 @@ def test_stable_ids_rerun_join_merge_split_and_history(
              for r in store.read(HISTORY_TABLE).where(F.col("run_id") == third_run).collect()}  # fmt: skip
     assert hist3 == {(survivor, third["c"], "split")}
     assert store.exists(REJECTED_TABLE)
+
+
+def test_a_crash_before_the_map_commit_leaves_the_map_and_history_records_each_change_once(
+    spark: SparkSession, config: CdpConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(spark, config)
+    a = person("a", email="a@x.com")
+    c = person("c", email="c@x.com", crm_id="K")
+    store.overwrite("silver/person_records", persons(spark, a, c))
+    run_stage("identity", spark=spark, config=config)
+    before, version = _map(store), store.version(MAP_TABLE)
+
+    def history() -> list[tuple[Any, ...]]:
+        rows = store.read(HISTORY_TABLE).collect()
+        return sorted((r["run_id"], r["old_id"], r["new_id"], r["event"], r["base_map_version"])
+                      for r in rows)  # fmt: skip
+
+    created = history()
+    assert [(h[3], h[4]) for h in created] == [("created", -1), ("created", -1)]
+
+    # e bridges a and c: the crashed run writes its history, then dies before the map commit.
+    e = person("e", email="a@x.com", crm_id="K")
+    store.overwrite("silver/person_records", persons(spark, a, c, e))
+    monkeypatch.setenv("CDP_FAULT_POINT", "identity.before_map")
+    monkeypatch.setenv("CDP_FAULT_MODE", "raise")
+    faults.reset()
+    with pytest.raises(StageFailed, match="fault injected at identity.before_map"):
+        run_stage("identity", spark=spark, config=config)
+    assert store.version(MAP_TABLE) == version and _map(store) == before
+    orphans = [h for h in history() if h not in created]
+    assert {(h[3], h[4]) for h in orphans} == {("merged", version), ("joined", version)}
+
+    monkeypatch.delenv("CDP_FAULT_POINT")
+    rerun = run_stage("identity", spark=spark, config=config).run_id
+    assert store.version(MAP_TABLE) == version + 1
+    assert len({r[0] for r in _map(store)}) == 1
+    after = history()
+    assert [h for h in after if h[4] == version] == sorted(
+        (rerun, *h[1:]) for h in orphans
+    )  # the same change, recorded once, by the run whose map landed
+    assert len(after) == len(created) + len(orphans)
+
+    # A crash on a change that silver then takes back: the rerun finds nothing to record and
+    # removes what the crashed run wrote about a map that never existed.
+    store.overwrite("silver/person_records", persons(spark, a, c, e, person("f", email="a@x.com")))
+    monkeypatch.setenv("CDP_FAULT_POINT", "identity.before_map")
+    with pytest.raises(StageFailed):
+        run_stage("identity", spark=spark, config=config)
+    assert any(h[4] == version + 1 for h in history())
+    monkeypatch.delenv("CDP_FAULT_POINT")
+    store.overwrite("silver/person_records", persons(spark, a, c, e))
+    run_stage("identity", spark=spark, config=config)
+    assert store.version(MAP_TABLE) == version + 1 and history() == after
 
 
 # --------------------------------------------------------------------------------------------

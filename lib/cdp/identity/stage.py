@@ -9,8 +9,11 @@ rerun completes the work):
 
 1. ``gold/identity_rejected_links`` (append): every link merge protection rejected this run,
    with rule, id type, SHA-256 of the value, reason and run id;
-2. ``gold/identity_history`` (append): created / joined / merged / split / retired ids
-   (at-least-once: a crash before step 3 and a rerun record the same change twice);
+2. ``gold/identity_history``: created / joined / merged / split / retired ids, each row
+   tagged with ``base_map_version``, the map version the change was computed from. The
+   rows of one base version are written with one replace-where commit, so a rerun after a
+   crash before step 3 replaces what the crashed run wrote instead of adding to it: every
+   change the map went through is recorded exactly once;
 3. ``gold/identity_map`` (one overwrite commit, skipped when nothing changed, so a rerun on
    unchanged silver leaves it byte-identical);
 4. ``gold/identity_identifiers`` (overwrite, skipped when unchanged): every accepted
@@ -24,6 +27,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cdp import faults
 from cdp.identity.graph import (
     RECORD,
     email_name_verdicts,
@@ -39,12 +43,14 @@ from cdp.identity.rules import EVENT_TABLE, RECORD_TABLES, IdentityRules, load_r
 from cdp.identity.settings import IdentityConfig
 from cdp.identity.stable import MAP_COLUMNS, assign_ids, differs
 from cdp.pipeline import StageContext
+from cdp.storage import TableStore
 
 MAP_TABLE = "gold/identity_map"
 IDENTIFIERS_TABLE = "gold/identity_identifiers"
 HISTORY_TABLE = "gold/identity_history"
 REJECTED_TABLE = "gold/identity_rejected_links"
 IDENTIFIER_COLUMNS = ["customer_id", "id_type", "id_value"]
+BASE_VERSION = "base_map_version"
 
 
 def rules_path(ctx: StageContext) -> Path:
@@ -63,6 +69,30 @@ def _cut(df: DataFrame) -> DataFrame:
     except Exception:
         reliable = False
     return df.checkpoint(eager=True) if reliable else df.localCheckpoint(eager=True)
+
+
+def _record_history(
+    store: TableStore, history: DataFrame, base: int, *, has_events: bool, ctx: StageContext
+) -> None:
+    """Write this run's history rows as the whole slice of map version ``base``.
+
+    Only a run whose map commit lands moves the map past ``base``, so rows already tagged
+    ``base`` were left by a run that crashed before its map commit: they are replaced (or
+    deleted, when this run finds no change), never added to.
+    """
+    exists = store.exists(HISTORY_TABLE)
+    if exists and BASE_VERSION not in store.schema(HISTORY_TABLE).fieldNames():
+        # A table from before the column existed: this append adds it (schema evolution).
+        if has_events:
+            ctx.run.wrote(HISTORY_TABLE, store.append(HISTORY_TABLE, history).rows_written)
+        return
+    slice_ = f"{BASE_VERSION} = {base}"
+    if has_events:
+        written = store.replace_where(HISTORY_TABLE, history, slice_).rows_written
+        ctx.run.wrote(HISTORY_TABLE, written)
+    elif exists and store.read(HISTORY_TABLE).where(slice_).limit(1).count():
+        store.delete(HISTORY_TABLE, slice_)
+        ctx.progress(f"{HISTORY_TABLE}: removed the rows of a crashed run from map version {base}")
 
 
 def build_links(
@@ -140,10 +170,12 @@ def run_identity(ctx: StageContext) -> None:
         .join(n_ids, "node", "left")
         .withColumn("n_identifiers", F.coalesce("n_identifiers", F.lit(0)))
     )
-    previous = store.read(MAP_TABLE) if store.exists(MAP_TABLE) else None
+    base_version = store.version(MAP_TABLE)
+    previous = store.read(MAP_TABLE, version=base_version) if base_version is not None else None
     new_map, history = assign_ids(members, previous, run_id=run_id, at=at)
     new_map = _cut(new_map)
-    history = _cut(history)
+    base = -1 if base_version is None else base_version
+    history = _cut(history.withColumn(BASE_VERSION, F.lit(base).cast("long")))
 
     # Identifier values of each customer: accepted value nodes in components with records.
     values = (
@@ -201,8 +233,8 @@ def run_identity(ctx: StageContext) -> None:
     events_count = {r["event"]: int(r["count"]) for r in history.groupBy("event").count().collect()}
     for event, n in events_count.items():
         ctx.run.metric(f"history.{event}", n)
-    if events_count:
-        ctx.run.wrote(HISTORY_TABLE, store.append(HISTORY_TABLE, history).rows_written)
+    _record_history(store, history, base, has_events=bool(events_count), ctx=ctx)
+    faults.checkpoint("identity.before_map")
 
     if differs(new_map, previous, MAP_COLUMNS):
         ctx.run.wrote(MAP_TABLE, store.overwrite(MAP_TABLE, new_map).rows_written)
