@@ -59,6 +59,30 @@ def test_usage_errors_are_one_clear_line() -> None:
     assert when.returncode == 2 and "--as-of" in when.stderr
 
 
+def test_missing_spark_names_the_local_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plain wheel (what a cluster installs) has no pyspark: locally, say what to install."""
+    from cdp import cli
+
+    def no_spark(*args: object, **kwargs: object) -> int:
+        raise ModuleNotFoundError("No module named 'pyspark'", name="pyspark")
+
+    monkeypatch.setattr(cli, "run_stages", no_spark)
+    assert cli.main(["run", "ingest"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("cdp: error: pyspark is not installed") and "cdp-spark[local]" in err
+
+    def other(*args: object, **kwargs: object) -> int:
+        raise ModuleNotFoundError("No module named 'somelib'", name="somelib")
+
+    monkeypatch.setattr(cli, "run_stages", other)
+    assert cli.main(["run", "ingest"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "cdp: error: ModuleNotFoundError: No module named 'somelib'"
+    )
+
+
 def test_failed_stage_prints_error_and_log_then_tables_show_it(tmp_path: Path) -> None:
     data = tmp_path / "data"
     empty_sources = tmp_path / "no-sources"

