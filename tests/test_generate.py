@@ -281,6 +281,39 @@ def test_one_person_appears_under_different_spellings(
     assert persons.groupBy("email").count().filter("count > 1").count() > 0
 
 
+def test_orders_carry_the_buyers_billing_name(
+    spark: SparkSession, root: Path, landing: GenerateReport
+) -> None:
+    persons = spark.read.parquet(landing.ground_truth["persons"]).select(
+        "person_id", "first_name", "nickname", "last_name"
+    )
+    identity = spark.read.parquet(landing.ground_truth["identity"]).filter(
+        F.col("source") == "ecommerce_orders"
+    )
+    orders = spark.read.parquet(str(root / "ecommerce_orders" / "*" / "*.parquet")).dropDuplicates(
+        ["order_id"]
+    )
+    rows = (
+        orders.join(identity, orders.order_id == identity.source_record_id)
+        .join(persons, "person_id")
+        .select(
+            "billing_name",
+            F.concat_ws(" ", "first_name", "last_name").alias("true_name"),
+            F.concat_ws(" ", "nickname", "last_name").alias("nick_name"),
+        )
+        .collect()
+    )
+    assert len(rows) == orders.count() > 200
+    named = [r for r in rows if r["billing_name"] is not None]
+    exact = sum(r["billing_name"] == r["true_name"] for r in named)
+    by_nickname = sum(r["billing_name"] == r["nick_name"] != r["true_name"] for r in named)
+    # Mostly the buyer's own name, some nicknames and typos, a few orders without one.
+    assert 0.93 < len(named) / len(rows) < 0.995
+    assert 0.7 < exact / len(named) < 0.95
+    assert 0.03 < by_nickname / len(named) < 0.2
+    assert exact + by_nickname < len(named)
+
+
 def test_labels_have_both_classes_and_match_purchases(
     spark: SparkSession, landing: GenerateReport
 ) -> None:

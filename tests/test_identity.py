@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -24,6 +25,8 @@ from cdp.identity.graph import (
     _Caps,
     _Cut,
     _resolve_tiered,
+    identifier_links,
+    prepare_records,
     record_attributes,
     record_nodes,
     resolve,
@@ -256,6 +259,58 @@ def test_conflicting_attributes_never_join_however_the_records_got_linked(
     ] == [("email", "jessica@x.com", "conflict:birth_date", 3)]
 
 
+def test_prepared_records_give_the_same_links_and_attributes_as_silver(
+    spark: SparkSession,
+) -> None:
+    # Names folded once must read exactly as names folded where used: accents, case, blanks,
+    # "unknown" (a blocklisted link, no attribute), tombstones, and a table without names.
+    df = persons(
+        spark,
+        person("a", email="ann@x.com", first_name="Ánn ", last_name="O'Neil", gender="female",
+               birth_date=date(1980, 1, 2)),
+        person("b", email="ann@x.com", first_name="ANN", phone="+442034710001"),
+        person("c", email="c@x.com", first_name="unknown", last_name="Unknown", gender="unknown"),
+        person("d", email="ann@x.com", first_name="Ann", is_deleted=True),
+        person("e", email=" ", first_name="", email_status="empty"),
+    )  # fmt: skip
+    orders = spark.createDataFrame(
+        [("shop", "o1", None, None, None, "ann@x.com", "ok", None, "empty", "ann", "O Neil")],
+        "source string, source_record_id string, crm_id string, loyalty_id string, "
+        "customer_id string, email string, email_status string, phone string, "
+        "phone_status string, first_name string, last_name string",
+    )
+    frames = {"person_records": df, "transactions": orders}
+    rules = rules_with(
+        identifiers=[
+            *BASE_RULES["identifiers"],
+            {"name": "email_first_name", "id_type": "email_first_name",
+             "fields": ["email", "first_name"], "priority": 75},
+            {"name": "name_birth", "id_type": "name_birth",
+             "fields": ["last_name", "birth_date"], "priority": 50},
+        ],
+        attribute_limits={"birth_date": 1, "gender": 1},
+        name_conflicts={"first_name": {"max_edits": 2}},
+    )  # fmt: skip
+    prepared = prepare_records(frames, rules)
+    assert "_fold_first_name" in prepared["transactions"].columns
+    assert prepared["person_records"].where("source_record_id = 'd'").count() == 0
+
+    raw_links, links = identifier_links(frames, rules), identifier_links(prepared, rules)
+    assert_df_equality(raw_links, links, ignore_row_order=True)
+    assert links.where("rule = 'email_first_name' AND reason IS NULL").select(
+        "unit_value"
+    ).distinct().collect() == [("ann@x.com|ann",)]
+    fields = rules.attribute_fields()
+    assert_df_equality(
+        record_attributes(frames, fields),
+        record_attributes(prepared, fields),
+        ignore_row_order=True,
+    )
+    # Orders written before transactions had names: no name links, and no error.
+    old_orders = prepare_records({"transactions": orders.drop("first_name", "last_name")}, rules)
+    assert {r["rule"] for r in identifier_links(old_orders, rules).collect()} == {"email"}
+
+
 def test_first_names_that_cannot_be_one_persons_split_and_their_variants_do_not(
     spark: SparkSession,
 ) -> None:
@@ -270,6 +325,12 @@ def test_first_names_that_cannot_be_one_persons_split_and_their_variants_do_not(
         person("r1", email="r@x.com", first_name="Robert"),
         person("r2", email="r@x.com", first_name="bob"),
         person("r3", email="r@x.com", first_name="Bobby"),
+        # ... a typo of a known form (an order billed to "Tom", another to "Thoams") ...
+        person("t1", email="t@x.com", first_name="Tom"),
+        person("t2", email="t@x.com", first_name="Thoams"),
+        # ... but a known short form is no bridge between two names it starts.
+        person("k1", phone="+442034710099", first_name="Christine"),
+        person("k2", phone="+442034710099", first_name="Kristopher"),
         # ... a typo, accents, case and an initial.
         person("e1", phone="+442034710001", first_name="Elisabet"),
         person("e2", email="eli@x.com", phone="+442034710001", first_name="ÉLISABETH"),
@@ -280,18 +341,27 @@ def test_first_names_that_cannot_be_one_persons_split_and_their_variants_do_not(
     merged, _, _ = groups(spark, frames, rules_with(limits=limits))
     assert frozenset({"chris", "chris_order", "joe"}) in merged
 
-    conflict = {"max_edits": 2, "min_length": 4, "nicknames": {"robert": ["bob", "bobby"]}}
+    nicknames = {
+        "robert": ["bob", "bobby"],
+        "thomas": ["tom"],
+        "christopher": ["chris", "kristopher"],
+    }
+    conflict = {"max_edits": 2, "min_length": 4, "nicknames": nicknames}
     rules = rules_with(limits=limits, name_conflicts={"first_name": conflict})
     got, res, _ = groups(spark, frames, rules)
     assert got == {
         frozenset({"chris", "chris_order"}),
         frozenset({"joe"}),
         frozenset({"r1", "r2", "r3"}),
+        frozenset({"t1", "t2"}),
+        frozenset({"k1"}),
+        frozenset({"k2"}),
         frozenset({"e1", "e2", "e3"}),
     }
-    assert res.conflict_hits == 1
-    assert [(r["rule"], r["reason"], r["links"]) for r in res.rejected.collect()] == [
-        ("phone", "conflict:first_name", 2)
+    assert res.conflict_hits == 2
+    assert sorted((r["rule"], r["reason"], r["links"]) for r in res.rejected.collect()) == [
+        ("phone", "conflict:first_name", 2),
+        ("phone", "conflict:first_name", 2),
     ]
     # Without the nickname entry, Robert and Bob(by) are two people.
     bare = rules_with(limits=limits, name_conflicts={"first_name": {"max_edits": 2}})

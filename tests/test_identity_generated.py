@@ -2,8 +2,9 @@
 scored against the generator's ground truth with the shipped rules (conf/rules/identity.yaml).
 
 Records that carry no identifier at all (anonymous till receipts) can belong to nobody we know,
-so recall is asserted over *linkable* records; the overall figures are asserted loosely and
-reported (see the helper's note for measured numbers).
+so recall is asserted over *linkable* records. The generated data is deterministic for a seed,
+so the issue's targets (precision 0.995, linkable recall 0.95) are asserted as they stand;
+measured on 2026-12-02: precision 0.9997, linkable recall 0.9645, overall recall 0.654.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def test_generated_data_precision_and_recall(spark: SparkSession, tmp_path: Path
     print(metrics.format())
     linkable = metrics.linkable
     assert linkable is not None
-    assert metrics.all_records.precision >= 0.95
-    assert linkable.recall >= 0.8
+    assert metrics.all_records.precision >= 0.995
+    assert linkable.recall >= 0.95
     assert metrics.all_records.recall >= 0.6  # bounded by anonymous receipts (about 0.72)
     # Every map record is a live silver record, once.
     assert (

@@ -415,3 +415,31 @@ def test_streaming_ingest_gives_the_same_tables_as_batch(
         b = b.drop("_file_modified_at")
         s = s.drop("_file_modified_at")
         assert_df_equality(s.select(*b.columns), b, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_json_sample_with_no_rows_falls_back_to_full_inference(
+    spark: SparkSession, env: dict[str, Path]
+) -> None:
+    from cdp.bronze.ingest import _validate_source, validate_source
+    from cdp.config import ConfigError
+    from cdp.sources import load_sources
+
+    write(env["landing"] / "tickets/d1/t.json", '{"ticket_id": "T1", "email": "a@x.com"}\n')
+    declare(
+        env["sources"],
+        "tickets",
+        kind="other",
+        format="ndjson",
+        path="tickets/*/*.json",
+        primary_key=["ticket_id"],
+        mapping={"email": "email"},
+    )
+    config = make_config(env)
+    (spec,) = load_sources(config, only=["tickets"])
+    # A sample this thin holds no row of a one-line file: the check says so before it resolves
+    # any column (Spark would log the failed resolution as an ERROR) ...
+    with pytest.raises(ConfigError, match="sampled schema holds no columns"):
+        _validate_source(spark, spec, config.landing_uri, sampling_ratio=1e-9)
+    # ... and the public check, reading the whole file, accepts the declaration.
+    landed = validate_source(spark, spec, config.landing_uri)
+    assert landed is not None and landed.uri.endswith("t.json")

@@ -553,6 +553,10 @@ def _validate_source(
     if tail is not None:
         known = set(schema.fieldNames())
         schema = StructType([*schema.fields, *[f for f in tail[1].fields if f.name not in known]])
+    if sampling_ratio is not None and not [n for n in schema.fieldNames() if not n.startswith("_")]:
+        # A sample of a small file can hold no rows at all; say so without resolving columns
+        # against it, which Spark would log as an analysis error before the full retry.
+        raise ConfigError(f"{spec.origin}: the sampled schema holds no columns")
     df = spark.createDataFrame([], schema)
     where = f"the first file {first.uri}" + (
         f" or the latest file {latest.uri}" if latest != first else ""

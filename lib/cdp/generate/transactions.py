@@ -101,7 +101,8 @@ def _amount_text(cents: Column, sep: str) -> Column:
 
 
 def ecommerce_orders(ctx: GenContext, purchases: DataFrame) -> SourceFrame:
-    """Online orders, nested line items. Drop 2 writes ``total_amount`` as a string (drift)."""
+    """Online orders with the buyer's billing name and nested line items. Drop 2 writes
+    ``total_amount`` as a string (drift)."""
     s, tl = ctx.seed, ctx.timeline
     oid = F.col("purchase_id")
     df = purchases.filter(F.col("kind") == "online")
@@ -147,6 +148,23 @@ def ecommerce_orders(ctx: GenContext, purchases: DataFrame) -> SourceFrame:
             EmailNoise(mixed_case=0.06, upper=0.01, whitespace=0.02, junk=0.004, missing=0.003),
         ),
     )
+    # Shops export the billing name as typed at checkout: sometimes the nickname, a typo, all
+    # capitals; a few orders (marketplace hand-overs, wallet payments) come without one.
+    billing_first = first_name_variant(
+        s,
+        "ord",
+        oid,
+        F.col("first_name"),
+        F.col("nickname"),
+        NameNoise(nickname=0.1, typo=0.01, upper=0.02, no_accents=0.03),
+    )
+    billing_last = last_name_variant(
+        s, "ord", oid, F.col("last_name"), NameNoise(typo=0.01, upper=0.02, no_accents=0.03)
+    )
+    df = df.withColumn(
+        "billing_name",
+        F.when(uniform(s, "ord.bill", oid) >= 0.03, F.concat_ws(" ", billing_first, billing_last)),
+    )
     df = df.withColumn(
         "crm_contact_id",
         F.when(F.col("in_crm") & (uniform(s, "ord.crm", oid) < 0.55), F.col("crm_contact_id")),
@@ -167,6 +185,7 @@ def ecommerce_orders(ctx: GenContext, purchases: DataFrame) -> SourceFrame:
         F.lit(None).cast("string").alias("_bad"),
         "customer_id",
         "customer_email",
+        "billing_name",
         "crm_contact_id",
         "order_ts",
         "currency",
@@ -187,6 +206,7 @@ def ecommerce_orders(ctx: GenContext, purchases: DataFrame) -> SourceFrame:
             F.col("order_id"),
             F.col("customer_id"),
             F.col("customer_email"),
+            F.col("billing_name"),
             F.col("crm_contact_id"),
             F.col("order_ts"),
             F.col("currency"),

@@ -97,9 +97,9 @@ class EmailNames(_Strict):
     """An e-mail address names its owner: a record whose holder is not the one its e-mail's
     local part spells marks the address as a household's, shared.
 
-    The holder is the record's own name or, for a record without one (an order), the name on
-    the records that a stronger identifier on it points to (its CRM id, loyalty card or web
-    account: a rule of higher priority than every rule of ``id_type``).
+    The holder is the record's own name or, for a record without one (an order without a
+    billing name), the name on the records that a stronger identifier on it points to (its CRM
+    id, loyalty card or web account: a rule of higher priority than every rule of ``id_type``).
 
     The local part is split into its letter runs ("jennifer.moore77" -> jennifer, moore).
     It is the holder's own address when a run is a form of the holder's first name (the
@@ -146,8 +146,9 @@ class NameConflict(_Strict):
     Values are compared folded (case, accents, punctuation). Two names are the same person's
     when equal, when one starts with the other (an initial, "Chris" / "Christopher"), when
     both have at least ``min_length`` letters and are at most ``max_edits`` edits apart (a
-    typo), or when they are known forms of one name (``nicknames``: "Bob" / "Robert"). Any
-    other pair is a conflict: "Christopher" and "Joseph" behind one landline are two people.
+    typo), or when they are known forms of one name (``nicknames``: "Bob" / "Robert"), a typo
+    of a known form included ("Thoams" / "Tom"). Any other pair is a conflict: "Christopher"
+    and "Joseph" behind one landline are two people.
     """
 
     max_edits: int = Field(default=2, ge=0, le=3)

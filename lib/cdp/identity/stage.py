@@ -34,6 +34,7 @@ from cdp.identity.graph import (
     event_links,
     identifier_links,
     mark_shared,
+    prepare_records,
     record_attributes,
     record_nodes,
     reject_shared_endpoints,
@@ -121,6 +122,7 @@ def run_identity(ctx: StageContext) -> None:
         ctx.progress("no silver record tables yet: nothing to resolve")
         return
     events = store.read(EVENT_TABLE.table) if store.exists(EVENT_TABLE.table) else None
+    frames = prepare_records(frames, rules)
 
     records = _cut(record_nodes(frames))
     for r in records.groupBy("record_table").count().collect():

@@ -79,6 +79,10 @@ TRANSACTIONS = CanonicalTable(
         "loyalty_id",
         "email",
         "phone",
+        # The payer's name: an order's billing name, the cardholder printed on a receipt.
+        "first_name",
+        "last_name",
+        "full_name",
         "amount",
         "currency",
         "order_time",
