@@ -59,7 +59,7 @@ def test_generated_company_flows_through_bronze_and_silver(
     log = store.read("ops/run_log").where(f"run_id = '{silver.run_id}'").collect()[0]
     m = {k: int(v) for k, v in log.metrics.items() if v.lstrip("-").isdigit()}
     tables = {
-        "person_records": ["crm_contacts", "loyalty_members"],
+        "person_records": ["crm_contacts", "loyalty_members", "person_register"],
         "transactions": ["ecommerce_orders", "pos_transactions"],
         "consents": ["consents"],
         "events": ["web_events", "email_engagement", "support_tickets"],

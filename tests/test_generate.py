@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from cdp.generate import SOURCE_NAMES, GenerateReport, Timeline, generate_landing
 from cdp.generate.persons import GenContext, persons_frame
+from cdp.generate.register import REGISTER_COLUMNS, person_register
 
 PERSONS = 300
 SEED = 42
@@ -167,20 +168,22 @@ def test_same_seed_gives_the_same_rows_and_another_seed_does_not(
         out_dir=str(again),
         persons=PERSONS,
         seed=SEED,
-        sources=["crm_contacts", "web_events"],
+        sources=["crm_contacts", "web_events", "person_register"],
     )
-    for drop in sorted(p.name for p in _drop_dirs(root, "crm_contacts")):
-        first = spark.read.option("header", "true").csv(str(root / "crm_contacts" / drop))
-        second = spark.read.option("header", "true").csv(str(again / "crm_contacts" / drop))
-        assert_df_equality(first, second, ignore_row_order=True)
+    for source in ("crm_contacts", "person_register"):
+        for drop in sorted(p.name for p in _drop_dirs(root, source)):
+            first = spark.read.option("header", "true").csv(str(root / source / drop))
+            second = spark.read.option("header", "true").csv(str(again / source / drop))
+            assert_df_equality(first, second, ignore_row_order=True)
     assert sorted(_web_lines(root)) == sorted(_web_lines(again))
-    truth = [
-        spark.read.parquet(str(base / "_ground_truth" / "identity")).filter(
-            F.col("source") == "web_events"
-        )
-        for base in (root, again)
-    ]
-    assert_df_equality(*truth, ignore_row_order=True)
+    for source in ("web_events", "person_register"):
+        truth = [
+            spark.read.parquet(str(base / "_ground_truth" / "identity")).filter(
+                F.col("source") == source
+            )
+            for base in (root, again)
+        ]
+        assert_df_equality(*truth, ignore_row_order=True)
 
     # Another seed gives other people (a full second landing would only repeat this check
     # at many times the cost: every value is a hash of the seed).
@@ -210,10 +213,25 @@ def test_identity_covers_every_record(
     assert set(per_source) == set(SOURCE_NAMES)
     assert identity.select("source", "source_record_id").distinct().count() == identity.count()
     # Single-version sources: one identity row per delivered record (duplicates excluded).
-    for name in ("ecommerce_orders", "web_events", "pos_transactions", "email_engagement"):
+    single_version = (
+        "ecommerce_orders",
+        "web_events",
+        "pos_transactions",
+        "email_engagement",
+        "person_register",
+    )
+    for name in single_version:
         assert per_source[name] == manifest["rows"][name] - manifest["duplicate_rows"][name]
     # Every record id readable from the files is in the identity table.
-    for name in ("crm_contacts", "loyalty_members", "consents", "support_tickets", "web_events"):
+    readable = (
+        "crm_contacts",
+        "loyalty_members",
+        "consents",
+        "support_tickets",
+        "web_events",
+        "person_register",
+    )
+    for name in readable:
         spec = declarations[name]
         files = _data_files(root, spec)
         frames = (
@@ -465,6 +483,225 @@ def test_crm_second_drop_updates_moves_and_deletes(root: Path, landing: Generate
 
 
 # ------------------------------------------------------------------------------------------
+# Person register
+# ------------------------------------------------------------------------------------------
+
+REGISTER_PERSONS = 2000
+
+
+@pytest.fixture(scope="module")
+def register_rows(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> list[dict[str, Any]]:
+    """The register of 2,000 persons with each record's true person, built without writing a
+    landing (the persons table is staged as in ``generate_landing``)."""
+    timeline = Timeline.build("2024-01-01", "2025-12-31")
+    ctx = GenContext(
+        spark=spark, seed=SEED, persons=REGISTER_PERSONS, timeline=timeline, partitions=2
+    )
+    staged = str(tmp_path_factory.mktemp("register") / "persons")
+    previous = spark.conf.get("spark.sql.codegen.wholeStage")
+    spark.conf.set("spark.sql.codegen.wholeStage", "false")
+    try:
+        persons_frame(ctx).write.parquet(staged)
+    finally:
+        spark.conf.set("spark.sql.codegen.wholeStage", str(previous))
+    people = spark.read.parquet(staged)
+    register = person_register(ctx, people).frame
+    truth = people.select(
+        F.col("person_id").alias("_pid"),
+        *[
+            F.col(c).alias(f"true_{c}")
+            for c in (
+                "first_name",
+                "nickname",
+                "last_name",
+                "birth_date",
+                "street",
+                "household_id",
+                "in_crm",
+                "in_loyalty",
+            )
+        ],
+    )
+    return [r.asDict() for r in register.join(truth, "_pid").collect()]
+
+
+def _share(rows: list[dict[str, Any]], test: Any) -> float:
+    return sum(1 for r in rows if test(r)) / len(rows)
+
+
+def _compact_id(value: str) -> str:
+    return re.sub(r"\s", "", value).upper()
+
+
+def test_register_shares_no_identifier_with_other_sources(
+    spark: SparkSession, root: Path, landing: GenerateReport
+) -> None:
+    header = root / "person_register" / f"drop={landing.drops[0]}" / "part-00000.csv"
+    assert header.read_text(encoding="utf-8").splitlines()[0].split(",") == REGISTER_COLUMNS
+    register = spark.read.option("header", "true").csv(
+        str(root / "person_register" / "*" / "*.csv")
+    )
+    values = register.select(F.explode(F.array(*[F.col(c) for c in REGISTER_COLUMNS])).alias("v"))
+    values = values.dropna().select(F.trim("v").alias("v")).distinct()
+    # No email and no phone number in any field (dates aside, nothing is mostly digits).
+    texts = register.select(
+        F.explode(
+            F.array(
+                *[F.col(c) for c in REGISTER_COLUMNS if c not in ("birth_date", "registered_at")]
+            )
+        ).alias("v")
+    )
+    phone_or_email = F.col("v").contains("@") | F.col("v").rlike(r"^\+?[0-9 ()-]{7,}$")
+    assert texts.where(phone_or_email).count() == 0
+    # No value of the register is an identifier of another source.
+    identity = spark.read.parquet(landing.ground_truth["identity"])
+    others = identity.where(F.col("source") != "person_register").select(
+        F.col("source_record_id").alias("v")
+    )
+    persons = spark.read.parquet(landing.ground_truth["persons"])
+    known_ids = others.unionByName(
+        persons.select(
+            F.explode(
+                F.array(
+                    "email", "phone", "crm_contact_id", "account_id", "member_id", "card_number"
+                )
+            ).alias("v")
+        )
+    )
+    assert values.join(known_ids, "v").count() == 0
+    # The register's own ids are in the identity ground truth, once each.
+    ids = register.select(F.col("register_id").alias("source_record_id"))
+    truth = identity.where(F.col("source") == "person_register")
+    assert ids.count() == ids.distinct().count() == truth.count()
+    assert ids.subtract(truth.select("source_record_id")).count() == 0
+
+
+def test_register_persons_have_duplicates_and_appear_in_other_sources(
+    register_rows: list[dict[str, Any]],
+) -> None:
+    rows = register_rows
+    per_person = Counter(r["_pid"] for r in rows)
+    persons = len(per_person)
+    assert 0.3 < persons / REGISTER_PERSONS < 0.4
+    assert 1.6 < len(rows) / persons < 1.95
+    assert max(per_person.values()) == 4
+    assert 0.4 < sum(1 for n in per_person.values() if n > 1) / persons < 0.6
+    assert len({r["register_id"] for r in rows}) == len(rows)
+    assert {r["_drop"] for r in rows} == set(Timeline.build("2024-01-01", "2025-12-31").drops)
+    # Most register persons are also CRM contacts or loyalty members.
+    pids = {r["_pid"]: r for r in rows}
+    in_other = sum(1 for r in pids.values() if r["true_in_crm"] or r["true_in_loyalty"])
+    assert in_other / persons > 0.7
+    # One national id per person, written in several ways, on about a third of records.
+    national: dict[int, set[str]] = {}
+    for r in rows:
+        if r["national_id"] is not None:
+            national.setdefault(r["_pid"], set()).add(_compact_id(r["national_id"]))
+    assert all(len(ids) == 1 for ids in national.values())
+    assert len({next(iter(ids)) for ids in national.values()}) == len(national)
+    assert all(re.fullmatch(r"[A-Z]{2}\d{6}[A-D]", next(iter(i))) for i in national.values())
+    written = [r["national_id"] for r in rows if r["national_id"] is not None]
+    assert 0.3 < len(written) / len(rows) < 0.4
+    assert any(" " in w.strip() for w in written) and any(w.islower() for w in written)
+    # Moves: some persons' records carry more than one address.
+    streets: dict[int, set[str]] = {}
+    for r in rows:
+        if r["address"] is not None:
+            streets.setdefault(r["_pid"], set()).add(r["address"].lower())
+    moved = sum(1 for s in streets.values() if len(s) > 1)
+    assert 0.05 < moved / sum(1 for n in per_person.values() if n > 1) < 0.5
+
+
+def test_register_noise_rates(register_rows: list[dict[str, Any]]) -> None:
+    rows = register_rows
+
+    def iso(r: dict[str, Any]) -> str:
+        return str(r["true_birth_date"].isoformat())
+
+    def birth(r: dict[str, Any]) -> str:
+        return str(r["birth_date"])
+
+    rates = {
+        "first_exact": _share(rows, lambda r: r["first_name"] == r["true_first_name"]),
+        "last_exact": _share(rows, lambda r: r["last_name"] == r["true_last_name"]),
+        "first_missing": _share(rows, lambda r: r["first_name"] is None),
+        "last_missing": _share(rows, lambda r: r["last_name"] is None),
+        "nickname": _share(
+            rows, lambda r: r["first_name"] == r["true_nickname"] != r["true_first_name"]
+        ),
+        "swapped": _share(
+            rows,
+            lambda r: (
+                r["first_name"] == r["true_last_name"] and r["last_name"] == r["true_first_name"]
+            ),
+        ),
+        "upper": _share(
+            rows, lambda r: r["last_name"] is not None and r["last_name"] == r["last_name"].upper()
+        ),
+        "digit_in_name": _share(
+            rows, lambda r: bool(re.search(r"\d", (r["first_name"] or "") + (r["last_name"] or "")))
+        ),
+        "birth_missing": _share(rows, lambda r: r["birth_date"] is None),
+        "birth_exact": _share(rows, lambda r: r["birth_date"] == iso(r)),
+        "day_month_swapped": _share(
+            rows,
+            lambda r: (
+                r["birth_date"] is not None
+                and birth(r) != iso(r)
+                and birth(r) == r["true_birth_date"].strftime("%Y-%d-%m")
+            ),
+        ),
+        "year_changed": _share(
+            rows,
+            lambda r: (
+                r["birth_date"] is not None and birth(r) != iso(r) and birth(r)[4:] == iso(r)[4:]
+            ),
+        ),
+        "gender_missing": _share(rows, lambda r: r["gender"] is None),
+        "national_id": _share(rows, lambda r: r["national_id"] is not None),
+    }
+    bands = {
+        "first_exact": (0.65, 0.88),
+        "last_exact": (0.75, 0.93),
+        "first_missing": (0.005, 0.04),
+        "last_missing": (0.002, 0.03),
+        "nickname": (0.03, 0.10),
+        "swapped": (0.003, 0.03),
+        "upper": (0.03, 0.08),
+        "digit_in_name": (0.002, 0.03),
+        "birth_missing": (0.015, 0.05),
+        "birth_exact": (0.88, 0.96),
+        "day_month_swapped": (0.008, 0.035),
+        "year_changed": (0.012, 0.045),
+        "gender_missing": (0.2, 0.3),
+        "national_id": (0.3, 0.4),
+    }
+    outside = {k: v for k, v in rates.items() if not bands[k][0] <= v <= bands[k][1]}
+    assert not outside, outside
+    # Every birth date is a valid ISO date, whatever the noise did to it.
+    for r in rows:
+        if r["birth_date"] is not None:
+            datetime.strptime(r["birth_date"], "%Y-%m-%d")
+    # Names written differently from the truth in the ways of the module docstring.
+    firsts = {r["first_name"] for r in rows if r["first_name"]}
+    assert any(re.search(r"[A-ZÀ-Ý]{3}", f) and f == f.upper() for f in firsts)
+    assert any(f == f.lower() for f in firsts)
+
+
+def test_register_names_collide_across_people(register_rows: list[dict[str, Any]]) -> None:
+    people: dict[tuple[str, str], set[int]] = {}
+    for r in register_rows:
+        people.setdefault((r["true_first_name"], r["true_last_name"]), set()).add(r["_pid"])
+    shared = [ids for ids in people.values() if len(ids) > 1]
+    assert len(shared) >= 10
+    # Some of them are not relatives: different households with the same name.
+    households = {r["_pid"]: r["true_household_id"] for r in register_rows}
+    assert any(len({households[p] for p in ids}) > 1 for ids in shared)
+
+
+# ------------------------------------------------------------------------------------------
 # Report and arguments
 # ------------------------------------------------------------------------------------------
 
@@ -484,6 +721,7 @@ def test_report_matches_manifest(landing: GenerateReport, manifest: dict[str, An
     assert 2 < sizes["ecommerce_orders"] < 4.5
     assert 6 < sizes["web_events"] <= 12
     assert 0.8 < sizes["pos_transactions"] < 2.5
+    assert 0.4 < sizes["person_register"] < 0.9
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,8 @@ def _load(args: argparse.Namespace) -> CdpConfig:
         overrides["data_root"] = args.data_root
     if getattr(args, "model", None):
         overrides["models.only"] = args.model
+    if getattr(args, "retrain", False):
+        overrides["identity.retrain"] = "true"
     return load_config(
         env=args.env, conf_files=args.conf, overrides=overrides, conf_dir=args.conf_dir
     )
@@ -257,14 +259,16 @@ def _fmt_detail(counts: dict[str, int]) -> str:
     return f"({', '.join(parts)})" if parts else ""
 
 
-def evaluate_identity_cli(config: CdpConfig, truth: str | None) -> int:
+def evaluate_identity_cli(config: CdpConfig, truth: str | None, source: str | None = None) -> int:
     """``cdp evaluate identity``: score ``gold/identity_map`` against ground truth and print it.
 
     ``truth``: a CSV (``source,source_record_id,entity_id``) or a Parquet file/directory; by
-    default the generator's ``<landing>/_ground_truth/identity``.
+    default the generator's ``<landing>/_ground_truth/identity``. ``source``: evaluate only the
+    records of that source (pairs within it). Also prints, per link rule, the true and false
+    record pairs it joined (from ``gold/identity_links``).
     """
-    from cdp.identity.evaluate import evaluate_identity, load_truth
-    from cdp.identity.stage import MAP_TABLE
+    from cdp.identity.evaluate import evaluate_identity, format_tiers, load_truth, tier_scores
+    from cdp.identity.stage import LINKS_TABLE, MAP_TABLE
     from cdp.session import build_session
     from cdp.storage import open_store
 
@@ -274,11 +278,20 @@ def evaluate_identity_cli(config: CdpConfig, truth: str | None) -> int:
     if not store.exists(MAP_TABLE):
         _say(f"cdp: error: no {MAP_TABLE} under {config.data_root_uri}; run 'cdp run identity'")
         return 1
-    metrics = evaluate_identity(
-        spark, identity_map=store.read(MAP_TABLE), truth=load_truth(spark, path)
-    )
-    print(f"identity evaluation against {path}")
+    truth_rows = load_truth(spark, path)
+    identity_map = store.read(MAP_TABLE)
+    if source:
+        identity_map = identity_map.where(identity_map["source"] == source)
+        truth_rows = truth_rows.where(truth_rows["source"] == source)
+    metrics = evaluate_identity(spark, identity_map=identity_map, truth=truth_rows)
+    where = f" (source {source})" if source else ""
+    print(f"identity evaluation against {path}{where}")
     print(metrics.format())
+    if store.exists(LINKS_TABLE):
+        links = store.read(LINKS_TABLE)
+        if source:
+            links = links.where(links["source"] == source)
+        print(format_tiers(tier_scores(links, truth_rows)))
     return 0
 
 
@@ -305,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument(
         "--model", default=None, help="train/score/backtest only this model (models.only)"
+    )
+    p_run.add_argument(
+        "--retrain",
+        action="store_true",
+        help="identity: train the matching model again (identity.retrain)",
     )
     _config_args(p_run)
 
@@ -337,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="CSV source,source_record_id,entity_id or a Parquet file/directory "
         "(default: <landing>/_ground_truth/identity)",
+    )
+    p_eval.add_argument(
+        "--source", default=None, help="evaluate only this source's records (pairs within it)"
     )
     _config_args(p_eval)
 
@@ -376,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "generate":
             return generate(config, args.persons, args.out, args.seed)
         if args.command == "evaluate":
-            return evaluate_identity_cli(config, args.truth)
+            return evaluate_identity_cli(config, args.truth, args.source)
         if args.command == "demo":
             return demo(config, args.persons, args.seed)
         if args.command == "report":

@@ -115,11 +115,29 @@ def build_session(config: CdpConfig) -> SparkSession:
         builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
             "spark.sql.catalog.spark_catalog", DELTA_CATALOG
         )
+    jars = [j for j in [_splink_jar()] if j]
+    user_jars = config.spark.conf.get("spark.jars")
+    if user_jars:
+        jars.append(user_jars)
+    if jars:
+        # Splink's similarity functions (Jaro-Winkler, Damerau-Levenshtein) for matching.
+        builder = builder.config("spark.jars", ",".join(jars))
     for key, value in config.spark.conf.items():
-        builder = builder.config(key, value)
+        if key != "spark.jars":
+            builder = builder.config(key, value)
     session = builder.getOrCreate()
     _apply_runtime_settings(session, config, embedded=True)
     return session
+
+
+def _splink_jar() -> str | None:
+    """The jar of Splink's Spark similarity functions, shipped inside the splink wheel."""
+    try:
+        from splink.backends.spark import similarity_jar_location
+    except ImportError:
+        return None
+    path = str(similarity_jar_location())
+    return path if Path(path).exists() else None
 
 
 def _apply_runtime_settings(session: SparkSession, config: CdpConfig, *, embedded: bool) -> None:

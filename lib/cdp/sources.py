@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import glob as globlib
 import os
+import re
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cdp.config import CdpConfig, ConfigError
 
@@ -69,6 +77,10 @@ class SourceSpec(BaseModel):
     event_time_format: str | None = None
     delete_flag: str | None = None
     mapping: dict[str, str] = Field(default_factory=dict)
+    # Custom identifiers: mapping keys the canonical model does not list (a national id, a
+    # tax or membership number) that identity rules and matching comparisons may use. Their
+    # values travel in silver's ``attributes`` map.
+    identifiers: list[str] = Field(default_factory=list)
     defaults: dict[str, Any] = Field(default_factory=dict)
     schema_evolution: SchemaEvolution = SchemaEvolution.ADD_NEW_COLUMNS
     enabled: bool = True
@@ -92,6 +104,17 @@ class SourceSpec(BaseModel):
         if not value.strip():
             raise ValueError("must be a non-empty glob")
         return value
+
+    @model_validator(mode="after")
+    def _identifiers_mapped(self) -> SourceSpec:
+        for name in self.identifiers:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"identifiers: {name!r} is not a lower_snake_case name")
+            if name not in self.mapping:
+                raise ValueError(
+                    f"identifiers: {name!r} has no entry in mapping (map it to a source column)"
+                )
+        return self
 
     @property
     def table(self) -> str:
@@ -146,6 +169,32 @@ def load_sources(config: CdpConfig, *, only: list[str] | None = None) -> list[So
             raise ConfigError(f"unknown sources {unknown}; declared: {sorted(found)}")
         return [found[n] for n in only]
     return [s for s in found.values() if s.enabled]
+
+
+def mapped_fields(sources: list[SourceSpec]) -> dict[str, set[str]]:
+    """Silver record/event table name (``person_records`` ...) -> the fields that at least one
+    enabled source maps onto it, custom identifiers included."""
+    from cdp.silver.canonical import TABLE_FOR_KIND  # lazy: keeps this module free of Spark
+
+    out: dict[str, set[str]] = {}
+    for spec in sources:
+        table = TABLE_FOR_KIND[spec.kind]
+        fields = {k for k in spec.mapping if k in table.fields} | set(spec.identifiers)
+        if spec.event_time:
+            fields.add(table.time_field)
+        out.setdefault(table.name, set()).update(fields)
+    return out
+
+
+def custom_identifiers(sources: list[SourceSpec]) -> dict[str, set[str]]:
+    """Custom identifier -> the silver tables whose sources declare it."""
+    from cdp.silver.canonical import TABLE_FOR_KIND
+
+    out: dict[str, set[str]] = {}
+    for spec in sources:
+        for name in spec.identifiers:
+            out.setdefault(name, set()).add(TABLE_FOR_KIND[spec.kind].name)
+    return out
 
 
 def local_matches(pattern: str) -> list[str]:

@@ -20,6 +20,7 @@ from cdp.generate._frame import META_COLUMNS, SourceFrame
 from cdp.generate.events import email_engagement, web_events
 from cdp.generate.persons import MAX_PERSONS, GenContext, ground_truth_persons, persons_frame
 from cdp.generate.profiles import consents, crm_contacts, loyalty_members, support_tickets
+from cdp.generate.register import person_register
 from cdp.generate.timeline import Timeline
 from cdp.generate.transactions import (
     ecommerce_orders,
@@ -42,6 +43,7 @@ SOURCE_NAMES: tuple[str, ...] = (
     "loyalty_members",
     "consents",
     "support_tickets",
+    "person_register",
 )
 _PERSONS_PER_PARTITION = 25_000
 _PURCHASES_PER_PERSON = 4.5  # sizing hint for the purchases ground truth files
@@ -201,6 +203,7 @@ def generate_landing(
             "loyalty_members": lambda: loyalty_members(ctx, people),
             "consents": lambda: consents(ctx, people),
             "support_tickets": lambda: support_tickets(ctx, people),
+            "person_register": lambda: person_register(ctx, people),
         }
         frames: list[SourceFrame] = []
         metas: dict[str, DataFrame] = {}

@@ -225,3 +225,117 @@ def phone_variant(
         t += remaining * w / total
         expr = expr.when(u < t, format_phone(country, calling_code, nsn, fmt))
     return expr.otherwise(format_phone(country, calling_code, nsn, weights[-1][0]))
+
+
+# --- Character-level errors of clerical and scanned records (the person register) ----------
+
+# Keys next to each letter on a QWERTY keyboard (the most common layout across the countries).
+_QWERTY_NEIGHBOURS: dict[str, str] = {
+    "q": "wa", "w": "qeas", "e": "wrds", "r": "etdf", "t": "ryfg", "y": "tugh", "u": "yihj",
+    "i": "uojk", "o": "ipkl", "p": "ol", "a": "qwsz", "s": "awedxz", "d": "serfcx",
+    "f": "drtgvc", "g": "ftyhbv", "h": "gyujnb", "j": "huikmn", "k": "jiolm", "l": "kop",
+    "z": "asx", "x": "zsdc", "c": "xdfv", "v": "cfgb", "b": "vghn", "n": "bhjm", "m": "njk",
+}  # fmt: skip
+
+# What optical character recognition makes of a scanned form: (seen, read as).
+OCR_CONFUSIONS: tuple[tuple[str, str], ...] = (
+    ("rn", "m"), ("m", "rn"), ("cl", "d"), ("vv", "w"), ("l", "1"), ("l", "I"), ("I", "l"),
+    ("i", "l"), ("O", "0"), ("o", "0"), ("0", "O"), ("1", "l"), ("1", "I"), ("S", "5"),
+    ("5", "S"), ("B", "8"), ("8", "B"), ("e", "c"), ("h", "b"), ("Z", "2"),
+)  # fmt: skip
+
+# Spellings that sound alike: (written, written instead, only at the end of the word).
+PHONETIC_VARIANTS: tuple[tuple[str, str, bool], ...] = (
+    ("ph", "f", False), ("f", "ph", True), ("ck", "k", False), ("ik", "ick", True),
+    ("ie", "y", True), ("y", "ie", True), ("ey", "y", True), ("th", "t", False),
+    ("ei", "ie", False), ("ie", "ei", False), ("tz", "z", False), ("sch", "sh", False),
+    ("C", "K", False), ("ks", "x", False), ("x", "ks", False), ("ou", "u", False),
+    ("ae", "e", False), ("Mac", "Mc", False), ("Mc", "Mac", False), ("ü", "ue", False),
+    ("ö", "oe", False), ("ä", "ae", False), ("ß", "ss", False), ("aa", "a", False),
+)  # fmt: skip
+
+# Accents a clerk (or an autocorrect) adds to a name written without them.
+_ACCENTS_ADDED: tuple[tuple[str, str], ...] = (
+    ("e", "é"),
+    ("e", "è"),
+    ("u", "ü"),
+    ("o", "ö"),
+    ("a", "ä"),
+    ("c", "ç"),
+    ("i", "ï"),
+)
+
+
+def _replace_first(text: Column, seen: str, instead: str) -> Column:
+    """``text`` with the first occurrence of ``seen`` replaced; null where there is none."""
+    i = F.instr(text, seen)
+    head = text.substr(F.lit(1), i - 1)
+    tail = text.substr(i + len(seen), F.lit(1_000))
+    return F.when(i > 0, F.concat(head, F.lit(instead), tail))
+
+
+def _replace_end(text: Column, seen: str, instead: str) -> Column:
+    """``text`` with the suffix ``seen`` replaced; null where it does not end with it."""
+    keep = F.length(text) - len(seen)
+    return F.when(
+        text.endswith(seen) & (keep > 1), F.concat(text.substr(F.lit(1), keep), F.lit(instead))
+    )
+
+
+def _one_of(text: Column, u: Column, candidates: list[Column]) -> Column:
+    """One of the applicable (non-null) candidates, uniformly; ``text`` where none applies."""
+    applicable = F.filter(F.array(*candidates), lambda c: c.isNotNull())
+    n = F.size(applicable)
+    chosen = F.element_at(applicable, (F.floor(u * n) + 1).cast("int"))
+    return F.when(n > 0, chosen).otherwise(text)
+
+
+def keyboard_typo(text: Column, u_pos: Column, u_key: Column) -> Column:
+    """One letter (never the first) replaced by a key next to it: "Smith" -> "Smuth".
+
+    The case of the letter is kept; characters off the letter keys (accented letters,
+    apostrophes, blanks) and texts shorter than three characters are left alone.
+    """
+    n = F.length(text)
+    pos = (F.lit(2) + F.floor(u_pos * (n - 1))).cast("int")  # in [2, n]
+    ch = text.substr(pos, F.lit(1))
+    pairs = [x for k, v in _QWERTY_NEIGHBOURS.items() for x in (F.lit(k), F.lit(v))]
+    near = F.try_element_at(F.create_map(*pairs), F.lower(ch))
+    key = near.substr((F.floor(u_key * F.length(near)) + 1).cast("int"), F.lit(1))
+    key = F.when(ch != F.lower(ch), F.upper(key)).otherwise(key)
+    typed = F.concat(text.substr(F.lit(1), pos - 1), key, text.substr(pos + 1, F.lit(1_000)))
+    return F.when((n >= 3) & near.isNotNull(), typed).otherwise(text)
+
+
+def ocr_confusion(text: Column, u: Column) -> Column:
+    """One :data:`OCR_CONFUSIONS` misreading that applies ("Brown" -> "Brovvn", "Kim" -> "Kirn",
+    "Lisa" -> "Li5a"), chosen uniformly among those that do; unchanged where none does."""
+    return _one_of(text, u, [_replace_first(text, a, b) for a, b in OCR_CONFUSIONS])
+
+
+def phonetic_variant(text: Column, u: Column) -> Column:
+    """A spelling that sounds the same: ph/f, ck/k, ie/y, ei/ie, ü/ue, a doubled consonant
+    written once ("Phillip" -> "Philip") or a single one doubled ("Philip" -> "Phillip")."""
+    candidates = [
+        _replace_end(text, a, b) if at_end else _replace_first(text, a, b)
+        for a, b, at_end in PHONETIC_VARIANTS
+    ]
+    candidates.append(
+        F.when(text.rlike(r"(\p{Ll})\1"), F.regexp_replace(text, r"^(.*?)(\p{Ll})\2", "$1$2"))
+    )
+    single = r"^(.*?[aeiouy])([lnrtsmp])([aeiouy])"
+    candidates.append(F.when(text.rlike(single), F.regexp_replace(text, single, "$1$2$2$3")))
+    return _one_of(text, u, candidates)
+
+
+def add_accent(text: Column, u: Column) -> Column:
+    """An accent on the last of one kind of lower-case letter ("Rene" -> "René", "Muller" ->
+    "Müller"); unchanged where the text has none of e, u, o, a, c, i."""
+    return _one_of(
+        text,
+        u,
+        [
+            F.when(text.contains(a), F.regexp_replace(text, f"^(.*){a}", f"$1{b}"))
+            for a, b in _ACCENTS_ADDED
+        ],
+    )

@@ -214,3 +214,59 @@ def load_truth(spark: SparkSession, path: str | Path) -> DataFrame:
         F.col("source_record_id").cast("string"),
         F.col("entity_id").cast("string"),
     )
+
+
+@dataclass(frozen=True)
+class TierScore:
+    """Record pairs one link rule joined directly (records sharing one of its values, or a
+    scored pair), and how many of them are one true entity."""
+
+    rule: str
+    priority: int
+    pairs: int
+    true_pairs: int
+
+    @property
+    def false_pairs(self) -> int:
+        return self.pairs - self.true_pairs
+
+
+def tier_scores(links: DataFrame, truth: DataFrame) -> list[TierScore]:
+    """Per link rule (``gold/identity_links``: ``rule, priority, unit, source,
+    source_record_id``) the true and false record pairs it contributed, strongest tier first.
+
+    A pair is counted once per rule value joining it; records without truth are left out.
+    """
+    truth_rows = (
+        truth.where(F.col("entity_id").isNotNull())
+        .select(*KEYS, F.col("entity_id").cast("string").alias("entity_id"))
+        .dropDuplicates(KEYS)
+    )
+    joined = links.join(truth_rows, KEYS)
+    cells = joined.groupBy("rule", "priority", "unit", "entity_id").agg(
+        F.countDistinct(*KEYS).alias("n")
+    )
+    per_unit = cells.groupBy("rule", "priority", "unit").agg(
+        F.sum("n").alias("n"), F.sum(_pairs("n")).alias("tp")
+    )
+    rows = (
+        per_unit.groupBy("rule", "priority")
+        .agg(F.sum(_pairs("n")).alias("pairs"), F.sum("tp").alias("tp"))
+        .orderBy(F.col("priority").desc(), "rule")
+        .collect()
+    )
+    return [
+        TierScore(r["rule"], int(r["priority"]), int(r["pairs"] or 0), int(r["tp"] or 0))
+        for r in rows
+    ]
+
+
+def format_tiers(scores: list[TierScore]) -> str:
+    lines = ["pairs joined directly, per link rule (tier):"]
+    for s in scores:
+        precision = s.true_pairs / s.pairs if s.pairs else 1.0
+        lines.append(
+            f"  {s.rule:<24} priority {s.priority:>4}: {s.pairs:>10,} pairs, "
+            f"{s.true_pairs:>10,} true, {s.false_pairs:>8,} false (precision {precision:.4f})"
+        )
+    return "\n".join(lines)

@@ -51,6 +51,8 @@ from cdp.silver.std_common import fold_key, fold_key_py, map_literal
 log = logging.getLogger(__name__)
 
 RECORD = "_record"  # id_type of record nodes in label frames
+# The pseudo-attribute of cannot-link tokens (``_v__cannot``, reason ``conflict:cannot_link``).
+CANNOT = "_cannot"
 KEY_SEP = "|"
 
 LINK_COLUMNS = (
@@ -148,6 +150,9 @@ def prepare_records(frames: Mapping[str, DataFrame], rules: IdentityRules) -> di
         for f in sorted(fields - set(d.columns)):
             if table in RECORD_TABLES and f in RECORD_TABLES[table].fields:
                 d = d.withColumn(f, F.lit(None).cast("string"))
+            elif f not in ALL_RECORD_FIELDS:
+                # A custom identifier (a source's ``identifiers``): from ``attributes``.
+                d = d.withColumn(f, custom_identifier(d, f))
         keep = [c for c in d.columns if c in wanted]
         folded = [
             field_value(d, f).alias(f"_fold_{f}")
@@ -156,6 +161,19 @@ def prepare_records(frames: Mapping[str, DataFrame], rules: IdentityRules) -> di
         ]
         out[table] = _Cut(d)(d.select(*keep, *folded))
     return out
+
+
+ALL_RECORD_FIELDS = frozenset().union(*(t.fields for t in RECORD_TABLES.values()))
+
+
+def custom_identifier(df: DataFrame, name: str) -> Column:
+    """A declared custom identifier of a record: ``attributes[name]``, letters and digits,
+    upper-case ("qq 12 34 56 c" -> "QQ123456C"); null when absent or empty."""
+    if "attributes" in df.columns:
+        raw = F.try_element_at(F.col("attributes"), F.lit(name))
+    else:
+        return F.lit(None).cast("string")
+    return F.nullif(F.upper(F.regexp_replace(raw, r"[^\p{L}\p{N}]+", "")), F.lit(""))
 
 
 def field_value(df: DataFrame, name: str) -> Column:
@@ -607,14 +625,18 @@ class _Caps:
     attribute_limits: Mapping[str, int]
     max_records: int
     name_conflicts: Mapping[str, NameConflict] = field(default_factory=dict)
+    # A steward's cannot-link decisions: records carry ``_v__cannot`` tokens, and a
+    # component holding one token twice holds both records of a cannot-link pair.
+    cannot_link: bool = False
 
     @classmethod
-    def of(cls, rules: IdentityRules) -> _Caps:
+    def of(cls, rules: IdentityRules, *, cannot_link: bool = False) -> _Caps:
         return cls(
             dict(rules.limits),
             dict(rules.attribute_limits),
             rules.max_component_records,
             dict(rules.name_conflicts),
+            cannot_link,
         )
 
     @property
@@ -623,13 +645,18 @@ class _Caps:
 
     @property
     def attributes(self) -> list[str]:
-        return sorted(set(self.attribute_limits) | set(self.name_conflicts))
+        fields = sorted(set(self.attribute_limits) | set(self.name_conflicts))
+        return fields + ([CANNOT] if self.cannot_link else [])
 
     def combine(self) -> list[Column]:
         """Aggregations merging nodes' stats into their component's."""
         counts = ["_records", *[f"_t_{t}" for t in self.types]]
         return [F.sum(c).alias(c) for c in counts] + [
-            F.array_distinct(F.flatten(F.collect_list(f"_a_{a}"))).alias(f"_a_{a}")
+            (
+                F.flatten(F.collect_list(f"_a_{a}"))  # tokens are counted, not deduplicated
+                if a == CANNOT
+                else F.array_distinct(F.flatten(F.collect_list(f"_a_{a}")))
+            ).alias(f"_a_{a}")
             for a in self.attributes
         ]
 
@@ -639,7 +666,12 @@ class _Caps:
         node_type = F.col("id_type")
         out = [F.sum((node_type == RECORD).cast("long")).alias("_records")]
         out += [F.sum((node_type == t).cast("long")).alias(f"_t_{t}") for t in self.types]
-        out += [F.collect_set(f"_v_{a}").alias(f"_a_{a}") for a in self.attributes]
+        out += [
+            (
+                F.flatten(F.collect_list(f"_v_{a}")) if a == CANNOT else F.collect_set(f"_v_{a}")
+            ).alias(f"_a_{a}")
+            for a in self.attributes
+        ]
         return out
 
     def none(self) -> list[Column]:
@@ -652,11 +684,14 @@ class _Caps:
         verdict = F.lit(None).cast("string")
         for a in reversed(self.attributes):
             values = F.col(f"_a_{a}")
-            if a in self.name_conflicts:
+            if a == CANNOT:
+                broken = F.size(values) > F.size(F.array_distinct(values))
+            elif a in self.name_conflicts:
                 broken = (F.size(values) > 1) & _names_conflict(values, self.name_conflicts[a])
             else:
                 broken = F.size(values) > self.attribute_limits[a]
-            verdict = F.when(broken, f"conflict:{a}").otherwise(verdict)
+            why = "conflict:cannot_link" if a == CANNOT else f"conflict:{a}"
+            verdict = F.when(broken, why).otherwise(verdict)
         for t in reversed(self.types):
             verdict = F.when(F.col(f"_t_{t}") > self.limits[t], f"limit:{t}").otherwise(verdict)
         return F.when(F.col("_records") > self.max_records, "oversized").otherwise(verdict)
@@ -776,6 +811,7 @@ def resolve(
     engine: str = "auto",
     max_rounds: int = 100,
     checkpoint_interval: int = 2,
+    cannot_link: bool = False,
 ) -> Resolution:
     """Connected components of the accepted links, with per-customer limits enforced.
 
@@ -793,7 +829,7 @@ def resolve(
     :func:`_resolve_tiered`). The result is the same as building the whole graph tier by tier,
     for a fraction of the component runs over the full graph.
     """
-    caps = _Caps.of(rules)
+    caps = _Caps.of(rules, cannot_link=cannot_link)
     if caps.attributes and attributes is None:
         raise ValueError(
             f"attribute_limits / name_conflicts on {caps.attributes} need the records' "

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from cdp.config import ConfigError
 from cdp.silver.canonical import CONSENTS, EVENTS, PERSON_RECORDS, TRANSACTIONS
@@ -54,12 +61,21 @@ class IdentifierRule(_Strict):
     fields: list[str] = Field(min_length=1)
     priority: int = Field(ge=0, le=1000)
     enabled: bool = True
+    # An optional rule whose fields no source maps (a custom identifier no source declares)
+    # is switched off instead of failing.
+    optional: bool = False
     # None: every record table holding all the fields.
     tables: list[str] | None = None
+    # Custom identifier -> tables whose sources declare it (set when the rules are loaded).
+    _custom: dict[str, set[str]] = PrivateAttr(default_factory=dict)
+
+    def table_fields(self, table: str) -> set[str]:
+        custom = {f for f, tables in self._custom.items() if table in tables}
+        return set(RECORD_TABLES[table].fields) | custom
 
     def applies_to(self) -> list[str]:
         candidates = self.tables or sorted(RECORD_TABLES)
-        return [t for t in candidates if set(self.fields) <= set(RECORD_TABLES[t].fields)]
+        return [t for t in candidates if set(self.fields) <= self.table_fields(t)]
 
 
 class EventLinkRule(_Strict):
@@ -210,8 +226,13 @@ class IdentityRules(_Strict):
         return sorted(found, reverse=True)
 
 
-def validate_rules(rules: IdentityRules) -> None:
-    """Cross-field checks; :class:`ConfigError` names the rule and the offending key."""
+def validate_rules(rules: IdentityRules, custom: dict[str, set[str]] | None = None) -> None:
+    """Cross-field checks; :class:`ConfigError` names the rule and the offending key.
+
+    ``custom``: custom identifier -> the record tables whose sources declare it; identifier
+    rules may use them like canonical fields."""
+    for rule in rules.identifiers:
+        rule._custom = dict(custom or {})
     names = [r.name for r in rules.identifiers] + [r.name for r in rules.event_links]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -225,8 +246,11 @@ def validate_rules(rules: IdentityRules) -> None:
                     f"record tables: {sorted(RECORD_TABLES)}"
                 )
         tables = rule.tables or sorted(RECORD_TABLES)
-        known = set().union(*(RECORD_TABLES[t].fields for t in tables))
+        known = set().union(*(rule.table_fields(t) for t in tables))
         missing = [f for f in rule.fields if f not in known]
+        if missing and rule.optional:
+            rule.enabled = False
+            continue
         if missing:
             raise ConfigError(
                 f"identity rules: {where}: field(s) {missing} exist in none of the tables {tables}"
@@ -273,7 +297,8 @@ def validate_rules(rules: IdentityRules) -> None:
             raise ConfigError(
                 f"identity rules: {f!r} is in both attribute_limits and name_conflicts"
             )
-    types = rules.id_types()
+    # Types of switched-off rules may still carry limits (an optional custom identifier).
+    types = rules.id_types() | {r.id_type for r in rules.identifiers}
     email_names = rules.shared_values.email_names
     if email_names is not None:
         if email_names.id_type not in types:
@@ -307,7 +332,9 @@ def validate_rules(rules: IdentityRules) -> None:
             )
 
 
-def parse_rules(data: Any, origin: str = "identity rules") -> IdentityRules:
+def parse_rules(
+    data: Any, origin: str = "identity rules", custom: dict[str, set[str]] | None = None
+) -> IdentityRules:
     try:
         rules = IdentityRules.model_validate(data)
     except ValidationError as exc:
@@ -315,14 +342,15 @@ def parse_rules(data: Any, origin: str = "identity rules") -> IdentityRules:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"{origin}: {problems}") from None
-    validate_rules(rules)
+    validate_rules(rules, custom)
     return rules
 
 
-def load_rules(path: str | Path) -> IdentityRules:
-    """The rules in ``path``; a missing file or a bad rule fails with a clear message."""
+def load_rules(path: str | Path, custom: dict[str, set[str]] | None = None) -> IdentityRules:
+    """The rules in ``path``; a missing file or a bad rule fails with a clear message.
+    ``custom``: the sources' custom identifiers (see :func:`validate_rules`)."""
     p = Path(path)
-    rules = parse_rules(_read_yaml(p, "identity.rules_file"), origin=str(p))
+    rules = parse_rules(_read_yaml(p, "identity.rules_file"), origin=str(p), custom=custom)
     for name, conflict in rules.name_conflicts.items():
         if conflict.nicknames_file:
             where = f"identity rules: name_conflicts.{name}.nicknames_file"

@@ -17,5 +17,11 @@ class IdentityConfig(BaseModel):
     engine: Literal["auto", "dataframe", "graphframes"] = "auto"
     # Relative paths are taken from the conf directory, like silver's rules.
     rules_file: str = "rules/identity.yaml"
+    # Probabilistic matching (comparisons, blocking, thresholds); None: exact rules only.
+    matching_file: str | None = "rules/matching.yaml"
+    # A data steward's must-link / cannot-link decisions (CSV); a missing file is no decisions.
+    decisions_file: str | None = "rules/identity_decisions.csv"
+    # Train the matching model again now instead of reusing the one in MLflow.
+    retrain: bool = False
     max_rounds: int = Field(default=100, ge=1)
     checkpoint_interval: int = Field(default=2, ge=1)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdp import faults
@@ -40,6 +40,9 @@ from cdp.identity.graph import (
     reject_shared_endpoints,
     resolve,
 )
+from cdp.identity.matching import links as match_links
+from cdp.identity.matching.config import MatchingRules, load_matching, resolve_fields
+from cdp.identity.matching.step import MatchingResult, ModelStore, run_matching
 from cdp.identity.rules import EVENT_TABLE, RECORD_TABLES, IdentityRules, load_rules
 from cdp.identity.settings import IdentityConfig
 from cdp.identity.stable import MAP_COLUMNS, assign_ids, differs
@@ -50,18 +53,47 @@ MAP_TABLE = "gold/identity_map"
 IDENTIFIERS_TABLE = "gold/identity_identifiers"
 HISTORY_TABLE = "gold/identity_history"
 REJECTED_TABLE = "gold/identity_rejected_links"
+MATCH_PAIRS_TABLE = "gold/identity_match_pairs"
+REVIEW_TABLE = "gold/identity_review_queue"
+LINKS_TABLE = "gold/identity_links"
 IDENTIFIER_COLUMNS = ["customer_id", "id_type", "id_value"]
 BASE_VERSION = "base_map_version"
 
 
-def rules_path(ctx: StageContext) -> Path:
-    """``identity.rules_file``; a relative path is taken from the conf directory."""
+def rules_path(ctx: StageContext, name: str | None = None) -> Path:
+    """``identity.rules_file`` (or another file setting of ``identity``); a relative path is
+    taken from the conf directory."""
     settings: IdentityConfig = ctx.config.identity
-    p = Path(settings.rules_file)
+    p = Path(name if name is not None else settings.rules_file)
     if p.is_absolute():
         return p
     base = Path(ctx.config.conf_dir) if ctx.config.conf_dir else Path.cwd() / "conf"
     return base / p
+
+
+def load_stage_rules(
+    ctx: StageContext,
+) -> tuple[IdentityRules, MatchingRules | None, list[match_links.Decision], list[str]]:
+    """Every rule file of the stage, validated against the declared sources before any data
+    is read: the exact rules, the matching rules (comparisons on fields no source maps fail,
+    or are skipped when optional) and the steward's decisions."""
+    from cdp.sources import custom_identifiers, load_sources, mapped_fields
+
+    settings: IdentityConfig = ctx.config.identity
+    sources = load_sources(ctx.config)
+    rules = load_rules(rules_path(ctx), custom=custom_identifiers(sources))
+    notes: list[str] = []
+    matching = None
+    if settings.matching_file:
+        matching, notes = resolve_fields(
+            load_matching(rules_path(ctx, settings.matching_file)), mapped_fields(sources)
+        )
+    decisions = (
+        match_links.load_decisions(rules_path(ctx, settings.decisions_file))
+        if settings.decisions_file
+        else []
+    )
+    return rules, matching, decisions, notes
 
 
 def _cut(df: DataFrame) -> DataFrame:
@@ -113,7 +145,10 @@ def run_identity(ctx: StageContext) -> None:
     """The ``identity`` stage (see the module docstring)."""
     store, run_id = ctx.store, ctx.run.run_id
     settings: IdentityConfig = ctx.config.identity
-    rules = load_rules(rules_path(ctx))  # a bad rule fails here, before any data is read
+    # A bad rule fails here, before any data is read.
+    rules, matching, decisions, notes = load_stage_rules(ctx)
+    for note in notes:
+        ctx.progress(f"matching: {note}")
     at = ctx.run.started_at
     frames = {
         name: store.read(t.table) for name, t in RECORD_TABLES.items() if store.exists(t.table)
@@ -122,12 +157,17 @@ def run_identity(ctx: StageContext) -> None:
         ctx.progress("no silver record tables yet: nothing to resolve")
         return
     events = store.read(EVENT_TABLE.table) if store.exists(EVENT_TABLE.table) else None
+    silver_frames = frames
     frames = prepare_records(frames, rules)
 
     records = _cut(record_nodes(frames))
     for r in records.groupBy("record_table").count().collect():
         ctx.run.read(f"silver/{r['record_table']}", int(r["count"]))
-    links = _cut(build_links(frames, events, rules))
+    matched = _match(ctx, silver_frames, records, rules, matching, decisions, notes)
+    links = build_links(frames, events, rules)
+    if matched.links is not None:
+        links = links.unionByName(matched.links)
+    links = _cut(links)
     verdicts = {
         (r["reason"] or "accepted"): int(r["count"])
         for r in links.groupBy("reason").count().collect()
@@ -138,7 +178,11 @@ def run_identity(ctx: StageContext) -> None:
 
     accepted = links.where(F.col("reason").isNull())
     fields = rules.attribute_fields()
-    attributes = _cut(record_attributes(frames, fields)) if fields else None
+    attributes = record_attributes(frames, fields) if fields else None
+    if matched.cannot_tokens is not None:
+        tokens = matched.cannot_tokens
+        attributes = tokens if attributes is None else attributes.join(tokens, "node", "full_outer")
+    attributes = _cut(attributes) if attributes is not None else None
     res = resolve(
         records,
         accepted,
@@ -147,6 +191,7 @@ def run_identity(ctx: StageContext) -> None:
         engine=settings.engine,
         max_rounds=settings.max_rounds,
         checkpoint_interval=settings.checkpoint_interval,
+        cannot_link=matched.cannot_tokens is not None,
     )
     ctx.run.metric("tiers", ",".join(str(t) for t in res.tiers))
     ctx.run.metric("cc_runs", res.cc_runs)
@@ -162,8 +207,9 @@ def run_identity(ctx: StageContext) -> None:
             REJECTED_TABLE,
         )
 
+    pair_types = [match_links.STEWARD_TYPE] + ([matching.rule] if matching else [])
     n_ids = (
-        links.where(F.col("other_type") == RECORD)
+        links.where((F.col("other_type") == RECORD) & ~F.col("unit_type").isin(*pair_types))
         .groupBy(F.col("other").alias("node"))
         .agg(F.countDistinct("unit").alias("n_identifiers"))
     )
@@ -208,7 +254,7 @@ def run_identity(ctx: StageContext) -> None:
         .distinct()
     )
     identifiers = (
-        res.labels.where(F.col("id_type") != RECORD)
+        res.labels.where((F.col("id_type") != RECORD) & ~F.col("id_type").isin(*pair_types))
         .select("node", "comp")
         .join(comp_customer, "comp")
         .join(values, "node")
@@ -231,6 +277,7 @@ def run_identity(ctx: StageContext) -> None:
     )
     wrote = store.append(REJECTED_TABLE, rejected).rows_written
     ctx.run.wrote(REJECTED_TABLE, wrote)
+    _write_matching(ctx, matched, res.rejected, accepted, records, matching)
 
     events_count = {r["event"]: int(r["count"]) for r in history.groupBy("event").count().collect()}
     for event, n in events_count.items():
@@ -257,3 +304,121 @@ def run_identity(ctx: StageContext) -> None:
         f"{summary['records']} records -> {summary['customers']} customers; "
         f"history {events_count or 'unchanged'}; oversized {res.oversized}"
     )
+
+
+def _match(
+    ctx: StageContext,
+    frames: dict[str, DataFrame],
+    records: DataFrame,
+    rules: IdentityRules,
+    matching: MatchingRules | None,
+    decisions: list[match_links.Decision],
+    notes: list[str],
+) -> MatchingResult:
+    """The probabilistic step and the steward's decisions (see :mod:`cdp.identity.matching`)."""
+    from cdp.models.stage import registry_for
+
+    settings: IdentityConfig = ctx.config.identity
+    if matching is None and not decisions:
+        return MatchingResult(None, None, None, None)
+    if matching is None:
+        matching = MatchingRules(enabled=False, comparisons=[], blocking=[["_"]])
+    nicknames: dict[str, list[str]] = {}
+    for conflict in rules.name_conflicts.values():
+        nicknames.update(conflict.nicknames)
+    versions = ",".join(
+        f"{t.table}@{ctx.store.version(t.table)}"
+        for name, t in sorted(RECORD_TABLES.items())
+        if name in frames and name in matching.tables
+    )
+    result = run_matching(
+        ctx.spark,
+        frames,
+        records,
+        matching,
+        nicknames=nicknames,
+        decisions=decisions,
+        models=ModelStore(registry_for(ctx)),
+        retrain=settings.retrain,
+        run_id=ctx.run.run_id,
+        data_versions=versions,
+        now=ctx.run.started_at,
+        cut=_cut,
+        progress=ctx.progress,
+    )
+    said = notes + result.notes
+    if said:
+        ctx.run.metric("matching.notes", "; ".join(said))
+    for note in result.notes:
+        ctx.progress(f"matching: {note}")
+    for key, value in result.metrics.items():
+        ctx.run.metric(key, value)
+    return result
+
+
+def _record_columns(key: str, suffix: str) -> list[Column]:
+    """``record_table, source, source_record_id`` (with ``suffix``) of a member key."""
+    parts = F.split(F.col(key), r"\|", 3)
+    names = ("record_table", "source", "source_record_id")
+    return [parts.getItem(i).alias(n + suffix) for i, n in enumerate(names)]
+
+
+def _write_matching(
+    ctx: StageContext,
+    matched: MatchingResult,
+    rejected: DataFrame,
+    accepted: DataFrame,
+    records: DataFrame,
+    matching: MatchingRules | None,
+) -> None:
+    """``gold/identity_match_pairs`` (every accepted scored pair, why, and whether merge
+    protection kept it), ``gold/identity_review_queue`` (the grey zone) and
+    ``gold/identity_links`` (every accepted record link: which rule joined which record),
+    each overwritten: they describe the current resolution."""
+    store, run_id, at = ctx.store, ctx.run.run_id, ctx.run.started_at
+    if matched.pairs is not None and matching is not None:
+        dropped = (
+            rejected.where(F.col("rule") == matching.rule)
+            .groupBy(F.col("unit_value").alias("_value"))
+            .agg(F.min("reason").alias("_reason"))
+        )
+        pairs = (
+            matched.pairs.withColumn("_value", F.concat_ws("~", "key_l", "key_r"))
+            .join(dropped, "_value", "left")
+            .select(
+                *_record_columns("key_l", "_l"),
+                *_record_columns("key_r", "_r"),
+                "match_probability",
+                "match_weight",
+                "levels",
+                "weights",
+                F.coalesce("_reason", F.lit("linked")).alias("status"),
+                F.lit(run_id).alias("run_id"),
+                F.lit(at).cast("timestamp").alias("at"),
+            )
+        )
+        ctx.run.wrote(MATCH_PAIRS_TABLE, store.overwrite(MATCH_PAIRS_TABLE, pairs).rows_written)
+    if matched.review is not None:
+        review = matched.review.select(
+            F.col("key_l").alias("record_l"),
+            F.col("key_r").alias("record_r"),
+            "match_probability",
+            "match_weight",
+            "levels",
+            "weights",
+            "run_id",
+        )
+        ctx.run.wrote(REVIEW_TABLE, store.overwrite(REVIEW_TABLE, review).rows_written)
+    record_links = (
+        accepted.where(F.col("other_type") == RECORD)
+        .select(
+            "rule",
+            "id_type",
+            "priority",
+            F.col("unit").alias("unit"),
+            F.col("other").alias("node"),
+        )
+        .join(records.select("node", "record_table", "source", "source_record_id"), "node")
+        .drop("node")
+    )
+    ctx.run.wrote(LINKS_TABLE, store.overwrite(LINKS_TABLE, record_links).rows_written)

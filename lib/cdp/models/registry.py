@@ -241,6 +241,28 @@ class Registry:
         """The run (params, metrics, tags) as MLflow returns it (tests, demo summary)."""
         return self.client.get_run(run_id)
 
+    def latest_run(self, model_name: str, tags: Mapping[str, str]) -> Any | None:
+        """The newest finished run of ``model_name``'s experiment carrying ``tags`` (None when
+        there is none): how a stage finds the model it trained before."""
+        found = self.client.get_experiment_by_name(experiment_name(self.env, model_name))
+        if found is None:
+            return None
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in sorted(tags.items()))
+        runs = self.client.search_runs(
+            [found.experiment_id],
+            filter_string=f"attributes.status = 'FINISHED'{' and ' + query if query else ''}",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0] if runs else None
+
+    def read_json(self, run_id: str, path: str) -> Any:
+        """A JSON artifact of a run (``evaluation/<name>.json`` as :meth:`log_run` writes)."""
+        import mlflow.artifacts
+
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{path}")
+        return json.loads(text)
+
     def artifacts(self, run_id: str, path: str | None = None) -> list[str]:
         return [f.path for f in self.client.list_artifacts(run_id, path)]
 

@@ -1,0 +1,236 @@
+"""Comparisons as small objects that describe themselves and translate to Splink settings.
+
+Each comparison kind is a list of levels, strongest first, each a SQL condition over the pair's
+``<column>_l`` / ``<column>_r`` values. The same levels translate to Spark SQL (the stage) and
+DuckDB SQL (the single-machine peer in the benchmark): only the similarity functions' names
+differ between the two.
+
+Values reach the comparisons standardized by :mod:`cdp.identity.matching.prepare`: names
+folded (case, accents, punctuation), dates as ``yyyy-MM-dd``, postcodes upper-case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cdp.identity.matching.config import ComparisonSpec, MatchingRules
+
+Dialect = Literal["spark", "duckdb"]
+
+# The similarity functions of each backend (Spark: the Scala UDFs in Splink's jar).
+_FUNCTIONS: dict[str, dict[str, str]] = {
+    "spark": {"jw": "jaro_winkler", "dl": "damerau_levenshtein"},
+    "duckdb": {"jw": "jaro_winkler_similarity", "dl": "damerau_levenshtein"},
+}
+
+# The column a forename's nickname forms are reduced to (see prepare.nickname_root).
+CANON_SUFFIX = "_canon"
+
+
+@dataclass(frozen=True)
+class Level:
+    label: str
+    sql: str  # with {l} / {r} for the pair's two values, {jw} / {dl} for the functions
+    tf: bool = False  # term-frequency adjusted (exact levels only)
+    tf_column: str | None = None  # the column whose frequency adjusts it (default: the field)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison of a pair of records: a name, a field and its levels."""
+
+    name: str
+    field: str
+    kind: str
+    levels: tuple[Level, ...]
+    # A location's three columns (street, postcode, city); else just ``field``.
+    columns: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.kind} on {self.field}): " + " > ".join(
+            lv.label for lv in self.levels
+        )
+
+    def level_labels(self) -> dict[int, str]:
+        """Splink's comparison vector value (gamma) -> level label; -1 is the null level."""
+        n = len(self.levels)
+        out = {-1: "null"}
+        for i, level in enumerate(self.levels):
+            out[n - i] = level.label  # levels above ELSE count down to 1
+        out[0] = "else"
+        return out
+
+    def to_splink(self, dialect: Dialect = "spark") -> dict[str, Any]:
+        fn = _FUNCTIONS[dialect]
+        col = self.field
+        left, right = f"{col}_l", f"{col}_r"
+
+        def sql(template: str) -> str:
+            return template.format(
+                l=left, r=right, jw=fn["jw"], dl=fn["dl"], c=col, canon=col + CANON_SUFFIX
+            )
+
+        cols = self.columns or (col,)
+        null = " AND ".join(f"({c}_l IS NULL OR {c}_r IS NULL)" for c in cols)
+        levels: list[dict[str, Any]] = [
+            {
+                "sql_condition": null,
+                "label_for_charts": "null",
+                "is_null_level": True,
+            }
+        ]
+        for level in self.levels:
+            entry: dict[str, Any] = {
+                "sql_condition": sql(level.sql),
+                "label_for_charts": level.label,
+            }
+            if level.tf:
+                entry["tf_adjustment_column"] = level.tf_column or col
+                entry["tf_adjustment_weight"] = 1.0
+            levels.append(entry)
+        levels.append({"sql_condition": "ELSE", "label_for_charts": "else"})
+        return {
+            "output_column_name": self.name,
+            "comparison_description": self.describe(),
+            "comparison_levels": levels,
+        }
+
+
+_EXACT = "{l} = {r}"
+
+
+def _levels(spec: ComparisonSpec, partner: str | None) -> tuple[Level, ...]:
+    """The levels of one comparison kind. ``partner``: the other name field, for swaps."""
+    tf = spec.term_frequency
+    exact = Level("exact", _EXACT, tf=tf)
+    kind = spec.kind
+    if kind in ("forename", "surname"):
+        out = [exact]
+        if kind == "forename":
+            # Known forms of one name (Bob / Robert), from the nickname list.
+            out.append(Level("nickname", "{canon}_l = {canon}_r"))
+        if partner:
+            # First and last name written the other way round.
+            swap = f"{{l}} = {partner}_r AND {partner}_l = {{r}}"
+            out.append(Level("swapped", swap))
+        out += [
+            Level("one edit", "{dl}({l}, {r}) <= 1"),
+            Level("similar", "{jw}({l}, {r}) >= 0.92"),
+        ]
+        if kind == "forename":
+            out.append(
+                Level(
+                    "initial",
+                    "(length({l}) = 1 OR length({r}) = 1) AND substr({l}, 1, 1) = substr({r}, 1, 1)",
+                )
+            )
+        out.append(Level("alike", "{jw}({l}, {r}) >= 0.8"))
+        return tuple(out)
+    if kind == "birth_date":
+        return (
+            exact,
+            Level(
+                "day and month transposed",
+                "substr({l}, 1, 4) = substr({r}, 1, 4) AND substr({l}, 6, 2) = substr({r}, 9, 2)"
+                " AND substr({l}, 9, 2) = substr({r}, 6, 2)",
+            ),
+            Level(
+                "year off",
+                "substr({l}, 6, 5) = substr({r}, 6, 5)"
+                " AND {dl}(substr({l}, 1, 4), substr({r}, 1, 4)) <= 1",
+            ),
+            Level("one character off", "{dl}({l}, {r}) <= 1"),
+        )
+    if kind == "postcode":
+        return (
+            exact,
+            Level("one character off", "{dl}({l}, {r}) <= 1"),
+            Level("same district", "split_part({l}, ' ', 1) = split_part({r}, ' ', 1)"),
+        )
+    if kind == "location":
+        # One piece of evidence, not three: a street line, its postcode and its city agree
+        # together for the members of a household, so counted apart they would outweigh a
+        # different first name and birth date.
+        a, p, c = spec.columns()
+        return (
+            Level("same street and postcode", f"{a}_l = {a}_r AND {p}_l = {p}_r"),
+            Level("same street", f"{a}_l = {a}_r AND ({c}_l = {c}_r OR {p}_l = {p}_r)"),
+            Level(
+                "similar street, same postcode",
+                f"{{jw}}({a}_l, {a}_r) >= 0.9 AND {p}_l = {p}_r",
+            ),
+            Level("same postcode", f"{p}_l = {p}_r", tf=tf, tf_column=p),
+            Level("same city", f"{c}_l = {c}_r", tf=tf, tf_column=c),
+        )
+    if kind == "city":
+        return (exact, Level("similar", "{jw}({l}, {r}) >= 0.9"))
+    if kind == "address":
+        return (
+            exact,
+            Level("similar", "{jw}({l}, {r}) >= 0.92"),
+            Level("alike", "{jw}({l}, {r}) >= 0.8"),
+        )
+    if kind == "email":
+        return (
+            exact,
+            Level("same local part", "split_part({l}, '@', 1) = split_part({r}, '@', 1)"),
+            Level("similar", "{jw}({l}, {r}) >= 0.9"),
+        )
+    if kind == "phone":
+        return (
+            exact,
+            Level("same last 8 digits", "right({l}, 8) = right({r}, 8)"),
+            Level("one digit off", "{dl}({l}, {r}) <= 1"),
+        )
+    if kind == "identifier":
+        return (exact, Level("one character off", "{dl}({l}, {r}) <= 1"))
+    if kind == "exact":
+        return (exact,)
+    raise ValueError(f"unknown comparison kind {kind!r}")  # pragma: no cover - Literal-checked
+
+
+def build_comparisons(rules: MatchingRules) -> list[Comparison]:
+    """The comparisons of ``rules``; a forename and a surname know each other for swaps."""
+    by_kind = {c.kind: c.columns()[0] for c in rules.comparisons}
+    out = []
+    for spec in rules.comparisons:
+        partner = None
+        if spec.kind == "forename":
+            partner = by_kind.get("surname")
+        elif spec.kind == "surname":
+            partner = by_kind.get("forename")
+        cols = tuple(spec.columns())
+        out.append(Comparison(spec.name, cols[0], spec.kind, _levels(spec, partner), cols))
+    return out
+
+
+def blocking_sql(fields: Sequence[str], forename_fields: Sequence[str] = ()) -> str:
+    """A blocking rule: every field equal (a forename through its nickname root)."""
+    parts = []
+    for f in fields:
+        col = f + CANON_SUFFIX if f in forename_fields else f
+        parts.append(f"l.{col} = r.{col}")
+    return " AND ".join(parts)
+
+
+def splink_settings(
+    rules: MatchingRules, dialect: Dialect = "spark", *, unique_id: str = "unique_id"
+) -> dict[str, Any]:
+    """The Splink settings dictionary (untrained) of ``rules``."""
+    comparisons = build_comparisons(rules)
+    forenames = [str(c.field) for c in rules.comparisons if c.kind == "forename"]
+    return {
+        "link_type": "dedupe_only",
+        "unique_id_column_name": unique_id,
+        "probability_two_random_records_match": 1e-5,
+        "comparisons": [c.to_splink(dialect) for c in comparisons],
+        "blocking_rules_to_generate_predictions": [
+            {"blocking_rule": blocking_sql(b, forenames), "sql_dialect": dialect}
+            for b in rules.blocking
+        ],
+        "retain_matching_columns": False,
+        "retain_intermediate_calculation_columns": False,
+        "additional_columns_to_retain": [],
+    }

@@ -1,0 +1,246 @@
+"""Probabilistic matching, declared in YAML (``conf/rules/matching.yaml``).
+
+    rule: probabilistic            # the rule name its links carry
+    priority: 30                   # their tier: below exact ids and contact points
+    tables: [person_records]       # record tables whose records are compared
+    min_fields: 2                  # a record takes part with at least this many compared values
+    thresholds: {match: 0.99, review: 0.5}
+    max_pairs: 20000000            # a blocking rule generating more fails before any write
+    comparisons:
+      - {name: first_name, kind: forename, field: first_name, optional: true}
+      - {name: birth_date, kind: birth_date, field: birth_date}
+      - {name: national_id, kind: identifier, field: national_id}   # a custom identifier
+    blocking:
+      - [last_name, birth_date]
+    training: {seed: 42, u_max_pairs: 5e6, em_max_pairs: 1e6, em_blocking: [[birth_date]]}
+
+A comparison names a canonical field of the compared tables or a custom identifier that a
+source declares (``identifiers:`` in its YAML). A comparison on a field that no enabled
+source maps fails at load time, with the file and key named, unless it is ``optional``
+(the shipped, generic configuration marks every comparison optional: a company without
+phones is matched on what it has). Blocking rules and training passes over fields left
+without a comparison are dropped with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cdp.config import ConfigError
+
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+ComparisonKind = Literal[
+    "forename",  # nickname-aware first names, swapped with the surname
+    "surname",  # last names, swapped with the first name
+    "birth_date",  # exact / day-month transposed / year off / one character off
+    "postcode",  # exact / one character off / same district
+    "city",  # exact / near
+    "address",  # a street line: exact / similar / alike
+    "location",  # street line, postcode and city as one piece of evidence (see comparisons)
+    "email",  # exact / same local part / near
+    "phone",  # exact / same last 8 digits / one digit off
+    "identifier",  # an issued number: exact / one character off (a typo)
+    "exact",  # exact only
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComparisonSpec(_Strict):
+    """One comparison of a record pair on one field."""
+
+    name: str = Field(pattern=_NAME)
+    kind: ComparisonKind
+    # The compared field; a ``location`` compares ``fields``: [street line, postcode, city].
+    field: str | None = Field(default=None, pattern=_NAME)
+    fields: list[str] | None = Field(default=None, min_length=3, max_length=3)
+    # Adjust exact-match weights by how common the value is (a rare postcode says more).
+    term_frequency: bool = False
+    # Skipped (and said so in the run log) when no source maps the field.
+    optional: bool = False
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ComparisonSpec:
+        if self.kind == "location":
+            if not self.fields or self.field:
+                raise ValueError("a location comparison takes fields: [street, postcode, city]")
+        elif not self.field or self.fields:
+            raise ValueError(f"a {self.kind} comparison takes one field")
+        return self
+
+    def columns(self) -> list[str]:
+        return list(self.fields) if self.fields else [str(self.field)]
+
+
+class Thresholds(_Strict):
+    # A pair at or above ``match`` probability becomes a link; between ``review`` and
+    # ``match`` it goes to the review queue.
+    match: float = Field(default=0.99, gt=0, lt=1)
+    review: float = Field(default=0.5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.review > self.match:
+            raise ValueError(f"review ({self.review}) must not exceed match ({self.match})")
+        return self
+
+
+class Training(_Strict):
+    seed: int = 42
+    # Record pairs sampled at random for the u-probabilities (non-matches).
+    u_max_pairs: float = Field(default=5e6, gt=0)
+    # EM passes, each blocked on these fields (pairs that agree on them), sampled down to
+    # ``em_max_pairs`` pairs; m-probabilities of the blocked fields come from other passes.
+    em_blocking: list[list[str]] = Field(
+        default_factory=lambda: [["birth_date"], ["first_name", "last_name"]]
+    )
+    em_max_pairs: float = Field(default=2e6, gt=0)
+    # Deterministic rules (fields all equal) and their assumed recall, for the prior
+    # probability that two random records match.
+    prior_rules: list[list[str]] = Field(
+        default_factory=lambda: [["first_name", "last_name", "birth_date"]]
+    )
+    prior_recall: float = Field(default=0.7, gt=0, le=1)
+    # Retrain when the model in MLflow is older than this many days (None: never by age).
+    train_every_days: int | None = Field(default=None, ge=1)
+
+
+class MatchingRules(_Strict):
+    enabled: bool = True
+    rule: str = Field(default="probabilistic", pattern=_NAME)
+    priority: int = Field(default=30, ge=0, le=1000)
+    tables: list[str] = Field(default_factory=lambda: ["person_records"], min_length=1)
+    min_fields: int = Field(default=2, ge=1)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    max_pairs: int = Field(default=20_000_000, ge=1)
+    comparisons: list[ComparisonSpec] = Field(min_length=1)
+    blocking: list[list[str]] = Field(min_length=1)
+    training: Training = Field(default_factory=Training)
+    # Where the rules came from (set by the loader, for messages).
+    origin: str = ""
+
+    def fields(self) -> list[str]:
+        return [f for c in self.comparisons for f in c.columns()]
+
+    def fingerprint(self) -> str:
+        """A hash of everything that shapes the trained model (not thresholds, not origin):
+        a model trained under another fingerprint is not reused."""
+        payload = {
+            "comparisons": [c.model_dump() for c in self.comparisons],
+            "tables": sorted(self.tables),
+            "min_fields": self.min_fields,
+            "training": self.training.model_dump(exclude={"train_every_days"}),
+        }
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _where(path: Path | str, loc: tuple[Any, ...]) -> str:
+    return f"{path}: {'.'.join(str(p) for p in loc) or '(top level)'}"
+
+
+def parse_matching(data: Any, origin: str = "matching rules") -> MatchingRules:
+    try:
+        rules = MatchingRules.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_where(origin, e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(problems) from None
+    rules.origin = origin
+    names = [c.name for c in rules.comparisons]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{origin}: comparisons: duplicate names {dupes}")
+    fields = set(rules.fields())
+    if not (isinstance(data, dict) and "training" in data):
+        # Default training passes over fields this file does not compare are left out.
+        t = rules.training
+        t.em_blocking = [g for g in t.em_blocking if set(g) <= fields]
+        t.prior_rules = [g for g in t.prior_rules if set(g) <= fields]
+    for key, groups in (
+        ("blocking", rules.blocking),
+        ("training.em_blocking", rules.training.em_blocking),
+        ("training.prior_rules", rules.training.prior_rules),
+    ):
+        for i, group in enumerate(groups):
+            if not group:
+                raise ConfigError(f"{origin}: {key}[{i}]: an empty rule compares every pair")
+            unknown = [f for f in group if f not in fields]
+            if unknown:
+                raise ConfigError(
+                    f"{origin}: {key}[{i}]: field(s) {unknown} have no comparison "
+                    f"(compared: {sorted(fields)})"
+                )
+    return rules
+
+
+def load_matching(path: str | Path) -> MatchingRules:
+    """The matching rules in ``path``; a bad key fails naming the file and the key."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"identity.matching_file: no file {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return parse_matching(data, origin=str(p))
+
+
+def resolve_fields(
+    rules: MatchingRules, available: dict[str, set[str]]
+) -> tuple[MatchingRules, list[str]]:
+    """``rules`` reduced to the comparisons whose field some source maps, with notes.
+
+    ``available``: table -> the fields that at least one enabled source of that table maps
+    (canonical fields and declared custom identifiers). A required comparison on a field no
+    source maps fails with the file and key named; an optional one is dropped, with the
+    blocking rules and training passes over its field.
+    """
+    origin = rules.origin or "matching rules"
+    unknown_tables = [t for t in rules.tables if t not in available]
+    mapped = set().union(*(available.get(t, set()) for t in rules.tables))
+    notes: list[str] = []
+    if unknown_tables:
+        notes.append(f"no source feeds {unknown_tables}")
+    kept = []
+    for i, c in enumerate(rules.comparisons):
+        # A location needs one of its fields; the others read as empty.
+        present = [f for f in c.columns() if f in mapped]
+        if present:
+            kept.append(c)
+        elif c.optional:
+            notes.append(f"comparison {c.name!r} skipped: no source maps {c.columns()}")
+        else:
+            raise ConfigError(
+                f"{origin}: comparisons[{i}] ({c.name}): no enabled source of "
+                f"{rules.tables} maps {c.columns()}; mapped: {sorted(mapped)}"
+            )
+    fields = {f for c in kept for f in c.columns() if f in mapped}
+
+    def usable(groups: list[list[str]], key: str) -> list[list[str]]:
+        out = [g for g in groups if set(g) <= fields]
+        if len(out) < len(groups):
+            notes.append(f"{key}: {len(groups) - len(out)} rule(s) over unmapped fields dropped")
+        return out
+
+    reduced = rules.model_copy(
+        update={
+            "comparisons": kept,
+            "blocking": usable(rules.blocking, "blocking"),
+            "training": rules.training.model_copy(
+                update={
+                    "em_blocking": usable(rules.training.em_blocking, "training.em_blocking"),
+                    "prior_rules": usable(rules.training.prior_rules, "training.prior_rules"),
+                }
+            ),
+        }
+    )
+    return reduced, notes

@@ -1,0 +1,266 @@
+"""Training and scoring a Fellegi-Sunter model with Splink's Spark backend.
+
+The session is passed in. Splink's similarity functions (Jaro-Winkler, Damerau-Levenshtein)
+are Scala UDFs in a jar inside the ``splink`` wheel; the session factory puts it on the
+classpath (``spark.jars``) and :class:`SparkAPI` registers them.
+
+Training, seeded and deterministic for a given input:
+
+1. the prior (probability that two random records match) from deterministic rules and their
+   assumed recall;
+2. u-probabilities from record pairs sampled at random (non-matches, nearly all);
+3. m-probabilities by expectation maximisation over several blocking passes, each sampled
+   down to ``em_max_pairs`` pairs by Splink's hash filter.
+
+Scoring generates the pairs of the blocking rules and returns them as a Spark DataFrame;
+nothing is collected to the driver but the model's parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdp.config import ConfigError
+from cdp.identity.matching.comparisons import (
+    Comparison,
+    blocking_sql,
+    build_comparisons,
+    splink_settings,
+)
+from cdp.identity.matching.config import MatchingRules
+
+log = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ("unique_id_l", "unique_id_r", "match_weight", "match_probability")
+
+
+def splink_available() -> bool:
+    try:
+        import splink  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def similarity_jar() -> str | None:
+    """Path of the jar with Splink's Spark similarity functions (None without splink)."""
+    if not splink_available():
+        return None
+    from splink.backends.spark import similarity_jar_location
+
+    return str(similarity_jar_location())
+
+
+@dataclass
+class TrainedModel:
+    """A trained model: Splink's settings with every m/u probability, and what it saw."""
+
+    settings: dict[str, Any]
+    fingerprint: str
+    records: int
+    em_sessions: list[dict[str, Any]] = field(default_factory=list)
+
+    def match_weights(self) -> list[dict[str, Any]]:
+        """``comparison, level, m, u, match_weight`` per level (the chart's data)."""
+        import math
+
+        rows = []
+        for comp in self.settings["comparisons"]:
+            for level in comp["comparison_levels"]:
+                if level.get("is_null_level"):
+                    continue
+                m, u = level.get("m_probability"), level.get("u_probability")
+                weight = math.log2(m / u) if m and u else None
+                rows.append(
+                    {
+                        "comparison": comp["output_column_name"],
+                        "level": level.get("label_for_charts"),
+                        "m": m,
+                        "u": u,
+                        "match_weight": weight,
+                    }
+                )
+        return rows
+
+
+def _forenames(rules: MatchingRules) -> list[str]:
+    return [str(c.field) for c in rules.comparisons if c.kind == "forename"]
+
+
+def _db_api(spark: SparkSession) -> Any:
+    from splink.backends.spark import SparkAPI
+
+    # Spark checkpoints (cleaned when unreferenced) instead of Parquet copies that would pile
+    # up in the checkpoint directory run after run.
+    return SparkAPI(spark_session=spark, break_lineage_method="checkpoint")
+
+
+def _linker(spark: SparkSession, records: DataFrame, settings: dict[str, Any]) -> Any:
+    from splink import Linker
+
+    db_api = _db_api(spark)
+    table = db_api.register(records)
+    return Linker(table, settings, log_level=None)
+
+
+def count_blocked_pairs(records: DataFrame, rules: MatchingRules) -> list[int]:
+    """Pairs each blocking rule generates on ``records`` (equal, non-null fields: the sum of
+    n(n-1)/2 over the rule's key groups), computed by Spark before any pair is built."""
+    forenames = _forenames(rules)
+    out = []
+    for fields in rules.blocking:
+        cols = [f + "_canon" if f in forenames else f for f in fields]
+        present = F.lit(True)
+        for c in cols:
+            present = present & F.col(c).isNotNull()
+        row = (
+            records.where(present)
+            .groupBy(*cols)
+            .agg(F.count(F.lit(1)).alias("n"))
+            .agg(F.coalesce(F.sum(F.col("n") * (F.col("n") - 1) / 2), F.lit(0)).alias("pairs"))
+            .first()
+        )
+        out.append(int(row["pairs"]) if row is not None else 0)
+    return out
+
+
+def check_blocking(records: DataFrame, rules: MatchingRules) -> list[int]:
+    """Fail before any pair is built when a blocking rule generates more pairs than
+    ``max_pairs`` (a cartesian blow-up: a rule on a field most records share)."""
+    counts = count_blocked_pairs(records, rules)
+    for i, (fields, n) in enumerate(zip(rules.blocking, counts, strict=True)):
+        if n > rules.max_pairs:
+            raise ConfigError(
+                f"{rules.origin or 'matching rules'}: blocking[{i}] {fields} would generate "
+                f"{n:,} record pairs, more than max_pairs={rules.max_pairs:,}: block on more "
+                "fields or raise max_pairs"
+            )
+    return counts
+
+
+def train(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> TrainedModel:
+    """Train the model of ``rules`` on ``records`` (see :func:`prepare.matching_input`)."""
+    from splink import block_on
+
+    settings = splink_settings(rules, "spark")
+    linker = _linker(spark, records, settings)
+    training = rules.training
+    forenames = _forenames(rules)
+
+    def rule(fields: Sequence[str]) -> Any:
+        return block_on(*[f + "_canon" if f in forenames else f for f in fields])
+
+    started = time.monotonic()
+    if training.prior_rules:
+        linker.training.estimate_probability_two_random_records_match(
+            [rule(r) for r in training.prior_rules], recall=training.prior_recall
+        )
+    n = records.count()
+    # Every pair when there are fewer than the budget; one chunk: the early stop per level
+    # saves nothing on data this size and costs a Spark job per chunk.
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=min(training.u_max_pairs, max(1.0, n * (n - 1) / 2)),
+        seed=training.seed,
+        num_chunks=1,
+    )
+    log.info("matching: prior and u-probabilities in %.1fs", time.monotonic() - started)
+    sessions = []
+    for fields in training.em_blocking:
+        session = linker.training.estimate_parameters_using_expectation_maximisation(
+            rule(fields), max_pairs=training.em_max_pairs
+        )
+        sessions.append(
+            {
+                "blocking": list(fields),
+                "iterations": len(getattr(session, "_core_model_settings_history", [])),
+            }
+        )
+    trained = _smoothed(linker.misc.save_model_to_json())
+    return TrainedModel(trained, rules.fingerprint(), n, sessions)
+
+
+# A level no training pair fell into gets m (or u) of 0 from EM, a weight of minus infinity
+# (Splink caps it near -700): one similar surname would then veto a pair that agrees on
+# everything else. A floor keeps such a level's weight finite and strongly negative.
+PROBABILITY_FLOOR = 1e-4
+
+
+def _smoothed(settings: dict[str, Any]) -> dict[str, Any]:
+    for comp in settings.get("comparisons", []):
+        for level in comp.get("comparison_levels", []):
+            for key in ("m_probability", "u_probability"):
+                if key in level and level[key] is not None:
+                    level[key] = max(float(level[key]), PROBABILITY_FLOOR)
+    return settings
+
+
+def score(
+    spark: SparkSession, records: DataFrame, model: TrainedModel, threshold: float
+) -> DataFrame:
+    """Pairs of the blocking rules with ``match_probability >= threshold``:
+    ``unique_id_l, unique_id_r, match_weight, match_probability, mw_<comparison>...``
+    (each comparison's match weight), ``unique_id_l < unique_id_r``."""
+    # Each comparison's weight (mw_*) explains a pair; Splink keeps it on request only.
+    settings = dict(model.settings, retain_intermediate_calculation_columns=True)
+    linker = _linker(spark, records, settings)
+    predicted = linker.inference.predict(threshold_match_probability=threshold)
+    df = predicted.as_spark_dataframe()
+    names = [c["output_column_name"] for c in model.settings["comparisons"]]
+    lo = F.least("unique_id_l", "unique_id_r")
+    hi = F.greatest("unique_id_l", "unique_id_r")
+    return df.select(
+        lo.alias("unique_id_l"),
+        hi.alias("unique_id_r"),
+        F.col("match_weight").cast("double").alias("match_weight"),
+        F.col("match_probability").cast("double").alias("match_probability"),
+        *[F.col(f"mw_{n}").cast("double").alias(f"mw_{n}") for n in names],
+    )
+
+
+def level_weights(model: TrainedModel) -> dict[str, list[tuple[str, float]]]:
+    """Comparison -> (level label, match weight) of each level (null level: 0)."""
+    import math
+
+    out: dict[str, list[tuple[str, float]]] = {}
+    for comp in model.settings["comparisons"]:
+        levels = []
+        for level in comp["comparison_levels"]:
+            label = str(level.get("label_for_charts"))
+            if level.get("is_null_level"):
+                levels.append((label, 0.0))
+                continue
+            m, u = level.get("m_probability"), level.get("u_probability")
+            if m and u:
+                levels.append((label, math.log2(m / u)))
+        out[comp["output_column_name"]] = levels
+    return out
+
+
+def explain(model: TrainedModel) -> tuple[Any, Any]:
+    """Columns ``levels`` (comparison -> level label) and ``weights`` (comparison -> match
+    weight before term-frequency adjustment) of a scored pair (:func:`score`'s ``mw_*``)."""
+    label_parts: list[Any] = []
+    weight_parts: list[Any] = []
+    for name, levels in level_weights(model).items():
+        mw = F.col(f"mw_{name}")
+        label = F.lit(None).cast("string")
+        for text, weight in reversed(levels):
+            label = F.when(F.abs(mw - F.lit(weight)) < 1e-9, text).otherwise(label)
+        label_parts += [F.lit(name), label]
+        weight_parts += [F.lit(name), F.round(mw, 3)]
+    return F.create_map(*label_parts), F.create_map(*weight_parts)
+
+
+def comparisons_of(rules: MatchingRules) -> list[Comparison]:
+    return build_comparisons(rules)
+
+
+def blocking_rules_sql(rules: MatchingRules) -> list[str]:
+    return [blocking_sql(b, _forenames(rules)) for b in rules.blocking]

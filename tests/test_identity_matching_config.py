@@ -1,0 +1,145 @@
+"""Matching rules: YAML -> typed rules -> Splink settings (no Spark needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cdp.config import ConfigError
+from cdp.identity.matching.comparisons import build_comparisons, splink_settings
+from cdp.identity.matching.config import load_matching, parse_matching, resolve_fields
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "rules" / "matching.yaml"
+
+
+def _rules(**over):
+    base = {
+        "comparisons": [
+            {"name": "first_name", "kind": "forename", "field": "first_name"},
+            {"name": "last_name", "kind": "surname", "field": "last_name"},
+            {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
+        ],
+        "blocking": [["last_name", "birth_date"]],
+    }
+    base.update(over)
+    return parse_matching(base, origin="m.yaml")
+
+
+def test_shipped_config_loads_and_every_comparison_is_optional() -> None:
+    rules = load_matching(CONF)
+    assert rules.comparisons and all(c.optional for c in rules.comparisons)
+    assert 0 < rules.thresholds.review <= rules.thresholds.match < 1
+
+
+def test_forename_levels_know_nicknames_and_swaps() -> None:
+    forename, surname, birth = build_comparisons(_rules())
+    labels = [lv.label for lv in forename.levels]
+    assert labels[:3] == ["exact", "nickname", "swapped"]
+    assert "first_name_canon_l = first_name_canon_r" in forename.to_splink()["comparison_levels"][
+        2
+    ]["sql_condition"]
+    assert "last_name_r" in forename.to_splink()["comparison_levels"][3]["sql_condition"]
+    assert "swapped" in [lv.label for lv in surname.levels]
+    assert [lv.label for lv in birth.levels] == [
+        "exact",
+        "day and month transposed",
+        "year off",
+        "one character off",
+    ]
+
+
+def test_settings_translate_per_dialect() -> None:
+    spark = splink_settings(_rules(), "spark")
+    duck = splink_settings(_rules(), "duckdb")
+    sql_spark = str(spark["comparisons"])
+    sql_duck = str(duck["comparisons"])
+    assert "jaro_winkler(" in sql_spark and "jaro_winkler_similarity(" in sql_duck
+    assert spark["link_type"] == "dedupe_only"
+    # first names block through their nickname root
+    assert spark["blocking_rules_to_generate_predictions"][0]["blocking_rule"] == (
+        "l.last_name = r.last_name AND l.birth_date = r.birth_date"
+    )
+    rules = _rules(blocking=[["first_name", "birth_date"]])
+    br = splink_settings(rules)["blocking_rules_to_generate_predictions"][0]["blocking_rule"]
+    assert br == "l.first_name_canon = r.first_name_canon AND l.birth_date = r.birth_date"
+    levels = spark["comparisons"][0]["comparison_levels"]
+    assert levels[0]["is_null_level"] and levels[-1]["sql_condition"] == "ELSE"
+
+
+def test_level_labels_follow_splink_gamma_order() -> None:
+    birth = build_comparisons(_rules())[2]
+    labels = birth.level_labels()
+    assert labels[-1] == "null" and labels[0] == "else"
+    assert labels[4] == "exact" and labels[1] == "one character off"
+
+
+def test_location_is_one_comparison_over_three_fields() -> None:
+    rules = _rules(
+        comparisons=[
+            {"name": "last_name", "kind": "surname", "field": "last_name"},
+            {
+                "name": "location",
+                "kind": "location",
+                "fields": ["address_line1", "postcode", "city"],
+                "term_frequency": True,
+            },
+        ],
+        blocking=[["last_name", "postcode"]],
+    )
+    settings = splink_settings(rules)
+    location = settings["comparisons"][1]
+    null_sql = location["comparison_levels"][0]["sql_condition"]
+    assert "address_line1_l IS NULL" in null_sql and "city_r IS NULL" in null_sql
+    tf_cols = {lv.get("tf_adjustment_column") for lv in location["comparison_levels"]}
+    assert {"postcode", "city"} <= tf_cols
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"thresholds": {"match": 1.5}}, "m.yaml: thresholds.match"),
+        ({"thresholds": {"match": 0.0}}, "m.yaml: thresholds.match"),
+        ({"thresholds": {"match": 0.8, "review": 0.9}}, "review"),
+        ({"blocking": [["email"]]}, "m.yaml: blocking[0]: field(s) ['email'] have no comparison"),
+        ({"blocking": [[]]}, "blocking[0]: an empty rule"),
+        ({"max_pairs": 0}, "m.yaml: max_pairs"),
+    ],
+)
+def test_bad_rules_fail_naming_file_and_key(over: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _rules(**over)
+
+
+def test_required_comparison_on_unmapped_field_fails_optional_is_skipped() -> None:
+    rules = _rules(
+        comparisons=[
+            {"name": "last_name", "kind": "surname", "field": "last_name"},
+            {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
+            {"name": "nino", "kind": "identifier", "field": "national_id"},
+        ],
+        blocking=[["last_name", "birth_date"], ["national_id"]],
+    )
+    mapped = {"person_records": {"last_name", "birth_date"}}
+    with pytest.raises(ConfigError, match=r"m.yaml: comparisons\[2\] \(nino\): no enabled source"):
+        resolve_fields(rules, mapped)
+    data = rules.model_dump()
+    data["comparisons"][2]["optional"] = True
+    data.pop("origin")
+    reduced, notes = resolve_fields(parse_matching(data, origin="m.yaml"), mapped)
+    assert [c.name for c in reduced.comparisons] == ["last_name", "birth_date"]
+    assert reduced.blocking == [["last_name", "birth_date"]]
+    assert any("nino" in n for n in notes)
+
+
+def test_fingerprint_ignores_thresholds_but_not_comparisons(tmp_path: Path) -> None:
+    a = _rules()
+    b = _rules(thresholds={"match": 0.95, "review": 0.4})
+    c = _rules(min_fields=3)
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+    p = tmp_path / "m.yaml"
+    p.write_text(yaml.safe_dump({"comparisons": [], "blocking": []}))
+    with pytest.raises(ConfigError, match=str(p)):
+        load_matching(p)
