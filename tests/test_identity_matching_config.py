@@ -38,9 +38,10 @@ def test_forename_levels_know_nicknames_and_swaps() -> None:
     forename, surname, birth = build_comparisons(_rules())
     labels = [lv.label for lv in forename.levels]
     assert labels[:3] == ["exact", "nickname", "swapped"]
-    assert "first_name_canon_l = first_name_canon_r" in forename.to_splink()["comparison_levels"][
-        2
-    ]["sql_condition"]
+    assert (
+        "first_name_canon_l = first_name_canon_r"
+        in forename.to_splink()["comparison_levels"][2]["sql_condition"]
+    )
     assert "last_name_r" in forename.to_splink()["comparison_levels"][3]["sql_condition"]
     assert "swapped" in [lv.label for lv in surname.levels]
     assert [lv.label for lv in birth.levels] == [

@@ -42,6 +42,7 @@ from cdp.identity.components import connected_components
 from cdp.identity.rules import (
     NAME_FIELDS,
     RECORD_TABLES,
+    DateConflict,
     IdentifierRule,
     IdentityRules,
     NameConflict,
@@ -119,7 +120,7 @@ def record_attributes(frames: Mapping[str, DataFrame], fields: Sequence[str]) ->
     fields = sorted(fields)
     parts = []
     for table, df in sorted(frames.items()):
-        values = [_evidence(df, f).cast("string").alias(f"_v_{f}") for f in fields]
+        values = [_attribute_value(df, f).alias(f"_v_{f}") for f in fields]
         parts.append(
             live(df).select(
                 record_node(table).alias("node"),
@@ -201,6 +202,17 @@ def _blocked(id_type: str, value: Column, rules: IdentityRules) -> Column:
     by_value = F.lower(value).isin(*words) if words else F.lit(False)
     by_pattern = reduce(lambda a, b: a | b, [value.rlike(p) for p in patterns], F.lit(False))
     return F.when(by_value, "blocklist:value").when(by_pattern, "blocklist:pattern")
+
+
+def _attribute_value(df: DataFrame, name: str) -> Column:
+    """A record's value of an attribute that tells people apart, as text; a first name is
+    ``first|last`` so that a record with its names swapped is not taken for another person
+    (see :func:`_names_conflict`)."""
+    value = _evidence(df, name).cast("string")
+    if name == "first_name" and "last_name" in df.columns:
+        last = F.coalesce(_evidence(df, "last_name").cast("string"), F.lit(""))
+        return F.when(value.isNotNull(), F.concat_ws(KEY_SEP, value, last))
+    return value
 
 
 def _evidence(df: DataFrame, name: str) -> Column:
@@ -625,6 +637,7 @@ class _Caps:
     attribute_limits: Mapping[str, int]
     max_records: int
     name_conflicts: Mapping[str, NameConflict] = field(default_factory=dict)
+    date_conflicts: Mapping[str, DateConflict] = field(default_factory=dict)
     # A steward's cannot-link decisions: records carry ``_v__cannot`` tokens, and a
     # component holding one token twice holds both records of a cannot-link pair.
     cannot_link: bool = False
@@ -636,6 +649,7 @@ class _Caps:
             dict(rules.attribute_limits),
             rules.max_component_records,
             dict(rules.name_conflicts),
+            dict(rules.date_conflicts),
             cannot_link,
         )
 
@@ -645,7 +659,9 @@ class _Caps:
 
     @property
     def attributes(self) -> list[str]:
-        fields = sorted(set(self.attribute_limits) | set(self.name_conflicts))
+        fields = sorted(
+            set(self.attribute_limits) | set(self.name_conflicts) | set(self.date_conflicts)
+        )
         return fields + ([CANNOT] if self.cannot_link else [])
 
     def combine(self) -> list[Column]:
@@ -688,6 +704,8 @@ class _Caps:
                 broken = F.size(values) > F.size(F.array_distinct(values))
             elif a in self.name_conflicts:
                 broken = (F.size(values) > 1) & _names_conflict(values, self.name_conflicts[a])
+            elif a in self.date_conflicts:
+                broken = (F.size(values) > 1) & _dates_conflict(values, self.date_conflicts[a])
             else:
                 broken = F.size(values) > self.attribute_limits[a]
             why = "conflict:cannot_link" if a == CANNOT else f"conflict:{a}"
@@ -698,9 +716,40 @@ class _Caps:
 
 
 def _names_conflict(values: Column, rule: NameConflict) -> Column:
-    """Whether an array of folded names holds two that cannot be one person's name."""
+    """Whether an array of folded names holds two that cannot be one person's name.
+
+    A value may be ``first|last`` (see :func:`_attribute_value`): two records whose first
+    and last names are swapped are one person's, not a conflict."""
     same = _same_name(rule)
-    return F.exists(values, lambda x: F.exists(values, lambda y: ~same(x, y)))
+
+    def first(v: Column) -> Column:
+        return F.substring_index(v, KEY_SEP, 1)
+
+    def last(v: Column) -> Column:
+        return F.when(F.instr(v, KEY_SEP) > 0, F.substring_index(v, KEY_SEP, -1))
+
+    def compatible(x: Column, y: Column) -> Column:
+        swapped = (first(x) == last(y)) & (last(x) == first(y))
+        return same(first(x), first(y)) | F.coalesce(swapped, F.lit(False))
+
+    return F.exists(values, lambda x: F.exists(values, lambda y: ~compatible(x, y)))
+
+
+def _dates_conflict(values: Column, rule: DateConflict) -> Column:
+    """Whether an array of ``yyyy-MM-dd`` dates holds two that are not one date mistyped
+    (see :class:`DateConflict`)."""
+
+    def compatible(x: Column, y: Column) -> Column:
+        out = (x == y) | (F.levenshtein(x, y) <= rule.max_edits)
+        if rule.transposed:
+            out = out | (
+                (F.substring(x, 1, 4) == F.substring(y, 1, 4))
+                & (F.substring(x, 6, 2) == F.substring(y, 9, 2))
+                & (F.substring(x, 9, 2) == F.substring(y, 6, 2))
+            )
+        return out
+
+    return F.exists(values, lambda x: F.exists(values, lambda y: ~compatible(x, y)))
 
 
 def _same_name(rule: NameConflict) -> Callable[[Column, Column], Column]:

@@ -176,6 +176,16 @@ class NameConflict(_Strict):
     nicknames_file: str | None = None
 
 
+class DateConflict(_Strict):
+    """When two values of a date field cannot be one person's: they are when equal, when day
+    and month are transposed (03/02 for 02/03), or when at most ``max_edits`` characters
+    apart (a year or day typed one digit off). Any other pair is a conflict: two birth dates
+    are two people, but a typo in one is not."""
+
+    max_edits: int = Field(default=1, ge=0, le=2)
+    transposed: bool = True
+
+
 class IdentityRules(_Strict):
     identifiers: list[IdentifierRule] = Field(min_length=1)
     event_links: list[EventLinkRule] = Field(default_factory=list)
@@ -190,12 +200,18 @@ class IdentityRules(_Strict):
     # Name field -> when two of its values are two people (see NameConflict): a customer never
     # holds a conflicting pair ("conflict:<field>"), repaired like an attribute limit.
     name_conflicts: dict[str, NameConflict] = Field(default_factory=dict)
+    # Date field -> when two of its values are two people (see DateConflict): like
+    # attribute_limits of 1, but a typo of the same date is no conflict ("conflict:<field>").
+    date_conflicts: dict[str, DateConflict] = Field(default_factory=dict)
     # A customer with more records than this is flagged and split on its weakest links.
     max_component_records: int = Field(default=500, ge=1)
 
     def attribute_fields(self) -> list[str]:
-        """Record fields that ``attribute_limits`` and ``name_conflicts`` read."""
-        return sorted(set(self.attribute_limits) | set(self.name_conflicts))
+        """Record fields that ``attribute_limits``, ``name_conflicts`` and
+        ``date_conflicts`` read."""
+        return sorted(
+            set(self.attribute_limits) | set(self.name_conflicts) | set(self.date_conflicts)
+        )
 
     @property
     def enabled_identifiers(self) -> list[IdentifierRule]:
@@ -298,6 +314,14 @@ def validate_rules(rules: IdentityRules, custom: dict[str, set[str]] | None = No
                 f"identity rules: {f!r} is in both attribute_limits and name_conflicts"
             )
     # Types of switched-off rules may still carry limits (an optional custom identifier).
+    for f in rules.date_conflicts:
+        if f not in record_fields:
+            raise ConfigError(f"identity rules: date_conflicts: unknown field {f!r}")
+        if f in rules.attribute_limits or f in rules.name_conflicts:
+            raise ConfigError(
+                f"identity rules: {f!r} is in date_conflicts and in attribute_limits or "
+                "name_conflicts"
+            )
     types = rules.id_types() | {r.id_type for r in rules.identifiers}
     email_names = rules.shared_values.email_names
     if email_names is not None:

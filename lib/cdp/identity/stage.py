@@ -323,9 +323,7 @@ def _match(
         return MatchingResult(None, None, None, None)
     if matching is None:
         matching = MatchingRules(enabled=False, comparisons=[], blocking=[["_"]])
-    nicknames: dict[str, list[str]] = {}
-    for conflict in rules.name_conflicts.values():
-        nicknames.update(conflict.nicknames)
+    nicknames = dict(matching.nicknames)
     versions = ",".join(
         f"{t.table}@{ctx.store.version(t.table)}"
         for name, t in sorted(RECORD_TABLES.items())

@@ -125,6 +125,10 @@ class MatchingRules(_Strict):
     comparisons: list[ComparisonSpec] = Field(min_length=1)
     blocking: list[list[str]] = Field(min_length=1)
     training: Training = Field(default_factory=Training)
+    # Known forms of first names (robert: [bob, rob]) for the forename's nickname level and
+    # blocking; ``nicknames_file`` (relative to this file) is merged in when loaded.
+    nicknames: dict[str, list[str]] = Field(default_factory=dict)
+    nicknames_file: str | None = None
     # Where the rules came from (set by the loader, for messages).
     origin: str = ""
 
@@ -191,7 +195,21 @@ def load_matching(path: str | Path) -> MatchingRules:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    return parse_matching(data, origin=str(p))
+    rules = parse_matching(data, origin=str(p))
+    if rules.nicknames_file:
+        where = p.parent / rules.nicknames_file
+        if not where.exists():
+            raise ConfigError(f"{p}: nicknames_file: no file {where}")
+        try:
+            forms = yaml.safe_load(where.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+        if not isinstance(forms, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) for k, v in forms.items()
+        ):
+            raise ConfigError(f"{where}: expected a mapping of name -> list of other forms")
+        rules.nicknames = {**forms, **rules.nicknames}
+    return rules
 
 
 def resolve_fields(

@@ -243,19 +243,43 @@ def level_weights(model: TrainedModel) -> dict[str, list[tuple[str, float]]]:
     return out
 
 
-def explain(model: TrainedModel) -> tuple[Any, Any]:
-    """Columns ``levels`` (comparison -> level label) and ``weights`` (comparison -> match
-    weight before term-frequency adjustment) of a scored pair (:func:`score`'s ``mw_*``)."""
-    label_parts: list[Any] = []
-    weight_parts: list[Any] = []
-    for name, levels in level_weights(model).items():
-        mw = F.col(f"mw_{name}")
-        label = F.lit(None).cast("string")
-        for text, weight in reversed(levels):
-            label = F.when(F.abs(mw - F.lit(weight)) < 1e-9, text).otherwise(label)
-        label_parts += [F.lit(name), label]
-        weight_parts += [F.lit(name), F.round(mw, 3)]
-    return F.create_map(*label_parts), F.create_map(*weight_parts)
+def explain(model: TrainedModel) -> Any:
+    """Column ``weights`` (comparison -> its match weight, term frequency included) of a
+    scored pair (:func:`score`'s ``mw_*`` columns)."""
+    parts: list[Any] = []
+    for comp in model.settings["comparisons"]:
+        name = comp["output_column_name"]
+        parts += [F.lit(name), F.round(F.col(f"mw_{name}"), 3)]
+    return F.create_map(*parts)
+
+
+def levels_of(pairs: DataFrame, records: DataFrame, model: TrainedModel) -> DataFrame:
+    """``pairs`` (``unique_id_l, unique_id_r``) with ``levels``: comparison -> the label of
+    the level the pair falls in, evaluated from the model's own SQL conditions on the pair's
+    two records (exact, where matching a level by its weight could not tell two levels of
+    equal weight apart). Meant for the few pairs kept (linked, review), not all scored."""
+    value_cols = [c for c in records.columns if c not in ("unique_id", "member_key")]
+    left = records.select(
+        F.col("unique_id").alias("unique_id_l"), *[F.col(c).alias(f"{c}_l") for c in value_cols]
+    )
+    right = records.select(
+        F.col("unique_id").alias("unique_id_r"), *[F.col(c).alias(f"{c}_r") for c in value_cols]
+    )
+    parts: list[Any] = []
+    for comp in model.settings["comparisons"]:
+        whens = []
+        for level in comp["comparison_levels"]:
+            sql = level["sql_condition"]
+            label = str(level.get("label_for_charts")).replace("'", "")
+            if sql.strip().upper() == "ELSE":
+                continue
+            whens.append(f"WHEN {sql} THEN '{label}'")
+        parts += [
+            F.lit(comp["output_column_name"]),
+            F.expr(f"CASE {' '.join(whens)} ELSE 'else' END"),
+        ]
+    joined = pairs.join(left, "unique_id_l").join(right, "unique_id_r")
+    return joined.select(*pairs.columns, F.create_map(*parts).alias("levels"))
 
 
 def comparisons_of(rules: MatchingRules) -> list[Comparison]:

@@ -19,7 +19,14 @@ from pyspark.sql import functions as F
 
 from cdp.identity.matching import links as L
 from cdp.identity.matching.config import MatchingRules
-from cdp.identity.matching.model import TrainedModel, check_blocking, explain, score, train
+from cdp.identity.matching.model import (
+    TrainedModel,
+    check_blocking,
+    explain,
+    levels_of,
+    score,
+    train,
+)
 from cdp.identity.matching.prepare import matching_input
 
 log = logging.getLogger(__name__)
@@ -187,9 +194,11 @@ def run_matching(
     th = rules.thresholds
     scored = score(spark, inputs, model, th.review)
     keys = inputs.select("unique_id", "member_key")
-    levels, weights = explain(model)
+    kept = cut(scored.select("unique_id_l", "unique_id_r", "match_probability", "match_weight",
+                             explain(model).alias("weights")))  # fmt: skip
     pairs = (
-        scored.join(
+        levels_of(kept, inputs, model)
+        .join(
             keys.select(
                 F.col("unique_id").alias("unique_id_l"), F.col("member_key").alias("key_l")
             ),
@@ -208,8 +217,8 @@ def run_matching(
             "key_r",
             "match_probability",
             "match_weight",
-            levels.alias("levels"),
-            weights.alias("weights"),
+            "levels",
+            "weights",
         )
     )
     if decided is not None:
