@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -191,7 +190,7 @@ def bench_matching(
     path = Path(matching_file or base / (config.identity.matching_file or "rules/matching.yaml"))
     loaded = load_matching(path)
     rules, notes = resolve_fields(loaded, mapped_fields(load_sources(config)))
-    nicknames = yaml.safe_load((base / "rules" / "nicknames.yaml").read_text()) or {}
+    nicknames = dict(rules.nicknames)  # as the identity stage passes them (nicknames_file)
     match_t, review_t = rules.thresholds.match, rules.thresholds.review
     print(
         f"\n## probabilistic matching over {config.data_root}: rules {path} "

@@ -249,6 +249,12 @@ def build_all(
     packages = jvm_packages()
     (out / "packages.txt").write_text(packages + "\n")
     files["packages"] = "packages.txt"
+    # Splink's Spark similarity functions (a jar inside the splink wheel, no Maven): --jars.
+    from splink.backends.spark import similarity_jar_location
+
+    jar = Path(similarity_jar_location())
+    shutil.copy2(jar, out / jar.name)
+    files["splink_jar"] = jar.name
     if wheel or env:
         whl = build_wheel(out)
         files["wheel"] = whl.name

@@ -82,6 +82,11 @@ if [ "$PACKAGES" = 1 ]; then
   ARGS+=(--packages "$(tr -d '[:space:]' <"$DIST/packages.txt")")
 fi
 ARGS+=(--py-files "$ZIP")
+# Splink's similarity functions for identity matching (shipped in dist/, no Maven).
+SPLINK_JAR="$(manifest splink_jar)"
+if [ -n "$SPLINK_JAR" ] && [ -f "$DIST/$SPLINK_JAR" ]; then
+  ARGS+=(--jars "$DIST/$SPLINK_JAR")
+fi
 # Stage logs and timestamps in UTC on every JVM, as the embedded session does.
 ARGS+=(--conf "spark.driver.extraJavaOptions=-Duser.timezone=UTC")
 ARGS+=(--conf "spark.executor.extraJavaOptions=-Duser.timezone=UTC")

@@ -143,6 +143,15 @@ def _splink_jar() -> str | None:
 def _apply_runtime_settings(session: SparkSession, config: CdpConfig, *, embedded: bool) -> None:
     session.conf.set("spark.sql.session.timeZone", "UTC")
     session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    # The runtime bloom-filter rule re-estimates plan sizes join by join; on the identity
+    # stage's many-join plans (stable ids over scored pairs) it spent minutes of driver time
+    # planning a query that ran in seconds (seen in a thread dump: InjectRuntimeFilter).
+    session.conf.set("spark.sql.optimizer.runtime.bloomFilter.enabled", "false")
+    # Constraint propagation infers every predicate implied by a plan and carries it through
+    # checkpoints (LogicalRDD keeps its origin's constraints); with the identity stage's
+    # aliases and unions the set grew until one checkpoint spent minutes in
+    # rewriteStatsAndConstraints. The stages' filters are explicit; nothing relies on it.
+    session.conf.set("spark.sql.constraintPropagation.enabled", "false")
     if config.spark.shuffle_partitions and not embedded:
         session.conf.set("spark.sql.shuffle.partitions", str(config.spark.shuffle_partitions))
     try:

@@ -20,6 +20,7 @@ the previous map.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, Window
@@ -55,6 +56,7 @@ def assign_ids(
     *,
     run_id: str,
     at: datetime,
+    cut: Callable[[DataFrame], DataFrame] | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """``(identity_map, history)`` for this run.
 
@@ -64,6 +66,10 @@ def assign_ids(
     ``created`` (old_id null), ``joined`` (old_id = new_id: new records), ``merged``,
     ``split`` or ``retired`` (new_id null).
     """
+    # ``cut`` materialises the frames that the map and every history branch share: without it
+    # the history's plan repeats their lineage in each branch, and Spark's join planning
+    # estimated sizes over it for minutes once scored pairs joined the graph.
+    keep = cut or (lambda df: df)
     spark = members.sparkSession
     if previous is None:
         previous = spark.createDataFrame([], MAP_SCHEMA)
@@ -76,15 +82,16 @@ def assign_ids(
     comps = members.groupBy("comp").agg(
         F.min("member_key").alias("comp_key"), F.count(F.lit(1)).alias("comp_size")
     )
-    m = members.join(prev, KEY, "left")
-    parts = (
+    comps = keep(comps)
+    m = keep(members.join(prev, KEY, "left"))
+    parts = keep(
         m.where(F.col("old_id").isNotNull())
         .groupBy("old_id", "comp")
         .agg(F.count(F.lit(1)).alias("n"))
         .join(comps, "comp")
     )
     by_size = Window.partitionBy("old_id").orderBy(F.col("n").desc(), F.col("comp_key"))
-    keepers = (
+    keepers = keep(
         parts.withColumn("_r", F.row_number().over(by_size))
         .where("_r = 1")
         .select("old_id", F.col("comp").alias("keeper"))
@@ -102,7 +109,7 @@ def assign_ids(
     taken = previous.select(F.col("customer_id").alias("_taken")).distinct()
     fresh = derived_id(F.col("comp_key"))
     salted = derived_id(F.concat_ws("|", F.col("comp_key"), F.lit(run_id)))
-    comp_ids = (
+    comp_ids = keep(
         comps.join(survivors, "comp", "left")
         .withColumn("_fresh", fresh)
         .join(taken, F.col("_fresh") == F.col("_taken"), "left")

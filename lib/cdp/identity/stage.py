@@ -218,9 +218,12 @@ def run_identity(ctx: StageContext) -> None:
         .join(n_ids, "node", "left")
         .withColumn("n_identifiers", F.coalesce("n_identifiers", F.lit(0)))
     )
+    # Materialised: the history's plan reads members in several branches, and Spark's size
+    # estimate over the un-cut lineage took minutes of driver time once scored pairs joined.
+    members = _cut(members)
     base_version = store.version(MAP_TABLE)
     previous = store.read(MAP_TABLE, version=base_version) if base_version is not None else None
-    new_map, history = assign_ids(members, previous, run_id=run_id, at=at)
+    new_map, history = assign_ids(members, previous, run_id=run_id, at=at, cut=_cut)
     new_map = _cut(new_map)
     base = -1 if base_version is None else base_version
     history = _cut(history.withColumn(BASE_VERSION, F.lit(base).cast("long")))
