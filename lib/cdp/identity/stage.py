@@ -22,6 +22,7 @@ rerun completes the work):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame
@@ -307,6 +308,33 @@ def run_identity(ctx: StageContext) -> None:
         f"{summary['records']} records -> {summary['customers']} customers; "
         f"history {events_count or 'unchanged'}; oversized {res.oversized}"
     )
+    _drop_scratch(ctx)
+
+
+def _drop_scratch(ctx: StageContext) -> None:
+    """Remove this run's matching scratch copies (see :func:`_scratch_cut`), once every table
+    that read them is written; a remote checkpoint directory is left to its own lifecycle."""
+    import shutil
+
+    root = ctx.config.checkpoint_dir
+    if "://" in root and not root.startswith("file://"):
+        return
+    local = Path(root.replace("file://", "")) / "identity_matching" / ctx.run.run_id
+    shutil.rmtree(local, ignore_errors=True)
+
+
+def _scratch_cut(ctx: StageContext) -> Callable[[DataFrame], DataFrame]:
+    """Materialise as Parquet under ``<checkpoint dir>/identity_matching/<run id>`` and read
+    back: no lineage, sizes from the files (a Spark checkpoint would keep the origin plan)."""
+    root = f"{ctx.config.checkpoint_dir.rstrip('/')}/identity_matching/{ctx.run.run_id}"
+    counter = iter(range(1_000_000))
+
+    def cut(df: DataFrame) -> DataFrame:
+        path = f"{root}/{next(counter)}"
+        df.write.mode("overwrite").parquet(path)
+        return df.sparkSession.read.parquet(path)
+
+    return cut
 
 
 def _match(
@@ -344,7 +372,7 @@ def _match(
         run_id=ctx.run.run_id,
         data_versions=versions,
         now=ctx.run.started_at,
-        cut=_cut,
+        cut=_scratch_cut(ctx),
         progress=ctx.progress,
     )
     said = notes + result.notes

@@ -97,9 +97,25 @@ def _forenames(rules: MatchingRules) -> list[str]:
 def _db_api(spark: SparkSession) -> Any:
     from splink.backends.spark import SparkAPI
 
-    # Spark checkpoints (cleaned when unreferenced) instead of Parquet copies that would pile
-    # up in the checkpoint directory run after run.
-    return SparkAPI(spark_session=spark, break_lineage_method="checkpoint")
+    # Parquet copies in the checkpoint directory (removed by :func:`drop_scratch`), not Spark
+    # checkpoints: a checkpoint keeps its origin plan for size estimates, and the identity
+    # stage's later joins then walked Splink's whole chain of SQL plans for minutes.
+    return SparkAPI(spark_session=spark, break_lineage_method="parquet")
+
+
+def drop_scratch(spark: SparkSession) -> None:
+    """Remove the Parquet copies Splink wrote under the (local) checkpoint directory."""
+    import shutil
+    from pathlib import Path
+
+    try:
+        root = spark.sparkContext.getCheckpointDir()
+    except Exception:
+        return
+    if not root or "://" in root.replace("file://", ""):
+        return
+    for path in Path(root.replace("file://", "")).glob("__splink__*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _linker(spark: SparkSession, records: DataFrame, settings: dict[str, Any]) -> Any:

@@ -22,6 +22,7 @@ from cdp.identity.matching.config import MatchingRules
 from cdp.identity.matching.model import (
     TrainedModel,
     check_blocking,
+    drop_scratch,
     explain,
     levels_of,
     score,
@@ -134,7 +135,11 @@ def run_matching(
     cut: Callable[[DataFrame], DataFrame],
     progress: Callable[[str], None] = lambda m: None,
 ) -> MatchingResult:
-    """Score record pairs and turn them (and the steward's decisions) into graph links."""
+    """Score record pairs and turn them (and the steward's decisions) into graph links.
+
+    ``cut`` materialises a frame *without* its lineage (Parquet written and read back): the
+    links, pairs and review rows then carry no trace of Splink's plans into the stage.
+    """
     result = MatchingResult(None, None, None, None)
     decided = None
     if decisions:
@@ -224,6 +229,7 @@ def run_matching(
     if decided is not None:
         pairs = L.without_decided(pairs, decided)
     pairs = cut(pairs)
+    drop_scratch(spark)
     accepted = pairs.where(F.col("match_probability") >= th.match)
     review = pairs.where(F.col("match_probability") < th.match)
     scored_links = L.pair_links(
