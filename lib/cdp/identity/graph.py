@@ -498,14 +498,26 @@ def mark_shared(
     sv = rules.shared_values
     fields = sorted(sv.max_distinct)
     ok = links.where(F.col("reason").isNull())
+    # A field with date_conflicts counts its values the same way: a mistyped birth date
+    # behind one value is one person's, not a second person.
+    dated = {f for f in fields if f in rules.date_conflicts and sv.max_distinct[f] == 1}
     aggs = [F.countDistinct("other").alias("_n_records")]
-    aggs += [F.countDistinct(f"_d_{f}").alias(f"_n_{f}") for f in fields]
+    aggs += [
+        (F.collect_set(f"_d_{f}") if f in dated else F.countDistinct(f"_d_{f}")).alias(f"_n_{f}")
+        for f in fields
+    ]
     stats = ok.groupBy("unit").agg(*aggs)
     verdict = F.lit(None).cast("string")
     checks: list[tuple[Column, str]] = []
     if sv.max_records is not None:
         checks.append((F.col("_n_records") > sv.max_records, "shared:records"))
-    checks += [(F.col(f"_n_{f}") > sv.max_distinct[f], f"shared:distinct_{f}") for f in fields]
+    for f in fields:
+        if f in dated:
+            values = F.col(f"_n_{f}")
+            broken = (F.size(values) > 1) & _dates_conflict(values, rules.date_conflicts[f])
+        else:
+            broken = F.col(f"_n_{f}") > sv.max_distinct[f]
+        checks.append((broken, f"shared:distinct_{f}"))
     for cond, label in reversed(checks):  # the first check listed wins
         verdict = F.when(cond, label).otherwise(verdict)
     shared = stats.select("unit", verdict.alias("_shared")).where(F.col("_shared").isNotNull())
