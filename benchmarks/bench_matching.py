@@ -40,9 +40,9 @@ from cdp.identity.graph import KEY_SEP
 from cdp.identity.matching.comparisons import CANON_SUFFIX, splink_settings
 from cdp.identity.matching.config import MatchingRules, load_matching, resolve_fields
 from cdp.identity.matching.model import (
-    PROBABILITY_FLOOR,
     check_blocking,
     score,
+    smoothed,
     train,
 )
 from cdp.identity.matching.prepare import matching_input
@@ -74,16 +74,6 @@ def _forenames(rules: MatchingRules) -> list[str]:
 
 def _cols(fields: Sequence[str], forenames: Sequence[str]) -> list[str]:
     return [f + CANON_SUFFIX if f in forenames else f for f in fields]
-
-
-def _smoothed(settings: dict[str, Any]) -> dict[str, Any]:
-    # As model.train does: floor m and u so that an empty level's weight stays finite.
-    for comp in settings.get("comparisons", []):
-        for level in comp.get("comparison_levels", []):
-            for key in ("m_probability", "u_probability"):
-                if key in level and level[key] is not None:
-                    level[key] = max(float(level[key]), PROBABILITY_FLOOR)
-    return settings
 
 
 def duckdb_blocked_pairs(con: Any, table: str, rules: MatchingRules) -> list[int]:
@@ -125,7 +115,7 @@ def duckdb_train(db_api: Any, table: Any, rules: MatchingRules, n: int) -> dict[
         linker.training.estimate_parameters_using_expectation_maximisation(
             rule(fields), max_pairs=training.em_max_pairs
         )
-    return _smoothed(linker.misc.save_model_to_json())
+    return smoothed(linker.misc.save_model_to_json())
 
 
 def _pair_keys(df: pd.DataFrame) -> set[tuple[int, int]]:

@@ -198,7 +198,7 @@ def train(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> Trai
                 "iterations": len(getattr(session, "_core_model_settings_history", [])),
             }
         )
-    trained = _smoothed(linker.misc.save_model_to_json())
+    trained = smoothed(linker.misc.save_model_to_json())
     return TrainedModel(trained, rules.fingerprint(), n, sessions)
 
 
@@ -208,7 +208,7 @@ def train(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> Trai
 PROBABILITY_FLOOR = 1e-4
 
 
-def _smoothed(settings: dict[str, Any]) -> dict[str, Any]:
+def smoothed(settings: dict[str, Any]) -> dict[str, Any]:
     for comp in settings.get("comparisons", []):
         for level in comp.get("comparison_levels", []):
             for key in ("m_probability", "u_probability"):
