@@ -211,3 +211,29 @@ def test_a_comparison_on_a_field_no_source_maps_fails_at_load(tmp_path: Path) ->
     with pytest.raises(ConfigError, match=r"m.yaml: comparisons\[4\] \(nino\)"):
         mapped = {"first_name", "last_name", "birth_date", "address_line1", "postcode", "city"}
         resolve_fields(load_matching(path), {"person_records": mapped})
+
+
+def test_a_company_without_the_compared_tables_is_matched_on_nothing_and_told(
+    spark: SparkSession,
+) -> None:
+    from datetime import datetime, timezone
+
+    from cdp.identity.matching.config import parse_matching
+    from cdp.identity.matching.step import run_matching
+
+    result = run_matching(
+        spark,
+        {"transactions": spark.range(1).toDF("x")},
+        spark.range(0).toDF("node"),
+        parse_matching(MATCHING),
+        nicknames={},
+        decisions=[],
+        models=None,
+        retrain=False,
+        run_id="r",
+        data_versions="",
+        now=datetime.now(timezone.utc),
+        cut=lambda df: df,
+    )
+    assert result.links is None and result.pairs is None
+    assert result.notes == ["probabilistic matching: no table of ['person_records'] present"]

@@ -161,6 +161,10 @@ def run_matching(
         result.notes.append("probabilistic matching off (disabled or nothing to compare)")
         return result
 
+    if not set(rules.tables) & set(frames):
+        # A company without those tables yet (transactions only): nothing to compare.
+        result.notes.append(f"probabilistic matching: no table of {rules.tables} present")
+        return result
     started = time.monotonic()
     inputs = cut(matching_input(frames, rules, nicknames))
     n = inputs.count()
