@@ -237,3 +237,18 @@ def test_a_company_without_the_compared_tables_is_matched_on_nothing_and_told(
     )
     assert result.links is None and result.pairs is None
     assert result.notes == ["probabilistic matching: no table of ['person_records'] present"]
+
+
+def test_decisions_hold_without_probabilistic_matching(
+    spark: SparkSession, setup: tuple[CdpConfig, Path]
+) -> None:
+    config, decisions = setup
+    config = config.model_copy(deep=True)
+    config.identity.matching_file = None
+    decisions.write_text(
+        "decision,left_source,left_record_id,right_source,right_record_id\nmust_link,crm,c,crm,d\n"
+    )
+    run_stage("identity", spark=spark, config=config)
+    ids = _customers(spark, config)
+    assert ids["c"] == ids["d"]  # the steward's word
+    assert ids["a"] != ids["b"]  # no model: typos alone join nothing

@@ -353,7 +353,10 @@ def _match(
     if matching is None and not decisions:
         return MatchingResult(None, None, None, None)
     if matching is None:
-        matching = MatchingRules(enabled=False, comparisons=[], blocking=[["_"]])
+        # Decisions without probabilistic matching (identity.matching_file: null).
+        matching = MatchingRules.model_construct(
+            enabled=False, comparisons=[], blocking=[], tables=[], nicknames={}
+        )
     nicknames = dict(matching.nicknames)
     versions = ",".join(
         f"{t.table}@{ctx.store.version(t.table)}"
