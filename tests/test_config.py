@@ -104,3 +104,77 @@ def test_repository_conf_files_are_valid() -> None:
         cfg = load_config(env=env, conf_dir=root, environ={})
         assert cfg.env == env
     assert cfg.config_hash() == load_config(env="test", conf_dir=root, environ={}).config_hash()
+
+
+def test_rule_file_contents_are_part_of_the_config_hash(conf_dir: Path) -> None:
+    rules = conf_dir / "rules"
+    rules.mkdir()
+    (rules / "identity.yaml").write_text(
+        "rules: []\nname_conflicts:\n  first_name:\n    nicknames_file: nicknames.yaml\n"
+    )
+    (rules / "nicknames.yaml").write_text("robert: [bob]\n")
+    cfg = load_config(conf_dir=conf_dir, environ={})
+    first = cfg.config_hash()
+    files = cfg.file_hashes()
+    assert files["identity.rules_file"] != "absent"
+    assert files["identity.rules_file[0]"] != "absent"  # the nicknames file it names
+    assert files["profile.rules_file"] == "absent"
+
+    (rules / "nicknames.yaml").write_text("robert: [bob, rob]\n")
+    second = cfg.config_hash()
+    (rules / "identity.yaml").write_text("rules: []\n")
+    third = cfg.config_hash()
+    assert len({first, second, third}) == 3
+    # The same contents give the same hash.
+    assert load_config(conf_dir=conf_dir, environ={}).config_hash() == third
+
+
+def test_rule_files_resolve_from_the_conf_directory_through_one_resolver(conf_dir: Path) -> None:
+    cfg = load_config(
+        conf_dir=conf_dir,
+        environ={},
+        overrides={"silver.rules_file": "mine/silver.yaml", "profile.rules_file": "/abs/p.yaml"},
+    )
+    files = cfg.rule_files()
+    assert files["silver.rules_file"] == (conf_dir / "mine" / "silver.yaml").resolve()
+    assert files["profile.rules_file"] == Path("/abs/p.yaml")
+    assert cfg.source_dirs_resolved() == [str((conf_dir / "sources").resolve())]
+    off = load_config(conf_dir=conf_dir, environ={}, overrides={"silver.rules_file": None})
+    assert "silver.rules_file" not in off.rule_files()
+
+
+def test_git_commit_comes_from_the_environment_through_the_config(conf_dir: Path) -> None:
+    assert load_config(conf_dir=conf_dir, environ={}).git_commit is None
+    cfg = load_config(conf_dir=conf_dir, environ={"GIT_COMMIT": "abc", "CDP_GIT_COMMIT": "def"})
+    assert cfg.git_commit == "def"
+    # The code's commit is not configuration: it leaves the hash alone.
+    assert cfg.config_hash() == load_config(conf_dir=conf_dir, environ={}).config_hash()
+
+
+def test_source_defaults_are_typed_and_unknown_keys_name_file_and_key(tmp_path: Path) -> None:
+    from cdp.sources import load_sources
+
+    conf = tmp_path / "conf"
+    (conf / "sources").mkdir(parents=True)
+    (conf / "base.yaml").write_text("env: local\n")
+    source = conf / "sources" / "crm.yaml"
+    body = "name: crm\nkind: profile\nformat: csv\npath: crm/*.csv\nmapping: {email: e}\n"
+    source.write_text(body + "defaults:\n  phone_region: US\n  decimal_comma: true\n")
+    (spec,) = load_sources(load_config(conf_dir=conf, environ={}))
+    assert (spec.defaults.phone_region, spec.defaults.decimal_comma) == ("US", True)
+    assert spec.defaults.timezone == "UTC"  # what is not said keeps its default
+
+    source.write_text(body + "defaults:\n  phone_regoin: US\n")
+    with pytest.raises(ConfigError, match=r"crm.yaml: unknown field 'defaults.phone_regoin'"):
+        load_sources(load_config(conf_dir=conf, environ={}))
+    source.write_text(body + "defaults:\n  phone_region: britain\n")
+    with pytest.raises(ConfigError, match=r"crm.yaml: field 'defaults.phone_region'"):
+        load_sources(load_config(conf_dir=conf, environ={}))
+
+
+def test_a_configured_rule_file_that_is_missing_fails_naming_the_key(conf_dir: Path) -> None:
+    from cdp.silver.rules import load_rules
+
+    cfg = load_config(conf_dir=conf_dir, environ={})
+    with pytest.raises(ConfigError, match=r"silver.rules_file: no file .*rules/silver.yaml"):
+        load_rules(cfg.rule_files()["silver.rules_file"], tables={"events"})

@@ -58,6 +58,10 @@ def test_generated_company_flows_through_bronze_and_silver(
     silver = run_stage("silver", spark=spark, config=config)
     log = store.read("ops/run_log").where(f"run_id = '{silver.run_id}'").collect()[0]
     m = {k: int(v) for k, v in log.metrics.items() if v.lstrip("-").isdigit()}
+    # The run log names, by content hash, every rule and source file the run read.
+    files = {k: v for k, v in log.metrics.items() if k.startswith("config_file:")}
+    assert files["config_file:silver.rules_file"].startswith("sha256:")
+    assert files["config_file:sources_dirs:crm_contacts.yaml"] != "sha256:absent"
     tables = {
         "person_records": ["crm_contacts", "loyalty_members", "person_register"],
         "transactions": ["ecommerce_orders", "pos_transactions"],

@@ -19,13 +19,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdp.audiences.settings import ActivationConfig
+from cdp.errors import ConfigError
 from cdp.identity.settings import IdentityConfig
 from cdp.models.settings import ModelsConfig
 from cdp.profile.settings import ProfileConfig
+from cdp.silver.settings import SilverConfig
+from cdp.yamlio import parse_scalar, read_yaml
+
+__all__ = ["CdpConfig", "ConfigError", "load_config", "parse_overrides"]
 
 ENV_PREFIX = "CDP__"
 
@@ -38,11 +42,10 @@ ENV_ALIASES: dict[str, str] = {
     "CDP_SPARK_MASTER": "spark.master",
     "CDP_LOG_LEVEL": "log.level",
     "MLFLOW_TRACKING_URI": "mlflow.tracking_uri",
+    # Packaged jobs carry no .git; the build or the scheduler names the commit.
+    "GIT_COMMIT": "git_commit",
+    "CDP_GIT_COMMIT": "git_commit",
 }
-
-
-class ConfigError(ValueError):
-    """A configuration key or value is wrong; the message names the key and its origin."""
 
 
 class StorageBackend(str, Enum):
@@ -123,6 +126,9 @@ class CdpConfig(_Model):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    silver: SilverConfig = Field(default_factory=SilverConfig)
+    # The commit of the code that runs (tagged on MLflow runs); None: read from .git.
+    git_commit: str | None = None
     # Where each top-level file layer came from, for messages and the run log.
     origins: list[str] = Field(default_factory=list)
     conf_dir: str | None = None
@@ -161,20 +167,86 @@ class CdpConfig(_Model):
             return self.mlflow.tracking_uri
         return f"sqlite:///{_join(self.data_root_uri, 'mlflow', 'mlflow.db')}"
 
+    def conf_path(self, entry: str | Path) -> Path:
+        """The one resolver of file settings: an absolute path stays, a relative one is taken
+        from the conf directory (the working directory when there is none)."""
+        p = Path(entry)
+        if p.is_absolute():
+            return p
+        return ((Path(self.conf_dir) if self.conf_dir else Path.cwd()) / p).resolve()
+
     def source_dirs_resolved(self) -> list[str]:
         """Source-definition directories; relative ones are taken from the conf directory."""
-        base = Path(self.conf_dir) if self.conf_dir else Path.cwd()
-        out = []
-        for entry in self.sources_dirs:
-            p = Path(entry)
-            out.append(str(p if p.is_absolute() else (base / p).resolve()))
-        return out
+        return [str(self.conf_path(entry)) for entry in self.sources_dirs]
+
+    def rule_files(self) -> dict[str, Path]:
+        """Every rule file the run reads, by the key that names it."""
+        keys = {
+            "silver.rules_file": self.silver.rules_file,
+            "identity.rules_file": self.identity.rules_file,
+            "identity.matching_file": self.identity.matching_file,
+            "identity.decisions_file": self.identity.decisions_file,
+            "profile.rules_file": self.profile.rules_file,
+        }
+        return {key: self.conf_path(value) for key, value in keys.items() if value}
+
+    def file_hashes(self) -> dict[str, str]:
+        """A short hash of the contents of every file the run reads besides the layered
+        config: rule files (and the files they name, such as nicknames), source and audience
+        declarations. ``absent`` for a configured file that does not exist."""
+        files: dict[str, Path] = dict(self.rule_files())
+        for key, value in list(files.items()):
+            for i, named in enumerate(_named_files(value)):
+                files[f"{key}[{i}]"] = named
+        for key, dirs in (
+            ("sources_dirs", self.sources_dirs),
+            ("activation.audiences_dirs", self.activation.audiences_dirs),
+        ):
+            for entry in dirs:
+                where = self.conf_path(entry)
+                found = sorted(where.glob("*.y*ml")) if where.is_dir() else [where]
+                for path in found:
+                    files[f"{key}:{path.name}"] = path
+        return {key: _digest(path) for key, path in sorted(files.items())}
 
     def config_hash(self) -> str:
-        """A stable hash of the effective settings (origins excluded)."""
-        payload = self.model_dump(mode="json", exclude={"origins"})
+        """A stable hash of the effective settings (origins and the code's commit excluded) and of the contents of
+        every rule, source and audience file, so the run log shows when any of them changed."""
+        payload = self.model_dump(mode="json", exclude={"origins", "git_commit"})
+        payload["_files"] = self.file_hashes()
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _digest(path: Path) -> str:
+    if not path.is_file():
+        return "absent"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _named_files(path: Path) -> list[Path]:
+    """Files a YAML rule file names through ``*_file`` keys (relative to itself)."""
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return []
+    try:
+        data = read_yaml(path, str(path), mapping=False)
+    except ConfigError:
+        return []  # the stage that reads it reports the error with its key
+    found: list[Path] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if str(key).endswith("_file") and isinstance(value, str):
+                    found.append(path.parent / value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(data)
+    return found
 
 
 def _is_uri(path: str) -> bool:
@@ -210,21 +282,6 @@ def default_conf_dir() -> Path | None:
     if (repo_conf / "base.yaml").exists():
         return repo_conf
     return None
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: the top level must be a mapping of keys, got {type(data).__name__}"
-        )
-    return data
 
 
 def _set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
@@ -271,14 +328,6 @@ def _env_layer(environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
     return found
 
 
-def _coerce_scalar(text: str) -> Any:
-    """Parse 'KEY=VALUE' and environment values as YAML scalars (so 'true', '4', 'null' work)."""
-    try:
-        return yaml.safe_load(text) if text != "" else ""
-    except yaml.YAMLError:
-        return text
-
-
 def load_config(
     *,
     env: str | None = None,
@@ -303,12 +352,12 @@ def load_config(
     if directory is not None:
         base = directory / "base.yaml"
         if base.exists():
-            _merge(merged, _read_yaml(base), str(base), provenance)
+            _merge(merged, read_yaml(base, "conf"), str(base), provenance)
             origins.append(str(base))
         env_name = env_name or merged.get("env") or "local"
         env_file = directory / f"{env_name}.yaml"
         if env_file.exists():
-            _merge(merged, _read_yaml(env_file), str(env_file), provenance)
+            _merge(merged, read_yaml(env_file, "env"), str(env_file), provenance)
             origins.append(str(env_file))
         elif env is not None or "CDP_ENV" in environ:
             raise ConfigError(f"env: no file {env_file} for environment {env_name!r}")
@@ -318,7 +367,7 @@ def load_config(
         path = Path(conf_file)
         if not path.exists():
             raise ConfigError(f"--conf {path}: file not found")
-        layer = _read_yaml(path)
+        layer = read_yaml(path, "--conf")
         # A user's file may name its own source directories, relative to itself.
         if "sources_dirs" in layer and isinstance(layer["sources_dirs"], list):
             layer["sources_dirs"] = [
@@ -331,7 +380,7 @@ def load_config(
         _merge(merged, layer, str(path), provenance)
         origins.append(str(path))
     for key, value, var in _env_layer(environ):
-        _set_path(merged, key, _coerce_scalar(value))
+        _set_path(merged, key, parse_scalar(value))
         provenance[key] = f"environment variable {var}"
     for key, value in (overrides or {}).items():
         _set_path(merged, key, value)
@@ -377,5 +426,5 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
         key, value = pair.split("=", 1)
-        out[key.strip()] = _coerce_scalar(value)
+        out[key.strip()] = parse_scalar(value)
     return out

@@ -85,6 +85,10 @@ def run_stage(
         as_of=as_of,
         log_path=str(log_path),
     )
+    # Which rule, source and audience files this run read, by content, so two runs' logs show
+    # which file changed between them (config_hash only says that something did).
+    for key, digest in config.file_hashes().items():
+        recorder.metric(f"config_file:{key}", f"sha256:{digest}")
     say = progress or (lambda message: None)
 
     def stage_progress(message: str) -> None:

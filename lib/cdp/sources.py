@@ -23,7 +23,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,6 +33,7 @@ from pydantic import (
 )
 
 from cdp.config import CdpConfig, ConfigError
+from cdp.yamlio import read_yaml
 
 
 class SourceKind(str, Enum):
@@ -61,6 +61,24 @@ class SchemaEvolution(str, Enum):
     RESCUE = "rescue"
 
 
+class SourceDefaults(BaseModel):
+    """How silver reads this source's values where the values themselves do not say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # ISO region of national-format phone numbers ("020 7946 0000" read as GB).
+    phone_region: str = Field(default="GB", pattern=r"^[A-Z]{2}$")
+    # E-mail folding for addresses whose provider ignores dots / "+tag" (Gmail).
+    gmail_dots: bool = False
+    plus_addressing: bool = False
+    # Date patterns (Spark datetime patterns) tried in order; None: silver's own list.
+    date_formats: list[str] | None = Field(default=None, min_length=1)
+    # Time zone of timestamps that carry no offset.
+    timezone: str = "UTC"
+    # Amounts written "12,50" rather than "12.50".
+    decimal_comma: bool = False
+
+
 class SourceSpec(BaseModel):
     """One declared source."""
 
@@ -81,7 +99,7 @@ class SourceSpec(BaseModel):
     # tax or membership number) that identity rules and matching comparisons may use. Their
     # values travel in silver's ``attributes`` map.
     identifiers: list[str] = Field(default_factory=list)
-    defaults: dict[str, Any] = Field(default_factory=dict)
+    defaults: SourceDefaults = Field(default_factory=SourceDefaults)
     schema_evolution: SchemaEvolution = SchemaEvolution.ADD_NEW_COLUMNS
     enabled: bool = True
     # Where the declaration came from (set by the loader, for messages).
@@ -127,12 +145,7 @@ class SourceSpec(BaseModel):
 
 
 def _parse_source_file(path: Path) -> SourceSpec:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a source declaration must be a mapping")
+    data = read_yaml(path, "sources_dirs")
     data.setdefault("origin", str(path))
     try:
         return SourceSpec.model_validate(data)

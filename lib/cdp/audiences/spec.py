@@ -28,10 +28,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdp.config import CdpConfig, ConfigError
+from cdp.yamlio import read_yaml
 
 # The values silver accepts (conf/rules/silver.yaml); a typo here would silently empty an
 # audience, so it is refused at load instead.
@@ -173,11 +173,8 @@ def load_audience_files(paths: Iterable[Path]) -> list[AudienceSpec]:
     """Every enabled audience in ``paths``, sorted by name; duplicate names are an error."""
     found: dict[str, AudienceSpec] = {}
     for path in paths:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise AudienceError(f"{path}: not valid YAML: {exc}") from None
-        if data is None:
+        data = read_yaml(path, "activation.audiences_dirs", mapping=False)
+        if data == {}:
             continue
         if isinstance(data, dict) and set(data) == {"audiences"}:
             if not isinstance(data["audiences"], list):
@@ -197,11 +194,7 @@ def load_audience_files(paths: Iterable[Path]) -> list[AudienceSpec]:
 
 def audience_dirs(config: CdpConfig) -> list[Path]:
     """The configured audience directories; relative ones are taken from the conf directory."""
-    base = Path(config.conf_dir) if config.conf_dir else Path.cwd() / "conf"
-    return [
-        p if p.is_absolute() else (base / p).resolve()
-        for p in (Path(d) for d in config.activation.audiences_dirs)
-    ]
+    return [config.conf_path(d) for d in config.activation.audiences_dirs]
 
 
 def load_audiences(config: CdpConfig) -> list[AudienceSpec]:

@@ -25,7 +25,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,8 +34,9 @@ from pydantic import (
     field_validator,
 )
 
-from cdp.config import ConfigError
+from cdp.errors import ConfigError
 from cdp.silver.canonical import CONSENTS, EVENTS, PERSON_RECORDS, TRANSACTIONS
+from cdp.yamlio import read_yaml
 
 # The silver tables whose records become nodes of the graph, and the one whose rows only
 # contribute identifier pairs (events are far too many to be nodes).
@@ -374,24 +374,21 @@ def load_rules(path: str | Path, custom: dict[str, set[str]] | None = None) -> I
     """The rules in ``path``; a missing file or a bad rule fails with a clear message.
     ``custom``: the sources' custom identifiers (see :func:`validate_rules`)."""
     p = Path(path)
-    rules = parse_rules(_read_yaml(p, "identity.rules_file"), origin=str(p), custom=custom)
+    rules = parse_rules(read_yaml(p, "identity.rules_file"), origin=str(p), custom=custom)
     for name, conflict in rules.name_conflicts.items():
         if conflict.nicknames_file:
             where = f"identity rules: name_conflicts.{name}.nicknames_file"
-            data = _read_yaml(p.parent / conflict.nicknames_file, where)
-            if not isinstance(data, dict) or not all(
-                isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v)
-                for k, v in data.items()
-            ):
-                raise ConfigError(f"{where}: expected a mapping of name -> list of other forms")
-            conflict.nicknames = {**data, **conflict.nicknames}
+            forms = load_nicknames(p.parent / conflict.nicknames_file, where)
+            conflict.nicknames = {**forms, **conflict.nicknames}
     return rules
 
 
-def _read_yaml(path: Path, what: str) -> Any:
-    if not path.exists():
-        raise ConfigError(f"{what}: no file {path}")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+def load_nicknames(path: Path, what: str) -> dict[str, list[str]]:
+    """A nicknames file (``name: [other forms]``); ``what`` names the key pointing at it."""
+    data = read_yaml(path, what)
+    if not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v)
+        for k, v in data.items()
+    ):
+        raise ConfigError(f"{path}: expected a mapping of name -> list of other forms")
+    return data  # type: ignore[no-any-return]

@@ -65,11 +65,7 @@ def rules_path(ctx: StageContext, name: str | None = None) -> Path:
     """``identity.rules_file`` (or another file setting of ``identity``); a relative path is
     taken from the conf directory."""
     settings: IdentityConfig = ctx.config.identity
-    p = Path(name if name is not None else settings.rules_file)
-    if p.is_absolute():
-        return p
-    base = Path(ctx.config.conf_dir) if ctx.config.conf_dir else Path.cwd() / "conf"
-    return base / p
+    return ctx.config.conf_path(name if name is not None else settings.rules_file)
 
 
 def load_stage_rules(

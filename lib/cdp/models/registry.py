@@ -38,10 +38,8 @@ def registered_name(env: str, model: str) -> str:
 
 def git_commit(start: str | Path | None = None) -> str | None:
     """The commit of the checkout holding ``start`` (or this file), read from ``.git``
-    without running git; ``CDP_GIT_COMMIT`` or ``GIT_COMMIT`` win when set (packaged jobs)."""
-    for var in ("CDP_GIT_COMMIT", "GIT_COMMIT"):
-        if os.environ.get(var):
-            return os.environ[var]
+    without running git. Packaged jobs have no ``.git``: the configuration's ``git_commit``
+    (``CDP_GIT_COMMIT`` or ``GIT_COMMIT``) names it and wins over this."""
     here = Path(start or __file__).resolve()
     for parent in [here, *here.parents]:
         git = parent / ".git"

@@ -387,7 +387,7 @@ def train_model(
             "cdp.kind": run_kind,
             "cdp.model_name": spec.name,
             "cdp.as_of": as_of.isoformat(),
-            "cdp.git_commit": R.git_commit() or "unknown",
+            "cdp.git_commit": ctx.config.git_commit or R.git_commit() or "unknown",
             **{f"cdp.table_version.{t}": str(v) for t, v in inputs.versions.items()},
             f"cdp.table_version.{FEATURES_TABLE}": str(ctx.store.version(FEATURES_TABLE)),
         }

@@ -53,11 +53,7 @@ EMPTY_EVENTS = (
 
 def rules_path(ctx: StageContext) -> Path:
     """``profile.rules_file``, relative paths taken from the conf directory."""
-    p = Path(ctx.config.profile.rules_file)
-    if p.is_absolute():
-        return p
-    base = Path(ctx.config.conf_dir) if ctx.config.conf_dir else Path.cwd() / "conf"
-    return base / p
+    return ctx.config.conf_path(ctx.config.profile.rules_file)
 
 
 def resolve_as_of(ctx: StageContext, events: DataFrame, transactions: DataFrame | None) -> date:

@@ -40,13 +40,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from cdp.config import ConfigError
+from cdp.errors import ConfigError
 from cdp.silver.canonical import CONSENTS, PERSON_RECORDS, TRANSACTIONS
+from cdp.yamlio import read_yaml
 
 # The silver tables whose records are linked to customers in gold/identity_map.
 RECORD_TABLES = {t.name: t for t in (PERSON_RECORDS, TRANSACTIONS, CONSENTS)}
@@ -189,14 +189,7 @@ class ProfileRules(_Strict):
 def load_profile_rules(path: str | Path) -> ProfileRules:
     """Parse and check the rules file; any mistake fails with the file and key named."""
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"profile.rules_file: {p} not found")
-    try:
-        data: Any = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping with 'attributes'")
+    data: Any = read_yaml(p, "profile.rules_file")
     try:
         return ProfileRules.model_validate(data)
     except ValidationError as exc:

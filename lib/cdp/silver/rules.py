@@ -21,12 +21,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cdp.config import ConfigError
+from cdp.errors import ConfigError
+from cdp.yamlio import read_yaml
 
 VIOLATIONS = "_violations"
 BLOCKED = "_blocked"
@@ -74,14 +74,7 @@ class Rule(BaseModel):
 def load_rules(path: str | Path, *, tables: set[str]) -> dict[str, list[Rule]]:
     """Rules per silver table from one YAML file; unknown tables and bad rules fail fast."""
     p = Path(path)
-    if not p.exists():
-        return {}
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of table -> list of rules")
+    data = read_yaml(p, "silver.rules_file")
     out: dict[str, list[Rule]] = {}
     for table, rules in data.items():
         if table not in tables:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
@@ -93,8 +92,8 @@ def standardize(spec: SourceSpec, table: CanonicalTable) -> Callable[[DataFrame]
             out = out.transform(
                 S.standardize_email(
                     "email",
-                    gmail_dots=bool(defaults.get("gmail_dots", False)),
-                    plus_addressing=bool(defaults.get("plus_addressing", False)),
+                    gmail_dots=defaults.gmail_dots,
+                    plus_addressing=defaults.plus_addressing,
                 )
             )
         if "country" in fields:
@@ -107,7 +106,7 @@ def standardize(spec: SourceSpec, table: CanonicalTable) -> Callable[[DataFrame]
             out = out.transform(
                 S.standardize_phone(
                     "phone",
-                    default_region=str(defaults.get("phone_region", "GB")),
+                    default_region=defaults.phone_region,
                     region_col="country" if "country" in fields else None,
                 )
             )
@@ -122,20 +121,16 @@ def standardize(spec: SourceSpec, table: CanonicalTable) -> Callable[[DataFrame]
             if name_field in fields:
                 out = out.transform(S.standardize_name(name_field))
         if "birth_date" in fields:
-            formats = list(defaults.get("date_formats", DEFAULT_DATE_FORMATS))
+            formats = list(defaults.date_formats or DEFAULT_DATE_FORMATS)
             out = out.transform(S.parse_date("birth_date", formats=formats))
         out = out.transform(
-            S.parse_timestamp(
-                table.time_field, formats=ts_formats, source_tz=str(defaults.get("timezone", "UTC"))
-            )
+            S.parse_timestamp(table.time_field, formats=ts_formats, source_tz=defaults.timezone)
         )
         if "postcode" in fields:
             out = out.transform(S.standardize_postcode("postcode", country_col="country"))
         if "amount" in fields:
             out = out.transform(
-                S.standardize_amount(
-                    "amount", decimal_comma=bool(defaults.get("decimal_comma", False))
-                )
+                S.standardize_amount("amount", decimal_comma=defaults.decimal_comma)
             )
         if "currency" in fields:
             out = out.transform(S.standardize_currency("currency"))
@@ -253,16 +248,17 @@ def read_new_bronze(
     return bronze, current
 
 
-def _rules_path(ctx: StageContext) -> Path:
-    base = Path(ctx.config.conf_dir) if ctx.config.conf_dir else Path.cwd() / "conf"
-    return base / "rules" / "silver.yaml"
+def load_silver_rules(ctx: StageContext) -> dict[str, list[Rule]]:
+    """``silver.rules_file`` (none when the key is null)."""
+    name = ctx.config.silver.rules_file
+    return load_rules(ctx.config.conf_path(name), tables=set(TABLES)) if name else {}
 
 
 def run_silver(ctx: StageContext) -> None:
     """The ``silver`` stage."""
     store, run_id = ctx.store, ctx.run.run_id
     sources = load_sources(ctx.config)
-    rules = load_rules(_rules_path(ctx), tables=set(TABLES))
+    rules = load_silver_rules(ctx)
     progress = _progress(store)
     batches: dict[str, TableBatch] = {}
     for spec in sources:

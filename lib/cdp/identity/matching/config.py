@@ -29,10 +29,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cdp.config import ConfigError
+from cdp.errors import ConfigError
+from cdp.identity.rules import load_nicknames
+from cdp.yamlio import read_yaml
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 
@@ -189,25 +190,9 @@ def parse_matching(data: Any, origin: str = "matching rules") -> MatchingRules:
 def load_matching(path: str | Path) -> MatchingRules:
     """The matching rules in ``path``; a bad key fails naming the file and the key."""
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"identity.matching_file: no file {p}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    rules = parse_matching(data, origin=str(p))
+    rules = parse_matching(read_yaml(p, "identity.matching_file"), origin=str(p))
     if rules.nicknames_file:
-        where = p.parent / rules.nicknames_file
-        if not where.exists():
-            raise ConfigError(f"{p}: nicknames_file: no file {where}")
-        try:
-            forms = yaml.safe_load(where.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: not valid YAML: {exc}") from None
-        if not isinstance(forms, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) for k, v in forms.items()
-        ):
-            raise ConfigError(f"{where}: expected a mapping of name -> list of other forms")
+        forms = load_nicknames(p.parent / rules.nicknames_file, f"{p}: nicknames_file")
         rules.nicknames = {**forms, **rules.nicknames}
     return rules
 
