@@ -94,20 +94,24 @@ def split_good_and_quarantined(
 ) -> tuple[DataFrame, DataFrame]:
     """Parsed rows -> (bronze rows with lineage, quarantine rows with raw text and reason)."""
     source_cols = [c for c in df.columns if c not in (CORRUPT, *LINEAGE_COLUMNS)]
-    lineage = [
+    # Both tables lead with where the record came from and end with the run that read it.
+    file_lineage = [
         F.lit(source).alias("_source"),
         F.col("_file_path"),
         F.col("_file_size").cast("long").alias("_file_size"),
         F.col("_file_modified_at"),
         F.col("_file_offset").cast("long").alias("_file_offset"),
         F.col("_row_number").cast("long").alias("_row_number"),
+    ]
+    run_lineage = [
         F.lit(run_id).alias("_ingest_run_id"),
         F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),
     ]
     is_bad = F.col(CORRUPT).isNotNull()
     good = df.where(~is_bad).select(
         *[F.col(f"`{c}`") for c in source_cols],
-        *lineage,
+        *file_lineage,
+        *run_lineage,
         record_hash(df.schema, source_cols).alias("_record_hash"),
         (F.col(RESCUED) if RESCUED in df.columns else F.lit(None).cast("string")).alias(RESCUED),
     )
@@ -120,19 +124,13 @@ def split_good_and_quarantined(
     else:
         reason = F.lit(f"malformed {fmt.value} record")
     bad = df.where(is_bad).select(
-        F.lit(source).alias("_source"),
-        F.col("_file_path"),
-        F.col("_file_size").cast("long").alias("_file_size"),
-        F.col("_file_modified_at"),
-        F.col("_file_offset").cast("long").alias("_file_offset"),
-        F.col("_row_number").cast("long").alias("_row_number"),
+        *file_lineage,
         F.substring(F.col(CORRUPT), 1, raw_max_chars).alias("raw_record"),
         reason.alias("reason"),
         # Whatever the reader made of the record; it also makes the scan parse every column,
         # so a record is judged malformed by the same rules here as on the bronze side.
         F.to_json(F.struct(*[F.col(f"`{c}`") for c in source_cols])).alias("parsed_record"),
-        F.lit(run_id).alias("_ingest_run_id"),
-        F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),
+        *run_lineage,
         F.sha2(F.col(CORRUPT), 256).alias("_record_hash"),
     )
     return good, bad
