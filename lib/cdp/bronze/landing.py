@@ -32,6 +32,8 @@ from cdp.storage import TableStore
 
 @dataclass
 class SourceOutcome:
+    """What one run did for one source: batch and stream both return it; the stage sums them."""
+
     source: str
     files_new: int = 0
     files_changed: int = 0
