@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from cdp.bronze.ingest import csv_header, list_landed_files, source_reader
+from cdp.bronze.ledger import list_landed_files
+from cdp.bronze.readers import csv_header, source_reader
 from cdp.config import CdpConfig, load_config
 from cdp.runner import run_stage
 from cdp.session import build_session

@@ -13,7 +13,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from cdp.bronze.ingest import QUARANTINE_TABLE
+from cdp.bronze.tables import QUARANTINE_TABLE
 from cdp.config import load_config
 from cdp.generate import generate_landing
 from cdp.runner import run_stage

@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from cdp import faults
-from cdp.bronze.ingest import INGESTED_FILES_TABLE, QUARANTINE_TABLE
+from cdp.bronze.tables import INGESTED_FILES_TABLE, QUARANTINE_TABLE
 from cdp.config import CdpConfig, load_config
 from cdp.runner import StageFailed, run_stage
 from cdp.storage import open_store
@@ -420,7 +420,7 @@ def test_streaming_ingest_gives_the_same_tables_as_batch(
 def test_a_json_sample_with_no_rows_falls_back_to_full_inference(
     spark: SparkSession, env: dict[str, Path]
 ) -> None:
-    from cdp.bronze.ingest import _validate_source, validate_source
+    from cdp.bronze.validate import _validate_source, validate_source
     from cdp.config import ConfigError
     from cdp.sources import load_sources
 

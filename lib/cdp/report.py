@@ -381,7 +381,7 @@ def _layers_section(store: TableStore, runs: Mapping[str, tuple[RunRow, int]]) -
 
 
 def _quality_section(store: TableStore, runs: Mapping[str, tuple[RunRow, int]]) -> Section:
-    from cdp.bronze.ingest import QUARANTINE_TABLE as BRONZE_QUARANTINE
+    from cdp.bronze.tables import QUARANTINE_TABLE as BRONZE_QUARANTINE
 
     sec = Section("Quarantine and data quality")
     if store.exists(BRONZE_QUARANTINE):

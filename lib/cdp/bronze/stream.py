@@ -3,7 +3,7 @@
 The file source tracks what it has read in a checkpoint under
 ``<data_root>/_checkpoints/ingest/<source>``; ``trigger(availableNow=True)`` processes what has
 landed and stops, which suits scheduled runs. Each micro-batch goes through the same landing
-step as batch ingestion (:func:`cdp.bronze.ingest.land_frames`), so both modes give the same
+step as batch ingestion (:func:`cdp.bronze.landing.land_frames`), so both modes give the same
 tables, and both record files in ``ops/ingested_files``: files one mode landed are skipped by
 the other.
 
@@ -23,21 +23,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from cdp.bronze.ingest import (
-    CORRUPT,
-    QUARANTINE_TABLE,
-    LandedFile,
-    SourceOutcome,
-    _already_committed,
-    _known_files,
-    _spark_format,
-    csv_header,
-    land_frames,
-    list_landed_files,
-    source_reader,
-    with_file_columns,
-    with_row_number,
-)
+from cdp.bronze.landing import SourceOutcome, land_frames
+from cdp.bronze.ledger import LandedFile, already_committed, known_files, list_landed_files
+from cdp.bronze.lineage import CORRUPT, with_file_columns, with_row_number
+from cdp.bronze.readers import csv_header, source_reader, spark_format
+from cdp.bronze.tables import QUARANTINE_TABLE
 from cdp.pipeline import StageContext
 from cdp.sources import SourceFormat, SourceSpec
 
@@ -59,7 +49,7 @@ def stream_schema(
                 )
         return None
     inferred = source_reader(ctx.spark, spec).load([f.read_path for f in readable]).schema
-    if _spark_format(spec.format) in ("json", "xml") and CORRUPT not in inferred.fieldNames():
+    if spark_format(spec.format) in ("json", "xml") and CORRUPT not in inferred.fieldNames():
         inferred = StructType([*inferred.fields, StructField(CORRUPT, StringType())])
     return inferred
 
@@ -74,7 +64,7 @@ def ingest_source_stream(
     if schema is None:
         ctx.progress(f"{spec.name}: no files to stream yet")
         return outcome
-    fmt = _spark_format(spec.format)
+    fmt = spark_format(spec.format)
     reader = ctx.spark.readStream.format(fmt).options(**spec.options).schema(schema)
     if fmt in ("csv", "json", "xml"):
         reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
@@ -96,12 +86,12 @@ def ingest_source_stream(
             )
             for r in seen
         )
-        known = _known_files(ctx.store, spec.name)
+        known = known_files(ctx.store, spec.name)
         fresh = [f for f in files if known.get(f.uri) != f.key]
         if not fresh:
             return
-        in_bronze = _already_committed(ctx.store, spec.table, spec.name)
-        in_quarantine = _already_committed(ctx.store, QUARANTINE_TABLE, spec.name)
+        in_bronze = already_committed(ctx.store, spec.table, spec.name)
+        in_quarantine = already_committed(ctx.store, QUARANTINE_TABLE, spec.name)
         landed, quarantined = land_frames(
             ctx,
             spec,

@@ -14,6 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, MapType, StructType
 
+from cdp.bronze.lineage import LINEAGE_COLUMNS as BRONZE_LINEAGE
 from cdp.sources import SourceKind, SourceSpec
 
 
@@ -121,18 +122,6 @@ TABLE_FOR_KIND: dict[SourceKind, CanonicalTable] = {
     SourceKind.OTHER: EVENTS,
 }
 
-BRONZE_LINEAGE = (
-    "_source",
-    "_file_path",
-    "_file_size",
-    "_file_modified_at",
-    "_file_offset",
-    "_row_number",
-    "_ingest_run_id",
-    "_ingested_at",
-    "_record_hash",
-    "_rescued_data",
-)
 TRUE_WORDS = ("true", "t", "1", "yes", "y", "deleted", "d")
 
 

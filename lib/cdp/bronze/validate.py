@@ -1,0 +1,125 @@
+"""Checking a source's declaration against its files before anything is landed.
+
+A key column or mapping expression that does not resolve is a ConfigError naming the file
+and the field, so a typo stops the run before it writes half the sources.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
+from pyspark.sql.utils import AnalysisException
+
+from cdp.bronze.ledger import LandedFile, list_landed_files
+from cdp.bronze.readers import first_line, read_source_files
+from cdp.config import ConfigError
+from cdp.sources import SourceFormat, SourceSpec
+
+log = logging.getLogger(__name__)
+
+
+def _first_readable(
+    spark: SparkSession,
+    spec: SourceSpec,
+    files: Sequence[LandedFile],
+    sampling_ratio: float | None = None,
+) -> tuple[LandedFile, StructType] | None:
+    """The first of ``files`` that can be read, with its schema (unreadable files are skipped:
+    ingestion quarantines them); None if the files hold no records at all."""
+    problems = []
+    for candidate in files:
+        try:
+            frames, unreadable = read_source_files(
+                spark, spec, [candidate], sampling_ratio=sampling_ratio
+            )
+        except Exception as exc:
+            raise ConfigError(
+                f"{spec.origin}: format/options: cannot read {candidate.uri} as "
+                f"{spec.format.value}: {first_line(exc)}"
+            ) from None
+        if unreadable:
+            problems.append(unreadable[0][1])
+            continue
+        if frames:
+            return candidate, frames[0].schema
+    if problems:
+        raise ConfigError(f"{spec.origin}: format: no file can be read: {problems[0]}")
+    return None
+
+
+def validate_source(spark: SparkSession, spec: SourceSpec, landing_root: str) -> LandedFile | None:
+    """Check the declaration against the files; see :func:`_validate_source`.
+
+    JSON schemas are first inferred from a sample (a full inference reads the whole file);
+    only when that finds a problem is the check repeated on the full files, so a rare field
+    the sample missed is never reported as an error.
+    """
+    try:
+        return _validate_source(spark, spec, landing_root, sampling_ratio=0.05)
+    except ConfigError:
+        if spec.format not in (SourceFormat.JSON, SourceFormat.NDJSON):
+            raise
+        return _validate_source(spark, spec, landing_root, sampling_ratio=None)
+
+
+def _validate_source(
+    spark: SparkSession, spec: SourceSpec, landing_root: str, *, sampling_ratio: float | None
+) -> LandedFile | None:
+    """Check key columns and mapping expressions against the files; ConfigError if wrong.
+
+    Columns are looked up in the first file and, so that a mapping may already cover a column
+    that a later delivery renamed or added (``coalesce(new_name, old_name)``), in the latest
+    file. A name in neither is a typo or a wrong declaration, reported with file and field.
+    """
+    files = [f for f in list_landed_files(spark, spec.glob_for(landing_root)) if f.size > 0]
+    if not files:
+        log.warning("source %s: no files match %s yet", spec.name, spec.glob_for(landing_root))
+        return None
+    head = _first_readable(spark, spec, files, sampling_ratio)
+    if head is None:
+        return None
+    first, schema = head
+    tail = _first_readable(spark, spec, list(reversed(files)), sampling_ratio)
+    latest = tail[0] if tail else first
+    if tail is not None:
+        known = set(schema.fieldNames())
+        schema = StructType([*schema.fields, *[f for f in tail[1].fields if f.name not in known]])
+    if sampling_ratio is not None and not [n for n in schema.fieldNames() if not n.startswith("_")]:
+        # A sample of a small file can hold no rows at all; say so without resolving columns
+        # against it, which Spark would log as an analysis error before the full retry.
+        raise ConfigError(f"{spec.origin}: the sampled schema holds no columns")
+    df = spark.createDataFrame([], schema)
+    where = f"the first file {first.uri}" + (
+        f" or the latest file {latest.uri}" if latest != first else ""
+    )
+    for field_name, column in (
+        *[("primary_key", c) for c in spec.primary_key],
+        ("event_time", spec.event_time),
+        ("delete_flag", spec.delete_flag),
+    ):
+        if column is None:
+            continue
+        try:
+            df.selectExpr(column)
+        except AnalysisException:
+            raise ConfigError(
+                f"{spec.origin}: {field_name}: column {column!r} is not in {where} "
+                f"(columns: {[c for c in df.columns if not c.startswith('_')]})"
+            ) from None
+    for canonical, expr in spec.mapping.items():
+        try:
+            df.selectExpr(f"{expr} AS `{canonical}`")
+        except AnalysisException as exc:
+            raise ConfigError(
+                f"{spec.origin}: mapping.{canonical}: {expr!r} does not resolve against {where}: "
+                f"{first_line(exc)}"
+            ) from None
+        except Exception as exc:  # parse errors in the expression
+            raise ConfigError(
+                f"{spec.origin}: mapping.{canonical}: {expr!r} is not a valid Spark SQL "
+                f"expression: {first_line(exc)}"
+            ) from None
+    return first
