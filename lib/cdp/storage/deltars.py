@@ -191,7 +191,7 @@ class DeltaRsStore(DeltaRsCommits):
                 raise StorageError(f"table '{name}': replace_partitions needs a partitioned table")
             adds = self._write_files(df, name, parts, df.schema)
             rows = sum(json.loads(a.stats)["numRecords"] for a in adds if a.stats)
-            try:
+            with self._discard_unless_committed(name, adds):
                 if dt is None:
                     try:
                         version = self._create(name, df.schema, adds, parts, "OVERWRITE")
@@ -218,12 +218,6 @@ class DeltaRsStore(DeltaRsCommits):
                     "num_files": len(adds),
                     "num_removed_files": len(removes),
                 }
-            except CommitFailedError as exc:
-                self._discard(name, adds)
-                raise CommitConflict(str(exc)) from exc
-            except BaseException:
-                self._discard(name, adds)
-                raise
 
         version, metrics = self._retrying(name, "overwrite", attempt)
         return CommitResult(name, version, "OVERWRITE", metrics)

@@ -24,7 +24,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlparse
 
@@ -304,7 +304,7 @@ class DeltaRsCommits(DeltaRsSnapshots):
             for f in self._snapshot_files(dt)
             if unquote(f["path"]) in touched_rel
         ]
-        try:
+        with self._discard_unless_committed(name, adds):
             if len(removes) != len(touched_rel):
                 raise StorageError(
                     f"{operation} on '{name}': could not match {len(touched_rel) - len(removes)} "
@@ -313,13 +313,20 @@ class DeltaRsCommits(DeltaRsSnapshots):
             if merge_schema is not None:
                 schema = self._evolve(dt, name, schema, merge_schema=merge_schema)
             version = self._commit(dt, name, schema, [*removes, *adds], parts, operation, extra)
+        return version, len(removes)
+
+    @contextlib.contextmanager
+    def _discard_unless_committed(self, name: str, adds: Sequence[AddAction]) -> Iterator[None]:
+        """Around a commit of ``adds``: on any failure the new files are deleted (nobody
+        references them), and a lost race becomes :class:`CommitConflict` so it is retried."""
+        try:
+            yield
         except CommitFailedError as exc:
             self._discard(name, adds)
             raise CommitConflict(str(exc)) from exc
         except BaseException:
             self._discard(name, adds)
             raise
-        return version, len(removes)
 
     def _retrying(self, name: str, operation: str, attempt: Callable[[], R]) -> R:
         delay = 0.05

@@ -26,7 +26,7 @@ from cdp.storage.base import (
     TableNotFound,
     TableStore,
     UnsupportedTableError,
-    cdp_commit_info,
+    history_entry,
     run_id_from_commit,
 )
 from cdp.storage.deltars_schema import to_spark_schema
@@ -143,14 +143,11 @@ class DeltaRsSnapshots(TableStore):
         for info in self._load(name).history(limit):
             ts = info.get("timestamp")
             entries.append(
-                HistoryEntry(
+                history_entry(
+                    info,
                     version=int(info.get("version", -1)),
                     timestamp=datetime.fromtimestamp(ts / 1000, tz=timezone.utc) if ts else None,
                     operation=str(info.get("cdp.operation") or info.get("operation")),
-                    run_id=run_id_from_commit(info),
-                    parameters=dict(info.get("operationParameters") or {}),
-                    metrics=dict(info.get("operationMetrics") or {}),
-                    info=cdp_commit_info(info),
                 )
             )
         return entries

@@ -24,8 +24,7 @@ from cdp.storage.base import (
     TableNotFound,
     TableStore,
     _commit_metadata,
-    cdp_commit_info,
-    run_id_from_commit,
+    history_entry,
 )
 from cdp.storage.merge_checks import checked_merge_source
 
@@ -101,14 +100,11 @@ class DeltaSparkStore(TableStore):
         for row in frame.collect():
             info = row.asDict(recursive=True)
             out.append(
-                HistoryEntry(
+                history_entry(
+                    info,
                     version=int(info["version"]),
                     timestamp=info.get("timestamp"),
                     operation=str(info.get("operation")),
-                    run_id=run_id_from_commit(info),
-                    parameters=dict(info.get("operationParameters") or {}),
-                    metrics=dict(info.get("operationMetrics") or {}),
-                    info=cdp_commit_info(info),
                 )
             )
         return out
