@@ -154,6 +154,22 @@ def run_id_from_commit(info: Mapping[str, Any]) -> str | None:
     return None
 
 
+def history_entry(
+    info: Mapping[str, Any], *, version: int, timestamp: datetime | None, operation: str
+) -> HistoryEntry:
+    """A :class:`HistoryEntry` from a commitInfo dict; the backends differ only in how they
+    read the version, timestamp and operation, so those are passed in."""
+    return HistoryEntry(
+        version=version,
+        timestamp=timestamp,
+        operation=operation,
+        run_id=run_id_from_commit(info),
+        parameters=dict(info.get("operationParameters") or {}),
+        metrics=dict(info.get("operationMetrics") or {}),
+        info=cdp_commit_info(info),
+    )
+
+
 class TableStore(ABC):
     """Read and write Delta tables by name under one root directory."""
 

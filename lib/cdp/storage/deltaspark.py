@@ -19,15 +19,14 @@ from pyspark.sql.types import StructType
 from cdp.storage.base import (
     CommitResult,
     HistoryEntry,
-    MergeError,
     StorageError,
     TableInfo,
     TableNotFound,
     TableStore,
     _commit_metadata,
-    cdp_commit_info,
-    run_id_from_commit,
+    history_entry,
 )
+from cdp.storage.merge_checks import checked_merge_source
 
 DELTA_TABLE_CLASS = "io.delta.tables.DeltaTable"
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -101,14 +100,11 @@ class DeltaSparkStore(TableStore):
         for row in frame.collect():
             info = row.asDict(recursive=True)
             out.append(
-                HistoryEntry(
+                history_entry(
+                    info,
                     version=int(info["version"]),
                     timestamp=info.get("timestamp"),
                     operation=str(info.get("operation")),
-                    run_id=run_id_from_commit(info),
-                    parameters=dict(info.get("operationParameters") or {}),
-                    metrics=dict(info.get("operationMetrics") or {}),
-                    info=cdp_commit_info(info),
                 )
             )
         return out
@@ -199,49 +195,52 @@ class DeltaSparkStore(TableStore):
         merge_schema: bool = False,
         source_keys_unique: bool = False,
     ) -> CommitResult:
-        if not keys:
-            raise MergeError("merge needs at least one key column")
-        if not self.exists(name):
-            created = source.alias("s")
-            if insert_condition:
-                created = created.where(F.expr(insert_condition))
-            result = self.append(name, created.select(*source.columns), partition_by=partition_by)
-            return CommitResult(
-                name, result.version, "MERGE", {"num_inserted": result.rows_written}
-            )
-        self._with_metadata("MERGE")
-        if merge_schema:
-            self.spark.conf.set("spark.databricks.delta.schema.autoMerge.enabled", "true")
-        condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        builder = self._table(name).alias("t").merge(source.alias("s"), condition)
-        if delete_condition:
-            builder = builder.whenMatchedDelete(condition=delete_condition)
-        if update is True:
-            builder = builder.whenMatchedUpdateAll(condition=update_condition)
-        elif isinstance(update, Mapping):
-            builder = builder.whenMatchedUpdate(condition=update_condition, set=dict(update))
-        if insert is True:
-            builder = builder.whenNotMatchedInsertAll(condition=insert_condition)
-        elif isinstance(insert, Mapping):
-            builder = builder.whenNotMatchedInsert(condition=insert_condition, values=dict(insert))
-        try:
-            builder.execute()
-        finally:
+        # The same source checks as the embedded backend: Delta itself rejects duplicate
+        # keys only when they hit an existing row, and inserts them all otherwise.
+        with checked_merge_source(name, source, keys, source_keys_unique=source_keys_unique) as src:
+            if not self.exists(name):
+                created = src.alias("s")
+                if insert_condition:
+                    created = created.where(F.expr(insert_condition))
+                result = self.append(name, created.select(*src.columns), partition_by=partition_by)
+                return CommitResult(
+                    name, result.version, "MERGE", {"num_inserted": result.rows_written}
+                )
+            self._with_metadata("MERGE")
             if merge_schema:
-                self.spark.conf.unset("spark.databricks.delta.schema.autoMerge.enabled")
-        version, metrics = self._last_commit(name)
-        return CommitResult(
-            name,
-            version,
-            "MERGE",
-            {
-                "num_inserted": metrics.get("numTargetRowsInserted", 0),
-                "num_updated": metrics.get("numTargetRowsUpdated", 0),
-                "num_deleted": metrics.get("numTargetRowsDeleted", 0),
-                "num_output_rows": metrics.get("numOutputRows", 0),
-                **metrics,
-            },
-        )
+                self.spark.conf.set("spark.databricks.delta.schema.autoMerge.enabled", "true")
+            condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+            builder = self._table(name).alias("t").merge(src.alias("s"), condition)
+            if delete_condition:
+                builder = builder.whenMatchedDelete(condition=delete_condition)
+            if update is True:
+                builder = builder.whenMatchedUpdateAll(condition=update_condition)
+            elif isinstance(update, Mapping):
+                builder = builder.whenMatchedUpdate(condition=update_condition, set=dict(update))
+            if insert is True:
+                builder = builder.whenNotMatchedInsertAll(condition=insert_condition)
+            elif isinstance(insert, Mapping):
+                builder = builder.whenNotMatchedInsert(
+                    condition=insert_condition, values=dict(insert)
+                )
+            try:
+                builder.execute()
+            finally:
+                if merge_schema:
+                    self.spark.conf.unset("spark.databricks.delta.schema.autoMerge.enabled")
+            version, metrics = self._last_commit(name)
+            return CommitResult(
+                name,
+                version,
+                "MERGE",
+                {
+                    "num_inserted": metrics.get("numTargetRowsInserted", 0),
+                    "num_updated": metrics.get("numTargetRowsUpdated", 0),
+                    "num_deleted": metrics.get("numTargetRowsDeleted", 0),
+                    "num_output_rows": metrics.get("numOutputRows", 0),
+                    **metrics,
+                },
+            )
 
     def replace_where(
         self, name: str, df: DataFrame, predicate: str, *, merge_schema: bool = True
