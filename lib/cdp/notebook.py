@@ -26,8 +26,8 @@ from pyspark.sql import functions as F
 
 from cdp.audiences.spec import AudienceSpec
 from cdp.config import CdpConfig, load_config
-from cdp.pipeline import StageContext
 from cdp.runlog import RunRecorder, make_run_id, utcnow
+from cdp.stage import StageContext
 from cdp.storage import TableStore, open_store
 
 IDENTITY_MAP = "gold/identity_map"

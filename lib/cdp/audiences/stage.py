@@ -49,7 +49,7 @@ from cdp.audiences.members import (
     wide_scores,
 )
 from cdp.audiences.spec import AudienceError, AudienceSpec, load_audiences
-from cdp.pipeline import StageContext
+from cdp.stage import StageContext
 
 PROFILE_TABLE = "gold/customer_profile"
 SCORES_TABLE = "gold/propensity_scores"

@@ -47,7 +47,7 @@ from cdp.identity.matching.step import MatchingResult, ModelStore, run_matching
 from cdp.identity.rules import EVENT_TABLE, RECORD_TABLES, IdentityRules, load_rules
 from cdp.identity.settings import IdentityConfig
 from cdp.identity.stable import MAP_COLUMNS, assign_ids, differs
-from cdp.pipeline import StageContext
+from cdp.stage import StageContext
 from cdp.storage import TableStore
 
 MAP_TABLE = "gold/identity_map"

@@ -58,8 +58,8 @@ from cdp.models.train import (
     split_customers,
     with_score,
 )
-from cdp.pipeline import StageContext
 from cdp.runlog import utcnow
+from cdp.stage import StageContext
 from cdp.storage.base import CommitResult
 
 FEATURES_TABLE = "gold/customer_features"

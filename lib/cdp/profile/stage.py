@@ -24,9 +24,9 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cdp.pipeline import StageContext
 from cdp.profile import aggregates as A
 from cdp.profile.survivorship import RECORD_TABLES, load_profile_rules, survive
+from cdp.stage import StageContext
 
 PROFILE_TABLE = "gold/customer_profile"
 IDENTITY_MAP = "gold/identity_map"

@@ -29,7 +29,6 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
-from cdp.pipeline import StageContext
 from cdp.silver import standardize as S
 from cdp.silver.canonical import TABLE_FOR_KIND, TABLES, CanonicalTable, map_to_canonical
 from cdp.silver.rules import (
@@ -42,6 +41,7 @@ from cdp.silver.rules import (
     rule_count_columns,
 )
 from cdp.sources import SourceSpec, load_sources
+from cdp.stage import StageContext
 from cdp.storage import TableStore
 
 PROGRESS_TABLE = "ops/silver_progress"
