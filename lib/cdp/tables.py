@@ -37,8 +37,7 @@ _PLACEHOLDER = re.compile(r"<([a-z_]+)>")
 class Table:
     """One table (or one family of tables, when ``name`` holds a ``<placeholder>``)."""
 
-    name: str  # "gold/identity_map"; a pattern: "bronze/<source>"
-    layer: Layer
+    name: str  # "<layer>/<table>": "gold/identity_map"; a pattern: "bronze/<source>"
     keys: tuple[str, ...]  # what identifies a row; () for append-only logs without one
     schema_owner: str  # "module:name" of the schema constant or the function that shapes it
     partition_by: tuple[str, ...] = ()
@@ -46,6 +45,11 @@ class Table:
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def layer(self) -> Layer:
+        """The layer, which is the first segment of the name (one spelling, never two)."""
+        return Layer(layer_of(self.name))
 
     @property
     def is_pattern(self) -> bool:
@@ -78,21 +82,18 @@ RECORD_KEYS = ("source", "source_record_id")  # silver and the identity map
 # Bronze ---------------------------------------------------------------------------------------
 BRONZE_SOURCE = Table(
     "bronze/<source>",
-    Layer.BRONZE,
     SOURCE_KEYS,
     "cdp.bronze.ingest:run_ingest",
     description="one source's rows as landed (declared or inferred columns + lineage)",
 )
 BRONZE_QUARANTINE = Table(
     "bronze/_quarantine",
-    Layer.BRONZE,
     SOURCE_KEYS,
     "cdp.bronze.ingest:QUARANTINE_SCHEMA",
     description="rows of landed files that could not be parsed, with the reason",
 )
 INGESTED_FILES = Table(
     "ops/ingested_files",
-    Layer.OPS,
     ("source", "file_path", "file_size", "file_modified_ms"),
     "cdp.bronze.ingest:INGESTED_FILES_SCHEMA",
     description="the file ledger: every landed file once, so reruns skip it",
@@ -101,45 +102,37 @@ INGESTED_FILES = Table(
 # Silver ---------------------------------------------------------------------------------------
 PERSON_RECORDS = Table(
     "silver/person_records",
-    Layer.SILVER,
     RECORD_KEYS,
     "cdp.silver.canonical:PERSON_RECORDS",
     description="standardized person records of every profile source",
 )
-EVENTS = Table(
-    "silver/events", Layer.SILVER, RECORD_KEYS, "cdp.silver.canonical:EVENTS", description="events"
-)
+EVENTS = Table("silver/events", RECORD_KEYS, "cdp.silver.canonical:EVENTS", description="events")
 TRANSACTIONS = Table(
     "silver/transactions",
-    Layer.SILVER,
     RECORD_KEYS,
     "cdp.silver.canonical:TRANSACTIONS",
     description="orders and payments",
 )
 CONSENTS = Table(
     "silver/consents",
-    Layer.SILVER,
     RECORD_KEYS,
     "cdp.silver.canonical:CONSENTS",
     description="consent grants and withdrawals",
 )
 SILVER_QUARANTINE = Table(
     "silver/_quarantine",
-    Layer.SILVER,
     ("table", *RECORD_KEYS),
     "cdp.silver.stage:run_silver",
     description="records that failed a validation rule, with the reasons",
 )
 SILVER_CHANGES = Table(
     "silver/_changes",
-    Layer.SILVER,
     ("table", *RECORD_KEYS),
     "cdp.silver.stage:run_silver",
     description="what each silver upsert inserted and updated",
 )
 SILVER_PROGRESS = Table(
     "ops/silver_progress",
-    Layer.OPS,
     ("source", "bronze_version"),
     "cdp.silver.stage:PROGRESS_SCHEMA",
     description="the bronze version each source was processed up to",
@@ -149,49 +142,42 @@ CANONICAL_TABLES = (PERSON_RECORDS, EVENTS, TRANSACTIONS, CONSENTS)
 # Gold: identity -------------------------------------------------------------------------------
 IDENTITY_MAP = Table(
     "gold/identity_map",
-    Layer.GOLD,
     RECORD_KEYS,
     "cdp.identity.stable:MAP_SCHEMA",
     description="every silver record's stable customer_id",
 )
 IDENTITY_IDENTIFIERS = Table(
     "gold/identity_identifiers",
-    Layer.GOLD,
     ("customer_id", "id_type", "id_value"),
     "cdp.identity.stage:IDENTIFIER_COLUMNS",
     description="every accepted identifier value of every customer",
 )
 IDENTITY_HISTORY = Table(
     "gold/identity_history",
-    Layer.GOLD,
     ("run_id", "old_id", "new_id", "event"),
     "cdp.identity.stable:HISTORY_SCHEMA",
     description="created / joined / merged / split / retired ids",
 )
 IDENTITY_REJECTED_LINKS = Table(
     "gold/identity_rejected_links",
-    Layer.GOLD,
     (),
     "cdp.identity.stage:run_identity",
     description="links merge protection rejected, per run (append-only)",
 )
 IDENTITY_MATCH_PAIRS = Table(
     "gold/identity_match_pairs",
-    Layer.GOLD,
     ("left_key", "right_key"),
     "cdp.identity.stage:_write_matching",
     description="accepted scored pairs of probabilistic matching, and why",
 )
 IDENTITY_REVIEW_QUEUE = Table(
     "gold/identity_review_queue",
-    Layer.GOLD,
     ("left_key", "right_key"),
     "cdp.identity.stage:_write_matching",
     description="scored pairs in the grey zone, for a data steward",
 )
 IDENTITY_LINKS = Table(
     "gold/identity_links",
-    Layer.GOLD,
     ("rule", "left_key", "right_key"),
     "cdp.identity.stage:_write_matching",
     description="every accepted record link: which rule joined which records",
@@ -200,14 +186,12 @@ IDENTITY_LINKS = Table(
 # Gold: profile, models, audiences -------------------------------------------------------------
 CUSTOMER_PROFILE = Table(
     "gold/customer_profile",
-    Layer.GOLD,
     ("customer_id",),
     "cdp.profile.aggregates:assemble_profile",
     description="one row per customer: survivorship, identifiers, consents, RFM, engagement",
 )
 CUSTOMER_FEATURES = Table(
     "gold/customer_features",
-    Layer.GOLD,
     ("customer_id", "as_of"),
     "cdp.models.features:build_features",
     # Not partitioned: each as_of slice is replaced with replace_where (cdp.models.stage).
@@ -215,21 +199,18 @@ CUSTOMER_FEATURES = Table(
 )
 PROPENSITY_SCORES = Table(
     "gold/propensity_scores",
-    Layer.GOLD,
     ("customer_id", "model_name", "as_of"),
     "cdp.models.score:SCORES_SCHEMA",
     description="each model champion's score and decile per customer and date",
 )
 MODEL_BACKTESTS = Table(
     "gold/model_backtests",
-    Layer.GOLD,
     ("model_name", "train_as_of", "score_as_of"),
     "cdp.models.stage:BACKTEST_SCHEMA",
     description="out-of-time backtest results",
 )
 AUDIENCE_MEMBERSHIP = Table(
     "gold/audience_membership",
-    Layer.GOLD,
     ("audience", "customer_id", "entered_at"),
     "cdp.audiences.members:MEMBERSHIP_SCHEMA",
     partition_by=("audience",),
@@ -237,7 +218,6 @@ AUDIENCE_MEMBERSHIP = Table(
 )
 AUDIENCE_RUNS = Table(
     "gold/audience_runs",
-    Layer.GOLD,
     ("audience", "run_id"),
     "cdp.audiences.stage:RUNS_SCHEMA",
     description="one row per audience evaluation: date, rule, counts, models used",
@@ -246,13 +226,12 @@ AUDIENCE_RUNS = Table(
 # Operations -----------------------------------------------------------------------------------
 RUN_LOG = Table(
     "ops/run_log",
-    Layer.OPS,
     ("run_id",),
     "cdp.runlog:RUN_LOG_SCHEMA",
     description="one row per stage run, failed runs included (written by the runner)",
 )
 
-ANY_TABLE = Table("*", Layer.ANY, (), "cdp.tables:ANY_TABLE", description="every table")
+ANY_TABLE = Table("*", (), "cdp.tables:ANY_TABLE", description="every table")
 
 CATALOG: tuple[Table, ...] = (
     BRONZE_SOURCE,

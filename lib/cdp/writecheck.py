@@ -9,13 +9,13 @@ which stage changes which table. Wrapping keeps the check out of the storage bac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
-from cdp.storage.base import CommitResult, HistoryEntry, TableInfo, TableStore
+from cdp.storage.base import HistoryEntry, TableInfo, TableStore
 
 if TYPE_CHECKING:
     from cdp.pipeline import Stage
@@ -23,6 +23,17 @@ if TYPE_CHECKING:
 
 class UndeclaredWrite(RuntimeError):
     """A stage wrote a table missing from its ``writes`` in ``cdp.pipeline.STAGES``."""
+
+
+def _recorded(method: str) -> Callable[..., Any]:
+    """A method that notes its table as written, then calls the wrapped store's ``method``."""
+
+    def call(self: RecordingStore, name: str, *args: Any, **kwargs: Any) -> Any:
+        self._wrote(name)
+        return getattr(self.inner, method)(name, *args, **kwargs)
+
+    call.__name__ = call.__qualname__ = method
+    return call
 
 
 class RecordingStore(TableStore):
@@ -72,38 +83,15 @@ class RecordingStore(TableStore):
     def list_tables(self) -> list[str]:
         return self.inner.list_tables()
 
-    # Writing: recorded, then through ------------------------------------------------------
-    def append(self, name: str, *args: Any, **kwargs: Any) -> CommitResult:
-        self._wrote(name)
-        return self.inner.append(name, *args, **kwargs)
-
-    def append_rows(self, name: str, *args: Any, **kwargs: Any) -> CommitResult:
-        self._wrote(name)
-        return self.inner.append_rows(name, *args, **kwargs)
-
-    def overwrite(self, name: str, *args: Any, **kwargs: Any) -> CommitResult:
-        self._wrote(name)
-        return self.inner.overwrite(name, *args, **kwargs)
-
-    def merge(self, name: str, *args: Any, **kwargs: Any) -> CommitResult:
-        self._wrote(name)
-        return self.inner.merge(name, *args, **kwargs)
-
-    def replace_where(self, name: str, *args: Any, **kwargs: Any) -> CommitResult:
-        self._wrote(name)
-        return self.inner.replace_where(name, *args, **kwargs)
-
-    def delete(self, name: str, *args: Any, **kwargs: Any) -> CommitResult:
-        self._wrote(name)
-        return self.inner.delete(name, *args, **kwargs)
-
-    def vacuum(self, name: str, *args: Any, **kwargs: Any) -> list[str]:
-        self._wrote(name)
-        return self.inner.vacuum(name, *args, **kwargs)
-
-    def optimize(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self._wrote(name)
-        return self.inner.optimize(name, *args, **kwargs)
+    # Writing: recorded, then through (every TableStore method that takes a table to change).
+    append = _recorded("append")
+    append_rows = _recorded("append_rows")
+    overwrite = _recorded("overwrite")
+    merge = _recorded("merge")
+    replace_where = _recorded("replace_where")
+    delete = _recorded("delete")
+    vacuum = _recorded("vacuum")
+    optimize = _recorded("optimize")
 
 
 def undeclared_writes(stage: Stage, written: Iterable[str]) -> list[str]:
