@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 
+from cdp import tables as T
 from cdp.identity.components import connected_components
 from cdp.identity.evaluate import evaluate_identity, load_truth
 from cdp.identity.graph import record_nodes
@@ -155,10 +156,14 @@ def main() -> int:
     )
 
     data = Path(config.data_root_uri)
-    for table in ("gold/identity_map", "gold/identity_history", "gold/identity_identifiers"):
-        shutil.rmtree(data / table, ignore_errors=True)
-    shutil.rmtree(data / "gold" / "identity_rejected_links", ignore_errors=True)
-    shutil.rmtree(data / "gold" / "customer_profile", ignore_errors=True)
+    for table in (
+        T.IDENTITY_MAP,
+        T.IDENTITY_HISTORY,
+        T.IDENTITY_IDENTIFIERS,
+        T.IDENTITY_REJECTED_LINKS,
+        T.CUSTOMER_PROFILE,
+    ):
+        shutil.rmtree(data / table.name, ignore_errors=True)
     rounds.rounds.clear()
     t0 = time.perf_counter()
     ident = run_stage("identity", spark=spark, config=config)

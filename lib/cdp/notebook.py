@@ -24,16 +24,17 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp import tables as T
 from cdp.audiences.spec import AudienceSpec
 from cdp.config import CdpConfig, load_config
-from cdp.pipeline import StageContext
 from cdp.runlog import RunRecorder, make_run_id, utcnow
+from cdp.stage import StageContext
 from cdp.storage import TableStore, open_store
 
-IDENTITY_MAP = "gold/identity_map"
-IDENTIFIERS = "gold/identity_identifiers"
-PROFILE = "gold/customer_profile"
-PERSONS = "silver/person_records"
+IDENTITY_MAP = T.IDENTITY_MAP.name
+IDENTIFIERS = T.IDENTITY_IDENTIFIERS.name
+PROFILE = T.CUSTOMER_PROFILE.name
+PERSONS = T.PERSON_RECORDS.name
 # Where the audience-builder notebook exports: never <data_root>/exports, which belongs to
 # the export stage (and which its tests count).
 NOTEBOOK_EXPORTS = "notebook_exports"

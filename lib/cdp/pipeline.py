@@ -1,25 +1,42 @@
-"""The stage graph, declared once.
+"""The stage graph, declared once, with the tables each stage reads and writes.
 
-The CLI (``cdp run``), the ``jobs/`` spark-submit entry points and the workflow definitions
-are all derived from :data:`STAGES`. A stage is a function ``(StageContext) -> None`` named
-by import path, so listing the graph imports nothing heavy.
+The CLI (``cdp run``, ``cdp stages``), the ``jobs/`` spark-submit entry points, the console
+scripts and the workflow definitions (Airflow, the Databricks bundle) are all derived from
+:data:`STAGES` and all enter a stage through one function, :func:`cdp.entry.job_main`. A stage
+is a function ``(StageContext) -> None`` named by import path, and its tables are entries of
+the catalog (:mod:`cdp.tables`), so listing the graph imports nothing heavy: this module
+imports only the stage protocol (:mod:`cdp.stage`) and the catalog, never a stage or the CLI.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import date
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+from cdp import tables as T
+from cdp.stage import StageFunction
+from cdp.tables import Table
 
-    from cdp.config import CdpConfig
-    from cdp.runlog import RunRecorder
-    from cdp.storage import TableStore
+__all__ = [
+    "ENTRY_POINT",
+    "STAGES",
+    "STAGE_BY_NAME",
+    "Stage",
+    "edges",
+    "get_stage",
+    "graph",
+    "mains",
+    "pipeline_stages",
+    "script_name",
+    "topological",
+]
+
+# The one entry point of a stage run, ``(stage name, argv) -> exit status``: spark-submit
+# (``cdp_job.py``), ``jobs/<stage>_job.py``, the ``cdp-<stage>`` console scripts and
+# ``cdp run`` all go through it. Named by path, as the stages are, so the graph imports neither
+# the entry point nor the CLI.
+ENTRY_POINT = "cdp.entry:job_main"
 
 
 @dataclass(frozen=True)
@@ -29,66 +46,100 @@ class Stage:
     description: str
     depends_on: tuple[str, ...] = ()
     in_pipeline: bool = True  # False: run on demand (maintenance), not part of the daily graph
+    reads: tuple[Table, ...] = ()  # required: the stage fails without them
+    optional_reads: tuple[Table, ...] = ()  # read when present; a missing one is no error
+    writes: tuple[Table, ...] = ()  # every table the stage may write (checked by the runner)
 
-    def load(self) -> Callable[[StageContext], None]:
-        module, func = self.entry.split(":")
-        return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+    def load(self) -> StageFunction:
+        return _load(self.entry)  # type: ignore[return-value]
+
+    def may_write(self, table: str) -> bool:
+        """True when ``table`` (a concrete name) is one of the declared writes."""
+        return any(t.matches(table) for t in self.writes)
 
 
-@dataclass
-class StageContext:
-    """Everything a stage needs, handed in; stages create no sessions and read no globals."""
-
-    spark: SparkSession
-    config: CdpConfig
-    store: TableStore
-    run: RunRecorder
-    as_of: date | None = None
-    progress: Callable[[str], None] = field(default=lambda message: None)
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("cdp.stage"))
-
+# What features, train, score and backtest read (each required, pinned at the version read).
+MODEL_INPUTS = (
+    T.TRANSACTIONS,
+    T.EVENTS,
+    T.CONSENTS,
+    T.PERSON_RECORDS,
+    T.IDENTITY_MAP,
+    T.IDENTITY_IDENTIFIERS,
+)
+IDENTITY_TABLES = (
+    T.IDENTITY_MAP,
+    T.IDENTITY_IDENTIFIERS,
+    T.IDENTITY_HISTORY,
+    T.IDENTITY_REJECTED_LINKS,
+    T.IDENTITY_MATCH_PAIRS,
+    T.IDENTITY_REVIEW_QUEUE,
+    T.IDENTITY_LINKS,
+)
 
 STAGES: tuple[Stage, ...] = (
     Stage(
         name="ingest",
         entry="cdp.bronze.ingest:run_ingest",
         description="Land new files of every declared source into bronze Delta tables",
+        optional_reads=(T.BRONZE_SOURCE, T.INGESTED_FILES),
+        writes=(T.BRONZE_SOURCE, T.BRONZE_QUARANTINE, T.INGESTED_FILES),
     ),
     Stage(
         name="silver",
         entry="cdp.silver.stage:run_silver",
         description="Standardize, validate, de-duplicate and upsert bronze into canonical silver tables",
         depends_on=("ingest",),
+        optional_reads=(T.BRONZE_SOURCE, T.SILVER_PROGRESS, *T.CANONICAL_TABLES),
+        writes=(*T.CANONICAL_TABLES, T.SILVER_QUARANTINE, T.SILVER_CHANGES, T.SILVER_PROGRESS),
     ),
     Stage(
         name="identity",
         entry="cdp.identity.stage:run_identity",
         description="Resolve silver records into stable customer ids (gold/identity_map)",
         depends_on=("silver",),
+        optional_reads=(
+            *T.CANONICAL_TABLES,
+            T.IDENTITY_MAP,
+            T.IDENTITY_IDENTIFIERS,
+            T.IDENTITY_HISTORY,
+        ),
+        writes=IDENTITY_TABLES,
     ),
     Stage(
         name="profile",
         entry="cdp.profile.stage:run_profile",
         description="Build gold/customer_profile: survivorship, identifiers, consents, RFM, engagement",
         depends_on=("identity",),
+        reads=(T.IDENTITY_MAP, T.IDENTITY_IDENTIFIERS),
+        optional_reads=(*T.CANONICAL_TABLES,),
+        writes=(T.CUSTOMER_PROFILE,),
     ),
     Stage(
         name="features",
         entry="cdp.models.stage:run_features",
         description="Build point-in-time gold/customer_features at as_of from attributed silver facts",
         depends_on=("profile",),
+        reads=MODEL_INPUTS,
+        writes=(T.CUSTOMER_FEATURES,),
     ),
     Stage(
         name="train",
         entry="cdp.models.stage:run_train",
         description="Train the propensity models (pyspark.ml), log to MLflow, move champion/challenger",
         depends_on=("features",),
+        reads=MODEL_INPUTS,
+        optional_reads=(T.CUSTOMER_FEATURES,),
+        writes=(T.CUSTOMER_FEATURES,),
     ),
     Stage(
         name="score",
         entry="cdp.models.stage:run_score",
         description="Score every customer with each model's champion into gold/propensity_scores",
         depends_on=("train",),
+        reads=MODEL_INPUTS,
+        optional_reads=(T.CUSTOMER_FEATURES,),
+        writes=(T.CUSTOMER_FEATURES, T.PROPENSITY_SCORES),
     ),
     Stage(
         name="backtest",
@@ -96,24 +147,34 @@ STAGES: tuple[Stage, ...] = (
         description="Out-of-time backtest: train before as_of, score at as_of, evaluate what happened",
         depends_on=("features",),
         in_pipeline=False,
+        reads=MODEL_INPUTS,
+        optional_reads=(T.CUSTOMER_FEATURES,),
+        writes=(T.CUSTOMER_FEATURES, T.MODEL_BACKTESTS),
     ),
     Stage(
         name="audiences",
         entry="cdp.audiences.stage:run_audiences",
         description="Evaluate the declared audiences and update gold/audience_membership",
         depends_on=("profile", "score"),
+        reads=(T.CUSTOMER_PROFILE,),
+        optional_reads=(T.PROPENSITY_SCORES, T.AUDIENCE_MEMBERSHIP),
+        writes=(T.AUDIENCE_MEMBERSHIP, T.AUDIENCE_RUNS),
     ),
     Stage(
         name="export",
         entry="cdp.export.stage:run_export",
         description="Deliver each audience's consented members to the export target (boto3)",
         depends_on=("audiences",),
+        reads=(T.CUSTOMER_PROFILE, T.AUDIENCE_MEMBERSHIP),
+        optional_reads=(T.AUDIENCE_RUNS,),
     ),
     Stage(
         name="maintenance",
         entry="cdp.maintenance:run_maintenance",
         description="Compact small files and vacuum unreferenced files of every table",
         in_pipeline=False,
+        optional_reads=(T.ANY_TABLE,),
+        writes=(T.ANY_TABLE,),
     ),
 )
 
@@ -163,6 +224,9 @@ def graph() -> dict[str, dict[str, object]]:
             "description": s.description,
             "depends_on": list(s.depends_on),
             "in_pipeline": s.in_pipeline,
+            "reads": [t.name for t in s.reads],
+            "optional_reads": [t.name for t in s.optional_reads],
+            "writes": [t.name for t in s.writes],
         }
         for s in STAGES
     }
@@ -173,11 +237,17 @@ def script_name(stage: str) -> str:
     return f"cdp-{stage}"
 
 
+def _load(path: str) -> Callable[..., int]:
+    module, func = path.split(":")
+    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+
 class _StageMains:
     """``cdp.pipeline:mains.<stage>``: the no-argument mains behind the ``cdp-<stage>`` scripts.
 
     Console scripts and Databricks ``python_wheel_task`` entry points call a function with no
-    arguments; this gives one per stage without a module of near-identical functions.
+    arguments; this gives one per stage without a module of near-identical functions, each
+    calling :data:`ENTRY_POINT` with the process's arguments.
     """
 
     def __getattr__(self, name: str) -> Callable[[], int]:
@@ -187,9 +257,7 @@ class _StageMains:
         def main() -> int:
             import sys
 
-            from cdp.cli import job_main  # lazy: listing the graph imports nothing heavy
-
-            return job_main(name, sys.argv[1:])
+            return _load(ENTRY_POINT)(name, sys.argv[1:])
 
         main.__name__ = main.__qualname__ = name
         return main

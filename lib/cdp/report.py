@@ -35,8 +35,8 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from cdp import __version__
+from cdp import tables as T
 from cdp.config import CdpConfig
-from cdp.runlog import RUN_LOG_TABLE
 from cdp.storage import TableStore, open_store
 
 log = logging.getLogger("cdp.report")
@@ -342,7 +342,7 @@ def _layers_section(store: TableStore, runs: Mapping[str, tuple[RunRow, int]]) -
     tables = []
     for name in store.list_tables():
         info = store.info(name)
-        tables.append((name.split("/", 1)[0], name, info.num_rows, info.version, info.num_files))
+        tables.append((T.layer_of(name), name, info.num_rows, info.version, info.num_files))
     by_layer: dict[str, int] = {}
     for layer, _name, rows, _v, _f in tables:
         by_layer[layer] = by_layer.get(layer, 0) + (rows or 0)
@@ -358,8 +358,8 @@ def _layers_section(store: TableStore, runs: Mapping[str, tuple[RunRow, int]]) -
             (
                 s,
                 run.rows_read.get(f"landing/{s}", 0),
-                run.rows_written.get(f"bronze/{s}", 0),
-                run.rows_quarantined.get(f"bronze/{s}", 0),
+                run.rows_written.get(T.BRONZE_SOURCE.named(source=s), 0),
+                run.rows_quarantined.get(T.BRONZE_SOURCE.named(source=s), 0),
             )
             for s in sources
         ]
@@ -381,16 +381,14 @@ def _layers_section(store: TableStore, runs: Mapping[str, tuple[RunRow, int]]) -
 
 
 def _quality_section(store: TableStore, runs: Mapping[str, tuple[RunRow, int]]) -> Section:
-    from cdp.bronze.tables import QUARANTINE_TABLE as BRONZE_QUARANTINE
-
     sec = Section("Quarantine and data quality")
-    if store.exists(BRONZE_QUARANTINE):
+    if store.exists(T.BRONZE_QUARANTINE.name):
         sec.table(
             ["source", "reason", "rows"],
-            _counts(store.read(BRONZE_QUARANTINE), "_source", "reason"),
+            _counts(store.read(T.BRONZE_QUARANTINE.name), "_source", "reason"),
             caption="Bronze quarantine by reason (all runs)",
         )
-    silver_q = "silver/_quarantine"
+    silver_q = T.SILVER_QUARANTINE.name
     if store.exists(silver_q):
         exploded = store.read(silver_q).select("table", F.explode_outer("reasons").alias("reason"))
         sec.table(
@@ -429,10 +427,11 @@ def _identity_section(
     truth_path: str | None,
 ) -> Section:
     from cdp.identity.evaluate import SIZE_BUCKETS, evaluate_identity, load_truth
-    from cdp.identity.stage import MAP_TABLE, REJECTED_TABLE
+
+    map_table, rejected_table = T.IDENTITY_MAP.name, T.IDENTITY_REJECTED_LINKS.name
 
     sec = Section("Identity resolution")
-    if not store.exists(MAP_TABLE):
+    if not store.exists(map_table):
         sec.text("No identity map yet: run 'cdp run identity'.")
         return sec
     run = runs.get("identity")
@@ -443,7 +442,7 @@ def _identity_section(
             [(k, int(v) if v.isdigit() else v) for k, v in sorted(m.items())],
             caption=f"Identity run {run[0].run_id}",
         )
-    hist = cluster_size_histogram(store.read(MAP_TABLE))
+    hist = cluster_size_histogram(store.read(map_table))
     buckets: dict[str, int] = {}
     for size, customers in hist:
         label = size_bucket_label(size, SIZE_BUCKETS)
@@ -452,8 +451,8 @@ def _identity_section(
     sec.charts.append(
         count_chart("Cluster-size histogram (records per customer)", buckets, xlabel="customers")
     )
-    if store.exists(REJECTED_TABLE):
-        rejected = store.read(REJECTED_TABLE)
+    if store.exists(rejected_table):
+        rejected = store.read(rejected_table)
         if run is not None:
             rejected = rejected.where(F.col("run_id") == run[0].run_id)
         by_reason = _counts(rejected, "rule", "reason")
@@ -470,7 +469,7 @@ def _identity_section(
     truth = truth_path or str(Path(config.landing_uri) / "_ground_truth" / "identity")
     if "://" not in truth and Path(truth).exists():
         metrics = evaluate_identity(
-            spark, identity_map=store.read(MAP_TABLE), truth=load_truth(spark, truth)
+            spark, identity_map=store.read(map_table), truth=load_truth(spark, truth)
         )
         rows = []
         for name, s in (("all records", metrics.all_records), ("linkable", metrics.linkable)):
@@ -571,9 +570,9 @@ def _models_section(config: CdpConfig, runs: Mapping[str, tuple[RunRow, int]]) -
 def _activation_section(store: TableStore, runs: Mapping[str, tuple[RunRow, int]]) -> Section:
     sec = Section("Audiences and exports")
     aud = runs.get("audiences")
-    if aud is not None and store.exists("gold/audience_runs"):
+    if aud is not None and store.exists(T.AUDIENCE_RUNS.name):
         rows = (
-            store.read("gold/audience_runs")
+            store.read(T.AUDIENCE_RUNS.name)
             .where(F.col("run_id") == aud[0].run_id)
             .select("audience", "as_of", "purpose", "channel", "members", "entered", "exited")
             .orderBy("audience")
@@ -657,7 +656,7 @@ def build_report(spark: SparkSession, config: CdpConfig, *, truth_path: str | No
     """The run report of the data root in ``config``, as one HTML string."""
     store = open_store(spark, config)
     # A data root normally serves one environment; every run it logged counts, its env shown.
-    runs = latest_runs(store.read(RUN_LOG_TABLE)) if store.exists(RUN_LOG_TABLE) else {}
+    runs = latest_runs(store.read(T.RUN_LOG.name)) if store.exists(T.RUN_LOG.name) else {}
     sections = [
         _runs_section(runs),
         _layers_section(store, runs),

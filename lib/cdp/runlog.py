@@ -23,7 +23,9 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-RUN_LOG_TABLE = "ops/run_log"
+from cdp import tables as T
+
+RUN_LOG_TABLE = T.RUN_LOG.name
 
 RUN_LOG_SCHEMA = StructType(
     [

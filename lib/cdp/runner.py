@@ -1,4 +1,9 @@
-"""Runs one stage: run id, log file, store, run-log row (also when the stage fails)."""
+"""Runs one stage: run id, log file, store, run-log row (also when the stage fails).
+
+The stage sees the store through :class:`cdp.writecheck.RecordingStore`; a stage that writes a
+table it does not declare in the stage graph fails (its writes are committed by then, and the
+run log says why it failed).
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,11 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from cdp.config import CdpConfig
-from cdp.pipeline import StageContext, get_stage
+from cdp.pipeline import get_stage
 from cdp.runlog import RUN_LOG_SCHEMA, RUN_LOG_TABLE, RunRecorder, make_run_id, utcnow
+from cdp.stage import StageContext
 from cdp.storage import TableStore, open_store
+from cdp.writecheck import RecordingStore, check_writes
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +102,11 @@ def run_stage(
         log.info("[%s] %s", name, message)
         say(f"[{name}] {message}")
 
+    recording = RecordingStore(store)
     ctx = StageContext(
         spark=spark,
         config=config,
-        store=store,
+        store=recording,
         run=recorder,
         as_of=as_of,
         progress=stage_progress,
@@ -115,6 +123,7 @@ def run_stage(
     )
     try:
         func(ctx)
+        check_writes(stage, recording.written)
     except BaseException as exc:
         status, failure = "failed", exc
         error = f"{type(exc).__name__}: {exc}"

@@ -32,7 +32,9 @@ from pydantic import (
     model_validator,
 )
 
+from cdp import tables as T
 from cdp.config import CdpConfig, ConfigError
+from cdp.silver.model import TABLE_FOR_KIND_NAME
 from cdp.yamlio import read_yaml
 
 
@@ -136,7 +138,7 @@ class SourceSpec(BaseModel):
 
     @property
     def table(self) -> str:
-        return f"bronze/{self.name}"
+        return T.BRONZE_SOURCE.named(source=self.name)
 
     def glob_for(self, landing_root: str) -> str:
         if "://" in self.path or os.path.isabs(self.path):
@@ -187,11 +189,9 @@ def load_sources(config: CdpConfig, *, only: list[str] | None = None) -> list[So
 def mapped_fields(sources: list[SourceSpec]) -> dict[str, set[str]]:
     """Silver record/event table name (``person_records`` ...) -> the fields that at least one
     enabled source maps onto it, custom identifiers included."""
-    from cdp.silver.canonical import TABLE_FOR_KIND  # lazy: keeps this module free of Spark
-
     out: dict[str, set[str]] = {}
     for spec in sources:
-        table = TABLE_FOR_KIND[spec.kind]
+        table = TABLE_FOR_KIND_NAME[spec.kind.value]
         fields = {k for k in spec.mapping if k in table.fields} | set(spec.identifiers)
         if spec.event_time:
             fields.add(table.time_field)
@@ -201,12 +201,10 @@ def mapped_fields(sources: list[SourceSpec]) -> dict[str, set[str]]:
 
 def custom_identifiers(sources: list[SourceSpec]) -> dict[str, set[str]]:
     """Custom identifier -> the silver tables whose sources declare it."""
-    from cdp.silver.canonical import TABLE_FOR_KIND
-
     out: dict[str, set[str]] = {}
     for spec in sources:
         for name in spec.identifiers:
-            out.setdefault(name, set()).add(TABLE_FOR_KIND[spec.kind].name)
+            out.setdefault(name, set()).add(TABLE_FOR_KIND_NAME[spec.kind.value].name)
     return out
 
 

@@ -36,6 +36,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from cdp import tables as T
 from cdp.audiences.members import (
     MEMBERSHIP_KEYS,
     MEMBERSHIP_SCHEMA,
@@ -49,12 +50,12 @@ from cdp.audiences.members import (
     wide_scores,
 )
 from cdp.audiences.spec import AudienceError, AudienceSpec, load_audiences
-from cdp.pipeline import StageContext
+from cdp.stage import StageContext
 
-PROFILE_TABLE = "gold/customer_profile"
-SCORES_TABLE = "gold/propensity_scores"
-MEMBERSHIP_TABLE = "gold/audience_membership"
-RUNS_TABLE = "gold/audience_runs"
+PROFILE_TABLE = T.CUSTOMER_PROFILE.name
+SCORES_TABLE = T.PROPENSITY_SCORES.name
+MEMBERSHIP_TABLE = T.AUDIENCE_MEMBERSHIP.name
+RUNS_TABLE = T.AUDIENCE_RUNS.name
 
 MODEL_USED = StructType(
     [

@@ -31,8 +31,8 @@ from cdp.bronze.stream import ingest_source_stream
 from cdp.bronze.tables import QUARANTINE_TABLE
 from cdp.bronze.validate import validate_source
 from cdp.config import ConfigError
-from cdp.pipeline import StageContext
 from cdp.sources import SourceSpec, load_sources
+from cdp.stage import StageContext
 
 
 def ingest_source(ctx: StageContext, spec: SourceSpec, *, ingested_at: datetime) -> SourceOutcome:

@@ -25,8 +25,8 @@ from cdp.bronze.tables import (
     QUARANTINE_TABLE,
 )
 from cdp.bronze.transform import align_to_schema, split_good_and_quarantined
-from cdp.pipeline import StageContext
 from cdp.sources import SourceSpec
+from cdp.stage import StageContext
 from cdp.storage import TableStore
 
 

@@ -28,8 +28,8 @@ from cdp.bronze.ledger import LandedFile, already_committed, known_files, list_l
 from cdp.bronze.lineage import CORRUPT, with_file_columns, with_row_number
 from cdp.bronze.readers import csv_header, source_reader, spark_format
 from cdp.bronze.tables import QUARANTINE_TABLE
-from cdp.pipeline import StageContext
 from cdp.sources import SourceFormat, SourceSpec
+from cdp.stage import StageContext
 
 
 def stream_schema(

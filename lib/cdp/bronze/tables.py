@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
-QUARANTINE_TABLE = "bronze/_quarantine"
-INGESTED_FILES_TABLE = "ops/ingested_files"
+from cdp import tables as T
+
+QUARANTINE_TABLE = T.BRONZE_QUARANTINE.name
+INGESTED_FILES_TABLE = T.INGESTED_FILES.name
 
 QUARANTINE_SCHEMA = StructType(
     [

@@ -39,7 +39,7 @@ from cdp.audiences.stage import MEMBERSHIP_TABLE, PROFILE_TABLE, RUNS_TABLE
 from cdp.export.identifiers import export_rows
 from cdp.export.settings import ExportConfig
 from cdp.export.sink import ExportError, Sink, open_sink
-from cdp.pipeline import StageContext
+from cdp.stage import StageContext
 
 MANIFEST = "manifest.json"
 SUCCESS = "_SUCCESS"

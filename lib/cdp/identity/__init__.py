@@ -1,11 +1,6 @@
-"""Identity resolution: linking identifiers of the same customer into one identity."""
+"""Identity resolution: linking identifiers of the same customer into one identity.
 
-from __future__ import annotations
-
-from cdp.identity.components import (
-    connected_components,
-    graphframes_available,
-    reference_components,
-)
-
-__all__ = ["connected_components", "graphframes_available", "reference_components"]
+Deliberately empty: ``cdp.config`` imports ``cdp.identity.settings`` (pydantic only), and
+anything exported here would load with it; connected components and the resolver need Spark,
+so import them from their modules (``cdp.identity.components`` ...).
+"""

@@ -29,6 +29,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdp import faults
+from cdp import tables as T
 from cdp.identity.graph import (
     RECORD,
     email_name_verdicts,
@@ -47,16 +48,16 @@ from cdp.identity.matching.step import MatchingResult, ModelStore, run_matching
 from cdp.identity.rules import EVENT_TABLE, RECORD_TABLES, IdentityRules, load_rules
 from cdp.identity.settings import IdentityConfig
 from cdp.identity.stable import MAP_COLUMNS, assign_ids, differs
-from cdp.pipeline import StageContext
+from cdp.stage import StageContext
 from cdp.storage import TableStore
 
-MAP_TABLE = "gold/identity_map"
-IDENTIFIERS_TABLE = "gold/identity_identifiers"
-HISTORY_TABLE = "gold/identity_history"
-REJECTED_TABLE = "gold/identity_rejected_links"
-MATCH_PAIRS_TABLE = "gold/identity_match_pairs"
-REVIEW_TABLE = "gold/identity_review_queue"
-LINKS_TABLE = "gold/identity_links"
+MAP_TABLE = T.IDENTITY_MAP.name
+IDENTIFIERS_TABLE = T.IDENTITY_IDENTIFIERS.name
+HISTORY_TABLE = T.IDENTITY_HISTORY.name
+REJECTED_TABLE = T.IDENTITY_REJECTED_LINKS.name
+MATCH_PAIRS_TABLE = T.IDENTITY_MATCH_PAIRS.name
+REVIEW_TABLE = T.IDENTITY_REVIEW_QUEUE.name
+LINKS_TABLE = T.IDENTITY_LINKS.name
 IDENTIFIER_COLUMNS = ["customer_id", "id_type", "id_value"]
 BASE_VERSION = "base_map_version"
 
@@ -159,7 +160,7 @@ def run_identity(ctx: StageContext) -> None:
 
     records = _cut(record_nodes(frames))
     for r in records.groupBy("record_table").count().collect():
-        ctx.run.read(f"silver/{r['record_table']}", int(r["count"]))
+        ctx.run.read(T.silver_table(r["record_table"]), int(r["count"]))
     matched = _match(ctx, silver_frames, records, rules, matching, decisions, notes)
     links = build_links(frames, events, rules)
     if matched.links is not None:

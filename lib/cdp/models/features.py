@@ -23,6 +23,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from cdp import tables as T
 from cdp.models.settings import ModelsConfig
 
 DAY_SECONDS = 86_400.0
@@ -109,7 +110,7 @@ def attributed_events(
         )
     if not candidates:
         raise ValueError(
-            f"silver/events has none of the identifier columns {list(settings.event_identifiers)}"
+            f"{T.EVENTS.name} has none of the identifier columns {list(settings.event_identifiers)}"
         )
     cands = reduce(DataFrame.unionByName, candidates)
     ids = identifiers.select("id_type", "id_value", KEY).distinct()

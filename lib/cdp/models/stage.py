@@ -37,6 +37,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from cdp import tables as T
 from cdp.models import registry as R
 from cdp.models.features import AS_OF, KEY, build_features
 from cdp.models.labels import LABEL, build_labels, labelled, population
@@ -58,20 +59,20 @@ from cdp.models.train import (
     split_customers,
     with_score,
 )
-from cdp.pipeline import StageContext
 from cdp.runlog import utcnow
+from cdp.stage import StageContext
 from cdp.storage.base import CommitResult
 
-FEATURES_TABLE = "gold/customer_features"
-SCORES_TABLE = "gold/propensity_scores"
-BACKTESTS_TABLE = "gold/model_backtests"
+FEATURES_TABLE = T.CUSTOMER_FEATURES.name
+SCORES_TABLE = T.PROPENSITY_SCORES.name
+BACKTESTS_TABLE = T.MODEL_BACKTESTS.name
 INPUT_TABLES: dict[str, str] = {
-    "transactions": "silver/transactions",
-    "events": "silver/events",
-    "consents": "silver/consents",
-    "persons": "silver/person_records",
-    "identity_map": "gold/identity_map",
-    "identifiers": "gold/identity_identifiers",
+    "transactions": T.TRANSACTIONS.name,
+    "events": T.EVENTS.name,
+    "consents": T.CONSENTS.name,
+    "persons": T.PERSON_RECORDS.name,
+    "identity_map": T.IDENTITY_MAP.name,
+    "identifiers": T.IDENTITY_IDENTIFIERS.name,
 }
 BACKTEST_SCHEMA = StructType(
     [
@@ -116,7 +117,7 @@ class Inputs:
         ]
         found = [t for t in latest if t is not None]
         if not found:
-            raise ValueError("silver/transactions and silver/events hold no dated rows")
+            raise ValueError(f"{T.TRANSACTIONS.name} and {T.EVENTS.name} hold no dated rows")
         return max(found).date()  # type: ignore[no-any-return]
 
 

@@ -24,14 +24,15 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cdp.pipeline import StageContext
+from cdp import tables as T
 from cdp.profile import aggregates as A
 from cdp.profile.survivorship import RECORD_TABLES, load_profile_rules, survive
+from cdp.stage import StageContext
 
-PROFILE_TABLE = "gold/customer_profile"
-IDENTITY_MAP = "gold/identity_map"
-IDENTIFIERS = "gold/identity_identifiers"
-EVENTS = "silver/events"
+PROFILE_TABLE = T.CUSTOMER_PROFILE.name
+IDENTITY_MAP = T.IDENTITY_MAP.name
+IDENTIFIERS = T.IDENTITY_IDENTIFIERS.name
+EVENTS = T.EVENTS.name
 
 # Columns the aggregates read from linked records, besides the survivorship fields.
 AGGREGATE_COLUMNS = (
@@ -90,7 +91,9 @@ def run_profile(ctx: StageContext) -> None:
         if not store.exists(name):
             raise RuntimeError(f"{name} does not exist: run the identity stage first")
 
-    silver = {t: store.read(f"silver/{t}") for t in RECORD_TABLES if store.exists(f"silver/{t}")}
+    silver = {
+        t: store.read(T.silver_table(t)) for t in RECORD_TABLES if store.exists(T.silver_table(t))
+    }
     if not silver:
         raise RuntimeError(
             f"none of the silver record tables {sorted(RECORD_TABLES)} exists: run silver first"
@@ -98,7 +101,7 @@ def run_profile(ctx: StageContext) -> None:
     events = (
         store.read(EVENTS) if store.exists(EVENTS) else ctx.spark.createDataFrame([], EMPTY_EVENTS)
     )
-    for name in [*(f"silver/{t}" for t in silver), IDENTITY_MAP, IDENTIFIERS]:
+    for name in [*(T.silver_table(t) for t in silver), IDENTITY_MAP, IDENTIFIERS]:
         ctx.run.read(name, _rows(ctx, name))
     if store.exists(EVENTS):
         ctx.run.read(EVENTS, _rows(ctx, EVENTS))

