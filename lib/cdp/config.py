@@ -25,6 +25,7 @@ from cdp.audiences.settings import ActivationConfig
 from cdp.errors import ConfigError
 from cdp.identity.settings import IdentityConfig
 from cdp.models.settings import ModelsConfig
+from cdp.privacy.settings import PrivacyConfig
 from cdp.profile.settings import ProfileConfig
 from cdp.silver.settings import SilverConfig
 from cdp.yamlio import parse_scalar, read_yaml
@@ -127,6 +128,7 @@ class CdpConfig(_Model):
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     silver: SilverConfig = Field(default_factory=SilverConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     # The commit of the code that runs (tagged on MLflow runs); None: read from .git.
     git_commit: str | None = None
     # Where each top-level file layer came from, for messages and the run log.
@@ -152,6 +154,12 @@ class CdpConfig(_Model):
             if self.landing_root
             else _join(self.data_root_uri, "landing")
         )
+
+    def privacy_key(self) -> bytes:
+        """The pseudonymisation key (see :class:`cdp.privacy.settings.PrivacyConfig`)."""
+        from cdp.privacy.keys import load_key
+
+        return load_key(self.privacy, env=self.env, data_root=self.data_root_uri)
 
     @property
     def checkpoint_dir(self) -> str:
