@@ -54,3 +54,28 @@ def test_spark_hmac_equals_python_hmac(spark: SparkSession) -> None:
         assert got[0] == pseudonym(key, values[0])
     # A keyed digest is not the plain SHA-256 an outsider could compute from the address.
     assert pseudonym(KEY.encode(), values[0]) != hashlib.sha256(values[0].encode()).hexdigest()
+
+
+def test_audit_rows_name_actor_tables_and_versions(
+    spark: SparkSession, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from cdp.config import load_config
+    from cdp.privacy.audit import AUDIT_TABLE, record_audit
+    from cdp.storage import open_store
+
+    monkeypatch.setenv("CDP_ACTOR", "scheduler@acme")
+    store = open_store(spark, load_config(env="test", overrides={"data_root": str(data_root)}))
+    record_audit(
+        store,
+        action="export",
+        run_id="r1",
+        tables={"gold/audience_membership": 3},
+        rows=12,
+        destination="s3://bucket/loyal",
+    )
+    (row,) = store.read(AUDIT_TABLE).collect()
+    assert (row.actor, row.action, row.run_id, row.rows) == ("scheduler@acme", "export", "r1", 12)
+    assert json.loads(row.tables) == {"gold/audience_membership": 3}
+    assert row.destination == "s3://bucket/loyal" and json.loads(row.detail) == {}

@@ -167,6 +167,7 @@ STAGES: tuple[Stage, ...] = (
         depends_on=("audiences",),
         reads=(T.CUSTOMER_PROFILE, T.AUDIENCE_MEMBERSHIP),
         optional_reads=(T.AUDIENCE_RUNS,),
+        writes=(T.AUDIT_LOG,),
     ),
     Stage(
         name="maintenance",

@@ -231,6 +231,13 @@ RUN_LOG = Table(
     description="one row per stage run, failed runs included (written by the runner)",
 )
 
+AUDIT_LOG = Table(
+    "ops/audit_log",
+    (),
+    "cdp.privacy.audit:AUDIT_SCHEMA",
+    description="who exported, erased or looked up what, from which table versions",
+)
+
 ANY_TABLE = Table("*", (), "cdp.tables:ANY_TABLE", description="every table")
 
 CATALOG: tuple[Table, ...] = (
@@ -255,6 +262,7 @@ CATALOG: tuple[Table, ...] = (
     AUDIENCE_MEMBERSHIP,
     AUDIENCE_RUNS,
     RUN_LOG,
+    AUDIT_LOG,
 )
 # Concrete names a pattern must not claim (``bronze/_quarantine`` is no source's table).
 _FIXED_NAMES = frozenset(t.name for t in CATALOG if not _PLACEHOLDER.search(t.name))

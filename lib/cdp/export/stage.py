@@ -39,6 +39,7 @@ from cdp.audiences.stage import MEMBERSHIP_TABLE, PROFILE_TABLE, RUNS_TABLE
 from cdp.export.identifiers import export_rows
 from cdp.export.settings import ExportConfig
 from cdp.export.sink import ExportError, Sink, open_sink
+from cdp.privacy.audit import record_audit
 from cdp.stage import StageContext
 
 MANIFEST = "manifest.json"
@@ -280,6 +281,22 @@ def export_members(
         except Exception:
             ctx.log.exception("could not remove the partial export of %s", spec.name)
         raise
+    # Who delivered what from which profile version: the audit trail of every export.
+    record_audit(
+        ctx.store,
+        action="export",
+        run_id=run_id,
+        tables={PROFILE_TABLE: ctx.store.version(PROFILE_TABLE)},
+        rows=total,
+        destination=sink.uri(prefix),
+        detail={
+            "audience": spec.name,
+            "purpose": spec.purpose,
+            "channel": spec.channel,
+            "membership_run_id": evaluation.run_id,
+            "hashed": cfg.hash_identifiers,
+        },
+    )
     ctx.run.wrote(f"export/{spec.name}", total)
     ctx.run.metric(f"export.{spec.name}.uri", sink.uri(prefix))
     ctx.run.metric(f"export.{spec.name}.files", len(entries))
