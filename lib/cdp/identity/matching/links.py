@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.config import ConfigError
-from cdp.identity.graph import RECORD
+from cdp.identity.nodes import RECORD
 
 MUST_LINK_RULE = "steward_must_link"
 MUST_LINK_PRIORITY = 1000  # above every rule: a steward's word outranks the data
