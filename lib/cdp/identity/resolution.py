@@ -194,6 +194,21 @@ def _no_rejections(like: DataFrame) -> DataFrame:
     )
 
 
+def _new_nodes(edges: DataFrame, type_column: str) -> DataFrame:
+    """``node, <type_column>``: the nodes a tier's edges bring that no prior component holds
+    (value nodes seen for the first time), each once."""
+    return (
+        edges.where("unit_new")
+        .select(F.col("unit").alias("node"), F.col("unit_type").alias(type_column))
+        .unionByName(
+            edges.where("other_new").select(
+                F.col("other").alias("node"), F.col("other_type").alias(type_column)
+            )
+        )
+        .distinct()
+    )
+
+
 def _resolve_tiered(
     records: DataFrame,
     links: DataFrame,
@@ -243,17 +258,7 @@ def _resolve_tiered(
         )
         # Per node of the component graph: what it brings (prior component: its records and
         # limited identifiers; new value: one identifier of its type).
-        new_nodes = (
-            edges.where("unit_new")
-            .select(F.col("unit").alias("node"), F.col("unit_type").alias("t"))
-            .unionByName(
-                edges.where("other_new").select(
-                    F.col("other").alias("node"), F.col("other_type").alias("t")
-                )
-            )
-            .distinct()
-        )
-        new_stats = new_nodes.select(
+        new_stats = _new_nodes(edges, "t").select(
             "node",
             F.lit(0).cast("long").alias("_records"),
             *[(F.col("t") == t).cast("long").alias(f"_t_{t}") for t in types],
@@ -310,16 +315,8 @@ def _resolve_tiered(
         relabelled = labels.join(comp_of, "comp", "left").select(
             "node", F.coalesce("_new", "comp").alias("comp"), "id_type"
         )
-        added_edges = edges
         added = (
-            added_edges.where("unit_new")
-            .select(F.col("unit").alias("node"), F.col("unit_type").alias("id_type"))
-            .unionByName(
-                added_edges.where("other_new").select(
-                    F.col("other").alias("node"), F.col("other_type").alias("id_type")
-                )
-            )
-            .distinct()
+            _new_nodes(edges, "id_type")
             .join(cmap.select("node", F.col("component").alias("comp")), "node")
             .select("node", "comp", "id_type")
         )
