@@ -38,7 +38,7 @@ from pyspark.sql import functions as F
 from cdp import tables as T
 from cdp.identity.components import connected_components
 from cdp.identity.evaluate import evaluate_identity, load_truth
-from cdp.identity.graph import record_nodes
+from cdp.identity.nodes import record_nodes
 from cdp.identity.rules import EVENT_TABLE, RECORD_TABLES, load_rules
 from cdp.identity.stage import MAP_TABLE, build_links
 from cdp.runner import run_stage

@@ -37,7 +37,6 @@ from pyspark.sql import functions as F
 
 from cdp import tables as T
 from cdp.config import CdpConfig, load_config
-from cdp.identity.graph import KEY_SEP
 from cdp.identity.matching.comparisons import CANON_SUFFIX, splink_settings
 from cdp.identity.matching.config import MatchingRules, load_matching, resolve_fields
 from cdp.identity.matching.model import (
@@ -47,6 +46,7 @@ from cdp.identity.matching.model import (
     train,
 )
 from cdp.identity.matching.prepare import matching_input
+from cdp.identity.nodes import KEY_SEP
 from cdp.sources import load_sources, mapped_fields
 from cdp.storage import open_store
 

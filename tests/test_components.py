@@ -14,7 +14,7 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp.identity import components
+from cdp.identity import checkpoint, components
 from cdp.identity.components import (
     GRAPHFRAMES_PACKAGE,
     connected_components,
@@ -203,10 +203,10 @@ def test_lineage_cut_modes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # interval 50 is never reached: rounds are persisted, with a local cut after a few.
-    if reliable and components._checkpoint_dir(spark) is None:
+    if reliable and checkpoint.checkpoint_dir(spark) is None:
         pytest.skip("the test session has no checkpoint directory")
     if not reliable:  # as if the SparkContext had no checkpoint directory
-        monkeypatch.setattr(components, "_checkpoint_dir", lambda _spark: None)
+        monkeypatch.setattr(checkpoint, "checkpoint_dir", lambda _spark: None)
     edges = random_graphs[: len(random_graphs) // 3]
     result = connected_components(
         _edges_df(spark, edges), engine="dataframe", checkpoint_interval=interval

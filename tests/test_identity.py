@@ -17,20 +17,13 @@ from pyspark.sql import functions as F
 
 from cdp import faults
 from cdp.config import CdpConfig, ConfigError, load_config
+from cdp.identity.checkpoint import cut
 from cdp.identity.components import connected_components
 from cdp.identity.evaluate import evaluate_identity
-from cdp.identity.graph import (
-    RECORD,
-    Resolution,
-    _Caps,
-    _Cut,
-    _resolve_tiered,
-    identifier_links,
-    prepare_records,
-    record_attributes,
-    record_nodes,
-    resolve,
-)
+from cdp.identity.limits import Caps
+from cdp.identity.links import identifier_links
+from cdp.identity.nodes import RECORD, prepare_records, record_attributes, record_nodes
+from cdp.identity.resolution import Resolution, _resolve_tiered, resolve
 from cdp.identity.rules import parse_rules
 from cdp.identity.stable import derived_id
 from cdp.identity.stage import (
@@ -569,8 +562,8 @@ def test_one_component_run_then_repair_equals_building_every_tier(spark: SparkSe
             edges.select("uc", "oc"), src="uc", dst="oc", engine="dataframe"
         )
 
-    caps = _Caps.of(rules)
-    labels, rejected = _resolve_tiered(records, accepted, attrs, caps, cc, _Cut(records), full)
+    caps = Caps.of(rules)
+    labels, rejected = _resolve_tiered(records, accepted, attrs, caps, cc, cut, full)
     got = {tuple(r) for r in fast.labels.select("node", "comp", "id_type").collect()}
     want = {tuple(r) for r in labels.select("node", "comp", "id_type").collect()}
     assert got == want

@@ -39,6 +39,8 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ByteType, IntegerType, LongType, ShortType
 
+from cdp.identity import checkpoint
+
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "dataframe", "graphframes")
@@ -172,13 +174,6 @@ def _normalised_pairs(edges: DataFrame, src: str, dst: str) -> DataFrame:
     )
 
 
-def _checkpoint_dir(spark: SparkSession) -> str | None:
-    try:
-        return spark.sparkContext.getCheckpointDir()
-    except Exception:  # Spark Connect: no SparkContext; fall back to local checkpoints
-        return None
-
-
 # --------------------------------------------------------------------------------------------
 # dataframe engine: alternating large-star / small-star
 
@@ -264,7 +259,7 @@ class _Materialiser:
     """
 
     def __init__(self, spark: SparkSession, interval: int) -> None:
-        self.reliable = _checkpoint_dir(spark) is not None
+        self.reliable = checkpoint.checkpoint_dir(spark) is not None
         self.interval = interval
         self._chain = 0
         self._held: list[DataFrame] = []
@@ -290,9 +285,7 @@ class _Materialiser:
     def cut(self, df: DataFrame, *, reliable: bool | None = None) -> DataFrame:
         """Eagerly checkpoint ``df`` (one job) and return the plan-free result."""
         self._chain = 0
-        if self.reliable if reliable is None else reliable:
-            return df.checkpoint(eager=True)
-        return df.localCheckpoint(eager=True)
+        return checkpoint.cut(df, reliable=self.reliable if reliable is None else reliable)
 
     def release_older(self, keep: int) -> None:
         """Unpersist all but the newest ``keep`` frames (a no-op for checkpointed ones)."""
@@ -386,7 +379,7 @@ def _graphframes_components(pairs: DataFrame, checkpoint_interval: int) -> DataF
     components = GraphFrame(vertices, gf_edges).connectedComponents(
         checkpointInterval=checkpoint_interval,
         # The SparkContext's checkpoint dir when there is one, as in the dataframe engine.
-        use_local_checkpoints=_checkpoint_dir(pairs.sparkSession) is None,
+        use_local_checkpoints=checkpoint.checkpoint_dir(pairs.sparkSession) is None,
     )
     # GraphFrames' component ids are its own business; relabel with the minimum node id so
     # both engines return identical DataFrames.

@@ -30,23 +30,17 @@ from pyspark.sql import functions as F
 
 from cdp import faults
 from cdp import tables as T
-from cdp.identity.graph import (
-    RECORD,
-    email_name_verdicts,
-    event_links,
-    identifier_links,
-    mark_shared,
-    prepare_records,
-    record_attributes,
-    record_nodes,
-    reject_shared_endpoints,
-    resolve,
-)
+from cdp.identity.checkpoint import cut
+from cdp.identity.email_names import email_name_verdicts
+from cdp.identity.links import event_links, identifier_links
 from cdp.identity.matching import links as match_links
 from cdp.identity.matching.config import MatchingRules, load_matching, resolve_fields
 from cdp.identity.matching.step import MatchingResult, ModelStore, run_matching
+from cdp.identity.nodes import RECORD, prepare_records, record_attributes, record_nodes
+from cdp.identity.resolution import resolve
 from cdp.identity.rules import EVENT_TABLE, RECORD_TABLES, IdentityRules, load_rules
 from cdp.identity.settings import IdentityConfig
+from cdp.identity.shared import mark_shared, reject_shared_endpoints
 from cdp.identity.stable import MAP_COLUMNS, assign_ids, differs
 from cdp.stage import StageContext
 from cdp.storage import TableStore
@@ -92,14 +86,6 @@ def load_stage_rules(
         else []
     )
     return rules, matching, decisions, notes
-
-
-def _cut(df: DataFrame) -> DataFrame:
-    try:
-        reliable = df.sparkSession.sparkContext.getCheckpointDir() is not None
-    except Exception:
-        reliable = False
-    return df.checkpoint(eager=True) if reliable else df.localCheckpoint(eager=True)
 
 
 def _record_history(
@@ -158,14 +144,14 @@ def run_identity(ctx: StageContext) -> None:
     silver_frames = frames
     frames = prepare_records(frames, rules)
 
-    records = _cut(record_nodes(frames))
+    records = cut(record_nodes(frames))
     for r in records.groupBy("record_table").count().collect():
         ctx.run.read(T.silver_table(r["record_table"]), int(r["count"]))
     matched = _match(ctx, silver_frames, records, rules, matching, decisions, notes)
     links = build_links(frames, events, rules)
     if matched.links is not None:
         links = links.unionByName(matched.links)
-    links = _cut(links)
+    links = cut(links)
     verdicts = {
         (r["reason"] or "accepted"): int(r["count"])
         for r in links.groupBy("reason").count().collect()
@@ -180,7 +166,7 @@ def run_identity(ctx: StageContext) -> None:
     if matched.cannot_tokens is not None:
         tokens = matched.cannot_tokens
         attributes = tokens if attributes is None else attributes.join(tokens, "node", "full_outer")
-    attributes = _cut(attributes) if attributes is not None else None
+    attributes = cut(attributes) if attributes is not None else None
     res = resolve(
         records,
         accepted,
@@ -218,13 +204,13 @@ def run_identity(ctx: StageContext) -> None:
     )
     # Materialised: the history's plan reads members in several branches, and Spark's size
     # estimate over the un-cut lineage took minutes of driver time once scored pairs joined.
-    members = _cut(members)
+    members = cut(members)
     base_version = store.version(MAP_TABLE)
     previous = store.read(MAP_TABLE, version=base_version) if base_version is not None else None
-    new_map, history = assign_ids(members, previous, run_id=run_id, at=at, cut=_cut)
-    new_map = _cut(new_map)
+    new_map, history = assign_ids(members, previous, run_id=run_id, at=at, cut=cut)
+    new_map = cut(new_map)
     base = -1 if base_version is None else base_version
-    history = _cut(history.withColumn(BASE_VERSION, F.lit(base).cast("long")))
+    history = cut(history.withColumn(BASE_VERSION, F.lit(base).cast("long")))
 
     # Identifier values of each customer: accepted value nodes in components with records.
     values = (
@@ -291,7 +277,7 @@ def run_identity(ctx: StageContext) -> None:
     else:
         ctx.progress(f"{MAP_TABLE} unchanged: not rewritten")
     old_ids = store.read(IDENTIFIERS_TABLE) if store.exists(IDENTIFIERS_TABLE) else None
-    identifiers = _cut(identifiers)
+    identifiers = cut(identifiers)
     if differs(identifiers, old_ids, IDENTIFIER_COLUMNS):
         written = store.overwrite(IDENTIFIERS_TABLE, identifiers).rows_written
         ctx.run.wrote(IDENTIFIERS_TABLE, written)

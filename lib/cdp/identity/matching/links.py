@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.config import ConfigError
-from cdp.identity.graph import RECORD
+from cdp.identity.nodes import RECORD
 
 MUST_LINK_RULE = "steward_must_link"
 MUST_LINK_PRIORITY = 1000  # above every rule: a steward's word outranks the data
@@ -81,7 +81,7 @@ def decisions_frame(spark: SparkSession, decisions: list[Decision]) -> DataFrame
 
 def decided_pairs(decisions: DataFrame, records: DataFrame) -> DataFrame:
     """``decision_id, decision, node_l, node_r, key_l, key_r`` of decisions whose both
-    records are live (``records``: :func:`cdp.identity.graph.record_nodes`)."""
+    records are live (``records``: :func:`cdp.identity.nodes.record_nodes`)."""
     left = records.select(
         F.col("source").alias("left_source"),
         F.col("source_record_id").alias("left_record_id"),
@@ -115,7 +115,7 @@ def pair_unit(node_l: Column, node_r: Column) -> Column:
 
 def pair_links(pairs: DataFrame, *, rule: str, id_type: str, priority: int) -> DataFrame:
     """Two links (one per record) of each pair ``node_l, node_r, key_l, key_r`` in the
-    :data:`cdp.identity.graph.LINK_COLUMNS` layout; the pair's value is ``key_l~key_r``."""
+    :data:`cdp.identity.links.LINK_COLUMNS` layout; the pair's value is ``key_l~key_r``."""
     unit = pair_unit(F.col("node_l"), F.col("node_r"))
     value = F.concat_ws("~", "key_l", "key_r")
     sides = [("node_l", "key_l"), ("node_r", "key_r")]

@@ -23,9 +23,9 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cdp.identity.graph import custom_identifier, field_value, live, member_key, record_node
 from cdp.identity.matching.comparisons import CANON_SUFFIX
 from cdp.identity.matching.config import MatchingRules
+from cdp.identity.nodes import custom_identifier, field_value, live, member_key, record_node
 from cdp.identity.rules import RECORD_TABLES
 from cdp.silver.std_common import fold_key, fold_key_py
 
