@@ -385,8 +385,8 @@ def test_backtest_trains_earlier_scores_later_and_registers_nothing(
     """`cdp run backtest --as-of D`: train at D - offset, evaluate out of time at D."""
     from mlflow import MlflowClient
 
-    from cdp.models.registry import registered_name
     from cdp.models.backtest_stage import BACKTESTS_TABLE
+    from cdp.models.registry import registered_name
     from cdp.runner import run_stage
     from cdp.storage import open_store
 

@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp.models.features import AS_OF, build_features
-from cdp.models.inputs import Inputs, read_inputs, replace_rows, settings_of
+from cdp.models.inputs import AS_OF_METRIC, Inputs, read_inputs, replace_rows, settings_of
 from cdp.models.settings import ModelsConfig
 from cdp.pipeline import StageContext
 
@@ -59,5 +59,5 @@ def run_features(ctx: StageContext) -> None:
     """The ``features`` stage: gold/customer_features at ``as_of`` (default data end + 1)."""
     inputs = read_inputs(ctx)
     as_of = ctx.as_of or inputs.data_end() + timedelta(days=1)
-    ctx.run.metric("as_of", as_of.isoformat())
+    ctx.run.metric(AS_OF_METRIC, as_of.isoformat())
     write_features(ctx, inputs, as_of)

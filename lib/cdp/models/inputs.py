@@ -24,6 +24,8 @@ INPUT_TABLES: dict[str, str] = {
     "identifiers": "gold/identity_identifiers",
 }
 
+AS_OF_METRIC = "as_of"  # the run-log metric of the date a model stage ran at
+
 
 def scalar(df: DataFrame) -> Any:
     """The single value of a one-row, one-column aggregate."""

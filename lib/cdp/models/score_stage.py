@@ -12,6 +12,7 @@ from cdp.models import registry as R
 from cdp.models.features import AS_OF
 from cdp.models.features_stage import FEATURES_TABLE, features_at
 from cdp.models.inputs import (
+    AS_OF_METRIC,
     Inputs,
     model_metric,
     read_inputs,
@@ -87,7 +88,7 @@ def run_score(ctx: StageContext) -> None:
     settings = settings_of(ctx)
     inputs = read_inputs(ctx)
     as_of = ctx.as_of or default_score_as_of(ctx, inputs)
-    ctx.run.metric("as_of", as_of.isoformat())
+    ctx.run.metric(AS_OF_METRIC, as_of.isoformat())
     registry = registry_for(ctx)
     for spec in settings.selected():
         score_model(ctx, spec, as_of, inputs, registry)

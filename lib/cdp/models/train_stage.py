@@ -18,6 +18,7 @@ from pyspark import StorageLevel
 
 from cdp.models import registry as R
 from cdp.models.inputs import (
+    AS_OF_METRIC,
     Inputs,
     check_horizon,
     default_train_as_of,
@@ -170,7 +171,7 @@ def run_train(ctx: StageContext) -> None:
     settings = settings_of(ctx)
     inputs = read_inputs(ctx)
     as_of = ctx.as_of or default_train_as_of(inputs, settings)
-    ctx.run.metric("as_of", as_of.isoformat())
+    ctx.run.metric(AS_OF_METRIC, as_of.isoformat())
     registry = registry_for(ctx)
     for spec in settings.selected():
         train_model(ctx, spec, as_of, inputs, registry)
