@@ -3,6 +3,7 @@ the date defaults read from them, and the MLflow registry of the configured data
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp.models import registry as R
-from cdp.models.settings import ModelsConfig
+from cdp.models.settings import ModelsConfig, ModelSpec
 from cdp.pipeline import StageContext
 from cdp.storage.base import CommitResult
 
@@ -122,3 +123,19 @@ def check_horizon(inputs: Inputs, as_of: date, settings: ModelsConfig) -> None:
             f"but the data ends {end}; use --as-of {latest} or earlier "
             "(or set models.labels.require_complete_horizon=false)"
         )
+
+
+def for_each_model(
+    ctx: StageContext,
+    default_as_of: Callable[[StageContext, Inputs], date],
+    step: Callable[[StageContext, ModelSpec, date, Inputs, R.Registry], object],
+) -> None:
+    """A model stage's run: the inputs, ``as_of`` (given, else ``default_as_of``) in the run
+    log, then ``step`` for every selected model with one registry."""
+    settings = settings_of(ctx)
+    inputs = read_inputs(ctx)
+    as_of = ctx.as_of or default_as_of(ctx, inputs)
+    ctx.run.metric(AS_OF_METRIC, as_of.isoformat())
+    registry = registry_for(ctx)
+    for spec in settings.selected():
+        step(ctx, spec, as_of, inputs, registry)

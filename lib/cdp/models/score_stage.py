@@ -12,11 +12,9 @@ from cdp.models import registry as R
 from cdp.models.features import AS_OF
 from cdp.models.features_stage import FEATURES_TABLE, features_at
 from cdp.models.inputs import (
-    AS_OF_METRIC,
     Inputs,
+    for_each_model,
     model_metric,
-    read_inputs,
-    registry_for,
     replace_rows,
     scalar,
     settings_of,
@@ -85,10 +83,4 @@ def score_model(
 
 def run_score(ctx: StageContext) -> None:
     """The ``score`` stage: every selected model's champion over the features at ``as_of``."""
-    settings = settings_of(ctx)
-    inputs = read_inputs(ctx)
-    as_of = ctx.as_of or default_score_as_of(ctx, inputs)
-    ctx.run.metric(AS_OF_METRIC, as_of.isoformat())
-    registry = registry_for(ctx)
-    for spec in settings.selected():
-        score_model(ctx, spec, as_of, inputs, registry)
+    for_each_model(ctx, default_score_as_of, score_model)

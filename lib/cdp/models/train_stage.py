@@ -18,10 +18,10 @@ from pyspark import StorageLevel
 
 from cdp.models import registry as R
 from cdp.models.inputs import (
-    AS_OF_METRIC,
     Inputs,
     check_horizon,
     default_train_as_of,
+    for_each_model,
     model_metric,
     read_inputs,
     registry_for,
@@ -168,13 +168,7 @@ def train_model(
 def run_train(ctx: StageContext) -> None:
     """The ``train`` stage: every selected model at ``as_of`` (default: the latest date whose
     label horizon the data covers)."""
-    settings = settings_of(ctx)
-    inputs = read_inputs(ctx)
-    as_of = ctx.as_of or default_train_as_of(inputs, settings)
-    ctx.run.metric(AS_OF_METRIC, as_of.isoformat())
-    registry = registry_for(ctx)
-    for spec in settings.selected():
-        train_model(ctx, spec, as_of, inputs, registry)
+    for_each_model(ctx, lambda c, inputs: default_train_as_of(inputs, settings_of(c)), train_model)
 
 
 def train_candidate(
