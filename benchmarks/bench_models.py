@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 
 from cdp import tables as T
 from cdp.config import load_config
-from cdp.models.stage import INPUT_TABLES
+from cdp.models.inputs import INPUT_TABLES
 from cdp.runner import run_stage
 from cdp.session import build_session
 from cdp.storage import TableStore, open_store

@@ -264,7 +264,7 @@ def trained_root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) 
     config = _config(root)
     store = open_store(spark, config)
     frames = _synthetic(300).frames(spark)
-    from cdp.models.stage import INPUT_TABLES
+    from cdp.models.inputs import INPUT_TABLES
 
     for key, table in INPUT_TABLES.items():
         store.overwrite(table, frames[key])
@@ -385,8 +385,8 @@ def test_backtest_trains_earlier_scores_later_and_registers_nothing(
     """`cdp run backtest --as-of D`: train at D - offset, evaluate out of time at D."""
     from mlflow import MlflowClient
 
+    from cdp.models.backtest_stage import BACKTESTS_TABLE
     from cdp.models.registry import registered_name
-    from cdp.models.stage import BACKTESTS_TABLE
     from cdp.runner import run_stage
     from cdp.storage import open_store
 

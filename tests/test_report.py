@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
 import subprocess
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pyspark.sql import SparkSession
 
 from cdp.cli import main
 from cdp.identity.evaluate import SIZE_BUCKETS
-from cdp.report import (
-    Section,
-    cluster_size_histogram,
-    html_table,
-    latest_runs,
-    render_page,
-    size_bucket_label,
-)
-from cdp.runlog import RUN_LOG_SCHEMA
+from cdp.identity.report_section import cluster_size_histogram
+from cdp.models.report_section import MEASURE_LABELS, models_section
+from cdp.models.train import LIFT_TOP_DECILE, LOG_LOSS, Evaluation
+from cdp.models.train_record import HEURISTIC_HOLDOUT, HOLDOUT
+from cdp.models.train_stage import log_run_metrics
+from cdp.report_page import Section, html_table, render_page, size_bucket_label
+from cdp.report_runs import RunRow, latest_runs
+from cdp.runlog import RUN_LOG_SCHEMA, RunRecorder
 from conftest import DemoRun
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +120,33 @@ def test_render_page_counts_its_charts_on_load() -> None:
     assert "data-charts-rendered" in page  # the browser test reads what this script sets
 
 
+def _measure_row(label: str, *cells: str) -> str:
+    """The page's row of one holdout measure: its label, then the given cells."""
+    return f"<tr><td>model_a</td><td>{html.escape(label)}</td>" + "".join(cells)
+
+
+def test_models_section_shows_the_lift_and_log_loss_the_train_stage_logs() -> None:
+    """The report once asked for ``top_decile_lift`` while training logged ``lift_top_decile``
+    (and the run log got neither it nor log loss): those rows were always empty. Log through
+    the train stage's own code, read through the report's."""
+    recorder = RunRecorder("r1", "train", "test", "h", "delta-rs", datetime(2026, 1, 1))
+    model = Evaluation(100, 20, 0.81, 0.52, 0.4321, 3.25, 0.2)
+    heuristic = Evaluation(100, 20, 0.7, 0.41, None, 2.5, 0.2)  # a rank, no probability
+    metrics = {**model.metrics(HOLDOUT), **heuristic.metrics(HEURISTIC_HOLDOUT)}
+    ctx = SimpleNamespace(run=recorder)
+    logged = SimpleNamespace(run_id="", version=None)  # no MLflow run: no charts to fetch
+    log_run_metrics(ctx, SimpleNamespace(name="model_a"), metrics, logged, None, 1.0)
+    run = RunRow(
+        "train", "test", "success", "r1", None, 1.0, None, {}, {}, {}, recorder.metrics, None
+    )
+    config = SimpleNamespace(mlflow_tracking_uri="sqlite:///unused.db")
+    page = "".join(models_section(config, {"train": (run, 0)}).parts)
+    lift = MEASURE_LABELS[LIFT_TOP_DECILE]
+    assert _measure_row(lift, "<td class='num'>3.2500</td>", "<td class='num'>2.5000</td>") in page
+    log_loss = MEASURE_LABELS[LOG_LOSS]
+    assert _measure_row(log_loss, "<td class='num'>0.4321</td>", "<td class='none'>-</td>") in page
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -167,6 +195,12 @@ def test_report_of_a_demo_run_renders_in_headless_chromium(
     for source in ("crm_contacts", "web_events", "pos_transactions", "loyalty_members"):
         assert f"<td>{source}</td>" in page
     assert "pairwise quality against ground truth" in page.lower()
+    # Both models' lift and log loss rows carry numbers (they were always missing before).
+    number = "<td class='num'>[0-9.,]+</td>"
+    for measure in (LIFT_TOP_DECILE, LOG_LOSS):
+        label = re.escape(html.escape(MEASURE_LABELS[measure]))
+        rows = re.findall(f"<tr><td>[^<]+</td><td>{label}</td>{number}", page)
+        assert len(rows) == 2, (measure, rows)
 
     profile = tmp_path / "chromium-profile"
     dom = subprocess.run(

@@ -117,7 +117,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="features",
-        entry="cdp.models.stage:run_features",
+        entry="cdp.models.features_stage:run_features",
         description="Build point-in-time gold/customer_features at as_of from attributed silver facts",
         depends_on=("profile",),
         reads=MODEL_INPUTS,
@@ -125,7 +125,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="train",
-        entry="cdp.models.stage:run_train",
+        entry="cdp.models.train_stage:run_train",
         description="Train the propensity models (pyspark.ml), log to MLflow, move champion/challenger",
         depends_on=("features",),
         reads=MODEL_INPUTS,
@@ -134,7 +134,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="score",
-        entry="cdp.models.stage:run_score",
+        entry="cdp.models.score_stage:run_score",
         description="Score every customer with each model's champion into gold/propensity_scores",
         depends_on=("train",),
         reads=MODEL_INPUTS,
@@ -143,7 +143,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="backtest",
-        entry="cdp.models.stage:run_backtest",
+        entry="cdp.models.backtest_stage:run_backtest",
         description="Out-of-time backtest: train before as_of, score at as_of, evaluate what happened",
         depends_on=("features",),
         in_pipeline=False,

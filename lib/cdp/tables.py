@@ -194,7 +194,7 @@ CUSTOMER_FEATURES = Table(
     "gold/customer_features",
     ("customer_id", "as_of"),
     "cdp.models.features:build_features",
-    # Not partitioned: each as_of slice is replaced with replace_where (cdp.models.stage).
+    # Not partitioned: each as_of slice is replaced with replace_where (cdp.models.features_stage).
     description="point-in-time model features, one slice per as_of",
 )
 PROPENSITY_SCORES = Table(
@@ -206,7 +206,7 @@ PROPENSITY_SCORES = Table(
 MODEL_BACKTESTS = Table(
     "gold/model_backtests",
     ("model_name", "train_as_of", "score_as_of"),
-    "cdp.models.stage:BACKTEST_SCHEMA",
+    "cdp.models.backtest_stage:BACKTEST_SCHEMA",
     description="out-of-time backtest results",
 )
 AUDIENCE_MEMBERSHIP = Table(

@@ -47,6 +47,14 @@ SUCCESS = "_SUCCESS"
 # Fault point passed after each data file is uploaded (crash-safety tests).
 FAULT_AFTER_UPLOAD = "export.after_upload"
 MIB = 1024 * 1024
+# Run-log metrics per export, export.<audience>.<measure> (the report reads uri and files).
+EXPORT_METRIC_PREFIX = "export."
+URI, FILES, WITHOUT_CONSENT = "uri", "files", "without_consent"
+
+
+def export_metric(audience: str, measure: str) -> str:
+    """The run-log key of one export measure."""
+    return f"{EXPORT_METRIC_PREFIX}{audience}.{measure}"
 
 
 @dataclass(frozen=True)
@@ -298,9 +306,9 @@ def export_members(
         },
     )
     ctx.run.wrote(f"export/{spec.name}", total)
-    ctx.run.metric(f"export.{spec.name}.uri", sink.uri(prefix))
-    ctx.run.metric(f"export.{spec.name}.files", len(entries))
-    ctx.run.metric(f"export.{spec.name}.without_consent", n_members - n_rows)
+    ctx.run.metric(export_metric(spec.name, URI), sink.uri(prefix))
+    ctx.run.metric(export_metric(spec.name, FILES), len(entries))
+    ctx.run.metric(export_metric(spec.name, WITHOUT_CONSENT), n_members - n_rows)
     ctx.progress(
         f"{spec.name}: {total} row(s) in {len(entries)} file(s) to {sink.uri(prefix)} "
         f"({n_members - n_rows} member(s) without consent left out)"

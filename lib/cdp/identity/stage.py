@@ -330,7 +330,7 @@ def _match(
     notes: list[str],
 ) -> MatchingResult:
     """The probabilistic step and the steward's decisions (see :mod:`cdp.identity.matching`)."""
-    from cdp.models.stage import registry_for
+    from cdp.models.inputs import registry_for
 
     settings: IdentityConfig = ctx.config.identity
     if matching is None and not decisions:

@@ -28,6 +28,11 @@ from cdp.models.settings import ModelsConfig, SearchConfig
 SCORE = "score"
 BUCKETS = 100  # percentile buckets of the score used for deciles, ROC and lift curves
 _EPS = 1e-15
+# The measure names of Evaluation.metrics (after its prefix), as MLflow and the run log show them.
+ROC_AUC = "roc_auc"
+PR_AUC = "pr_auc"
+LOG_LOSS = "log_loss"
+LIFT_TOP_DECILE = "lift_top_decile"
 
 
 # -- columns and split ------------------------------------------------------------------------
@@ -202,14 +207,14 @@ class Evaluation:
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
         out = {
-            f"{prefix}roc_auc": self.roc_auc,
-            f"{prefix}pr_auc": self.pr_auc,
-            f"{prefix}lift_top_decile": self.lift_top_decile,
+            prefix + ROC_AUC: self.roc_auc,
+            prefix + PR_AUC: self.pr_auc,
+            prefix + LIFT_TOP_DECILE: self.lift_top_decile,
             f"{prefix}base_rate": self.base_rate,
             f"{prefix}rows": float(self.rows),
         }
         if self.log_loss is not None:
-            out[f"{prefix}log_loss"] = self.log_loss
+            out[prefix + LOG_LOSS] = self.log_loss
         return out
 
 

@@ -49,6 +49,12 @@ QUARANTINE_TABLE = T.SILVER_QUARANTINE.name
 CHANGES_TABLE = T.SILVER_CHANGES.name
 KEYS = ["source", "source_record_id"]
 VERSION_KEY = "_version_key"
+# Run-log metrics the report reads back: rule.<table>.<rule> (rows failing each rule) and
+# <table>.<outcome> for each de-duplication and upsert outcome below.
+RULE_METRIC_PREFIX = "rule."
+COLLAPSED, SUPERSEDED = "exact_duplicates_collapsed", "older_versions_superseded"
+INSERTED, UPDATED, STALE = "inserted", "updated", "stale_not_applied"
+DEDUP_OUTCOMES = (COLLAPSED, SUPERSEDED, INSERTED, UPDATED, STALE)
 
 DEFAULT_DATE_FORMATS = ["yyyy-MM-dd", "dd/MM/yyyy", "yyyy/MM/dd", "dd.MM.yyyy", "yyyyMMdd"]
 DEFAULT_TS_FORMATS = [
@@ -337,7 +343,7 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
         for spec, _v in batch.sources:
             ctx.run.read(spec.table, per_source.get(spec.name, 0))
         for key, value in stats.items():
-            ctx.run.metric(f"rule.{key}", int(value or 0))
+            ctx.run.metric(f"{RULE_METRIC_PREFIX}{key}", int(value or 0))
 
         if blocked:
             quarantined = checked.where(F.col(BLOCKED)).select(
@@ -375,8 +381,8 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
         ).collect()[0]
         latest_n, distinct_n = int(kept["keys"] or 0), int(kept["distinct"] or 0)
         latest = ranked.drop(DISTINCT_RECORDS)
-        ctx.run.metric(f"{table.name}.exact_duplicates_collapsed", good_n - distinct_n)
-        ctx.run.metric(f"{table.name}.older_versions_superseded", distinct_n - latest_n)
+        ctx.run.metric(f"{table.name}.{COLLAPSED}", good_n - distinct_n)
+        ctx.run.metric(f"{table.name}.{SUPERSEDED}", distinct_n - latest_n)
 
         changes = _changes(store, table, latest, run_id, now)
         if changes is not None:
@@ -393,9 +399,9 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
             result.metrics.get("num_updated", 0)
         )
         ctx.run.wrote(table.table, applied)
-        ctx.run.metric(f"{table.name}.inserted", result.metrics.get("num_inserted", 0))
-        ctx.run.metric(f"{table.name}.updated", result.metrics.get("num_updated", 0))
-        ctx.run.metric(f"{table.name}.stale_not_applied", latest_n - applied)
+        ctx.run.metric(f"{table.name}.{INSERTED}", result.metrics.get("num_inserted", 0))
+        ctx.run.metric(f"{table.name}.{UPDATED}", result.metrics.get("num_updated", 0))
+        ctx.run.metric(f"{table.name}.{STALE}", latest_n - applied)
         ctx.progress(
             f"{table.name}: read {read_rows:,}, quarantined {blocked:,}, collapsed "
             f"{good_n - distinct_n:,} duplicates and {distinct_n - latest_n:,} older versions, "

@@ -1,0 +1,64 @@
+"""The ``features`` stage, and the features every other model stage reads through it:
+gold/customer_features at one ``as_of``, built and stored when that slice is missing."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cdp import tables as T
+from cdp.models.features import AS_OF, build_features
+from cdp.models.inputs import AS_OF_METRIC, Inputs, read_inputs, replace_rows, settings_of
+from cdp.models.settings import ModelsConfig
+from cdp.stage import StageContext
+
+FEATURES_TABLE = T.CUSTOMER_FEATURES.name
+
+
+def compute_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> DataFrame:
+    """The features of every customer at ``as_of`` (not stored)."""
+    f = inputs.frames
+    return build_features(
+        transactions=f["transactions"],
+        events=f["events"],
+        consents=f["consents"],
+        persons=f["persons"],
+        identity_map=f["identity_map"],
+        identifiers=f["identifiers"],
+        as_of=as_of,
+        settings=settings,
+    )
+
+
+def write_features(ctx: StageContext, inputs: Inputs, as_of: date) -> int:
+    """Build the features at ``as_of`` and replace that partition; return the row count."""
+    df = compute_features(inputs, as_of, settings_of(ctx))
+    result = replace_rows(ctx, FEATURES_TABLE, df, f"{AS_OF} = DATE'{as_of.isoformat()}'")
+    rows = result.rows_written
+    ctx.run.wrote(FEATURES_TABLE, rows)
+    ctx.progress(f"{FEATURES_TABLE}: {rows:,} customers at as_of {as_of}")
+    return rows
+
+
+def features_at(ctx: StageContext, inputs: Inputs, as_of: date) -> DataFrame:
+    """gold/customer_features at ``as_of``, built first when the partition is missing."""
+
+    def stored() -> DataFrame:
+        return ctx.store.read(FEATURES_TABLE).where(
+            F.col(AS_OF) == F.lit(as_of.isoformat()).cast("date")
+        )
+
+    if not ctx.store.exists(FEATURES_TABLE) or stored().limit(1).count() == 0:
+        ctx.progress(f"no features at {as_of} yet: building them")
+        write_features(ctx, inputs, as_of)
+    return stored()
+
+
+def run_features(ctx: StageContext) -> None:
+    """The ``features`` stage: gold/customer_features at ``as_of`` (default data end + 1)."""
+    inputs = read_inputs(ctx)
+    as_of = ctx.as_of or inputs.data_end() + timedelta(days=1)
+    ctx.run.metric(AS_OF_METRIC, as_of.isoformat())
+    write_features(ctx, inputs, as_of)

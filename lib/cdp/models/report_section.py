@@ -1,0 +1,107 @@
+"""The models' part of the run report: holdout measures of each model beside the
+recency/frequency heuristic, the versions trained, given an alias and scored, and the ROC and
+lift charts the train stage logged to MLflow.
+
+Every metric is read by the name the train and score stages log it under (``train_stage``,
+``score_stage``), so a renamed metric cannot leave a row silently empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from cdp.config import CdpConfig
+from cdp.models.inputs import AS_OF_METRIC, model_metric
+from cdp.models.score_stage import SCORED_VERSION
+from cdp.models.train import LIFT_TOP_DECILE, LOG_LOSS, PR_AUC, ROC_AUC
+from cdp.models.train_record import HEURISTIC_HOLDOUT, HOLDOUT
+from cdp.models.train_stage import ALIAS, MLFLOW_RUN_ID, RUN_LOG_MEASURES, VERSION
+from cdp.report_page import Chart, Section, as_float
+from cdp.report_runs import Runs
+
+log = logging.getLogger("cdp.report")
+
+# How each holdout measure reads on the page: lower log loss is better, the others higher.
+MEASURE_LABELS = {
+    ROC_AUC: "ROC-AUC",
+    PR_AUC: "PR-AUC",
+    LOG_LOSS: "log loss (lower is better)",
+    LIFT_TOP_DECILE: "lift in the top decile",
+}
+CHARTS = ("roc", "lift")  # the figures (registry.charts) the page shows per model
+
+
+def holdout_rows(
+    metrics: dict[str, str], models: Sequence[str]
+) -> list[tuple[str, str, float | None, float | None]]:
+    """(model, measure, model value, heuristic value) for every measure the train run logged
+    for the model or the heuristic (the heuristic is no probability: it has no log loss)."""
+    rows = []
+    for model in models:
+        for measure in RUN_LOG_MEASURES:
+            model_v = as_float(metrics.get(model_metric(model, HOLDOUT + measure)))
+            heur_v = as_float(metrics.get(model_metric(model, HEURISTIC_HOLDOUT + measure)))
+            if model_v is not None or heur_v is not None:
+                rows.append((model, MEASURE_LABELS[measure], model_v, heur_v))
+    return rows
+
+
+def models_section(config: CdpConfig, runs: Runs) -> Section:
+    """The "Propensity models" section (a hint to train while there is no successful run)."""
+    sec = Section("Propensity models")
+    train = runs.get("train")
+    if train is None or train[0].status != "success":
+        sec.text("No successful training run yet: run 'cdp run train'.")
+        return sec
+    m = train[0].metrics
+    suffix = model_metric("", HOLDOUT + ROC_AUC)  # ".holdout_roc_auc": one per model
+    models = sorted({k.split(".", 1)[0] for k in m if k.endswith(suffix)})
+    sec.table(
+        ["model", "holdout measure", "model", "recency/frequency heuristic"],
+        holdout_rows(m, models),
+        caption=f"Train run {train[0].run_id}, as of {train[0].as_of or m.get(AS_OF_METRIC, '-')}",
+    )
+    scored = runs["score"][0].metrics if "score" in runs else {}
+    versions: list[tuple[str, str | None, str | None, str | None, str | None]] = [
+        (
+            model,
+            m.get(model_metric(model, VERSION)),
+            m.get(model_metric(model, ALIAS)),
+            m.get(model_metric(model, MLFLOW_RUN_ID)),
+            scored.get(model_metric(model, SCORED_VERSION)),
+        )
+        for model in models
+    ]
+    sec.table(
+        ["model", "version trained", "alias given", "MLflow run", "version scored"],
+        versions,
+        caption=f"MLflow tracking: {config.mlflow_tracking_uri}",
+    )
+    for model, _v, _a, mlflow_run, _s in versions:
+        if mlflow_run:
+            for chart in _mlflow_charts(config.mlflow_tracking_uri, str(mlflow_run), CHARTS):
+                sec.charts.append(Chart(f"{model}: {chart.title}", chart.png))
+    return sec
+
+
+def _mlflow_charts(tracking_uri: str, run_id: str, names: Sequence[str]) -> list[Chart]:
+    import mlflow
+
+    out: list[Chart] = []
+    with tempfile.TemporaryDirectory(prefix="cdp-report-") as tmp:
+        for name in names:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=run_id,
+                    artifact_path=f"charts/{name}.png",
+                    dst_path=tmp,
+                    tracking_uri=tracking_uri,
+                )
+            except Exception as exc:  # a run logged without charts still gets its metrics
+                log.warning("no chart %s for MLflow run %s: %s", name, run_id, exc)
+                continue
+            out.append(Chart(f"{name} ({run_id[:8]})", Path(local).read_bytes()))
+    return out

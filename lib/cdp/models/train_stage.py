@@ -1,0 +1,209 @@
+"""The ``train`` stage: every selected model trained, evaluated on a holdout, logged to MLflow,
+registered, and given the ``champion`` alias only when it beats the current champion there.
+
+:func:`train_model` reads as its steps: labelled data, split (both classes in every part),
+candidate search, holdout evaluation (beside logistic regression, the recency/frequency
+heuristic and the current champion), the MLflow run (``train_record``), the alias gate, and
+the run-log metrics the report reads back (the names below).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from pyspark import StorageLevel
+
+from cdp.models import registry as R
+from cdp.models.inputs import (
+    Inputs,
+    check_horizon,
+    default_train_as_of,
+    for_each_model,
+    model_metric,
+    read_inputs,
+    registry_for,
+    settings_of,
+)
+from cdp.models.settings import ModelSpec
+from cdp.models.train import LIFT_TOP_DECILE, LOG_LOSS, PR_AUC, ROC_AUC, Evaluation, split_customers
+from cdp.models.train_record import HEURISTIC_HOLDOUT, HOLDOUT, log_training_run
+from cdp.models.train_steps import (
+    ChampionCheck,
+    champion_on_holdout,
+    check_classes,
+    evaluate_holdout,
+    labelled_data,
+    move_alias,
+    search_candidates,
+    split_counts,
+)
+from cdp.stage import StageContext
+
+# Run-log metrics of a train run, each per model as ``<model>.<name>`` (see model_metric);
+# the report (cdp.models.report_section) reads them by these names.
+# The holdout measures come under the MLflow names (train_record.HOLDOUT, HEURISTIC_HOLDOUT).
+RUN_LOG_MEASURES = (ROC_AUC, PR_AUC, LOG_LOSS, LIFT_TOP_DECILE)
+MLFLOW_RUN_ID = "mlflow_run_id"
+VERSION = "version"
+ALIAS = "alias"
+TRAIN_SECONDS = "train_seconds"
+
+
+@dataclass
+class TrainOutcome:
+    model_name: str
+    as_of: date
+    mlflow_run_id: str
+    version: str | None
+    alias: str | None
+    model: Any
+    holdout: Evaluation
+    baseline_lr: Evaluation
+    heuristic: Evaluation
+    champion_before: str | None = None
+    champion_holdout: Evaluation | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def log_run_metrics(
+    ctx: StageContext,
+    spec: ModelSpec,
+    metrics: dict[str, float],
+    logged: R.LoggedModel,
+    alias: str | None,
+    seconds: float,
+) -> None:
+    """The run-log metrics of one model: the holdout measures of the model and of the
+    heuristic (those it has: the heuristic is no probability, so no log loss), the MLflow
+    run, the version and alias given."""
+    for prefix in (HOLDOUT, HEURISTIC_HOLDOUT):
+        for measure in RUN_LOG_MEASURES:
+            value = metrics.get(prefix + measure)
+            if value is not None:
+                ctx.run.metric(model_metric(spec.name, prefix + measure), round(value, 5))
+    ctx.run.metric(model_metric(spec.name, MLFLOW_RUN_ID), logged.run_id)
+    if logged.version:
+        ctx.run.metric(model_metric(spec.name, VERSION), logged.version)
+        ctx.run.metric(model_metric(spec.name, ALIAS), alias)
+    ctx.run.metric(model_metric(spec.name, TRAIN_SECONDS), round(seconds, 1))
+
+
+def train_model(
+    ctx: StageContext,
+    spec: ModelSpec,
+    as_of: date,
+    inputs: Inputs,
+    registry: R.Registry,
+    *,
+    register: bool = True,
+    compare_champion: bool | None = None,
+    kind: str | None = None,
+) -> TrainOutcome:
+    """Train, evaluate and log one model at ``as_of``; register it and move its aliases.
+
+    ``compare_champion`` (default: ``register``) evaluates the current champion on the same
+    holdout; ``kind`` names the run (tag ``cdp.kind``, default ``train`` or ``backtest``)."""
+    compare = register if compare_champion is None else compare_champion
+    run_kind = kind or ("train" if register else "backtest")
+    settings = settings_of(ctx)
+    check_horizon(inputs, as_of, settings)
+    t_start = time.perf_counter()
+    data = labelled_data(ctx, spec, as_of, inputs, settings).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        split = split_customers(data, settings)
+        counts = split_counts(split)
+        check_classes(spec, as_of, counts)
+        ctx.progress(
+            f"{spec.name}: {sum(n for n, _ in counts.values()):,} customers "
+            + ", ".join(f"{p} {n:,} ({pos:,} positive)" for p, (n, pos) in sorted(counts.items()))
+        )
+        found = search_candidates(ctx, data, split, counts, settings)
+        evals = evaluate_holdout(ctx, spec, found, split.holdout, settings)
+        champion = (
+            champion_on_holdout(ctx, registry, spec, split.holdout, settings)
+            if compare
+            else ChampionCheck()
+        )
+        logged, metrics = log_training_run(
+            ctx,
+            registry,
+            spec,
+            as_of,
+            inputs,
+            run_kind=run_kind,
+            found=found,
+            evals=evals,
+            champion=champion,
+            train_rows=counts["train"][0],
+            holdout=split.holdout,
+            register=register,
+        )
+        alias: str | None = None
+        if register and logged.version is not None:
+            alias = move_alias(
+                ctx, registry, spec, as_of, logged.version, evals.model, champion, settings
+            )
+        log_run_metrics(ctx, spec, metrics, logged, alias, time.perf_counter() - t_start)
+        return TrainOutcome(
+            model_name=spec.name,
+            as_of=as_of,
+            mlflow_run_id=logged.run_id,
+            version=logged.version,
+            alias=alias,
+            model=found.chosen.model,
+            holdout=evals.model,
+            baseline_lr=evals.lr,
+            heuristic=evals.heuristic,
+            champion_before=champion.info.version if champion.info else None,
+            champion_holdout=champion.holdout,
+            metrics=metrics,
+        )
+    finally:
+        data.unpersist()
+
+
+def run_train(ctx: StageContext) -> None:
+    """The ``train`` stage: every selected model at ``as_of`` (default: the latest date whose
+    label horizon the data covers)."""
+    for_each_model(ctx, lambda c, inputs: default_train_as_of(inputs, settings_of(c)), train_model)
+
+
+def train_candidate(
+    ctx: StageContext,
+    model_name: str,
+    *,
+    as_of: date | None = None,
+    time_budget_seconds: float | None = None,
+) -> TrainOutcome:
+    """Train one candidate of ``model_name`` as the ``train`` stage would (same features,
+    labels, split, search and evaluation), log it to MLflow **without registering it**, and
+    evaluate the current champion on the same holdout (``champion_holdout``, None when there
+    is no champion). No alias moves: for notebooks and experiments.
+
+    ``as_of`` defaults like the stage's; ``time_budget_seconds`` overrides the search budget
+    (the first logistic regression and the first GBT always run).
+    """
+    settings = settings_of(ctx)
+    specs = {m.name: m for m in settings.models}
+    if model_name not in specs:
+        raise ValueError(f"unknown model {model_name!r}; declared: {sorted(specs)}")
+    if time_budget_seconds is not None:
+        config = ctx.config.model_copy(deep=True)
+        config.models.search.time_budget_seconds = time_budget_seconds
+        ctx = replace(ctx, config=config)
+        settings = settings_of(ctx)
+    inputs = read_inputs(ctx)
+    day = as_of or default_train_as_of(inputs, settings)
+    return train_model(
+        ctx,
+        specs[model_name],
+        day,
+        inputs,
+        registry_for(ctx),
+        register=False,
+        compare_champion=True,
+        kind="candidate",
+    )

@@ -1,0 +1,226 @@
+"""The steps of training one model, in the order the train stage runs them: labelled data,
+the split (both classes in every part), the candidate search, the holdout evaluation (beside
+logistic regression, the recency/frequency heuristic and the current champion) and the alias
+gate. Each returns what the next needs; the MLflow record is ``train_record``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cdp.models import registry as R
+from cdp.models.features_stage import features_at
+from cdp.models.inputs import Inputs
+from cdp.models.labels import LABEL, build_labels, labelled
+from cdp.models.settings import ModelsConfig, ModelSpec
+from cdp.models.train import (
+    Evaluation,
+    Split,
+    Trial,
+    best,
+    cap_rows,
+    evaluate,
+    feature_columns,
+    heuristic_score,
+    metric_of,
+    non_empty,
+    promotes,
+    search,
+    with_score,
+)
+from cdp.stage import StageContext
+
+PARTS = ("train", "validation", "holdout")
+
+
+@dataclass
+class SearchResult:
+    """The search's trials, the chosen one and the best logistic regression."""
+
+    trials: list[Trial]
+    chosen: Trial
+    lr: Trial
+    numeric: list[str]
+    categorical: list[str]
+    seconds: float
+
+
+@dataclass
+class HoldoutEvaluations:
+    """The chosen model, the best LR and the heuristic on the same holdout customers."""
+
+    chosen_scored: DataFrame
+    model: Evaluation
+    lr: Evaluation
+    heuristic: Evaluation
+
+
+@dataclass
+class ChampionCheck:
+    """The current champion on the same holdout, so the comparison is like for like."""
+
+    info: R.ChampionInfo | None = None
+    holdout: Evaluation | None = None
+    error: str | None = None  # why it could not score the holdout
+
+
+def labelled_data(
+    ctx: StageContext, spec: ModelSpec, as_of: date, inputs: Inputs, settings: ModelsConfig
+) -> DataFrame:
+    """The features at ``as_of`` of ``spec``'s population with its labels (not persisted)."""
+    features = features_at(ctx, inputs, as_of)
+    labels_df = build_labels(
+        transactions=inputs.frames["transactions"],
+        identity_map=inputs.frames["identity_map"],
+        as_of=as_of,
+        labels=settings.labels,
+    )
+    return labelled(features, labels_df, spec, settings.labels)
+
+
+def split_counts(split: Split) -> dict[str, tuple[int, int]]:
+    """(customers, positives) per part, in one aggregate."""
+    return {
+        r["part"]: (int(r["n"]), int(r["pos"] or 0))
+        for r in split.train.select(F.lit("train").alias("part"), LABEL)
+        .unionByName(split.validation.select(F.lit("validation").alias("part"), LABEL))
+        .unionByName(split.holdout.select(F.lit("holdout").alias("part"), LABEL))
+        .groupBy("part")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum(LABEL).alias("pos"))
+        .collect()
+    }
+
+
+def check_classes(spec: ModelSpec, as_of: date, counts: dict[str, tuple[int, int]]) -> None:
+    """Refuse a split part without both classes (no AUC, no fit)."""
+    for part in PARTS:
+        n, pos = counts.get(part, (0, 0))
+        if n == 0 or pos in (0, n):
+            raise ValueError(
+                f"{spec.name} at {as_of}: the {part} split has {n} customers and {pos} "
+                "positives; both classes are needed (more data or an earlier as_of)"
+            )
+
+
+def search_candidates(
+    ctx: StageContext,
+    data: DataFrame,
+    split: Split,
+    counts: dict[str, tuple[int, int]],
+    settings: ModelsConfig,
+) -> SearchResult:
+    """The candidate search on the (capped) train part, chosen on the validation part."""
+    numeric, categorical = feature_columns(data, settings.categorical_features)
+    train_df = cap_rows(
+        split.train, counts["train"][0], settings.max_train_rows, settings.split_salt
+    )
+    kept = non_empty(train_df, numeric + categorical)
+    numeric = [c for c in numeric if c in kept]
+    categorical = [c for c in categorical if c in kept]
+    t_search = time.perf_counter()
+    trials = search(train_df, split.validation, numeric, categorical, settings, log=ctx.progress)
+    seconds = time.perf_counter() - t_search
+    metric = settings.selection_metric
+    return SearchResult(
+        trials=trials,
+        chosen=best(trials, metric),
+        lr=best(trials, metric, "lr"),
+        numeric=numeric,
+        categorical=categorical,
+        seconds=seconds,
+    )
+
+
+def evaluate_holdout(
+    ctx: StageContext,
+    spec: ModelSpec,
+    found: SearchResult,
+    holdout: DataFrame,
+    settings: ModelsConfig,
+) -> HoldoutEvaluations:
+    """The chosen model, the best LR and the heuristic on the holdout."""
+    bins = settings.calibration_bins
+    chosen_scored = with_score(found.chosen.model.transform(holdout))
+    chosen_eval = evaluate(chosen_scored, deciles=bins)
+    lr_eval = (
+        chosen_eval
+        if found.lr is found.chosen
+        else evaluate(with_score(found.lr.model.transform(holdout)), deciles=bins)
+    )
+    heur_eval = evaluate(holdout.transform(heuristic_score(spec.label)), probabilities=False)
+    ctx.progress(
+        f"{spec.name}: holdout roc_auc {chosen_eval.roc_auc:.4f} pr_auc {chosen_eval.pr_auc:.4f} "
+        f"({found.chosen.candidate.label}); LR {lr_eval.roc_auc:.4f}/{lr_eval.pr_auc:.4f}; "
+        f"heuristic {heur_eval.roc_auc:.4f}/{heur_eval.pr_auc:.4f}"
+    )
+    return HoldoutEvaluations(chosen_scored, chosen_eval, lr_eval, heur_eval)
+
+
+def champion_on_holdout(
+    ctx: StageContext,
+    registry: R.Registry,
+    spec: ModelSpec,
+    holdout: DataFrame,
+    settings: ModelsConfig,
+) -> ChampionCheck:
+    """The current champion evaluated on ``holdout``; its error when it cannot score it."""
+    champ = registry.champion(spec.name)
+    if champ is None:
+        return ChampionCheck()
+    try:
+        champ_model = registry.load(
+            f"models:/{R.registered_name(ctx.config.env, spec.name)}/{champ.version}"
+        )
+        champ_eval = evaluate(
+            with_score(champ_model.transform(holdout)), deciles=settings.calibration_bins
+        )
+        return ChampionCheck(champ, champ_eval)
+    except Exception as exc:  # features changed shape: the champion cannot compete
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        ctx.progress(f"{spec.name}: champion v{champ.version} could not score the holdout: {error}")
+        return ChampionCheck(champ, None, error)
+
+
+def move_alias(
+    ctx: StageContext,
+    registry: R.Registry,
+    spec: ModelSpec,
+    as_of: date,
+    version: str,
+    chosen: Evaluation,
+    champion: ChampionCheck,
+    settings: ModelsConfig,
+) -> str:
+    """The gate: ``champion`` when the new version beats the champion on the holdout's
+    selection metric by ``min_improvement`` (or there is none), else ``challenger``."""
+    metric = settings.selection_metric
+    new_value = metric_of(chosen, metric)
+    champ_value = None if champion.holdout is None else metric_of(champion.holdout, metric)
+    beats = promotes(new_value, champ_value, settings.min_improvement)
+    alias = R.CHAMPION if beats else R.CHALLENGER
+    registry.set_alias(spec.name, alias, version)
+    registry.tag_version(
+        spec.name,
+        version,
+        {
+            f"holdout_{metric}": f"{new_value:.6f}",
+            "as_of": as_of.isoformat(),
+            "cdp.run_id": ctx.run.run_id,
+        },
+    )
+    champ = champion.info
+    ctx.progress(
+        f"{spec.name}: registered version {version} as {alias} "
+        f"(holdout {metric} {new_value:.4f}"
+        + (
+            f" vs champion v{champ.version} {champ_value:.4f})"
+            if champ and champ_value is not None
+            else ")"
+        )
+    )
+    return alias
