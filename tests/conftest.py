@@ -12,6 +12,18 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+TESTS = Path(__file__).resolve().parent
+# Tests mirror lib/cdp/ (tests/silver/test_std_phone.py tests lib/cdp/silver/std_phone.py);
+# these folders hold the scenario and end-to-end tests and mark them (`pytest -m "not e2e"`).
+FOLDER_MARKERS = {"scenarios": "scenario", "e2e": "e2e"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        if folder in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[folder])
+
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:

@@ -191,7 +191,7 @@ def test_rules_file_errors_are_clear(tmp_path: Path) -> None:
     path.write_text("person_records:\n  - {name: x, type: regex, column: a}\n")
     with pytest.raises(ConfigError, match=r"person_records\[0\].*needs pattern"):
         load_rules(path, tables={"person_records"})
-    repo_rules = Path(__file__).resolve().parents[1] / "conf" / "rules" / "silver.yaml"
+    repo_rules = Path(__file__).resolve().parents[2] / "conf" / "rules" / "silver.yaml"
     loaded = load_rules(repo_rules, tables={"person_records", "events", "transactions", "consents"})
     assert {r.type.value for rules in loaded.values() for r in rules} >= {
         "not_null",

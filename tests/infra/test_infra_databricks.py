@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from cdp.pipeline import STAGES, edges, pipeline_stages
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "infra" / "databricks" / "databricks.yml"
 
 

@@ -19,7 +19,7 @@ import pytest
 from cdp import __version__
 from cdp.pipeline import STAGES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("cdp_infra_package", ROOT / "infra" / "package.py")
 assert _spec is not None and _spec.loader is not None
 package = importlib.util.module_from_spec(_spec)

@@ -3,7 +3,7 @@ kept in a real MLflow store, real Delta tables, the steward's decisions and the 
 
 The model's m/u probabilities are set by hand (a "pre-trained model", as Splink allows)
 because EM on six records estimates nothing; training itself runs in the generated-data
-scenario (tests/test_identity_generated.py) and the benchmark.
+scenario (tests/scenarios/test_identity_generated.py) and the benchmark.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ EXACT_RULES: dict[str, Any] = {
     "identifiers": [{"name": "crm_id", "id_type": "crm_id", "fields": ["crm_id"], "priority": 100}],
     "attribute_limits": {"gender": 1},
 }
-NICKNAMES = Path(__file__).resolve().parents[1] / "conf" / "rules" / "nicknames.yaml"
+NICKNAMES = Path(__file__).resolve().parents[3] / "conf" / "rules" / "nicknames.yaml"
 MATCHING: dict[str, Any] = {
     "nicknames_file": str(NICKNAMES),
     "tables": ["person_records"],

@@ -12,7 +12,7 @@ from cdp.config import ConfigError
 from cdp.identity.matching.comparisons import build_comparisons, splink_settings
 from cdp.identity.matching.config import load_matching, parse_matching, resolve_fields
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "rules" / "matching.yaml"
+CONF = Path(__file__).resolve().parents[3] / "conf" / "rules" / "matching.yaml"
 
 
 def _rules(**over):

@@ -24,7 +24,7 @@ from conftest import DemoRun
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = ["customer_360", "propensity_modelling", "audience_builder"]
 # Per cell: the training cell is the slowest (two models on a busy 2-core box).

@@ -19,7 +19,7 @@ from cdp.profile.survivorship import (
     survive,
 )
 
-REPO_RULES = Path(__file__).resolve().parents[1] / "conf" / "rules" / "profile.yaml"
+REPO_RULES = Path(__file__).resolve().parents[2] / "conf" / "rules" / "profile.yaml"
 
 CANDIDATES = (
     "customer_id string, record_table string, source string, source_record_id string, "

@@ -12,7 +12,7 @@ import pytest
 
 from cdp.pipeline import STAGES, edges, pipeline_stages
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = ROOT / "infra" / "airflow"
 
 

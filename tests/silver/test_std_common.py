@@ -1,0 +1,49 @@
+"""The output convention every standardizer keeps (``f``, ``f_raw``, ``f_status``) and ``no_value``."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import SparkSession
+from std_helpers import check, expect
+
+from cdp.silver import standardize as S
+
+# --- output convention ---------------------------------------------------------------------
+
+
+def test_convention_in_place_keeps_position_and_appends_raw_and_status(spark: SparkSession) -> None:
+    df = spark.createDataFrame([(1, " A@X.COM ", "k")], "id int, email string, other string")
+    got = df.transform(S.standardize_email())
+    expected = expect(
+        spark,
+        [(1, "a@x.com", "k", " A@X.COM ", "ok")],
+        "id int, email string, other string, email_raw string, email_status string",
+    )
+    check(got, expected)
+
+
+def test_convention_out_keeps_input_column(spark: SparkSession) -> None:
+    df = spark.createDataFrame([(1, "uk")], "id int, country_src string")
+    got = df.transform(S.standardize_country("country_src", out="country"))
+    expected = expect(
+        spark,
+        [(1, "uk", "GB", "uk", "ok")],
+        "id int, country_src string, country string, country_raw string, country_status string",
+    )
+    check(got, expected)
+
+
+def test_raw_is_the_input_as_string_for_non_string_columns(spark: SparkSession) -> None:
+    # A phone read as a number by schema inference still keeps a raw text.
+    df = spark.createDataFrame([(1, 442079460958)], "id int, v long")
+    got = df.transform(S.standardize_phone("v", default_region=None))
+    # Without "+" and without a region the number cannot be read: invalid, raw kept as text.
+    check(got, expect(spark, [(1, None, "442079460958", "invalid")]))
+
+
+def test_missing_column_fails_early(spark: SparkSession) -> None:
+    df = spark.createDataFrame([(1,)], "id int")
+    with pytest.raises(ValueError, match="email"):
+        df.transform(S.standardize_email())
+    with pytest.raises(ValueError, match="country"):
+        spark.createDataFrame([("x",)], "postcode string").transform(S.standardize_postcode())
