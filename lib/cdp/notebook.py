@@ -277,19 +277,17 @@ def evaluate_segment(ws: Workspace, definition: Mapping[str, Any] | str) -> Segm
     the consent (with ``require_consent``)."""
     import yaml
 
-    from cdp.audiences.members import evaluate
-    from cdp.audiences.spec import consent_column, parse_audience
+    from cdp.audiences.members import evaluate, member_condition, rule_condition
+    from cdp.audiences.spec import parse_audience
     from cdp.audiences.stage import rule_inputs
 
     data = yaml.safe_load(definition) if isinstance(definition, str) else dict(definition)
     spec = parse_audience(data, "<notebook segment>")
     inputs = rule_inputs(ws.context("notebook-segment"), [spec])
     members = evaluate([spec], inputs.frame).select("customer_id")
-    # Both counts in one pass; "member" is the rule evaluate() applies.
-    rule = F.coalesce(F.expr(spec.rule), F.lit(False))
-    member = (
-        rule & F.col(consent_column(spec.purpose, spec.channel)) if spec.require_consent else rule
-    )
+    # Both counts in one pass, with the very conditions evaluate() applies.
+    rule = rule_condition(spec)
+    member = member_condition(spec)
     counts = inputs.frame.agg(
         F.sum(F.when(rule, 1).otherwise(0)).alias("rule"),
         F.sum(F.when(member & F.col("customer_id").isNotNull(), 1).otherwise(0)).alias("n"),

@@ -166,7 +166,7 @@ STAGES: tuple[Stage, ...] = (
         description="Deliver each audience's consented members to the export target (boto3)",
         depends_on=("audiences",),
         reads=(T.CUSTOMER_PROFILE, T.AUDIENCE_MEMBERSHIP),
-        optional_reads=(T.AUDIENCE_RUNS,),
+        optional_reads=(T.AUDIENCE_RUNS, T.CONSENTS, T.IDENTITY_MAP, T.IDENTITY_IDENTIFIERS),
         writes=(T.AUDIT_LOG,),
     ),
     Stage(

@@ -94,6 +94,29 @@ def profile_rows(withdrawn: set[str]) -> list[tuple[Any, ...]]:
     ]
 
 
+# silver/consents as the export reads it: one statement per person, naming the addresses it
+# was given for (the export checks consent per address, at export time).
+SILVER_CONSENTS = (
+    "source string, source_record_id string, email string, phone string, crm_id string, "
+    "customer_id string, purpose string, channel string, status string, "
+    "consent_time timestamp, is_deleted boolean"
+)
+
+
+def consent_rows(withdrawn: set[str]) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = [
+        ("s", f"g-{cid}", email, phone, None, None, "marketing", "email", "granted",
+         datetime(2024, 1, 1), False)
+        for cid, (email, phone, _cons) in PEOPLE.items()
+    ]  # fmt: skip
+    rows += [
+        ("s", f"w-{cid}", PEOPLE[cid][0], PEOPLE[cid][1], None, None, "marketing", "email",
+         "withdrawn", datetime(2024, 5, 1), False)
+        for cid in sorted(withdrawn)
+    ]  # fmt: skip
+    return rows
+
+
 @pytest.fixture(scope="module")
 def world(
     spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
@@ -120,11 +143,13 @@ def world(
     )
     store = open_store(spark, config)
     store.overwrite("gold/customer_profile", spark.createDataFrame(profile_rows(set()), PROFILE))
+    store.overwrite("silver/consents", spark.createDataFrame(consent_rows(set()), SILVER_CONSENTS))
     scores = [(c, "purchase_90d", "7", 0.9, 10, D, "score-run") for c in PEOPLE]
     store.overwrite("gold/propensity_scores", spark.createDataFrame(scores, SCORES))
     run_stage("audiences", spark=spark, config=config)
     assert store.read("gold/audience_membership").count() == 5
     store.overwrite("gold/customer_profile", spark.createDataFrame(profile_rows({"c5"}), PROFILE))
+    store.overwrite("silver/consents", spark.createDataFrame(consent_rows({"c5"}), SILVER_CONSENTS))
     yield config, store
 
 
@@ -202,12 +227,9 @@ def test_export_to_s3_endpoint(spark: SparkSession, world: Any, s3: str) -> None
     )
     assert manifest["run_id"] == result.run_id and manifest["as_of"] == str(D)
     assert manifest["model_version"] == "purchase_90d=7"
-    assert [c["name"] for c in manifest["schema"]] == [
-        "customer_id",
-        "email_sha256",
-        "phone_sha256",
-    ]
-    rows: dict[str, tuple[str | None, str | None]] = {}
+    # Changed deliberately (issue 23): the customer id is off unless asked for.
+    assert [c["name"] for c in manifest["schema"]] == ["email_sha256", "phone_sha256"]
+    rows: set[tuple[str | None, str | None]] = set()
     for f in manifest["files"]:
         assert f["uri"] == f"s3://{BUCKET}/{prefix}/{f['path']}"
         body = client.get_object(Bucket=BUCKET, Key=f"{prefix}/{f['path']}")["Body"].read()
@@ -215,9 +237,12 @@ def test_export_to_s3_endpoint(spark: SparkSession, world: Any, s3: str) -> None
         table = pq.read_table(io.BytesIO(body))
         assert table.num_rows == f["rows"]
         for r in table.to_pylist():
-            rows[r["customer_id"]] = (r["email_sha256"], r["phone_sha256"])
-    assert rows == EXPECTED_HASHES  # c5 withdrew consent after the evaluation
-    assert list(rows) == sorted(rows)  # sorted by customer id
+            rows.add((r["email_sha256"], r["phone_sha256"]))
+    assert rows == set(EXPECTED_HASHES.values())  # c5 withdrew consent after the evaluation
+    # Every object was written with server-side encryption requested.
+    for o in listed:
+        head = client.head_object(Bucket=BUCKET, Key=o["Key"])
+        assert head["ServerSideEncryption"] == "AES256", o["Key"]
 
 
 def test_interrupted_export_leaves_no_manifest(
@@ -306,4 +331,91 @@ def test_empty_audience_still_gets_a_readable_file(spark: SparkSession, tmp_path
     assert [f.name for f in files] == ["part-00000.parquet"]
     table = pq.read_table(files[0])
     assert table.num_rows == 0
-    assert table.schema.names == ["customer_id", "email_sha256", "phone_sha256"]
+    # Changed deliberately (issue 23): no customer id unless asked for.
+    assert table.schema.names == ["email_sha256", "phone_sha256"]
+
+
+# --- keyed customer ids, plaintext refusal, encryption (issue 23, item 6) ----------------------
+
+
+def read_rows(client: Any, prefix: str) -> list[dict[str, Any]]:
+    manifest = json.loads(
+        client.get_object(Bucket=BUCKET, Key=f"{prefix}/manifest.json")["Body"].read()
+    )
+    out: list[dict[str, Any]] = []
+    for f in manifest["files"]:
+        body = client.get_object(Bucket=BUCKET, Key=f"{prefix}/{f['path']}")["Body"].read()
+        out += pq.read_table(io.BytesIO(body)).to_pylist()
+    return out
+
+
+def test_customer_ids_are_keyed_per_destination(spark: SparkSession, world: Any, s3: str) -> None:
+    from cdp.privacy.keys import derive_key, pseudonym
+
+    config, _store = world
+    client = boto3.client("s3", endpoint_url=s3)
+    by_dest: dict[str, dict[str, tuple[str | None, str | None]]] = {}
+    for dest in ("dest_a", "dest_b"):
+        cfg = with_export(
+            config,
+            target=f"s3://{BUCKET}/{dest}",
+            endpoint_url=s3,
+            include_customer_id=True,
+            expected_bucket_owner="123456789012",  # moto's account
+        )
+        result = run_stage("export", spark=spark, config=cfg)
+        rows = read_rows(client, f"{dest}/buyers/dt={D}/run={result.run_id}")
+        ids = [r["customer_id"] for r in rows]
+        assert ids == sorted(ids)  # files are sorted by the pseudonym, not by the internal id
+        by_dest[dest] = {r["customer_id"]: (r["email_sha256"], r["phone_sha256"]) for r in rows}
+    a, b = by_dest["dest_a"], by_dest["dest_b"]
+    assert sorted(a.values(), key=str) == sorted(EXPECTED_HASHES.values(), key=str)
+    assert not set(a) & set(b)  # the two destinations cannot join on the id
+    assert not (set(a) | set(b)) & set(PEOPLE)  # never the raw ids
+    key = derive_key(config.privacy_key(), f"export:s3://{BUCKET}/dest_a")
+    assert {pseudonym(key, c): h for c, h in EXPECTED_HASHES.items()} == a
+
+
+def test_plaintext_export_to_object_store_is_refused(world: Any) -> None:
+    from pydantic import ValidationError
+
+    from cdp.errors import ConfigError
+
+    with pytest.raises(ValidationError, match="refused for object-store"):
+        ExportConfig(target=f"s3://{BUCKET}/x", hash_identifiers=False)
+    # The default target under an s3:// data root is refused too, before any request.
+    with pytest.raises(ConfigError, match="refused for object-store"):
+        open_sink(ExportConfig(hash_identifiers=False), default_target=f"s3://{BUCKET}/exports")
+    # And a config file saying so does not load.
+    config, _store = world
+    with pytest.raises(ConfigError, match="refused for object-store"):
+        load_config(
+            env="test",
+            overrides={
+                "data_root": config.data_root_uri,
+                "activation.export.target": f"s3://{BUCKET}/x",
+                "activation.export.hash_identifiers": False,
+            },
+        )
+
+
+def test_kms_encryption_and_bucket_owner_are_requested(s3: str, tmp_path: Path) -> None:
+    client = boto3.client("s3", endpoint_url=s3)
+    cfg = ExportConfig(
+        target=f"s3://{BUCKET}/kms",
+        endpoint_url=s3,
+        sse="aws:kms",
+        sse_kms_key_id="alias/cdp-exports",
+        expected_bucket_owner="123456789012",
+    )
+    sink = open_sink(cfg, default_target="unused")
+    small = tmp_path / "a.bin"
+    small.write_bytes(b"x" * 10)
+    sink.put_file(small, "a.bin")
+    sink.put_bytes(b"{}", "m.json", "application/json")
+    for key in ("kms/a.bin", "kms/m.json"):
+        head = client.head_object(Bucket=BUCKET, Key=key)
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert "cdp-exports" in head.get("SSEKMSKeyId", "")
+    with pytest.raises(Exception, match="sse_kms_key_id is only used"):
+        ExportConfig(sse_kms_key_id="k")

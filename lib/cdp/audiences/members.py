@@ -35,6 +35,9 @@ from pyspark.sql.types import (
 
 from cdp.audiences.spec import AudienceError, AudienceSpec, consent_column, model_prefix
 
+# The consent condition lives with the other consent semantics; it stays importable from here.
+from cdp.privacy.consent import consent_granted
+
 MEMBERSHIP_SCHEMA = StructType(
     [
         StructField("audience", StringType()),
@@ -48,32 +51,6 @@ MEMBERSHIP_SCHEMA = StructType(
 )
 MEMBERSHIP_KEYS = ("audience", "customer_id", "entered_at")
 OP = "_op"  # insert | exit | reopen | delete, on the rows of a change set
-
-# Older than any real consent: a consent without a time loses to every dated one.
-_EPOCH = "1970-01-01 00:00:00"
-
-
-def consent_granted(consents: Column, purpose: str, channel: str) -> Column:
-    """True when the latest consent for ``purpose`` on ``channel`` (or on channel ``all``) in
-    an ``array<struct<purpose, channel, status, consent_time, ...>>`` is ``granted``.
-
-    No matching consent means no consent (false, never null). At equal times a withdrawal
-    wins over a grant: when two statements cannot be ordered, the safe reading is "no".
-    """
-    relevant = F.filter(
-        consents,
-        lambda c: (c["purpose"] == F.lit(purpose)) & c["channel"].isin(channel, "all"),
-    )
-    latest = F.array_max(
-        F.transform(
-            relevant,
-            lambda c: F.struct(
-                F.coalesce(c["consent_time"], F.lit(_EPOCH).cast("timestamp")).alias("t"),
-                F.coalesce(c["status"] != F.lit("granted"), F.lit(True)).alias("withheld"),
-            ),
-        )
-    )
-    return F.coalesce(~latest["withheld"], F.lit(False))
 
 
 def model_columns(model: str) -> dict[str, str]:
@@ -178,6 +155,21 @@ def check_rules(specs: Sequence[AudienceSpec], frame: DataFrame) -> None:
         raise AudienceError("; ".join(problems))
 
 
+def rule_condition(spec: AudienceSpec) -> Column:
+    """The audience's rule over the :func:`rule_frame`; null reads as false."""
+    return F.coalesce(F.expr(spec.rule), F.lit(False))
+
+
+def member_condition(spec: AudienceSpec) -> Column:
+    """Whether a row of the :func:`rule_frame` is a member of ``spec``: its rule holds and,
+    with ``require_consent``, the audience's consent column is true. The one definition that
+    :func:`evaluate` and the notebooks' segment counts share."""
+    cond = rule_condition(spec)
+    if spec.require_consent:
+        cond = cond & F.col(consent_column(spec.purpose, spec.channel))
+    return cond
+
+
 def evaluate(specs: Sequence[AudienceSpec], frame: DataFrame) -> DataFrame:
     """(audience, customer_id) for every audience whose rule holds, in one pass over ``frame``.
 
@@ -185,12 +177,7 @@ def evaluate(specs: Sequence[AudienceSpec], frame: DataFrame) -> DataFrame:
     example, customers without a score in limbo). With ``require_consent`` the audience's own
     consent column must be true as well.
     """
-    labels = []
-    for spec in specs:
-        cond = F.coalesce(F.expr(spec.rule), F.lit(False))
-        if spec.require_consent:
-            cond = cond & F.col(consent_column(spec.purpose, spec.channel))
-        labels.append(F.when(cond, F.lit(spec.name)))
+    labels = [F.when(member_condition(spec), F.lit(spec.name)) for spec in specs]
     return (
         frame.select(
             F.col("customer_id"),

@@ -24,9 +24,20 @@ class ExportConfig(BaseModel):
     endpoint_url: str | None = None
     region: str | None = None
     format: Literal["parquet", "csv"] = "parquet"
-    # SHA-256 of the normalized email and E.164 phone, as ad platforms expect.
+    # SHA-256 of the normalized email and E.164 phone, as ad platforms expect (they match on
+    # plain SHA-256, so these digests are guessable from a list of addresses: treat the files
+    # as personal data). false (plaintext) is refused for s3:// targets.
     hash_identifiers: bool = True
-    include_customer_id: bool = True
+    # The customer id, as a per-destination HMAC (never the internal id): two destinations
+    # cannot join their files on it. Off unless asked.
+    include_customer_id: bool = False
+    # S3 server-side encryption requested on every object: SSE-S3 ("AES256") or SSE-KMS
+    # ("aws:kms", with the key sse_kms_key_id, or the account's aws/s3 key when null).
+    sse: Literal["AES256", "aws:kms"] = "AES256"
+    sse_kms_key_id: str | None = None
+    # The AWS account that must own the bucket (ExpectedBucketOwner on every request): a
+    # bucket name taken over by someone else then fails instead of receiving the data.
+    expected_bucket_owner: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
     # Only these audiences (None: every declared audience).
     audiences: list[str] | None = None
     rows_per_file: int = Field(default=1_000_000, ge=1)
@@ -58,4 +69,15 @@ class ExportConfig(BaseModel):
     def _endpoint_needs_s3(self) -> ExportConfig:
         if self.endpoint_url and not (self.target or "").startswith("s3://"):
             raise ValueError("endpoint_url is only used with an s3:// target")
+        if self.sse_kms_key_id and self.sse != "aws:kms":
+            raise ValueError("sse_kms_key_id is only used with sse: aws:kms")
+        if (self.target or "").startswith("s3://") and not self.hash_identifiers:
+            raise ValueError(PLAINTEXT_REFUSED)
         return self
+
+
+# Also raised by the sink when the default target (under the data root) is an s3:// one.
+PLAINTEXT_REFUSED = (
+    "hash_identifiers: false (plaintext e-mails and phones) is refused for object-store "
+    "(s3://) targets; keep hash_identifiers: true or export to a local path"
+)

@@ -5,7 +5,9 @@ S3 uploads go through boto3's managed transfer (``TransferConfig``: multipart ab
 threshold, parts uploaded concurrently) with botocore's own per-request retries (standard
 mode), and each whole upload is retried with exponential backoff on transient failures.
 Credentials come only from the standard AWS chain (environment, shared config and credential
-files, container or instance role): nothing here accepts a key.
+files, container or instance role): nothing here accepts a key. Every object is written with
+server-side encryption requested (SSE-S3 or SSE-KMS) and, when configured, every request names
+the account that must own the bucket (``ExpectedBucketOwner``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from cdp.export.settings import ExportConfig
+from cdp.errors import ConfigError
+from cdp.export.settings import PLAINTEXT_REFUSED, ExportConfig
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,12 @@ def with_retries(
 class Sink(Protocol):
     """A place that exported objects are written to, addressed by relative keys."""
 
+    @property
+    def root(self) -> str:
+        """The destination's own address (the target): what per-destination pseudonyms are
+        keyed on."""
+        ...
+
     def uri(self, key: str) -> str:
         """The full address of ``key`` (for manifests and messages)."""
         ...
@@ -122,13 +131,17 @@ class LocalSink:
     """A directory; every file appears whole (written aside, then renamed into place)."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.path = Path(root)
+
+    @property
+    def root(self) -> str:
+        return str(self.path)
 
     def uri(self, key: str) -> str:
-        return str(self.root / key)
+        return str(self.path / key)
 
     def _place(self, key: str, write: Callable[[Path], object]) -> None:
-        dest = self.root / key
+        dest = self.path / key
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.inprogress")
         write(tmp)
@@ -142,7 +155,7 @@ class LocalSink:
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
-            (self.root / key).unlink(missing_ok=True)
+            (self.path / key).unlink(missing_ok=True)
 
 
 @dataclass
@@ -155,6 +168,14 @@ class S3Sink:
     transfer_config: Any
     attempts: int
     base_seconds: float
+    # ServerSideEncryption (and SSEKMSKeyId) for every object written.
+    encryption: dict[str, str] = field(default_factory=lambda: {"ServerSideEncryption": "AES256"})
+    # ExpectedBucketOwner for every request, when configured.
+    owner: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def root(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
     def key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -165,7 +186,11 @@ class S3Sink:
     def put_file(self, local: Path, key: str) -> None:
         with_retries(
             lambda: self.client.upload_file(
-                str(local), self.bucket, self.key(key), Config=self.transfer_config
+                str(local),
+                self.bucket,
+                self.key(key),
+                ExtraArgs={**self.encryption, **self.owner},
+                Config=self.transfer_config,
             ),
             what=f"upload of {self.uri(key)}",
             attempts=self.attempts,
@@ -175,7 +200,12 @@ class S3Sink:
     def put_bytes(self, data: bytes, key: str, content_type: str) -> None:
         with_retries(
             lambda: self.client.put_object(
-                Bucket=self.bucket, Key=self.key(key), Body=data, ContentType=content_type
+                Bucket=self.bucket,
+                Key=self.key(key),
+                Body=data,
+                ContentType=content_type,
+                **self.encryption,
+                **self.owner,
             ),
             what=f"write of {self.uri(key)}",
             attempts=self.attempts,
@@ -186,7 +216,9 @@ class S3Sink:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys at most
             batch = [{"Key": self.key(k)} for k in keys[start : start + 1000]]
             if batch:
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+                self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch}, **self.owner
+                )
 
 
 def transfer_config(cfg: ExportConfig) -> Any:
@@ -221,18 +253,32 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+def encryption_args(cfg: ExportConfig) -> dict[str, str]:
+    """The server-side encryption every object is written with."""
+    args: dict[str, str] = {"ServerSideEncryption": cfg.sse}
+    if cfg.sse == "aws:kms" and cfg.sse_kms_key_id:
+        args["SSEKMSKeyId"] = cfg.sse_kms_key_id
+    return args
+
+
 def open_sink(cfg: ExportConfig, default_target: str) -> Sink:
     """The sink for ``cfg.target`` (``default_target`` when unset); an S3 bucket is checked
-    first, so a wrong name or missing permission fails before anything is written."""
+    first (and its owner, when ``expected_bucket_owner`` is set), so a wrong name or missing
+    permission fails before anything is written. Plaintext identifiers never go to S3."""
     target = cfg.target or default_target
     if target.startswith("s3://"):
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if not cfg.hash_identifiers:
+            raise ConfigError(f"activation.export: {PLAINTEXT_REFUSED} (target {target})")
         bucket, prefix = split_s3(target)
         client = s3_client(cfg)
+        owner = (
+            {"ExpectedBucketOwner": cfg.expected_bucket_owner} if cfg.expected_bucket_owner else {}
+        )
         try:
             with_retries(
-                lambda: client.head_bucket(Bucket=bucket),
+                lambda: client.head_bucket(Bucket=bucket, **owner),
                 what=f"check of bucket {bucket}",
                 attempts=cfg.max_attempts,
                 base_seconds=cfg.retry_base_seconds,
@@ -246,6 +292,8 @@ def open_sink(cfg: ExportConfig, default_target: str) -> Sink:
             transfer_config=transfer_config(cfg),
             attempts=cfg.max_attempts,
             base_seconds=cfg.retry_base_seconds,
+            encryption=encryption_args(cfg),
+            owner=owner,
         )
     if "://" in target and not target.startswith("file://"):
         raise ExportError(f"export target {target}: only local paths, file:// and s3:// work")

@@ -3,11 +3,13 @@
 For every declared audience (or those in ``activation.export.audiences``):
 
 1. members at the date (``ctx.as_of``, else the audience's latest evaluation) are joined to
-   ``gold/customer_profile`` and kept only when the customer holds the consent for the
-   audience's purpose and channel *now* (a withdrawal since the evaluation is honoured);
-2. Spark writes the rows (identifiers normalized and SHA-256 hashed by default) into a local
-   staging directory, range-partitioned and sorted by customer id, ``rows_per_file`` at most
-   per file;
+   the addresses of ``gold/customer_profile``, and each address is delivered only when it
+   holds the consent for the audience's purpose and channel *now*, read from
+   ``silver/consents`` at export time (:mod:`cdp.export.consent`: per address, fail closed,
+   so a withdrawal since the profile or audience run is honoured);
+2. Spark writes the rows (identifiers normalized and SHA-256 hashed by default; the customer
+   id only when asked, as a per-destination HMAC) into a local staging directory,
+   range-partitioned and sorted, ``rows_per_file`` at most per file;
 3. the files are uploaded to ``<target>/<audience>/dt=<as_of>/run=<run_id>/part-NNNNN.<ext>``,
    then ``manifest.json`` (files, row counts, SHA-256 checksums, schema, model versions,
    run id), then an empty ``_SUCCESS``, in that order.
@@ -33,14 +35,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp import __version__, faults
-from cdp.audiences.members import consent_granted, members_at
+from cdp.audiences.members import members_at
 from cdp.audiences.spec import AudienceError, AudienceSpec, load_audiences
 from cdp.audiences.stage import MEMBERSHIP_TABLE, PROFILE_TABLE, RUNS_TABLE
-from cdp.export.identifiers import export_rows
+from cdp.export.consent import CONSENTED, consented_contacts, read_consent_inputs
+from cdp.export.identifiers import EXPORT_ID, destination_key, export_rows, with_export_id
 from cdp.export.settings import ExportConfig
 from cdp.export.sink import ExportError, Sink, open_sink
 from cdp.privacy.audit import record_audit
 from cdp.stage import StageContext
+from cdp.tables import CONSENTS as CONSENTS_TABLE
 
 MANIFEST = "manifest.json"
 SUCCESS = "_SUCCESS"
@@ -197,21 +201,28 @@ def export_members(
     ``gold/audience_membership``; a notebook passes a segment it evaluated itself."""
     cfg = ctx.config.activation.export
     run_id = ctx.run.run_id
-    profile = ctx.store.read(PROFILE_TABLE).select("customer_id", "email", "phone", "consents")
-    # A member whose customer left the profile (merged away) has no consents: not exported.
-    joined = members.join(profile, on="customer_id", how="left").withColumn(
-        "_consented", consent_granted(F.col("consents"), spec.purpose, spec.channel)
+    profile = ctx.store.read(PROFILE_TABLE).select("customer_id", "email", "phone")
+    # Consent per address, from the statements as they are now (not the profile's last run).
+    # A member whose customer left the profile (merged away) has no address: not exported.
+    joined = members.join(profile, on="customer_id", how="left").transform(
+        consented_contacts(read_consent_inputs(ctx.store), spec.purpose, spec.channel)
     )
     counts = joined.agg(
         F.count(F.lit(1)).alias("members"),
-        F.sum(F.when(F.col("_consented"), 1).otherwise(0)).alias("consented"),
+        F.sum(F.when(F.col(CONSENTED), 1).otherwise(0)).alias("consented"),
     ).collect()[0]
     n_members, n_rows = int(counts["members"]), int(counts["consented"] or 0)
-    keep = joined.where(F.col("_consented"))
+    keep = joined.where(F.col(CONSENTED))
+    order = "customer_id"
+    if cfg.include_customer_id:
+        # The delivered id is the destination's pseudonym; files are sorted by it, so their
+        # order says nothing about the internal ids either.
+        id_key = destination_key(ctx.config.privacy_key(), sink.root)
+        keep, order = keep.transform(with_export_id(id_key)), EXPORT_ID
     files = max(1, math.ceil(n_rows / cfg.rows_per_file))
     out = (
-        keep.repartitionByRange(files, "customer_id")
-        .sortWithinPartitions("customer_id")
+        keep.repartitionByRange(files, order)
+        .sortWithinPartitions(order)
         .transform(
             export_rows(
                 hash_identifiers=cfg.hash_identifiers,
@@ -265,7 +276,16 @@ def export_members(
                 "algorithm": "sha256" if cfg.hash_identifiers else None,
                 "email": "trimmed, lower-cased",
                 "phone": "E.164",
+                # Plain SHA-256 is what ad platforms match on; it is not a keyed hash, so the
+                # files remain personal data (a list of addresses can be hashed and compared).
+                "note": "unkeyed SHA-256 as ad platforms require; still personal data"
+                if cfg.hash_identifiers
+                else "plaintext",
+                "customer_id": "HMAC-SHA256, keyed per destination"
+                if cfg.include_customer_id
+                else None,
             },
+            "consent": "per address, from silver/consents at export time",
             "row_count": total,
             "counts": {
                 "members": n_members,
@@ -294,7 +314,10 @@ def export_members(
         ctx.store,
         action="export",
         run_id=run_id,
-        tables={PROFILE_TABLE: ctx.store.version(PROFILE_TABLE)},
+        tables={
+            PROFILE_TABLE: ctx.store.version(PROFILE_TABLE),
+            CONSENTS_TABLE.name: ctx.store.version(CONSENTS_TABLE.name),
+        },
         rows=total,
         destination=sink.uri(prefix),
         detail={

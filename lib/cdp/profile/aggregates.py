@@ -23,6 +23,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from cdp.privacy.consent import consent_granted
 from cdp.profile.survivorship import DEFAULT_SEGMENTS, RfmSegment
 
 DELETED_FLAGS = ("is_deleted", "_deleted")
@@ -155,7 +156,8 @@ def latest_consents(
     status``. Per (customer, purpose, channel) the latest record wins; on the same time a
     refusal beats a grant (the safe reading), then the larger source record id. ``consents``
     is sorted by purpose and channel. Each flag (column -> channel) is true only when the
-    latest status for (``marketing_purpose``, channel) is granted.
+    latest statement for (``marketing_purpose``, channel), counting those on purpose or
+    channel ``all`` (:func:`cdp.privacy.consent.consent_granted`), is a grant.
     """
     granted = [s.lower() for s in granted_statuses]
     valid = consents.where(
@@ -188,14 +190,9 @@ def latest_consents(
     )
 
     def granted_for(channel: str) -> Column:
-        return F.exists(
-            "consents",
-            lambda c: (
-                (c["purpose"] == marketing_purpose)
-                & (c["channel"] == channel)
-                & F.lower(c["status"]).isin(*granted)
-            ),
-        )
+        # The shared condition: statements on purpose or channel "all" count too, so an
+        # unreadable statement kept by silver as a withdrawal of everything clears the flag.
+        return consent_granted(F.col("consents"), marketing_purpose, channel, granted)
 
     flag_columns = [granted_for(channel).alias(name) for name, channel in (flags or {}).items()]
     return per_customer.select("customer_id", "consents", *flag_columns)

@@ -9,7 +9,10 @@
          ref_table: silver/person_records, ref_column: crm_id}
 
 A row failing a blocking rule goes to ``silver/_quarantine`` with the rule's name and reason;
-non-blocking failures are only counted. ``column`` may be any Spark SQL expression. A null
+non-blocking failures are only counted. On ``consents`` a rule may instead be
+``fail_closed: true``: a statement failing it is kept as an *unknown* statement, which reads as
+a withdrawal (:mod:`cdp.silver.consent_rules`), because quarantining it would leave an older
+grant standing as the latest word. ``column`` may be any Spark SQL expression. A null
 value passes every rule except ``not_null`` (so optional fields are not punished for being
 absent).
 """
@@ -48,6 +51,8 @@ class Rule(BaseModel):
     type: RuleType
     column: str
     blocking: bool = False
+    # consents only: keep a failing statement as a withdrawal ("unknown") instead.
+    fail_closed: bool = False
     description: str = ""
     pattern: str | None = None
     min: float | None = None
@@ -68,7 +73,13 @@ class Rule(BaseModel):
             missing.append("min or max")
         if missing:
             raise ValueError(f"rule type {self.type.value} needs {', '.join(missing)}")
+        if self.fail_closed and self.blocking:
+            raise ValueError("a rule is either blocking or fail_closed, not both")
         return self
+
+
+# The only table whose rows are statements that can fail closed.
+FAIL_CLOSED_TABLES = frozenset({"consents"})
 
 
 def load_rules(path: str | Path, *, tables: set[str]) -> dict[str, list[Rule]]:
@@ -87,6 +98,10 @@ def load_rules(path: str | Path, *, tables: set[str]) -> dict[str, list[Rule]]:
                 first = exc.errors()[0]
                 loc = ".".join(str(x) for x in first["loc"]) or "rule"
                 raise ConfigError(f"{p}: {table}[{i}].{loc}: {first['msg']}") from None
+        if table not in FAIL_CLOSED_TABLES and any(r.fail_closed for r in parsed):
+            raise ConfigError(
+                f"{p}: {table}: fail_closed applies only to {', '.join(sorted(FAIL_CLOSED_TABLES))}"
+            )
         names = [r.name for r in parsed]
         if len(names) != len(set(names)):
             raise ConfigError(f"{p}: {table}: rule names must be unique")

@@ -30,7 +30,14 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 
 from cdp import tables as T
 from cdp.silver import standardize as S
-from cdp.silver.canonical import TABLE_FOR_KIND, TABLES, CanonicalTable, map_to_canonical
+from cdp.silver.canonical import (
+    CONSENTS,
+    TABLE_FOR_KIND,
+    TABLES,
+    CanonicalTable,
+    map_to_canonical,
+)
+from cdp.silver.consent_rules import fail_closed
 from cdp.silver.rules import (
     BLOCKED,
     VIOLATIONS,
@@ -310,10 +317,13 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
         for r in all_rules
         if r.type is RuleType.REFERENTIAL and r.ref_table and store.exists(r.ref_table)
     }
+    checked = _union(batch.frames).transform(apply_rules(all_rules, refs=refs))
+    if table.name == CONSENTS.name:
+        # Before the version key: a statement whose time did not parse is ordered by the
+        # processing time it gets here (consents fail closed, see cdp.silver.consent_rules).
+        checked = checked.transform(fail_closed(all_rules, now))
     checked = (
-        _union(batch.frames)
-        .transform(apply_rules(all_rules, refs=refs))
-        .transform(with_version_key(table.time_field))
+        checked.transform(with_version_key(table.time_field))
         .withColumn("_silver_run_id", F.lit(run_id))
         .withColumn("_silver_updated_at", F.lit(now).cast("timestamp"))
         .persist(StorageLevel.MEMORY_AND_DISK)
