@@ -190,7 +190,7 @@ STAGES: tuple[Stage, ...] = (
         description="Deliver each audience's consented members to the export target (boto3)",
         depends_on=("audiences",),
         reads=(T.CUSTOMER_PROFILE, T.AUDIENCE_MEMBERSHIP),
-        optional_reads=(T.AUDIENCE_RUNS,),
+        optional_reads=(T.AUDIENCE_RUNS, T.SUPPRESSION_LIST),
         writes=(T.AUDIT_LOG,),
     ),
     Stage(

@@ -190,6 +190,7 @@ def export_members(
     cfg = ctx.config.activation.export
     run_id = ctx.run.run_id
     profile = ctx.store.read(PROFILE_TABLE).select("customer_id", "email", "phone", "consents")
+    members = without_suppressed(ctx, members, profile)
     # A member whose customer left the profile (merged away) has no consents: not exported.
     joined = members.join(profile, on="customer_id", how="left").withColumn(
         "_consented", consent_granted(F.col("consents"), spec.purpose, spec.channel)
@@ -306,6 +307,13 @@ def export_members(
         f"({n_members - n_rows} member(s) without consent left out)"
     )
     return manifest
+
+
+def without_suppressed(ctx: StageContext, members: DataFrame, profile: DataFrame) -> DataFrame:
+    """Members less the people on the privacy suppression list (erased or suppressed)."""
+    from cdp.privacy.suppression import exclude_suppressed
+
+    return exclude_suppressed(ctx, members, profile)
 
 
 def run_export(ctx: StageContext) -> None:

@@ -210,3 +210,16 @@ def apply_raw_at_landing(ctx: Any, bad: DataFrame) -> DataFrame:
     from cdp.privacy.requests import subject_key
 
     return drop_suppressed_raw(bad, listed, subject_key(ctx.config.privacy_key()))
+
+
+def exclude_suppressed(ctx: Any, members: DataFrame, profile: DataFrame) -> DataFrame:
+    """Export's hook: ``members`` (a ``customer_id`` column) less the customers whose id,
+    e-mail or phone is on the suppression list; unchanged (and no key needed) without one."""
+    listed = read_list(ctx.store)
+    if listed is None:
+        return members
+    from cdp.privacy.requests import subject_key
+
+    key = subject_key(ctx.config.privacy_key())
+    gone = suppressed_customers(profile, listed, key)
+    return members.join(F.broadcast(gone), "customer_id", "left_anti")
