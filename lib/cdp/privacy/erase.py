@@ -148,9 +148,16 @@ def _bronze_hashes(
             .unionByName(by_value.select("_bronze_record_hash"))
             .unionByName(by_subject.select("_bronze_record_hash"))
             .distinct()
+        )
+        rows = (
+            canon.join(F.broadcast(hashes), "_bronze_record_hash", "left_semi")
+            .select("_bronze_record_hash", "source", "source_record_id")
             .collect()
         )
-        found = {r[0] for r in hashes if r[0]}
+        found = {r[0] for r in rows if r[0]}
+        # Their record keys too: a record silver quarantined (never in silver's tables nor
+        # the identity map) is then found in silver/_quarantine and silver/_changes.
+        person.records |= {f"{r[1]}|{r[2]}" for r in rows if r[2]}
         if found:
             out[spec.table] = found
     return out
