@@ -8,6 +8,8 @@ cdp generate --persons N --out DIR --seed S
 cdp demo [--persons N]           # generate a landing zone and run every stage
 cdp evaluate identity [--truth FILE]   # pairwise precision/recall of gold/identity_map
 cdp report [--out FILE]          # self-contained HTML report of the latest run of each stage
+cdp forget --email X | --phone X | --customer-id X | --file F [--type erase|suppress|unsuppress]
+                                 # record privacy requests (the privacy stage carries them out)
 cdp --version
 """
 
@@ -276,7 +278,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--truth", default=None, metavar="FILE", help="identity ground truth, as for evaluate"
     )
     add_config_args(p_report)
+
+    p_forget = sub.add_parser(
+        "forget", help="record an erasure or suppression request (keyed pseudonyms only)"
+    )
+    who = p_forget.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email")
+    who.add_argument("--phone")
+    who.add_argument("--customer-id", dest="customer_id")
+    who.add_argument(
+        "--file", help="CSV with columns email, phone, customer_id[, type, received_at]"
+    )
+    p_forget.add_argument("--type", choices=["erase", "suppress", "unsuppress"], default="erase")
+    p_forget.add_argument(
+        "--phone-region", default=None, help="ISO country of a national phone number"
+    )
+    add_config_args(p_forget)
     return parser
+
+
+def forget(config: CdpConfig, args: argparse.Namespace) -> int:
+    """``cdp forget``: thin; :func:`cdp.privacy.requests.forget` does the work."""
+    from cdp.privacy.requests import Subject, forget_file, record_forget
+
+    if args.file:
+        subjects = forget_file(args.file, default_type=args.type)
+    else:
+        subjects = [
+            Subject(
+                email=args.email,
+                phone=args.phone,
+                customer_id=args.customer_id,
+                type=args.type,
+                phone_region=args.phone_region,
+            )
+        ]
+    _spark, store = _open(config)
+    for request_id in record_forget(config, store, subjects):
+        print(f"request {request_id}: {args.type} recorded (run the privacy stage to carry it out)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,6 +346,8 @@ def _command(args: argparse.Namespace) -> int:
         return demo(config, args.persons, args.seed)
     if args.command == "report":
         return report(config, args.out, args.truth)
+    if args.command == "forget":
+        return forget(config, args)
     return 2
 
 

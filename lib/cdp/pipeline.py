@@ -77,6 +77,11 @@ IDENTITY_TABLES = (
     T.IDENTITY_LINKS,
 )
 
+# Every table an erasure may delete from (its bronze, silver and gold layers).
+ERASABLE_TABLES = tuple(
+    t for t in T.CATALOG if t.layer in (T.Layer.BRONZE, T.Layer.SILVER, T.Layer.GOLD)
+)
+
 STAGES: tuple[Stage, ...] = (
     Stage(
         name="ingest",
@@ -86,10 +91,29 @@ STAGES: tuple[Stage, ...] = (
         writes=(T.BRONZE_SOURCE, T.BRONZE_QUARANTINE, T.INGESTED_FILES),
     ),
     Stage(
+        name="privacy",
+        entry="cdp.privacy.erase:run_privacy",
+        description="Carry out erasure and suppression requests in every layer, with a proof per request",
+        depends_on=("ingest",),
+        optional_reads=(
+            T.PRIVACY_REQUESTS,
+            T.SUPPRESSION_LIST,
+            T.SILVER_PROGRESS,
+            *ERASABLE_TABLES,
+        ),
+        writes=(
+            *ERASABLE_TABLES,
+            T.PRIVACY_REQUESTS,
+            T.SUPPRESSION_LIST,
+            T.ERASURE_PROOF,
+            T.AUDIT_LOG,
+        ),
+    ),
+    Stage(
         name="silver",
         entry="cdp.silver.stage:run_silver",
         description="Standardize, validate, de-duplicate and upsert bronze into canonical silver tables",
-        depends_on=("ingest",),
+        depends_on=("ingest", "privacy"),
         optional_reads=(T.BRONZE_SOURCE, T.SILVER_PROGRESS, *T.CANONICAL_TABLES),
         writes=(*T.CANONICAL_TABLES, T.SILVER_QUARANTINE, T.SILVER_CHANGES, T.SILVER_PROGRESS),
     ),
@@ -166,7 +190,13 @@ STAGES: tuple[Stage, ...] = (
         description="Deliver each audience's consented members to the export target (boto3)",
         depends_on=("audiences",),
         reads=(T.CUSTOMER_PROFILE, T.AUDIENCE_MEMBERSHIP),
-        optional_reads=(T.AUDIENCE_RUNS, T.CONSENTS, T.IDENTITY_MAP, T.IDENTITY_IDENTIFIERS),
+        optional_reads=(
+            T.AUDIENCE_RUNS,
+            T.CONSENTS,
+            T.IDENTITY_MAP,
+            T.IDENTITY_IDENTIFIERS,
+            T.SUPPRESSION_LIST,
+        ),
         writes=(T.AUDIT_LOG,),
     ),
     Stage(

@@ -238,6 +238,25 @@ AUDIT_LOG = Table(
     description="who exported, erased or looked up what, from which table versions",
 )
 
+PRIVACY_REQUESTS = Table(
+    "ops/privacy_requests",
+    ("request_id",),
+    "cdp.privacy.requests:REQUESTS_SCHEMA",
+    description="erasure / suppression requests: keyed pseudonyms only, status per layer",
+)
+SUPPRESSION_LIST = Table(
+    "ops/suppression_list",
+    ("id_type", "pseudonym"),
+    "cdp.privacy.suppression:SUPPRESSION_SCHEMA",
+    description="keyed pseudonyms of suppressed identifiers, applied at ingest and export",
+)
+ERASURE_PROOF = Table(
+    "ops/erasure_proof",
+    ("request_id", "table"),
+    "cdp.privacy.erase:PROOF_SCHEMA",
+    description="per request and table: versions before/after, rows deleted, vacuum, post-check",
+)
+
 ANY_TABLE = Table("*", (), "cdp.tables:ANY_TABLE", description="every table")
 
 CATALOG: tuple[Table, ...] = (
@@ -263,6 +282,9 @@ CATALOG: tuple[Table, ...] = (
     AUDIENCE_RUNS,
     RUN_LOG,
     AUDIT_LOG,
+    PRIVACY_REQUESTS,
+    SUPPRESSION_LIST,
+    ERASURE_PROOF,
 )
 # Concrete names a pattern must not claim (``bronze/_quarantine`` is no source's table).
 _FIXED_NAMES = frozenset(t.name for t in CATALOG if not _PLACEHOLDER.search(t.name))

@@ -25,6 +25,7 @@ from cdp.bronze.tables import (
     QUARANTINE_TABLE,
 )
 from cdp.bronze.transform import align_to_schema, split_good_and_quarantined
+from cdp.privacy.suppression import apply_at_landing, apply_raw_at_landing
 from cdp.sources import SourceSpec
 from cdp.stage import StageContext
 from cdp.storage import TableStore
@@ -121,6 +122,8 @@ def land_frames(
             good_all = good_all.unionByName(g, allowMissingColumns=True)
         good_all = good_all.where(F.col("_file_path").isin(sorted({f.uri for f in for_bronze})))
         good_all = _drop_rows_already_landed(store, spec, good_all, list(changed_uris))
+        # Erasure holds: rows of suppressed people never reach bronze (cdp.privacy).
+        good_all = apply_at_landing(ctx, spec, good_all)
         result = store.append(
             spec.table,
             good_all,
@@ -136,6 +139,7 @@ def land_frames(
         for b in bads[1:]:
             bad_all = bad_all.unionByName(b)
         bad_all = bad_all.where(F.col("_file_path").isin(sorted({f.uri for f in for_quarantine})))
+        bad_all = apply_raw_at_landing(ctx, bad_all)
         result = store.append(
             QUARANTINE_TABLE,
             bad_all,

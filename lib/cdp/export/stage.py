@@ -202,6 +202,7 @@ def export_members(
     cfg = ctx.config.activation.export
     run_id = ctx.run.run_id
     profile = ctx.store.read(PROFILE_TABLE).select("customer_id", "email", "phone")
+    members = without_suppressed(ctx, members, profile)
     # Consent per address, from the statements as they are now (not the profile's last run).
     # A member whose customer left the profile (merged away) has no address: not exported.
     joined = members.join(profile, on="customer_id", how="left").transform(
@@ -337,6 +338,13 @@ def export_members(
         f"({n_members - n_rows} member(s) without consent left out)"
     )
     return manifest
+
+
+def without_suppressed(ctx: StageContext, members: DataFrame, profile: DataFrame) -> DataFrame:
+    """Members less the people on the privacy suppression list (erased or suppressed)."""
+    from cdp.privacy.suppression import exclude_suppressed
+
+    return exclude_suppressed(ctx, members, profile)
 
 
 def run_export(ctx: StageContext) -> None:

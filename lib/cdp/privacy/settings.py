@@ -23,3 +23,7 @@ class PrivacyConfig(BaseModel):
     key_env: str = "CDP_PRIVACY_KEY"
     key_file: str | None = None
     generated_key_envs: list[str] = Field(default_factory=lambda: ["local", "test"])
+    # Erasure: a request's deadline (GDPR Art. 12(3): one month) and the vacuum retention of
+    # the tables an erasure touched (0: the deleted files go at once, well inside it).
+    deadline_days: int = Field(default=30, ge=1, le=90)
+    erase_vacuum_retention_hours: float = Field(default=0.0, ge=0)

@@ -1,0 +1,485 @@
+"""The ``privacy`` stage: carry out open erasure and suppression requests, with a proof.
+
+Runs after ingest and before silver. For the open requests of ``ops/privacy_requests`` (and
+the ``privacy_requests`` landing files, turned into requests first):
+
+* ``suppress``: the subject's identifiers go on the suppression list (ingest drops their
+  rows, export leaves them out); ``unsuppress`` takes them off;
+* ``erase``: the subject is resolved through the identity and silver tables to every record
+  and identifier value of the person (:mod:`cdp.privacy.resolve`); their rows are deleted from
+  every bronze, silver and gold table of the catalog (bronze by content hash of the rows that
+  silver's own mapping ties to the person, the quarantines by the person's values in the raw
+  text), past export files are rewritten with a suppression file per destination, checkpoint
+  and staging files holding them are removed, the touched tables are vacuumed and their log
+  truncated (:mod:`cdp.privacy.purge`), and the person's identifiers are suppressed.
+
+Every erased table gets a row in ``ops/erasure_proof`` per request: version before and after,
+rows deleted, files vacuumed, log truncation, and a post-check count of the same predicate
+(zero). Requests are processed as one batch (one delete per table for all of them), so the
+row counts of a proof row are those of the batch (``requests_in_batch``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from cdp import tables as T
+from cdp.pipeline import ERASABLE_TABLES
+from cdp.privacy import purge
+from cdp.privacy.audit import record_audit
+from cdp.privacy.files import rewrite_exports, scrub_directories
+from cdp.privacy.requests import (
+    deadline_days_of,
+    open_requests,
+    read_landing_requests,
+    subject_key,
+    submit_requests,
+    update_requests,
+)
+from cdp.privacy.resolve import Person, resolve, sql_list, table_predicate
+from cdp.privacy.suppression import (
+    SUPPRESSION_TABLE,
+    add_to_list,
+    canonical_identifiers,
+    identifier_pairs,
+    remove_from_list,
+)
+from cdp.stage import StageContext
+
+PROOF_TABLE = T.ERASURE_PROOF.name
+PROOF_SCHEMA = StructType(
+    [
+        StructField("request_id", StringType()),
+        StructField("table", StringType()),  # a table name, or "file:<path>"
+        StructField("version_before", LongType()),
+        StructField("version_after", LongType()),
+        StructField("rows_deleted", LongType()),
+        StructField("files_vacuumed", LongType()),
+        StructField("vacuumed", BooleanType()),
+        StructField("log_truncated", StringType()),
+        StructField("post_check_rows", LongType()),
+        StructField("requests_in_batch", IntegerType()),
+        StructField("run_id", StringType()),
+        StructField("at", TimestampType()),
+    ]
+)
+# The tables an erasure sweeps: bronze, silver and gold (ops tables hold no personal data by
+# design); the stage graph declares the same tuple as the stage's writes.
+
+
+@dataclass
+class TableErasure:
+    table: str
+    version_before: int | None
+    version_after: int | None
+    rows_deleted: int
+    files_vacuumed: int = 0
+    log_truncated: str = "no"
+    post_check_rows: int = 0
+
+
+def _bronze_hashes(
+    ctx: StageContext, key: bytes, person: Person, subject_emails: set[str]
+) -> dict[str, set[str]]:
+    """Per bronze table, the ``_record_hash`` of the rows that belong to the person: rows
+    whose record key is the person's, or that carry one of their exclusive values (through
+    silver's mapping and standardizers), or the subject's own e-mail pseudonym."""
+    from cdp.sources import load_sources
+
+    spark = ctx.spark
+    wanted: list[tuple[str, str]] = [(t, v) for t, vs in person.values.items() for v in vs]
+    wanted_df = spark.createDataFrame(wanted or [("none", "")], "id_type string, value string")
+    records = spark.createDataFrame([(r,) for r in sorted(person.records)] or [("",)], "_rk string")
+    pseud = spark.createDataFrame(
+        [("email", p) for p in subject_emails] or [("none", "")], "id_type string, pseudonym string"
+    )
+    out: dict[str, set[str]] = {}
+    for spec in load_sources(ctx.config):
+        if not ctx.store.exists(spec.table):
+            continue
+        canon = canonical_identifiers(spec, ctx.store.read(spec.table))
+        by_record = canon.join(
+            F.broadcast(records),
+            F.concat_ws("|", "source", "source_record_id") == F.col("_rk"),
+            "left_semi",
+        )
+        ids = [
+            c
+            for c in canon.columns
+            if c not in ("_bronze_file_path", "_bronze_record_hash", "source", "source_record_id")
+        ]
+        by_value = (
+            canon.select(
+                "_bronze_record_hash",
+                F.explode(
+                    F.array(
+                        *[
+                            F.struct(
+                                F.lit(c).alias("id_type"), F.col(c).cast("string").alias("value")
+                            )
+                            for c in ids
+                        ]
+                    )
+                ).alias("p"),
+            )
+            .select("_bronze_record_hash", "p.id_type", "p.value")
+            .join(F.broadcast(wanted_df), ["id_type", "value"], "left_semi")
+        )
+        by_subject = identifier_pairs(canon, key).join(
+            F.broadcast(pseud), ["id_type", "pseudonym"], "left_semi"
+        )
+        hashes = (
+            by_record.select("_bronze_record_hash")
+            .unionByName(by_value.select("_bronze_record_hash"))
+            .unionByName(by_subject.select("_bronze_record_hash"))
+            .distinct()
+        )
+        rows = (
+            canon.join(F.broadcast(hashes), "_bronze_record_hash", "left_semi")
+            .select("_bronze_record_hash", "source", "source_record_id")
+            .collect()
+        )
+        found = {r[0] for r in rows if r[0]}
+        # Their record keys too: a record silver quarantined (never in silver's tables nor
+        # the identity map) is then found in silver/_quarantine and silver/_changes.
+        person.records |= {f"{r[1]}|{r[2]}" for r in rows if r[2]}
+        if found:
+            out[spec.table] = found
+    return out
+
+
+def _quarantine_hashes(ctx: StageContext, person: Person) -> set[str]:
+    """``_record_hash`` of bronze quarantine rows whose raw or parsed text holds one of the
+    person's exclusive values (e-mails, record ids, phone digits)."""
+    from cdp.privacy.files import tokens_of
+
+    table = T.BRONZE_QUARANTINE.name
+    tokens = tokens_of(person)
+    if not ctx.store.exists(table) or not tokens:
+        return set()
+    phones = {
+        "".join(ch for ch in v if ch.isdigit())
+        for v in person.values.get("phone", set()) | person.raw_values
+    }
+    phones = {p[-9:] for p in phones if len(p) >= 9}
+    q = ctx.store.read(table)
+    text = F.lower(F.concat_ws(" ", F.col("raw_record"), F.col("parsed_record")))
+    tok = q.select(
+        "_record_hash",
+        F.explode(F.split(text, r"""[\s,;"'<>{}\[\]()|=\\]+""")).alias("token"),
+    )
+    token_df = ctx.spark.createDataFrame([(t,) for t in sorted(tokens)], "token string")
+    hits = {
+        r[0]
+        for r in tok.join(F.broadcast(token_df), "token", "left_semi")
+        .select("_record_hash")
+        .distinct()
+        .collect()
+    }
+    if phones:
+        digits = q.select(
+            "_record_hash",
+            F.explode(
+                F.expr(
+                    r"regexp_extract_all(concat_ws(' ', raw_record, parsed_record), '\\+?[0-9][0-9 ().-]{7,}[0-9]', 0)"
+                )
+            ).alias("cand"),
+        ).select("_record_hash", F.regexp_replace("cand", "[^0-9]", "").alias("d"))
+        for p in phones:
+            hits |= {
+                r[0]
+                for r in digits.where(F.col("d").endswith(p))
+                .select("_record_hash")
+                .distinct()
+                .collect()
+            }
+    return {h for h in hits if h}
+
+
+def _erase_table(ctx: StageContext, table: str, predicate: str) -> TableErasure:
+    store = ctx.store
+    before = store.version(table)
+    result = store.delete(table, predicate)
+    deleted = int(result.metrics.get("num_deleted", 0) or 0)
+    return TableErasure(table, before, store.version(table), deleted)
+
+
+def _erase(
+    ctx: StageContext, key: bytes, batch: list[dict[str, Any]]
+) -> tuple[list[TableErasure], Person, dict[str, str]]:
+    store = ctx.store
+    emails = {r["subject_email"] for r in batch if r["subject_email"]}
+    person = resolve(
+        store,
+        key,
+        emails=emails,
+        phones={r["subject_phone"] for r in batch if r["subject_phone"]},
+        customer_ids={r["subject_customer_id"] for r in batch if r["subject_customer_id"]},
+    )
+    ctx.progress(
+        f"erase: {len(batch)} request(s) -> {len(person.customers)} customer(s), "
+        f"{len(person.records)} record(s)"
+    )
+    layers: dict[str, str] = {}
+    erased: list[TableErasure] = []
+    bronze = _bronze_hashes(ctx, key, person, emails)
+    quarantine = _quarantine_hashes(ctx, person)
+    extra_by_table: dict[str, dict[str, set[str]]] = {
+        t: {"_record_hash": h} for t, h in bronze.items()
+    }
+    if quarantine:
+        extra_by_table[T.BRONZE_QUARANTINE.name] = {"_record_hash": quarantine}
+    for table in store.list_tables():
+        try:
+            entry = T.lookup(table)
+        except KeyError:
+            continue
+        if entry not in ERASABLE_TABLES:
+            continue
+        cols = store.schema(table).fieldNames()
+        extra = extra_by_table.get(table, {})
+        if entry is T.BRONZE_SOURCE:
+            # Bronze rows are found through silver's mapping (content hashes), not by name.
+            predicate = f"_record_hash IN ({sql_list(extra['_record_hash'])})" if extra else None
+        else:
+            predicate = table_predicate(cols, person, extra)
+        if predicate is None:
+            continue
+        result = _erase_table(ctx, table, predicate)
+        if result.rows_deleted:
+            ctx.run.metric(f"erased.{table}", result.rows_deleted)
+        result.post_check_rows = store.read(table).where(predicate).count()
+        erased.append(result)
+    for e in erased:
+        layers[T.layer_of(e.table)] = "done" if e.post_check_rows == 0 else "failed"
+    return erased, person, layers
+
+
+def _finish_tables(ctx: StageContext, erased: list[TableErasure]) -> None:
+    """Vacuum and truncate the log of every table the erasure changed."""
+    hours = ctx.config.privacy.erase_vacuum_retention_hours
+    progress = _silver_progress(ctx)
+    for e in erased:
+        if not e.rows_deleted:
+            continue
+        e.files_vacuumed = purge.vacuum(ctx.store, e.table, hours)
+        keep_from = None
+        if T.BRONZE_SOURCE.matches(e.table) and e.table in progress:
+            # Silver finds new bronze rows by the run ids of commits after its mark: keep those.
+            keep_from = progress[e.table] + 1
+        e.log_truncated = purge.purge_log(ctx.store, e.table, keep_from=keep_from)
+        e.version_after = ctx.store.version(e.table)
+
+
+def _silver_progress(ctx: StageContext) -> dict[str, int]:
+    table = T.SILVER_PROGRESS.name
+    if not ctx.store.exists(table):
+        return {}
+    rows = (
+        ctx.store.read(table)
+        .groupBy("bronze_table")
+        .agg(F.max("bronze_version").alias("v"))
+        .collect()
+    )
+    return {r["bronze_table"]: int(r["v"]) for r in rows}
+
+
+def run_privacy(ctx: StageContext) -> None:
+    """The ``privacy`` stage (see the module docstring)."""
+    store, run_id = ctx.store, ctx.run.run_id
+    landed = read_landing_requests(ctx.config.landing_uri)
+    if landed:
+        submit_requests(
+            store,
+            ctx.config.privacy_key(),
+            landed,
+            origin="landing",
+            deadline_days=deadline_days_of(ctx.config),
+        )
+    requests = open_requests(store)
+    ctx.run.read(T.PRIVACY_REQUESTS.name, len(requests))
+    if not requests:
+        ctx.progress("no open privacy requests")
+        return
+    # The key only when there is work: a pipeline without requests needs none.
+    key = subject_key(ctx.config.privacy_key())
+    now = datetime.now(timezone.utc)
+    done: list[dict[str, Any]] = []
+    for r in [r for r in requests if r["type"] == "unsuppress"]:
+        n = remove_from_list(
+            store, [r["subject_email"], r["subject_phone"], r["subject_customer_id"]]
+        )
+        done.append(
+            {
+                **r,
+                "status": "done",
+                "layers": {"suppression_list": f"removed {n}"},
+                "completed_at": now,
+                "run_id": run_id,
+            }
+        )
+    for r in [r for r in requests if r["type"] == "suppress"]:
+        entries = [
+            ("email", r["subject_email"]),
+            ("phone", r["subject_phone"]),
+            ("customer_id", r["subject_customer_id"]),
+        ]
+        add_to_list(store, entries, r["request_id"], at=now)
+        person = resolve(
+            store,
+            key,
+            emails=[r["subject_email"]] if r["subject_email"] else [],
+            phones=[r["subject_phone"]] if r["subject_phone"] else [],
+            customer_ids=[r["subject_customer_id"]] if r["subject_customer_id"] else [],
+        )
+        add_to_list(store, person.pseudonyms(key), r["request_id"], at=now)
+        record_audit(
+            store,
+            action="suppress",
+            run_id=run_id,
+            tables={SUPPRESSION_TABLE: store.version(SUPPRESSION_TABLE)},
+            rows=None,
+            detail={"request_id": r["request_id"]},
+        )
+        done.append(
+            {
+                **r,
+                "status": "done",
+                "layers": {"suppression_list": "done", "export": "suppressed"},
+                "completed_at": now,
+                "run_id": run_id,
+            }
+        )
+    batch = [r for r in requests if r["type"] == "erase"]
+    if batch:
+        done += _run_erasure(ctx, key, batch, now)
+    update_requests(store, done)
+    ctx.run.wrote(T.PRIVACY_REQUESTS.name, len(done))
+
+
+def _run_erasure(
+    ctx: StageContext, key: bytes, batch: list[dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    store, run_id = ctx.store, ctx.run.run_id
+    erased, person, layers = _erase(ctx, key, batch)
+    ids = [r["request_id"] for r in batch]
+    # Suppress first: a crash after this point never lets the person back in.
+    for r in batch:
+        entries = [
+            ("email", r["subject_email"]),
+            ("phone", r["subject_phone"]),
+            ("customer_id", r["subject_customer_id"]),
+        ]
+        add_to_list(store, entries + person.pseudonyms(key), r["request_id"], at=now)
+    data_root = ctx.config.data_root_uri
+    files = []
+    if "://" not in data_root or data_root.startswith("file://"):
+        root = Path(data_root.removeprefix("file://"))
+        target = ctx.config.activation.export.target
+        export_root = (
+            Path(target.removeprefix("file://"))
+            if target and "s3://" not in target
+            else root / "exports"
+        )
+        if not (target or "").startswith("s3://"):
+            files += rewrite_exports(export_root, person, ids)
+            layers["exports"] = "done"
+        else:
+            layers["exports"] = "pending: object-store target (rewrite not supported yet)"
+        files += scrub_directories([root / "_checkpoints", root / "_staging"], person)
+        layers["files"] = "done"
+    _finish_tables(ctx, erased)
+    layers["vacuum"] = "done"
+    truncated = {e.log_truncated for e in erased if e.rows_deleted}
+    layers["delta_log"] = (
+        "done" if truncated <= {"done"} else "pending: " + "; ".join(sorted(truncated - {"done"}))
+    )
+    rows = []
+    for rid in ids:
+        for e in erased:
+            rows.append(
+                (
+                    rid,
+                    e.table,
+                    e.version_before,
+                    e.version_after,
+                    e.rows_deleted,
+                    e.files_vacuumed,
+                    e.rows_deleted > 0,
+                    e.log_truncated,
+                    e.post_check_rows,
+                    len(batch),
+                    run_id,
+                    now,
+                )
+            )
+        for f in files:
+            rows.append(
+                (
+                    rid,
+                    f"file:{f.path}",
+                    None,
+                    None,
+                    f.rows_deleted,
+                    0,
+                    False,
+                    f.action,
+                    0,
+                    len(batch),
+                    run_id,
+                    now,
+                )
+            )
+    if rows:
+        store.append_rows(PROOF_TABLE, rows, PROOF_SCHEMA)
+    total = sum(e.rows_deleted for e in erased)
+    ctx.run.metric("erased.rows", total)
+    ctx.run.metric("erased.requests", len(batch))
+    record_audit(
+        store,
+        action="erase",
+        run_id=run_id,
+        tables={e.table: e.version_after for e in erased if e.rows_deleted},
+        rows=total,
+        detail={
+            "requests": ids,
+            "customers": len(person.customers),
+            "records": len(person.records),
+            "files": len(files),
+            "layers": layers,
+        },
+    )
+    failed = any(e.post_check_rows for e in erased)
+    # A request whose log truncation waits on silver stays open: the next run finishes it.
+    status = "open" if failed or layers["delta_log"] != "done" else "done"
+    return [
+        {
+            **r,
+            "status": status,
+            "layers": dict(layers),
+            "completed_at": now if status == "done" else None,
+            "run_id": run_id,
+        }
+        for r in batch
+    ]
+
+
+def proof_summary(store: Any, request_id: str) -> list[dict[str, Any]]:
+    """The proof rows of one request (for the CLI and tests)."""
+    rows = store.read(PROOF_TABLE).where(F.col("request_id") == request_id).collect()
+    return [json.loads(json.dumps(r.asDict(), default=str)) for r in rows]

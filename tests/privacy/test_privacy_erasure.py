@@ -1,0 +1,239 @@
+"""Erasure on generated data: requests as data, the privacy stage, and suppression that holds.
+
+A small landing zone runs through ingest -> silver -> identity -> profile -> audiences ->
+export; then a handful of people chosen across sources (one already exported, one with a row
+in the bronze quarantine, one sharing a phone with someone who stays) are erased with
+``cdp forget`` requests and the ``privacy`` stage. Afterwards none of their e-mails, phones,
+names or record ids (nor the plain SHA-256 of their e-mail) is in any file under the data
+root (Parquet cell values, JSON/CSV/log text); the other customers' profiles are unchanged;
+and a rebuild of bronze, silver and identity from the same landing zone does not bring them
+back (the suppression list drops their rows at ingest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from cdp import tables as T
+from cdp.config import CdpConfig, load_config
+from cdp.generate import generate_landing
+from cdp.privacy.erase import PROOF_TABLE
+from cdp.privacy.requests import REQUESTS_TABLE, Subject, record_forget
+from cdp.runner import run_stage
+from cdp.storage import TableStore, open_store
+
+pytestmark = pytest.mark.slow
+
+PERSONS = 150
+KEPT_TABLES = {  # what a rebuild from landing keeps: the privacy and audit records
+    T.PRIVACY_REQUESTS.name,
+    T.SUPPRESSION_LIST.name,
+    T.ERASURE_PROOF.name,
+    T.AUDIT_LOG.name,
+}
+
+
+@dataclass
+class World:
+    config: CdpConfig
+    store: TableStore
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    base = tmp_path_factory.mktemp("privacy")
+    landing = base / "landing"
+    generate_landing(spark, out_dir=str(landing), persons=PERSONS, seed=7)
+    config = load_config(
+        env="test", overrides={"data_root": str(base / "data"), "landing_root": str(landing)}
+    )
+    for stage in ("ingest", "silver", "identity", "profile", "audiences", "export"):
+        run_stage(stage, spark=spark, config=config)
+    yield World(config, open_store(spark, config), base / "data")
+
+
+def _people(store: TableStore) -> dict[str, dict[str, set[str]]]:
+    """customer_id -> {"email", "phone", "name", "record"} values of its silver records."""
+    idmap = store.read("gold/identity_map").select("customer_id", "source", "source_record_id")
+    out: dict[str, dict[str, set[str]]] = {}
+    for t in T.CANONICAL_TABLES:
+        df = store.read(t.name)
+        cols = [
+            c for c in ("email", "phone", "full_name", "first_name", "last_name") if c in df.columns
+        ]
+        for r in (
+            df.join(idmap, ["source", "source_record_id"])
+            .select("customer_id", "source_record_id", *cols)
+            .collect()
+        ):
+            d = out.setdefault(
+                r["customer_id"], {"email": set(), "phone": set(), "name": set(), "record": set()}
+            )
+            d["record"].add(r["source_record_id"])
+            if r["email"] if "email" in cols else None:
+                d["email"].add(r["email"])
+            if "phone" in cols and r["phone"]:
+                d["phone"].add(r["phone"])
+            first = r["first_name"] if "first_name" in cols else None
+            last = r["last_name"] if "last_name" in cols else None
+            if first and last:
+                d["name"].add(f"{first} {last}")
+    return out
+
+
+def _choose(world: World, people: dict[str, dict[str, set[str]]]) -> list[str]:
+    """About six customers with an e-mail: one exported, one in the bronze quarantine, one
+    sharing a phone with a customer who stays, the rest from different sources."""
+    store = world.store
+    with_email = sorted(c for c, d in people.items() if d["email"])
+    chosen: list[str] = []
+    exported = {r["customer_id"] for r in _export_rows(world.root / "exports")}
+    chosen += [c for c in with_email if c in exported][:1]
+    raw = " ".join(
+        (r["raw_record"] or "").lower()
+        for r in store.read(T.BRONZE_QUARANTINE.name).select("raw_record").collect()
+    )
+    chosen += [
+        c for c in with_email if c not in chosen and any(e in raw for e in people[c]["email"])
+    ][:1]
+    holders: dict[str, set[str]] = {}
+    for c, d in people.items():
+        for p in d["phone"]:
+            holders.setdefault(p, set()).add(c)
+    shared = [
+        c
+        for c in with_email
+        if c not in chosen and any(len(holders[p]) > 1 for p in people[c]["phone"])
+    ]
+    chosen += shared[:1]
+    by_source: dict[str, str] = {}
+    idmap = store.read("gold/identity_map").select("customer_id", "source").distinct().collect()
+    for r in idmap:
+        if r["customer_id"] in with_email and r["customer_id"] not in chosen:
+            by_source.setdefault(r["source"], r["customer_id"])
+    chosen += list(by_source.values())[:3]
+    return sorted(set(chosen))
+
+
+def _export_rows(root: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for part in root.rglob("part-*.parquet"):
+        rows += pq.read_table(part).to_pylist()
+    return rows
+
+
+def _file_texts(root: Path) -> Iterator[tuple[Path, str]]:
+    """Every file's searchable text: a Parquet file's string cells, other files' text."""
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if "_secrets" in path.parts:
+            continue
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            cells = [
+                str(v)
+                for col in table.columns
+                if pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+                for v in col.to_pylist()
+                if v is not None
+            ]
+            yield path, "\n".join(cells)
+        else:
+            yield path, path.read_bytes().decode("utf-8", errors="ignore")
+
+
+def _leaks(root: Path, values: dict[str, set[str]]) -> list[str]:
+    """``path: kind`` for each file under ``root`` that holds one of ``values``."""
+    found = []
+    for path, text in _file_texts(root):
+        low = text.lower()
+        for kind, vs in values.items():
+            if kind == "sha256" and "_suppressions" in path.parts:
+                continue  # the per-destination suppression file: digests, as exported
+            for v in vs:
+                if kind in ("record", "name"):
+                    hit = re.search(rf"(?<![A-Za-z0-9]){re.escape(v.lower())}(?![A-Za-z0-9])", low)
+                else:
+                    hit = v.lower() in low
+                if hit:
+                    found.append(f"{path.relative_to(root)}: {kind}")
+    return found
+
+
+def test_erasure_holds_across_layers_and_rebuilds(spark: SparkSession, world: World) -> None:
+    store, root = world.store, world.root
+    people = _people(store)
+    erased = _choose(world, people)
+    assert len(erased) >= 4, erased
+    stays = set(people) - set(erased)
+    theirs: dict[str, set[str]] = {"email": set(), "phone": set(), "name": set(), "record": set()}
+    for c in erased:
+        for kind, vs in people[c].items():
+            theirs[kind] |= vs
+    for c in stays:  # values someone who stays also holds are not the erased person's alone
+        for kind, vs in people[c].items():
+            theirs[kind] -= vs
+    theirs["record"] = {r for r in theirs["record"] if len(r) >= 5}
+    theirs["sha256"] = {hashlib.sha256(e.encode()).hexdigest() for e in theirs["email"]}
+    assert theirs["email"] and theirs["record"]
+    before = {
+        r["customer_id"]: r.asDict(recursive=True)
+        for r in store.read("gold/customer_profile")
+        .where(~F.col("customer_id").isin(erased))
+        .collect()
+    }
+
+    subjects = [Subject(email=sorted(people[c]["email"])[0]) for c in erased]
+    ids = record_forget(world.config, store, subjects)
+    assert len(ids) == len(erased)
+    requests = store.read(REQUESTS_TABLE).collect()
+    for r in requests:  # pseudonyms only
+        assert all("@" not in str(v) for v in r.asDict().values())
+    result = run_stage("privacy", spark=spark, config=world.config)
+    assert int(result.metrics["erased.rows"]) > 0
+
+    # Proof: every touched table deleted rows and its post-check found none.
+    proof = store.read(PROOF_TABLE).where(F.col("request_id") == ids[0]).collect()
+    tables = {r["table"]: r for r in proof}
+    for name in ("gold/customer_profile", "gold/identity_map", "silver/person_records"):
+        assert tables[name]["rows_deleted"] > 0 and tables[name]["post_check_rows"] == 0
+        assert (
+            tables[name]["vacuumed"]
+            and tables[name]["version_after"] > tables[name]["version_before"]
+        )
+    assert all(r["post_check_rows"] == 0 for r in proof)
+    assert {r["status"] for r in store.read(REQUESTS_TABLE).collect()} == {"done"}
+    audit = store.read(T.AUDIT_LOG.name).where("action = 'erase'").count()
+    assert audit == 1
+
+    leaks = _leaks(root, theirs)
+    assert not leaks, leaks[:20]
+    after = {
+        r["customer_id"]: r.asDict(recursive=True)
+        for r in store.read("gold/customer_profile").collect()
+    }
+    assert not set(erased) & set(after)
+    assert after == before
+
+    # Rebuild from the same landing zone: everything but the privacy records goes.
+    for name in store.list_tables():
+        if name not in KEPT_TABLES:
+            shutil.rmtree(root / name)
+    shutil.rmtree(root / "_checkpoints", ignore_errors=True)
+    ingest = run_stage("ingest", spark=spark, config=world.config)
+    assert sum(int(v) for k, v in ingest.metrics.items() if k.startswith("suppressed.")) > 0
+    for stage in ("silver", "identity"):
+        run_stage(stage, spark=spark, config=world.config)
+    leaks = _leaks(root, {k: v for k, v in theirs.items() if k != "sha256"})
+    assert not leaks, leaks[:20]
