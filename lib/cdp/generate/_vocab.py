@@ -2,6 +2,9 @@
 
 Every string here must be encodable in ISO-8859-1, because names and cities are written
 to the POS export in that encoding (so no "Œ", "ł" or curly quotes).
+
+Longer than the ~500 lines a module should hold because it is data, not logic: one list per
+vocabulary, nothing to split by responsibility.
 """
 
 from __future__ import annotations
