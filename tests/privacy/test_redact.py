@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from pyspark.sql import SparkSession
 
-from cdp.privacy.redact import EMAIL, LITERAL, PHONE, error_text, redact
+from cdp.privacy.redact import EMAIL, LITERAL, PHONE, error_text, redact, safe_uri
 
 
 def _ansi_cast_error(spark: SparkSession) -> Exception:
@@ -80,3 +80,19 @@ def test_failed_stage_stores_and_logs_the_redacted_error(
     assert "ann@example.com" not in row.error
     log_text = Path(failed.value.log_path).read_text(encoding="utf-8")
     assert "CAST_INVALID_INPUT" in log_text and "ann@example.com" not in log_text
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("https://alice:s3cret@mlflow.example.com:5000/api", "https://mlflow.example.com:5000/api"),
+        ("https://mlflow.example.com/?token=abc123#x", "https://mlflow.example.com/"),
+        ("http://token@host/path?user=a&pass=b", "http://host/path"),
+        ("s3://bucket/exports/a@b/file.csv", "s3://bucket/exports/a@b/file.csv"),
+        ("sqlite:////data/mlruns/mlflow.db", "sqlite:////data/mlruns/mlflow.db"),
+        ("databricks", "databricks"),
+        ("/data/exports/audience.csv", "/data/exports/audience.csv"),
+    ],
+)
+def test_safe_uri_drops_credentials_keeps_the_target(uri: str, shown: str) -> None:
+    assert safe_uri(uri) == shown

@@ -14,12 +14,18 @@ data; a leaked e-mail in a log cannot be called back):
 * the value of Spark's ``The value X of the type`` even when unquoted (numbers);
 * anything that looks like an e-mail address or a phone number, quoted or not.
 
+URIs shown to people (the MLflow tracking URI, export targets) go through :func:`safe_uri`,
+which drops the credentials a URI may carry (``user:password@``, a token in the query).
+
 Free of Spark: the runner and the CLI import it.
 """
 
 from __future__ import annotations
 
 import re
+
+# scheme://userinfo@ : the userinfo is everything before "@" in the authority (no "/?#").
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#]*@")
 
 # Placeholders: the kind of thing that was there, never any part of it.
 LITERAL = "'<redacted>'"
@@ -73,3 +79,13 @@ def redact(text: str) -> str:
 def error_text(exc: BaseException) -> str:
     """``"<Type>: <message>"`` with the message redacted (the type name is never data)."""
     return f"{type(exc).__name__}: {redact(str(exc))}"
+
+
+def safe_uri(uri: str) -> str:
+    """``uri`` without userinfo (``user:password@``), query and fragment, for display.
+
+    Tokens travel in either place (``https://user:token@host``, ``...?token=...``); what
+    is left still says which server, bucket or file is meant. Not for connecting.
+    """
+    out = _USERINFO.sub(r"\1", uri)
+    return out.split("#", 1)[0].split("?", 1)[0]
