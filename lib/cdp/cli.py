@@ -35,6 +35,7 @@ from cdp.entry import (
     run_stages,
     say,
 )
+from cdp.privacy.redact import safe_uri
 from cdp.tables import IDENTITY_LINKS, IDENTITY_MAP, Table, layer_of
 
 if TYPE_CHECKING:
@@ -165,12 +166,12 @@ def print_demo_summary(config: CdpConfig, results: Sequence[StageResult]) -> Non
                 f"{m.get(model + '.version', '-')} -> {m.get(model + '.alias', '-')}; "
                 f"MLflow run {m.get(model + '.mlflow_run_id', '-')}"
             )
-        print(f"MLflow tracking: {config.mlflow_tracking_uri}")
+        print(f"MLflow tracking: {safe_uri(config.mlflow_tracking_uri)}")
     export = by_stage.get("export")
     if export is not None:
         for key, value in sorted(export.metrics.items()):
             if key.endswith(".uri"):
-                print(f"export {key.split('.')[1]}: {value}")
+                print(f"export {key.split('.')[1]}: {safe_uri(str(value))}")
 
 
 def _fmt_detail(counts: dict[str, int]) -> str:

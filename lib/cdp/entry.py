@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from cdp import __version__
 from cdp.config import CdpConfig, ConfigError, load_config, parse_overrides
+from cdp.privacy.redact import redact
 
 if TYPE_CHECKING:
     from cdp.runner import StageResult
@@ -180,7 +181,9 @@ def guarded(command: Callable[[], int]) -> int:
                 "run where Spark is provided (spark-submit, Databricks)"
             )
             return 1
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        # Redacted (Spark quotes values into its errors); an import error names a module.
+        text = str(exc) if isinstance(exc, ImportError) else redact(str(exc))
+        first = (text.strip().splitlines() or [type(exc).__name__])[0]
         say(f"cdp: error: {type(exc).__name__}: {first}")
         return 1
 

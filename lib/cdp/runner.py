@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 
 from cdp.config import CdpConfig
 from cdp.pipeline import get_stage
+from cdp.privacy.redact import error_text, redact
 from cdp.runlog import RUN_LOG_SCHEMA, RUN_LOG_TABLE, RunRecorder, make_run_id, utcnow
 from cdp.stage import StageContext
 from cdp.storage import TableStore, open_store
@@ -31,7 +32,8 @@ class StageFailed(RuntimeError):
     """A stage raised; the run is recorded as failed and its log kept."""
 
     def __init__(self, stage: str, run_id: str, log_path: str, cause: BaseException) -> None:
-        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        # Redacted: Spark quotes offending values (personal data) into its messages.
+        first_line = (redact(str(cause)).strip().splitlines() or [type(cause).__name__])[0]
         super().__init__(f"stage '{stage}' failed: {type(cause).__name__}: {first_line}")
         self.stage = stage
         self.run_id = run_id
@@ -126,8 +128,10 @@ def run_stage(
         check_writes(stage, recording.written)
     except BaseException as exc:
         status, failure = "failed", exc
-        error = f"{type(exc).__name__}: {exc}"
-        log.error("stage %s failed:\n%s", name, traceback.format_exc())
+        # The run log and the log file are read by people not entitled to personal data,
+        # and Spark's errors quote values: both get the redacted text.
+        error = error_text(exc)
+        log.error("stage %s failed:\n%s", name, redact(traceback.format_exc()))
     finally:
         row = recorder.to_row(status=status, ended_at=utcnow(), error=error)
         try:

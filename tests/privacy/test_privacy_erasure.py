@@ -56,8 +56,21 @@ def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iter
     base = tmp_path_factory.mktemp("privacy")
     landing = base / "landing"
     generate_landing(spark, out_dir=str(landing), persons=PERSONS, seed=7)
+    # One audience of profile traits only (the shipped ones that need models would need the
+    # train and score stages too): most people are members, so erased people were exported.
+    audience = base / "audiences" / "reachable.yaml"
+    audience.parent.mkdir()
+    audience.write_text(
+        "name: reachable\ndescription: anyone with an address\npurpose: marketing\n"
+        "channel: email\nrule: email IS NOT NULL OR phone IS NOT NULL\n"
+    )
     config = load_config(
-        env="test", overrides={"data_root": str(base / "data"), "landing_root": str(landing)}
+        env="test",
+        overrides={
+            "data_root": str(base / "data"),
+            "landing_root": str(landing),
+            "activation.audiences_dirs": [str(audience)],
+        },
     )
     for stage in ("ingest", "silver", "identity", "profile", "audiences", "export"):
         run_stage(stage, spark=spark, config=config)
@@ -66,7 +79,10 @@ def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def _people(store: TableStore) -> dict[str, dict[str, set[str]]]:
     """customer_id -> {"email", "phone", "name", "record"} values of its silver records."""
-    idmap = store.read("gold/identity_map").select("customer_id", "source", "source_record_id")
+    # Silver tables carry a source's own customer_id column: the map's id gets its own name.
+    idmap = store.read(T.IDENTITY_MAP.name).select(
+        F.col("customer_id").alias("_customer"), "source", "source_record_id"
+    )
     out: dict[str, dict[str, set[str]]] = {}
     for t in T.CANONICAL_TABLES:
         df = store.read(t.name)
@@ -75,11 +91,11 @@ def _people(store: TableStore) -> dict[str, dict[str, set[str]]]:
         ]
         for r in (
             df.join(idmap, ["source", "source_record_id"])
-            .select("customer_id", "source_record_id", *cols)
+            .select("_customer", "source_record_id", *cols)
             .collect()
         ):
             d = out.setdefault(
-                r["customer_id"], {"email": set(), "phone": set(), "name": set(), "record": set()}
+                r["_customer"], {"email": set(), "phone": set(), "name": set(), "record": set()}
             )
             d["record"].add(r["source_record_id"])
             if r["email"] if "email" in cols else None:
@@ -99,8 +115,17 @@ def _choose(world: World, people: dict[str, dict[str, set[str]]]) -> list[str]:
     store = world.store
     with_email = sorted(c for c, d in people.items() if d["email"])
     chosen: list[str] = []
-    exported = {r["customer_id"] for r in _export_rows(world.root / "exports")}
-    chosen += [c for c in with_email if c in exported][:1]
+    # Exports carry no customer id by default: a customer was exported when the SHA-256 of
+    # one of its (normalized) e-mails is in a delivered file.
+    exported = {r["email_sha256"] for r in _export_rows(world.root / "exports")}
+    chosen += [
+        c
+        for c in with_email
+        if any(
+            hashlib.sha256(e.strip().lower().encode()).hexdigest() in exported
+            for e in people[c]["email"]
+        )
+    ][:1]
     raw = " ".join(
         (r["raw_record"] or "").lower()
         for r in store.read(T.BRONZE_QUARANTINE.name).select("raw_record").collect()

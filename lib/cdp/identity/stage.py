@@ -8,7 +8,8 @@ Writes, in this order (so that a crash at any point leaves the previous map inta
 rerun completes the work):
 
 1. ``gold/identity_rejected_links`` (append): every link merge protection rejected this run,
-   with rule, id type, SHA-256 of the value, reason and run id;
+   with rule, id type, a keyed hash of the value (:mod:`cdp.identity.rejected`), reason and
+   run id;
 2. ``gold/identity_history``: created / joined / merged / split / retired ids, each row
    tagged with ``base_map_version``, the map version the change was computed from. The
    rows of one base version are written with one replace-where commit, so a rerun after a
@@ -37,11 +38,13 @@ from cdp.identity.matching import links as match_links
 from cdp.identity.matching.config import MatchingRules, load_matching, resolve_fields
 from cdp.identity.matching.step import MatchingResult, ModelStore, run_matching
 from cdp.identity.nodes import RECORD, prepare_records, record_attributes, record_nodes
+from cdp.identity.rejected import REJECTED_KEY_PURPOSE, rejected_rows
 from cdp.identity.resolution import resolve
 from cdp.identity.rules import EVENT_TABLE, RECORD_TABLES, IdentityRules, load_rules
 from cdp.identity.settings import IdentityConfig
 from cdp.identity.shared import mark_shared, reject_shared_endpoints
 from cdp.identity.stable import MAP_COLUMNS, assign_ids, differs
+from cdp.privacy.keys import derive_key
 from cdp.stage import StageContext
 from cdp.storage import TableStore
 
@@ -249,18 +252,15 @@ def run_identity(ctx: StageContext) -> None:
         .distinct()
     )
 
-    rejected = res.rejected.unionByName(
-        links.where(F.col("reason").isNotNull())
-        .groupBy("rule", "id_type", "unit_value", "reason")
-        .agg(F.count(F.lit(1)).alias("links"))
-    ).select(
-        F.lit(run_id).alias("run_id"),
-        "rule",
-        "id_type",
-        F.sha2(F.col("unit_value"), 256).alias("value_hash"),
-        "reason",
-        F.col("links").cast("long").alias("links"),
-        F.lit(at).cast("timestamp").alias("at"),
+    rejected = rejected_rows(
+        res.rejected.unionByName(
+            links.where(F.col("reason").isNotNull())
+            .groupBy("rule", "id_type", "unit_value", "reason")
+            .agg(F.count(F.lit(1)).alias("links"))
+        ),
+        run_id=run_id,
+        at=at,
+        key=derive_key(ctx.config.privacy_key(), REJECTED_KEY_PURPOSE),
     )
     wrote = store.append(REJECTED_TABLE, rejected).rows_written
     ctx.run.wrote(REJECTED_TABLE, wrote)

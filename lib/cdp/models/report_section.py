@@ -19,6 +19,7 @@ from cdp.models.score_stage import SCORED_VERSION
 from cdp.models.train import LIFT_TOP_DECILE, LOG_LOSS, PR_AUC, ROC_AUC
 from cdp.models.train_record import HEURISTIC_HOLDOUT, HOLDOUT
 from cdp.models.train_stage import ALIAS, MLFLOW_RUN_ID, RUN_LOG_MEASURES, VERSION
+from cdp.privacy.redact import safe_uri
 from cdp.report_page import Chart, Section, as_float
 from cdp.report_runs import Runs
 
@@ -78,7 +79,8 @@ def models_section(config: CdpConfig, runs: Runs) -> Section:
     sec.table(
         ["model", "version trained", "alias given", "MLflow run", "version scored"],
         versions,
-        caption=f"MLflow tracking: {config.mlflow_tracking_uri}",
+        # Shown without credentials: the report is read by people who hold none.
+        caption=f"MLflow tracking: {safe_uri(config.mlflow_tracking_uri)}",
     )
     for model, _v, _a, mlflow_run, _s in versions:
         if mlflow_run:

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from cdp.models import registry as R
 from cdp.models.features_stage import FEATURES_TABLE
@@ -106,9 +107,29 @@ def training_tags(
     return tags
 
 
+# The fixed value of every categorical input in the input example (an unseen category, which
+# the pipeline's StringIndexer keeps: handleInvalid="keep").
+EXAMPLE_CATEGORY = "unknown"
+
+
+def synthetic_example(holdout: DataFrame, numeric: list[str], categorical: list[str]) -> DataFrame:
+    """One row of the model's inputs with fixed neutral values by type: zero for numbers,
+    :data:`EXAMPLE_CATEGORY` for categories.
+
+    Not holdout rows, nor medians or frequent categories: MLflow stores the input example as
+    an artifact that anyone with read access to the tracking server reads, and rows of the
+    feature table are personal data (age, gender, country, spend).
+    """
+    types = {f.name: f.dataType for f in holdout.schema.fields}
+    cols = [F.lit(0).cast(types[c]).alias(c) for c in numeric]
+    cols += [F.lit(EXAMPLE_CATEGORY).cast(types[c]).alias(c) for c in categorical]
+    return holdout.sparkSession.range(1).select(*cols)
+
+
 def signature_examples(found: SearchResult, holdout: DataFrame) -> tuple[Any, Any]:
-    """Five holdout rows of the model's inputs and its predictions for them (pandas)."""
-    example = holdout.select(*(found.numeric + found.categorical)).limit(5)
+    """A synthetic input row (:func:`synthetic_example`) and the model's prediction for it
+    (pandas), from which MLflow infers the signature; no holdout row leaves the platform."""
+    example = synthetic_example(holdout, list(found.numeric), list(found.categorical))
     input_pdf: Any = example.toPandas()
     # Integer columns in a signature cannot carry missing values: declare them double
     # (the Imputer takes any numeric type).

@@ -8,7 +8,8 @@
       - {name: crm_known, type: referential, column: crm_id,
          ref_table: silver/person_records, ref_column: crm_id}
 
-A row failing a blocking rule goes to ``silver/_quarantine`` with the rule's name and reason;
+A row failing a blocking rule goes to ``silver/_quarantine`` with the rule's name and reason
+(the reason names the rule and the column, never the value: see :func:`_reason`);
 non-blocking failures are only counted. On ``consents`` a rule may instead be
 ``fail_closed: true``: a statement failing it is kept as an *unknown* statement, which reads as
 a withdrawal (:mod:`cdp.silver.consent_rules`), because quarantining it would leave an older
@@ -109,16 +110,23 @@ def load_rules(path: str | Path, *, tables: set[str]) -> dict[str, list[Rule]]:
     return out
 
 
+def _reason(rule: Rule, what: str) -> Column:
+    """The reason text: the rule's name, its column and what it checks, never the value.
+
+    Reasons are counted and listed in the run report, read by people who may not see
+    personal data; the failing value itself stays only in the quarantined record.
+    """
+    return F.lit(f"{rule.name}: {rule.column} {what}")
+
+
 def _violation(rule: Rule, refs: Mapping[str, DataFrame]) -> tuple[Column, Column]:
     """(does the row violate the rule, the reason text) for a rule that needs no join."""
     value = F.expr(rule.column)
     if rule.type is RuleType.NOT_NULL:
-        return value.isNull(), F.lit(f"{rule.column} is null")
+        return value.isNull(), _reason(rule, "is null")
     if rule.type is RuleType.REGEX:
         bad = value.isNotNull() & ~value.cast("string").rlike(rule.pattern or "")
-        return bad, F.concat(
-            F.lit(f"{rule.column}="), value.cast("string"), F.lit(f" does not match {rule.pattern}")
-        )
+        return bad, _reason(rule, f"does not match {rule.pattern}")
     if rule.type is RuleType.RANGE:
         num = value.cast("double")
         bad = F.lit(False)
@@ -127,18 +135,12 @@ def _violation(rule: Rule, refs: Mapping[str, DataFrame]) -> tuple[Column, Colum
         if rule.max is not None:
             bad = bad | (num > F.lit(rule.max))
         bad = value.isNotNull() & (num.isNull() | bad)
-        return bad, F.concat(
-            F.lit(f"{rule.column}="),
-            value.cast("string"),
-            F.lit(f" outside [{rule.min}, {rule.max}]"),
-        )
+        return bad, _reason(rule, f"outside [{rule.min}, {rule.max}]")
     if rule.type is RuleType.ALLOWED_VALUES:
         bad = value.isNotNull() & ~value.cast("string").isin(*(rule.values or []))
-        return bad, F.concat(
-            F.lit(f"{rule.column}="), value.cast("string"), F.lit(f" not in {rule.values}")
-        )
+        return bad, _reason(rule, f"not in {rule.values}")
     if rule.type is RuleType.EXPRESSION:
-        return ~F.coalesce(value.cast("boolean"), F.lit(True)), F.lit(f"{rule.column} is false")
+        return ~F.coalesce(value.cast("boolean"), F.lit(True)), _reason(rule, "is false")
     raise AssertionError(rule.type)
 
 
@@ -169,11 +171,7 @@ def apply_rules(
                     keys, F.expr(rule.column).cast("string") == F.col("_ref_key"), "left"
                 ).drop("_ref_key")
                 bad = F.expr(rule.column).isNotNull() & F.col(flag).isNull()
-                reason = F.concat(
-                    F.lit(f"{rule.column}="),
-                    F.expr(rule.column).cast("string"),
-                    F.lit(f" not found in {rule.ref_table}.{rule.ref_column}"),
-                )
+                reason = _reason(rule, f"not found in {rule.ref_table}.{rule.ref_column}")
             else:
                 bad, reason = _violation(rule, refs)
             checks.append(
