@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from cdp import __version__
 from cdp.config import CdpConfig, ConfigError, load_config, parse_overrides
-from cdp.privacy.redact import redact
+from cdp.privacy.redact import message_text
 
 if TYPE_CHECKING:
     from cdp.runner import StageResult
@@ -182,7 +182,7 @@ def guarded(command: Callable[[], int]) -> int:
             )
             return 1
         # Redacted (Spark quotes values into its errors); an import error names a module.
-        text = str(exc) if isinstance(exc, ImportError) else redact(str(exc))
+        text = str(exc) if isinstance(exc, ImportError) else message_text(exc)
         first = (text.strip().splitlines() or [type(exc).__name__])[0]
         say(f"cdp: error: {type(exc).__name__}: {first}")
         return 1

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from cdp.config import CdpConfig
 from cdp.pipeline import get_stage
-from cdp.privacy.redact import error_text, redact
+from cdp.privacy.redact import error_text, message_text, traceback_text
 from cdp.runlog import RUN_LOG_SCHEMA, RUN_LOG_TABLE, RunRecorder, make_run_id, utcnow
 from cdp.stage import StageContext
 from cdp.storage import TableStore, open_store
@@ -33,7 +33,7 @@ class StageFailed(RuntimeError):
 
     def __init__(self, stage: str, run_id: str, log_path: str, cause: BaseException) -> None:
         # Redacted: Spark quotes offending values (personal data) into its messages.
-        first_line = (redact(str(cause)).strip().splitlines() or [type(cause).__name__])[0]
+        first_line = (message_text(cause).strip().splitlines() or [type(cause).__name__])[0]
         super().__init__(f"stage '{stage}' failed: {type(cause).__name__}: {first_line}")
         self.stage = stage
         self.run_id = run_id
@@ -131,7 +131,7 @@ def run_stage(
         # The run log and the log file are read by people not entitled to personal data,
         # and Spark's errors quote values: both get the redacted text.
         error = error_text(exc)
-        log.error("stage %s failed:\n%s", name, redact(traceback.format_exc()))
+        log.error("stage %s failed:\n%s", name, traceback_text(exc, traceback.format_exc()))
     finally:
         row = recorder.to_row(status=status, ended_at=utcnow(), error=error)
         try:

@@ -8,7 +8,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from cdp.models.labels import LABEL
-from cdp.models.train import Candidate, build_pipeline
+from cdp.models.train import Candidate, build_pipeline, drop_training_summaries
 from cdp.models.train_record import EXAMPLE_CATEGORY, signature_examples
 
 
@@ -18,8 +18,10 @@ def test_input_example_holds_fixed_values_not_holdout_rows(spark: SparkSession) 
         f"age INT, spend_365d DOUBLE, country STRING, gender STRING, {LABEL} DOUBLE",
     )
     numeric, categorical = ["age", "spend_365d"], ["country", "gender"]
-    model = build_pipeline(numeric, categorical, Candidate("lr", {"maxIter": 5}), seed=1).fit(
-        holdout
+    # As the train stage does: a fitted LR keeps its summary, which holds the session, and
+    # cannot be serialised into a prediction closure once the session has observed a metric.
+    model = drop_training_summaries(
+        build_pipeline(numeric, categorical, Candidate("lr", {"maxIter": 5}), seed=1).fit(holdout)
     )
     found: Any = SimpleNamespace(
         numeric=numeric, categorical=categorical, chosen=SimpleNamespace(model=model)

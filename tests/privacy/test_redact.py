@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 from pyspark.sql import SparkSession
 
-from cdp.privacy.redact import EMAIL, LITERAL, PHONE, error_text, redact, safe_uri
+from cdp.errors import ConfigError
+from cdp.privacy.redact import EMAIL, LITERAL, PHONE, error_text, message_text, redact, safe_uri
 
 
 def _ansi_cast_error(spark: SparkSession) -> Exception:
@@ -57,6 +58,16 @@ def test_redact_keeps_what_is_not_a_value() -> None:
         "wrote 1000000 rows in 12.3456789 s from 127.0.0.1, spark 4.1.1"
     )
     assert redact(kept) == kept
+
+
+def test_config_errors_keep_their_literals_but_not_contacts() -> None:
+    # A config error quotes the key and value the engineer must fix; a contact is still masked.
+    err = ConfigError("rules.yaml: blocking[0] ['city'] would generate 15 pairs (ann@example.com)")
+    assert (
+        message_text(err) == f"rules.yaml: blocking[0] ['city'] would generate 15 pairs ({EMAIL})"
+    )
+    assert message_text(ValueError("bad 'ann'")) == f"bad {LITERAL}"
+    assert error_text(err).startswith("ConfigError: rules.yaml: blocking[0] ['city']")
 
 
 def test_failed_stage_stores_and_logs_the_redacted_error(

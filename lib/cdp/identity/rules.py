@@ -385,8 +385,8 @@ def load_rules(path: str | Path, custom: dict[str, set[str]] | None = None) -> I
 
 def load_nicknames(path: Path, what: str) -> dict[str, list[str]]:
     """A nicknames file (``name: [other forms]``); ``what`` names the key pointing at it."""
-    data = read_yaml(path, what)
-    if not all(
+    data = read_yaml(path, what, mapping=False)
+    if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v)
         for k, v in data.items()
     ):

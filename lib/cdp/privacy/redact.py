@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 
+from cdp.errors import ConfigError
+
 # scheme://userinfo@ : the userinfo is everything before "@" in the authority (no "/?#").
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#]*@")
 
@@ -76,9 +78,32 @@ def redact(text: str) -> str:
     return _PHONE_CANDIDATE.sub(_phone, out)
 
 
+def redact_contacts(text: str) -> str:
+    """``text`` with e-mail addresses and phone numbers replaced, quoted literals kept."""
+    return _PHONE_CANDIDATE.sub(_phone, _EMAIL.sub(EMAIL, text))
+
+
+def _quotes_config_only(exc: BaseException) -> bool:
+    # A ConfigError is written by the platform about a configuration file (a key, a rule, a
+    # field name): its quoted literals are what the engineer needs to find the mistake, and
+    # configuration is not personal data. Contacts are still masked, in case a rule file
+    # quotes one.
+    return isinstance(exc, ConfigError)
+
+
+def message_text(exc: BaseException) -> str:
+    """The message of ``exc`` fit to store or show: redacted unless it is about config."""
+    return redact_contacts(str(exc)) if _quotes_config_only(exc) else redact(str(exc))
+
+
+def traceback_text(exc: BaseException, formatted: str) -> str:
+    """A formatted traceback of ``exc``, redacted like :func:`message_text`."""
+    return redact_contacts(formatted) if _quotes_config_only(exc) else redact(formatted)
+
+
 def error_text(exc: BaseException) -> str:
     """``"<Type>: <message>"`` with the message redacted (the type name is never data)."""
-    return f"{type(exc).__name__}: {redact(str(exc))}"
+    return f"{type(exc).__name__}: {message_text(exc)}"
 
 
 def safe_uri(uri: str) -> str:
