@@ -101,6 +101,7 @@ def resolve(
     # 2. Silver records matched directly by the subject's e-mail or phone.
     silver = _silver_tables(store)
     direct = wanted.where("id_type IN ('email', 'phone')")
+    direct_hits: dict[str, set[tuple[str, str]]] = {}  # pseudonym -> its records
     for name, df in silver.items():
         cols = [c for c in ("email", "phone") if c in df.columns]
         if not cols:
@@ -119,9 +120,14 @@ def resolve(
                 )
             ).alias("p"),
         ).select("source", "source_record_id", "p.id_type", "p.pseudonym")
-        for r in pairs.join(F.broadcast(direct), ["id_type", "pseudonym"], "left_semi").collect():
+        for r in pairs.join(F.broadcast(direct), ["id_type", "pseudonym"], "inner").collect():
             person.records.add(f"{r['source']}|{r['source_record_id']}")
             person.member_keys.add(f"{name}|{r['source']}|{r['source_record_id']}")
+            direct_hits.setdefault(r["pseudonym"], set()).add(
+                (r["source"], r["source_record_id"])
+            )
+    if direct_hits and store.exists(T.IDENTITY_MAP.name):
+        _add_customers_of_direct_hits(store, person, direct_hits)
     if not person.records and not person.customers:
         return person
     # 3. The identifier values of those records, and which of them someone else also holds.
@@ -180,6 +186,41 @@ def resolve(
     shared = {v for vs in others.values() for v in vs}
     person.raw_values -= shared
     return person
+
+
+def _add_customers_of_direct_hits(
+    store: Any, person: Person, direct_hits: Mapping[str, set[tuple[str, str]]]
+) -> None:
+    """The customers of records found by the subject's own e-mail or phone in silver, and
+    all their records.
+
+    Identity may have kept the value out of ``gold/identity_identifiers`` (an e-mail judged
+    shared, a phone over its holder limit) while still placing the records that carry it:
+    those customers are the subject. When one pseudonym's records belong to more than one
+    customer (a household address), none of them is taken whole: only the matched records
+    go, so that nobody else's profile is erased.
+    """
+    spark = store.spark
+    keys = [(p, s, r) for p, recs in direct_hits.items() for s, r in recs]
+    hits = spark.createDataFrame(keys, "pseudonym string, source string, source_record_id string")
+    idmap = store.read(T.IDENTITY_MAP.name)
+    owners: dict[str, set[str]] = {}
+    for r in (
+        idmap.join(F.broadcast(hits), ["source", "source_record_id"])
+        .select("pseudonym", "customer_id")
+        .distinct()
+        .collect()
+    ):
+        owners.setdefault(r["pseudonym"], set()).add(r["customer_id"])
+    sole = {next(iter(cs)) for cs in owners.values() if len(cs) == 1} - person.customers
+    if not sole:
+        return
+    person.customers |= sole
+    recs = idmap.where(F.col("customer_id").isin(sorted(sole))).collect()
+    person.records |= {f"{r['source']}|{r['source_record_id']}" for r in recs}
+    person.member_keys |= {
+        f"{r['record_table']}|{r['source']}|{r['source_record_id']}" for r in recs
+    }
 
 
 def sql_list(values: Iterable[str]) -> str:
