@@ -91,6 +91,7 @@ class RecordingStore(TableStore):
     replace_where = _recorded("replace_where")
     delete = _recorded("delete")
     vacuum = _recorded("vacuum")
+    truncate_history = _recorded("truncate_history")
     optimize = _recorded("optimize")
 
 

@@ -31,6 +31,7 @@ from cdp.storage import (
     delta_spark_available,
 )
 from cdp.storage.deltars import DeltaRsStore
+from cdp.writecheck import RecordingStore
 
 SCHEMA = StructType(
     [
@@ -289,6 +290,24 @@ def test_commit_metadata_carries_run_id(spark: SparkSession, rs_store: DeltaRsSt
     assert info["cdp.run_id"] == "test-run-rs"
     add = pa.table(delta_table(rs_store, "a/b").get_add_actions(flatten=True)).to_pylist()[0]
     assert add["num_records"] == 1
+
+
+def test_truncate_history_ends_time_travel_before_the_cut(
+    spark: SparkSession, rs_store: DeltaRsStore
+) -> None:
+    for i in range(3):
+        rs_store.append("a/h", rows(spark, [(i, "a", "GB", 1)]))
+    log = Path(rs_store.table_uri("a/h")) / "_delta_log"
+    assert rs_store.truncate_history("a/h", keep_from=1) == "partial: kept from version 1"
+    assert not (log / f"{0:020d}.json").exists() and (log / f"{1:020d}.json").exists()
+    assert rs_store.truncate_history("a/h") == "done"
+    assert sorted(p.name for p in log.glob("*.json")) == [f"{2:020d}.json"]
+    assert rs_store.read("a/h").count() == 3  # the table reads from the checkpoint
+    with pytest.raises(Exception):  # noqa: B017 - delta-rs's own error type for a lost version
+        rs_store.read("a/h", version=0).count()
+    recording = RecordingStore(rs_store)
+    assert recording.truncate_history("a/h") == "done"
+    assert recording.written == ["a/h"]
 
 
 def test_crash_before_commit_leaves_previous_version(

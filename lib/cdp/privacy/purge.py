@@ -12,18 +12,13 @@ Spark's ``retentionDurationCheck``); the storage layer's vacuum already runs tha
 reader holding a snapshot older than the erasure fails on a missing file, which is the
 intended outcome. Other tables keep their usual retention (``cdp run maintenance``).
 
-The checkpoint and the log clean-up use ``deltalake`` directly: the storage interface has no
-"truncate history" operation yet (it belongs there; on the delta-spark backend this step is
-skipped and reported, and the log retention of the table applies).
+Both go through the storage layer (``vacuum``, ``truncate_history``); a backend without log
+truncation (delta-spark) reports it skipped, and the table's log retention applies.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
-
-_LOG_FILE = re.compile(r"^(\d{20})\.(json|crc|checkpoint\.parquet|checkpoint\.\d+\.\d+\.parquet)$")
 
 
 def vacuum(store: Any, table: str, retention_hours: float) -> int:
@@ -35,20 +30,4 @@ def purge_log(store: Any, table: str, *, keep_from: int | None = None) -> str:
     """Checkpoint at the current version and remove log files of earlier versions (those
     below ``keep_from`` when given: a reader that still needs them, see the stage). Returns
     ``done``, ``partial`` or why it was skipped."""
-    if getattr(store, "backend_name", "") != "delta-rs":
-        return "skipped: backend has no log truncation"
-    uri = store.table_uri(table)
-    if "://" in uri and not uri.startswith("file://"):
-        return "skipped: not a local table"
-    from deltalake import DeltaTable
-
-    dt = DeltaTable(uri)
-    dt.create_checkpoint()
-    current = int(dt.version())
-    limit = current if keep_from is None else min(current, keep_from)
-    log_dir = Path(uri.removeprefix("file://")) / "_delta_log"
-    for path in log_dir.iterdir():
-        m = _LOG_FILE.match(path.name)
-        if m and int(m.group(1)) < limit:
-            path.unlink()
-    return "done" if limit == current else f"partial: kept from version {limit}"
+    return str(store.truncate_history(table, keep_from=keep_from))

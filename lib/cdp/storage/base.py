@@ -328,6 +328,16 @@ class TableStore(ABC):
     ) -> list[str]:
         """Delete files no longer referenced (and older than the retention); return them."""
 
+    def truncate_history(self, name: str, *, keep_from: int | None = None) -> str:
+        """Checkpoint at the current version and remove the log entries of earlier versions
+        (those below ``keep_from`` when given); ``done``, ``partial: ...`` or ``skipped: ...``.
+
+        Time travel to before the cut ends, which is the point after an erasure: old commits'
+        ``add`` actions carry per-file min/max statistics of text columns (a person's e-mail).
+        A backend that cannot do it says so, and the table's log retention applies instead.
+        """
+        return "skipped: backend has no log truncation"
+
     @abstractmethod
     def optimize(self, name: str, *, target_size_mb: int | None = None) -> dict[str, Any]:
         """Compact small files; the data does not change."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,9 @@ from cdp.storage.deltars_commit import STAGING_DIR, CommitConflict, DeltaRsCommi
 from cdp.storage.deltars_schema import conform, to_spark_schema
 from cdp.storage.deltars_snapshot import FILE_COL
 from cdp.storage.merge_checks import checked_merge_source
+
+# Delta log files of one version: its commit, checksum and (single or multi-part) checkpoint.
+_LOG_FILE = re.compile(r"^(\d{20})\.(json|crc|checkpoint\.parquet|checkpoint\.\d+\.\d+\.parquet)$")
 
 
 class DeltaRsStore(DeltaRsCommits):
@@ -470,6 +474,21 @@ class DeltaRsStore(DeltaRsCommits):
                     if not dry_run:
                         shutil.rmtree(entry, ignore_errors=True)
         return list(removed)
+
+    def truncate_history(self, name: str, *, keep_from: int | None = None) -> str:
+        uri = self.table_uri(name)
+        if "://" in uri and not uri.startswith("file://"):
+            return "skipped: not a local table"
+        dt = self._load(name)
+        dt.create_checkpoint()
+        current = int(dt.version())
+        limit = current if keep_from is None else min(current, keep_from)
+        log_dir = Path(uri.removeprefix("file://")) / "_delta_log"
+        for path in log_dir.iterdir():
+            m = _LOG_FILE.match(path.name)
+            if m and int(m.group(1)) < limit:
+                path.unlink()
+        return "done" if limit == current else f"partial: kept from version {limit}"
 
     def optimize(self, name: str, *, target_size_mb: int | None = None) -> dict[str, Any]:
         dt = self._load(name)
