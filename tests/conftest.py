@@ -19,10 +19,19 @@ FOLDER_MARKERS = {"scenarios": "scenario", "e2e": "e2e"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    uses_demo: dict[Path, bool] = {}
     for item in items:
-        folder = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        path = Path(str(item.fspath)).resolve()
+        folder = path.relative_to(TESTS).parts[0]
         if folder in FOLDER_MARKERS:
             item.add_marker(FOLDER_MARKERS[folder])
+        # Parallel runs (CI: `-n 2 --dist loadgroup`) keep a module on one worker, so that
+        # its module fixtures are built once, and every module that reads the shared demo
+        # run on the same worker, so that the demo runs once.
+        if path not in uses_demo:
+            uses_demo[path] = "demo_run" in path.read_text(encoding="utf-8")
+        group = "demo" if uses_demo[path] else str(path.relative_to(TESTS))
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
