@@ -123,9 +123,7 @@ def resolve(
         for r in pairs.join(F.broadcast(direct), ["id_type", "pseudonym"], "inner").collect():
             person.records.add(f"{r['source']}|{r['source_record_id']}")
             person.member_keys.add(f"{name}|{r['source']}|{r['source_record_id']}")
-            direct_hits.setdefault(r["pseudonym"], set()).add(
-                (r["source"], r["source_record_id"])
-            )
+            direct_hits.setdefault(r["pseudonym"], set()).add((r["source"], r["source_record_id"]))
     if direct_hits and store.exists(T.IDENTITY_MAP.name):
         _add_customers_of_direct_hits(store, person, direct_hits)
     if not person.records and not person.customers:
