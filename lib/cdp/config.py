@@ -109,6 +109,10 @@ class IngestConfig(_Model):
     # Read splits of this size: big files are read in parallel, small ones are never packed
     # together. Fixed (not derived from the batch) so a rerun numbers rows exactly as before.
     split_mb: int = Field(default=8, ge=1, le=1024)
+    # Source ``path`` globs must stay inside the landing root (no ``..`` out of it, no absolute
+    # path or URI elsewhere): a source declaration cannot point ingest at any file the job can
+    # read. True only for deployments that really land sources in several roots.
+    allow_paths_outside_landing: bool = False
 
 
 class CdpConfig(_Model):

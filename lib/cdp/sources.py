@@ -6,17 +6,22 @@ columns map to the canonical fields that silver uses. Onboarding a source needs 
     name: crm_contacts
     kind: profile                 # profile | event | transaction | consent | other
     format: csv                   # csv | json | ndjson | parquet | orc | xml | text
-    path: crm_contacts/*/*.csv    # glob, relative to the landing root, or absolute / URI
+    path: crm_contacts/*/*.csv    # glob, relative to the landing root (absolute / URI: inside it)
     options: {header: "true", delimiter: ","}
     primary_key: [contact_id]
     event_time: updated_at
     mapping: {source_record_id: contact_id, email: email}
+
+A declaration is checked when loaded: its ``path`` must stay inside the landing root unless
+``ingest.allow_paths_outside_landing`` says otherwise (:func:`path_problem`), and its mapping
+expressions must pass the allow-list of :mod:`cdp.expressions`.
 """
 
 from __future__ import annotations
 
 import glob as globlib
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from enum import Enum
@@ -34,6 +39,7 @@ from pydantic import (
 
 from cdp import tables as T
 from cdp.config import CdpConfig, ConfigError
+from cdp.expressions import check_at_load
 from cdp.silver.model import TABLE_FOR_KIND_NAME
 from cdp.yamlio import read_yaml
 
@@ -164,6 +170,57 @@ def _parse_source_file(path: Path) -> SourceSpec:
         raise ConfigError(f"{path}: {'; '.join(problems)}") from None
 
 
+def _split_location(location: str) -> tuple[str, str, str]:
+    """(scheme, authority, normalized path) of a local path or URI (``file:`` for a path)."""
+    if "://" in location:
+        scheme, rest = location.split("://", 1)
+        authority, _, path = rest.partition("/")
+        scheme = scheme.lower()
+        if scheme == "file":
+            authority = ""
+    else:
+        scheme, authority, path = "file", "", location
+    return scheme, authority, posixpath.normpath("/" + path.lstrip("/"))
+
+
+def path_problem(path: str, landing_root: str) -> str | None:
+    """Why the source glob ``path`` leaves ``landing_root``, or None when it stays inside.
+
+    A relative glob is taken from the root; ``..`` may be used only where the result provably
+    stays inside: a ``..`` inside a ``{a,b}`` alternative or next to a backslash escape
+    (Hadoop globs unescape ``\\.\\.`` to ``..``) is refused outright. An absolute path or URI
+    must lie under the root (same scheme and bucket)."""
+    plain = path.replace("\\", "")
+    parts = re.split(r"[/{},]", plain)
+    if ".." in parts and (any(c in path for c in "{}\\") or "," in path):
+        return "'..' inside a glob alternative or escape is not allowed"
+    absolute = "://" in path or os.path.isabs(path)
+    full = path if absolute else f"{landing_root.rstrip('/')}/{plain}"
+    scheme, authority, where = _split_location(full)
+    r_scheme, r_authority, root = _split_location(landing_root)
+    inside = (scheme, authority) == (r_scheme, r_authority) and (
+        where == root or where.startswith(root.rstrip("/") + "/")
+    )
+    if inside:
+        return None
+    what = "an absolute path or URI" if absolute else "a relative path with '..'"
+    return (
+        f"{what} outside the landing root {landing_root} "
+        "(set ingest.allow_paths_outside_landing: true to allow it)"
+    )
+
+
+def check_source(spec: SourceSpec, config: CdpConfig) -> None:
+    """Load-time checks that need the run's configuration: the path stays in the landing root,
+    the mapping expressions pass the allow-list (:mod:`cdp.expressions`)."""
+    if not config.ingest.allow_paths_outside_landing:
+        problem = path_problem(spec.path, config.landing_uri)
+        if problem:
+            raise ConfigError(f"{spec.origin}: path: {spec.path!r}: {problem}")
+    for canonical, expr in spec.mapping.items():
+        check_at_load(expr, where=spec.origin, key=f"mapping.{canonical}")
+
+
 def load_sources(config: CdpConfig, *, only: list[str] | None = None) -> list[SourceSpec]:
     """Every enabled source declared in the configured source directories, by name."""
     found: dict[str, SourceSpec] = {}
@@ -173,6 +230,7 @@ def load_sources(config: CdpConfig, *, only: list[str] | None = None) -> list[So
             continue
         for path in sorted([*base.glob("*.yaml"), *base.glob("*.yml")]):
             spec = _parse_source_file(path)
+            check_source(spec, config)
             if spec.name in found:
                 raise ConfigError(
                     f"{path}: source '{spec.name}' is already declared in {found[spec.name].origin}"

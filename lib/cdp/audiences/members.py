@@ -34,6 +34,7 @@ from pyspark.sql.types import (
 )
 
 from cdp.audiences.spec import AudienceError, AudienceSpec, consent_column, model_prefix
+from cdp.expressions import checked_expr, expression_problem
 
 # The consent condition lives with the other consent semantics; it stays importable from here.
 from cdp.privacy.consent import consent_granted
@@ -141,6 +142,11 @@ def check_rules(specs: Sequence[AudienceSpec], frame: DataFrame) -> None:
     and non-boolean results fail with the file and key named (:class:`AudienceError`)."""
     problems = []
     for spec in specs:
+        # The allow-list first: analysing a subquery would already read the files it names.
+        problem = expression_problem(spec.rule, frame.sparkSession)
+        if problem:
+            problems.append(f"{spec.where()}: rule: {problem}")
+            continue
         try:
             dtype = frame.select(F.expr(spec.rule).alias("_rule")).schema["_rule"].dataType
         except AnalysisException as exc:
@@ -157,7 +163,8 @@ def check_rules(specs: Sequence[AudienceSpec], frame: DataFrame) -> None:
 
 def rule_condition(spec: AudienceSpec) -> Column:
     """The audience's rule over the :func:`rule_frame`; null reads as false."""
-    return F.coalesce(F.expr(spec.rule), F.lit(False))
+    rule = checked_expr(spec.rule, where=spec.where(), key="rule")
+    return F.coalesce(rule, F.lit(False))
 
 
 def member_condition(spec: AudienceSpec) -> Column:

@@ -16,9 +16,11 @@ latest scores on or before the audience's ``as_of``), and ``consent_<purpose>_<c
 With ``require_consent`` (the default) only customers holding the consent for the audience's own
 ``purpose`` and ``channel`` are members, whatever the rule says.
 
-What needs no data is checked here, at load; the rule's columns and the model names are checked
-against the real tables before the stage computes anything
-(:func:`cdp.audiences.members.check_rules`), with the same file-and-key messages.
+``rule`` may call only Spark's built-in functions (not ``reflect`` / ``java_method``) and holds
+no subquery: the allow-list of :mod:`cdp.expressions`, checked here while a session is active
+and again before any rule is analysed. What needs no data is checked here, at load; the rule's
+columns and the model names are checked against the real tables before the stage computes
+anything (:func:`cdp.audiences.members.check_rules`), with the same file-and-key messages.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdp.config import CdpConfig, ConfigError
+from cdp.expressions import ExpressionError, check_at_load
 from cdp.yamlio import read_yaml
 
 # The values silver accepts (conf/rules/silver.yaml); a typo here would silently empty an
@@ -155,7 +158,7 @@ def parse_audience(data: Any, source: str, index: int | None = None) -> Audience
     if not isinstance(data, dict):
         raise AudienceError(f"{where}: an audience must be a mapping, got {type(data).__name__}")
     try:
-        return AudienceSpec.model_validate({**data, "source_file": source})
+        spec = AudienceSpec.model_validate({**data, "source_file": source})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -167,6 +170,11 @@ def parse_audience(data: Any, source: str, index: int | None = None) -> Audience
             else:
                 problems.append(f"key '{key}': {err['msg']} (got {err.get('input')!r})")
         raise AudienceError(f"{where}: " + "; ".join(problems)) from None
+    try:
+        check_at_load(spec.rule, where=where, key="rule")
+    except ExpressionError as exc:
+        raise AudienceError(str(exc)) from None
+    return spec
 
 
 def load_audience_files(paths: Iterable[Path]) -> list[AudienceSpec]:

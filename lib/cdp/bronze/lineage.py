@@ -1,7 +1,8 @@
 """Lineage columns of bronze rows: where each record came from and what it was.
 
 Declared once here: the stage adds them, and silver (:mod:`cdp.silver.canonical`) leaves them
-out of a source's free ``attributes``. Only pyspark is imported, so any layer may use this.
+out of a source's free ``attributes``. Only pyspark and :mod:`cdp.expressions` (a leaf) are
+imported, so any layer may use this.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StructType
+
+from cdp.expressions import quote_identifier
 
 CORRUPT = "_corrupt_record"
 RESCUED = "_rescued_data"
@@ -32,7 +35,7 @@ _ROW_INDEX_MASK = (1 << 33) - 1  # monotonically_increasing_id: partition id << 
 
 def with_file_columns(df: DataFrame) -> DataFrame:
     """Source columns plus the file's lineage from the scan's ``_metadata`` (batch or stream)."""
-    cols = [F.col(f"`{c}`") for c in df.columns]
+    cols = [F.col(quote_identifier(c)) for c in df.columns]
     if CORRUPT not in df.columns:
         cols.append(F.lit(None).cast("string").alias(CORRUPT))
     return df.select(
@@ -73,7 +76,7 @@ def record_hash(schema: StructType, columns: Iterable[str]) -> Any:
     types = {f.name: f.dataType for f in schema.fields}
     parts: list[Any] = []
     for name in sorted(columns):
-        col = F.col(f"`{name}`")
+        col = F.col(quote_identifier(name))
         value = F.to_json(col) if isinstance(types.get(name), MapType) else col
         parts += [col.isNull(), value]
     if not parts:

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, MapType, StringType, StructField, StructType
 
 from cdp.bronze.lineage import CORRUPT, LINEAGE_COLUMNS, RESCUED, record_hash
+from cdp.expressions import quote_identifier
 from cdp.sources import SchemaEvolution, SourceFormat
 from cdp.storage.base import widen_struct
 
@@ -36,7 +37,7 @@ def align_to_schema(
     known = {f.name: f.dataType for f in target.fields} if target is not None else {}
     new_schema_fields = list(target.fields) if target is not None else []
     for field in source_cols:
-        col = F.col(f"`{field.name}`")
+        col = F.col(quote_identifier(field.name))
         if target is None or field.name not in known:
             if target is not None and mode is SchemaEvolution.RESCUE:
                 rescued.append((field.name, F.when(col.isNotNull(), _to_text(col, field.dataType))))
@@ -66,7 +67,7 @@ def align_to_schema(
         ):
             cast = F.lit(None).cast(want)
         else:
-            cast = F.expr(f"try_cast(`{field.name}` AS {want.simpleString()})")
+            cast = F.expr(f"try_cast({quote_identifier(field.name)} AS {want.simpleString()})")
         out_cols.append(cast.alias(field.name))
         rescued.append(
             (field.name, F.when(col.isNotNull() & cast.isNull(), _to_text(col, field.dataType)))
@@ -109,7 +110,7 @@ def split_good_and_quarantined(
     ]
     is_bad = F.col(CORRUPT).isNotNull()
     good = df.where(~is_bad).select(
-        *[F.col(f"`{c}`") for c in source_cols],
+        *[F.col(quote_identifier(c)) for c in source_cols],
         *file_lineage,
         *run_lineage,
         record_hash(df.schema, source_cols).alias("_record_hash"),
@@ -129,7 +130,9 @@ def split_good_and_quarantined(
         reason.alias("reason"),
         # Whatever the reader made of the record; it also makes the scan parse every column,
         # so a record is judged malformed by the same rules here as on the bronze side.
-        F.to_json(F.struct(*[F.col(f"`{c}`") for c in source_cols])).alias("parsed_record"),
+        F.to_json(F.struct(*[F.col(quote_identifier(c)) for c in source_cols])).alias(
+            "parsed_record"
+        ),
         *run_lineage,
         F.sha2(F.col(CORRUPT), 256).alias("_record_hash"),
     )

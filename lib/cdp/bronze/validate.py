@@ -16,6 +16,7 @@ from pyspark.sql.utils import AnalysisException
 from cdp.bronze.ledger import LandedFile, list_landed_files
 from cdp.bronze.readers import first_line, read_source_files
 from cdp.config import ConfigError
+from cdp.expressions import check_expression, quote_identifier
 from cdp.sources import SourceFormat, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,10 @@ def _validate_source(
                 f"(columns: {[c for c in df.columns if not c.startswith('_')]})"
             ) from None
     for canonical, expr in spec.mapping.items():
+        # The allow-list before analysis: resolving a subquery would already read its files.
+        check_expression(expr, where=spec.origin, key=f"mapping.{canonical}", spark=spark)
         try:
-            df.selectExpr(f"{expr} AS `{canonical}`")
+            df.selectExpr(f"{expr} AS {quote_identifier(canonical)}")
         except AnalysisException as exc:
             raise ConfigError(
                 f"{spec.origin}: mapping.{canonical}: {expr!r} does not resolve against {where}: "

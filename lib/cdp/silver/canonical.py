@@ -3,6 +3,9 @@
 Every source maps, through the ``mapping`` of its YAML declaration, onto one canonical table
 chosen by its ``kind``. Canonical fields the source does not map are null; source columns the
 mapping does not use are kept, as text, in the ``attributes`` map, so nothing is lost.
+
+Mapping expressions become columns only through :func:`cdp.expressions.checked_expr` (the
+allow-list), and source column names only through :func:`cdp.expressions.quote_identifier`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, MapType, StructType
 
 from cdp.bronze.lineage import LINEAGE_COLUMNS as BRONZE_LINEAGE
+from cdp.expressions import checked_expr, quote_identifier
 from cdp.silver.model import (
     CONSENTS,
     EVENTS,
@@ -44,9 +48,8 @@ TABLE_FOR_KIND: dict[SourceKind, CanonicalTable] = {
 TRUE_WORDS = ("true", "t", "1", "yes", "y", "deleted", "d")
 
 
-def _as_text(df: DataFrame, expr: str) -> Column:
-    """A mapping expression as text; structs, arrays and maps become JSON."""
-    col = F.expr(expr)
+def _as_text(df: DataFrame, col: Column) -> Column:
+    """A column as text; structs, arrays and maps become JSON."""
     dtype = df.select(col.alias("x")).schema["x"].dataType
     if isinstance(dtype, (StructType, ArrayType, MapType)):
         return F.to_json(col)
@@ -61,36 +64,42 @@ def map_to_canonical(spec: SourceSpec) -> Callable[[DataFrame], DataFrame]:
     table = TABLE_FOR_KIND[spec.kind]
 
     def transform(bronze: DataFrame) -> DataFrame:
+        def mapped(field: str) -> Column:
+            where = spec.origin or f"source {spec.name}"
+            return checked_expr(
+                spec.mapping[field], where=where, key=f"mapping.{field}", spark=bronze.sparkSession
+            )
+
         cols: list[Column] = [F.lit(spec.name).alias("source")]
         for field in table.fields:
             if field in spec.mapping:
-                cols.append(_as_text(bronze, spec.mapping[field]).alias(field))
+                cols.append(_as_text(bronze, mapped(field)).alias(field))
             elif field == table.time_field and spec.event_time:
-                cols.append(F.col(f"`{spec.event_time}`").cast("string").alias(field))
+                cols.append(F.col(quote_identifier(spec.event_time)).cast("string").alias(field))
             elif field == "event_type" and spec.kind is SourceKind.OTHER:
                 cols.append(F.lit(spec.name).alias(field))
             elif field == "source_record_id" and spec.primary_key:
                 cols.append(
                     F.concat_ws(
-                        ":", *[F.col(f"`{k}`").cast("string") for k in spec.primary_key]
+                        ":", *[F.col(quote_identifier(k)).cast("string") for k in spec.primary_key]
                     ).alias(field)
                 )
             else:
                 cols.append(F.lit(None).cast("string").alias(field))
         if spec.delete_flag:
-            flag = F.lower(F.trim(F.col(f"`{spec.delete_flag}`").cast("string")))
+            flag = F.lower(F.trim(F.col(quote_identifier(spec.delete_flag)).cast("string")))
             cols.append(F.coalesce(flag.isin(*TRUE_WORDS), F.lit(False)).alias("is_deleted"))
         else:
             cols.append(F.lit(False).alias("is_deleted"))
         used = set(spec.mapping.values()) | set(spec.primary_key)
         extra_fields = {k: v for k, v in spec.mapping.items() if k not in table.fields}
         attribute_pairs: list[Column] = []
-        for name, expr in sorted(extra_fields.items()):
-            attribute_pairs += [F.lit(name), _as_text(bronze, expr)]
+        for name in sorted(extra_fields):
+            attribute_pairs += [F.lit(name), _as_text(bronze, mapped(name))]
         for name in bronze.columns:
             if name in BRONZE_LINEAGE or name in used or name == spec.delete_flag:
                 continue
-            attribute_pairs += [F.lit(name), _as_text(bronze, f"`{name}`")]
+            attribute_pairs += [F.lit(name), _as_text(bronze, F.col(quote_identifier(name)))]
         attribute_pairs += [F.lit("_rescued_data"), F.col("_rescued_data")]
         attributes = F.map_filter(F.create_map(*attribute_pairs), lambda k, v: v.isNotNull())
         cols += [

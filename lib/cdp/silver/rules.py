@@ -13,7 +13,8 @@ A row failing a blocking rule goes to ``silver/_quarantine`` with the rule's nam
 non-blocking failures are only counted. On ``consents`` a rule may instead be
 ``fail_closed: true``: a statement failing it is kept as an *unknown* statement, which reads as
 a withdrawal (:mod:`cdp.silver.consent_rules`), because quarantining it would leave an older
-grant standing as the latest word. ``column`` may be any Spark SQL expression. A null
+grant standing as the latest word. ``column`` may be any Spark SQL expression that passes the
+allow-list of :mod:`cdp.expressions` (checked at load and again where it becomes a column). A null
 value passes every rule except ``not_null`` (so optional fields are not punished for being
 absent).
 """
@@ -26,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.errors import ConfigError
+from cdp.expressions import check_at_load, checked_expr, quote_identifier
 from cdp.yamlio import read_yaml
 
 VIOLATIONS = "_violations"
@@ -99,6 +101,7 @@ def load_rules(path: str | Path, *, tables: set[str]) -> dict[str, list[Rule]]:
                 first = exc.errors()[0]
                 loc = ".".join(str(x) for x in first["loc"]) or "rule"
                 raise ConfigError(f"{p}: {table}[{i}].{loc}: {first['msg']}") from None
+            check_at_load(parsed[-1].column, where=str(p), key=f"{table}[{i}].column")
         if table not in FAIL_CLOSED_TABLES and any(r.fail_closed for r in parsed):
             raise ConfigError(
                 f"{p}: {table}: fail_closed applies only to {', '.join(sorted(FAIL_CLOSED_TABLES))}"
@@ -119,9 +122,16 @@ def _reason(rule: Rule, what: str) -> Column:
     return F.lit(f"{rule.name}: {rule.column} {what}")
 
 
-def _violation(rule: Rule, refs: Mapping[str, DataFrame]) -> tuple[Column, Column]:
+def _column(rule: Rule, spark: SparkSession | None = None) -> Column:
+    """The rule's ``column`` expression, through the allow-list."""
+    return checked_expr(rule.column, where=f"silver rule '{rule.name}'", key="column", spark=spark)
+
+
+def _violation(
+    rule: Rule, refs: Mapping[str, DataFrame], spark: SparkSession | None = None
+) -> tuple[Column, Column]:
     """(does the row violate the rule, the reason text) for a rule that needs no join."""
-    value = F.expr(rule.column)
+    value = _column(rule, spark)
     if rule.type is RuleType.NOT_NULL:
         return value.isNull(), _reason(rule, "is null")
     if rule.type is RuleType.REGEX:
@@ -164,16 +174,16 @@ def apply_rules(
                     continue
                 flag = f"_ref_ok_{rule.name}"
                 keys = ref.select(
-                    F.col(f"`{rule.ref_column}`").cast("string").alias("_ref_key")
+                    F.col(quote_identifier(rule.ref_column or "")).cast("string").alias("_ref_key")
                 ).distinct()
                 keys = keys.withColumn(flag, F.lit(True))
                 out = out.join(
-                    keys, F.expr(rule.column).cast("string") == F.col("_ref_key"), "left"
+                    keys, _column(rule, df.sparkSession).cast("string") == F.col("_ref_key"), "left"
                 ).drop("_ref_key")
-                bad = F.expr(rule.column).isNotNull() & F.col(flag).isNull()
+                bad = _column(rule, df.sparkSession).isNotNull() & F.col(flag).isNull()
                 reason = _reason(rule, f"not found in {rule.ref_table}.{rule.ref_column}")
             else:
-                bad, reason = _violation(rule, refs)
+                bad, reason = _violation(rule, refs, df.sparkSession)
             checks.append(
                 F.when(
                     F.coalesce(bad, F.lit(False)),
