@@ -20,7 +20,9 @@ ACTION = "_cdp_action"
 
 
 def _q(alias: str, name: str) -> Column:
-    return F.col(f"{alias}.`{name}`")
+    # Bronze column names come from files: a backtick inside one is doubled.
+    quoted = name.replace("`", "``")
+    return F.col(f"{alias}.`{quoted}`")
 
 
 def merge_output_schema(target: StructType, source: StructType, *, evolve: bool) -> StructType:

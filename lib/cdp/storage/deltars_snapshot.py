@@ -120,7 +120,8 @@ class DeltaRsSnapshots(TableStore):
         else:
             reader = self.spark.read.schema(schema)
         df = reader.parquet(*files)
-        cols = [F.col(f"`{c}`") for c in schema.fieldNames()]
+        # Bronze column names come from files: a backtick inside one is doubled.
+        cols = [F.col("`" + c.replace("`", "``") + "`") for c in schema.fieldNames()]
         if with_file:
             cols.append(F.col("_metadata.file_path").alias(FILE_COL))
         return df.select(*cols)
