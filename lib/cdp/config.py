@@ -113,6 +113,15 @@ class IngestConfig(_Model):
     # path or URI elsewhere): a source declaration cannot point ingest at any file the job can
     # read. True only for deployments that really land sources in several roots.
     allow_paths_outside_landing: bool = False
+    # A file larger than this is quarantined whole, unparsed (a runaway export or a wrong
+    # file must not take the cluster's memory).
+    max_file_mb: int = Field(default=2048, ge=1)
+    # A record whose text is longer than this goes to the quarantine with a reason; it is
+    # never landed cut short.
+    max_record_chars: int = Field(default=1_000_000, ge=1000)
+    # Files modified less than this long ago are still being written: they wait for the next
+    # run (not recorded in the ledger). Sources may also declare a completion marker.
+    min_file_age_seconds: int = Field(default=0, ge=0)
 
 
 class CdpConfig(_Model):

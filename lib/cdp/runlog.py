@@ -80,6 +80,9 @@ class RunRecorder:
     rows_written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rows_quarantined: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     metrics: dict[str, str] = field(default_factory=dict)
+    # Why the run is only partial (value-free sentences); non-empty makes the status
+    # ``partial``: what could be done was committed, some input was set aside.
+    incomplete: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def read(self, table: str, rows: int) -> None:
@@ -93,6 +96,11 @@ class RunRecorder:
     def quarantined(self, table: str, rows: int) -> None:
         with self._lock:
             self.rows_quarantined[table] += int(rows)
+
+    def partial(self, reason: str) -> None:
+        """Mark the run ``partial``: it committed what it could and set ``reason`` aside."""
+        with self._lock:
+            self.incomplete.append(reason)
 
     def metric(self, key: str, value: Any) -> None:
         with self._lock:

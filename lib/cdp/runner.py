@@ -52,6 +52,8 @@ class StageResult:
     rows_quarantined: dict[str, int]
     log_path: str
     metrics: dict[str, str] = field(default_factory=dict)
+    # Why a ``partial`` run is partial (value-free); None for a plain success.
+    error: str | None = None
 
 
 def _file_handler(path: Path, level: str) -> logging.Handler:
@@ -126,6 +128,10 @@ def run_stage(
     try:
         func(ctx)
         check_writes(stage, recording.written)
+        if recorder.incomplete:
+            # Committed, but some input was set aside (a file quarantined whole): the run
+            # log and the exit status say so, so a scheduler does not report plain success.
+            status, error = "partial", "; ".join(recorder.incomplete)
     except BaseException as exc:
         status, failure = "failed", exc
         # The run log and the log file are read by people not entitled to personal data,
@@ -155,4 +161,5 @@ def run_stage(
         rows_quarantined=dict(recorder.rows_quarantined),
         log_path=str(log_path),
         metrics=dict(recorder.metrics),
+        error=error,
     )

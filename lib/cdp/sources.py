@@ -109,6 +109,9 @@ class SourceSpec(BaseModel):
     identifiers: list[str] = Field(default_factory=list)
     defaults: SourceDefaults = Field(default_factory=SourceDefaults)
     schema_evolution: SchemaEvolution = SchemaEvolution.ADD_NEW_COLUMNS
+    # A file name (``_SUCCESS``) the producer writes into a folder once the folder is
+    # complete; files in a folder without it wait for a later run. None: no marker.
+    completion_marker: str | None = Field(default=None, pattern=r"^[^/\\]+$")
     enabled: bool = True
     # Where the declaration came from (set by the loader, for messages).
     origin: str = ""

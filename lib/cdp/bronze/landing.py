@@ -17,14 +17,18 @@ from pyspark.sql import functions as F
 
 from cdp import faults
 from cdp.bronze.ledger import LandedFile
-from cdp.bronze.lineage import CORRUPT
 from cdp.bronze.tables import (
     INGESTED_FILES_SCHEMA,
     INGESTED_FILES_TABLE,
     QUARANTINE_SCHEMA,
     QUARANTINE_TABLE,
 )
-from cdp.bronze.transform import align_to_schema, split_good_and_quarantined
+from cdp.bronze.transform import (
+    REJECT,
+    align_to_schema,
+    mark_rejects,
+    split_good_and_quarantined,
+)
 from cdp.privacy.suppression import apply_at_landing, apply_raw_at_landing
 from cdp.sources import SourceSpec
 from cdp.stage import StageContext
@@ -41,6 +45,10 @@ class SourceOutcome:
     rows_landed: int = 0
     rows_quarantined: int = 0
     rows_already_present: int = 0
+    # Files set aside whole (unreadable, over the size cap) and files left for a later run
+    # (too young, or their folder has no completion marker yet).
+    files_quarantined: int = 0
+    files_waiting: int = 0
 
 
 def _drop_rows_already_landed(
@@ -97,10 +105,13 @@ def land_frames(
     observations: list[Observation] = []
     for i, frame in enumerate(frames):
         aligned, schema_so_far = align_to_schema(frame, schema_so_far, mode=spec.schema_evolution)
-        # Count malformed records while the bronze rows are written, so that a clean batch
+        aligned = mark_rejects(
+            aligned, fmt=spec.format, max_record_chars=ctx.config.ingest.max_record_chars
+        )
+        # Count rejected records while the bronze rows are written, so that a clean batch
         # (the usual case) is read once: the quarantine pass runs only where there is any.
         seen = Observation(f"malformed-{spec.name}-{i}-{id(frame)}")
-        aligned = aligned.observe(seen, F.sum(F.col(CORRUPT).isNotNull().cast("int")).alias("bad"))
+        aligned = aligned.observe(seen, F.sum(F.col(REJECT).isNotNull().cast("int")).alias("bad"))
         observations.append(seen)
         good, bad = split_good_and_quarantined(
             aligned,

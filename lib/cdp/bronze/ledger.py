@@ -3,10 +3,16 @@
 A file's identity is ``(path, size, modification time)``. ``ops/ingested_files`` records the
 files each run took in; the commit history of the bronze and quarantine tables says which
 files a commit holds, so a rerun after a crash writes only what is missing.
+
+A file quarantined whole (unreadable, over the size cap) is recorded too, with status
+``unreadable``: it is not read again until it changes (a new size or modification time,
+as when the producer delivers it again), so a broken file costs one quarantine row, not one
+per run. Files still being delivered (:func:`files_not_ready`) are not recorded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +61,36 @@ def list_landed_files(spark: SparkSession, pattern: str) -> list[LandedFile]:
             )
         )
     return sorted(out)
+
+
+def files_not_ready(
+    spark: SparkSession,
+    files: Sequence[LandedFile],
+    *,
+    min_age_s: int,
+    marker: str | None,
+    now_ms: int,
+) -> list[LandedFile]:
+    """Those of ``files`` still being delivered: modified less than ``min_age_s`` ago, or in
+    a folder without the completion ``marker`` (when the source declares one).
+
+    They are not recorded anywhere, so the next run finds them again; a producer that
+    rewrites a file while it uploads changes its modification time and restarts the wait.
+    """
+    waiting = {f for f in files if min_age_s and f.modified_ms > now_ms - min_age_s * 1000}
+    if marker:
+        jvm: Any = spark.sparkContext._jvm
+        conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+        complete: dict[str, bool] = {}
+        for f in files:
+            folder = jvm.org.apache.hadoop.fs.Path(f.read_path or f.uri).getParent()
+            key = folder.toString()
+            if key not in complete:
+                probe = jvm.org.apache.hadoop.fs.Path(folder, marker)
+                complete[key] = bool(probe.getFileSystem(conf).exists(probe))
+            if not complete[key]:
+                waiting.add(f)
+    return sorted(waiting)
 
 
 def already_committed(store: TableStore, table: str, source: str) -> set[tuple[str, int, int]]:

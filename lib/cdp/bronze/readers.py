@@ -2,7 +2,10 @@
 
 CSV is read as strings with the header of each file (files grouped by header); Parquet and
 ORC grouped by file schema, so that a file that cannot be read at all is told apart; the
-other formats in one scan. Malformed records stay in the corrupt-record column.
+other formats in one scan. Malformed records stay in the corrupt-record column. Column names
+of every format are made safe for Delta and unique regardless of case
+(:func:`unique_names`); a file that fails while its header or schema is read is set aside
+with a redacted reason, the others are read.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import io
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,6 +25,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from cdp.bronze.ledger import LandedFile
 from cdp.bronze.lineage import CORRUPT, with_lineage
+from cdp.privacy.redact import redact
 from cdp.sources import SourceFormat, SourceSpec
 
 _BAD_NAME_CHARS = re.compile(r"[ ,;{}()\n\t=]")
@@ -65,7 +70,7 @@ def csv_header(spark: SparkSession, spec: SourceSpec, f: LandedFile) -> list[str
     opts = {k.lower(): v for k, v in spec.options.items()}
     delimiter = opts.get("sep", opts.get("delimiter", ","))
     quote = opts.get("quote", '"')
-    encoding = opts.get("encoding", opts.get("charset", "utf-8"))
+    encoding = _declared_encoding(spec)
     local = _local_path(f.uri)
     if local is not None:
         with _open_text(local, encoding) as fh:
@@ -97,26 +102,140 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return out
 
 
+@dataclass
+class SourceRead:
+    """What reading a batch of one source's files gave."""
+
+    frames: list[DataFrame] = field(default_factory=list)
+    # Files that could not be read at all, with a value-free reason: quarantined whole.
+    unreadable: list[tuple[LandedFile, str]] = field(default_factory=list)
+    # Original -> safe column name, for the names that had to change (kept in lineage).
+    renamed: dict[str, str] = field(default_factory=dict)
+    # Two source columns differ only by case: landing must run case-sensitively.
+    case_collision: bool = False
+
+
+def unreadable_reason(what: str, exc: BaseException) -> str:
+    """``unreadable <what>: <root cause>``, redacted: readers quote the bytes they choke on."""
+    return f"unreadable {what}: {redact(first_line(exc))}"
+
+
+def encoding_problem(spec: SourceSpec, f: LandedFile) -> str | None:
+    """Why a text file cannot be read with the declared encoding (UTF-16/32 bytes read as an
+    ASCII-compatible encoding give NUL-riddled columns that would land as if fine), or None.
+
+    Only local files are sniffed (a few bytes); object-store files are read as declared.
+    """
+    if spec.format in (SourceFormat.PARQUET, SourceFormat.ORC) or f.size == 0:
+        return None
+    local = _local_path(f.uri)
+    if local is None:
+        return None
+    declared = _declared_encoding(spec).lower().replace("_", "-")
+    if declared.startswith(("utf-16", "utf-32", "utf16", "utf32")):
+        return None
+    opener = gzip.open if local.endswith(".gz") else bz2.open if local.endswith(".bz2") else open
+    try:
+        with opener(local, "rb") as fh:
+            head = fh.read(4096)
+    except Exception as exc:
+        return unreadable_reason("file", exc)
+    # A BOM, or NUL bytes in bulk (every other byte of ASCII text in UTF-16).
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(b"\x00") > len(head) // 8:
+        return (
+            f"file looks UTF-16 or UTF-32 encoded (byte-order mark or NUL bytes) but the source "
+            f"reads it as {declared}: re-export it as UTF-8"
+        )
+    return None
+
+
+def _declared_encoding(spec: SourceSpec) -> str:
+    opts = {k.lower(): v for k, v in spec.options.items()}
+    return opts.get("encoding", opts.get("charset", "utf-8"))
+
+
+@contextmanager
+def case_sensitive(spark: SparkSession, enabled: bool = True) -> Iterator[None]:
+    """Resolve column names case-sensitively while inside (``Email`` and ``email`` are two
+    columns of a JSON or Parquet file; Spark's default refuses such a file)."""
+    if not enabled:
+        yield
+        return
+    key = "spark.sql.caseSensitive"
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, "true")
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
+
+
+def _with_safe_names(df: DataFrame, out: SourceRead) -> DataFrame:
+    """``df`` with column names Delta accepts and unique regardless of case; what changed
+    goes to ``out.renamed``."""
+    names = [c for c in df.columns if c != CORRUPT]
+    safe = unique_names(names)
+    if safe == names:
+        return df
+    for original, new in zip(names, safe, strict=True):
+        if original != new:
+            out.renamed[original] = new
+    if len({n.lower() for n in names}) < len(names):
+        out.case_collision = True
+    it = iter(safe)
+    return df.toDF(*[c if c == CORRUPT else next(it) for c in df.columns])
+
+
 def read_source_files(
     spark: SparkSession,
     spec: SourceSpec,
     files: Sequence[LandedFile],
     *,
     sampling_ratio: float | None = None,
-) -> tuple[list[DataFrame], list[tuple[LandedFile, str]]]:
+) -> SourceRead:
     """Frames of parsed rows (grouped by file schema where the format needs it) and the
     files that could not be read at all, with the reason. ``sampling_ratio`` makes JSON schema
-    inference look at a sample only (declaration checks use it)."""
-    readable = [f for f in files if f.size > 0]
+    inference look at a sample only (declaration checks use it).
+
+    Names are resolved case-sensitively while reading, so that a file whose columns differ
+    only by case can be read and its columns renamed apart.
+    """
+    out = SourceRead()
+    readable = []
+    for f in files:
+        if f.size == 0:
+            continue
+        problem = encoding_problem(spec, f)
+        if problem is not None:
+            out.unreadable.append((f, problem))
+        else:
+            readable.append(f)
     if not readable:
-        return [], []
+        return out
+    with case_sensitive(spark):
+        _read(spark, spec, readable, sampling_ratio, out)
+    return out
+
+
+def _read(
+    spark: SparkSession,
+    spec: SourceSpec,
+    readable: Sequence[LandedFile],
+    sampling_ratio: float | None,
+    out: SourceRead,
+) -> None:
     fmt = spec.format
-    frames: list[DataFrame] = []
-    unreadable: list[tuple[LandedFile, str]] = []
     if fmt is SourceFormat.CSV:
         groups: dict[tuple[str, ...], list[LandedFile]] = {}
         for f in readable:
-            header = csv_header(spark, spec, f)
+            try:
+                header = csv_header(spark, spec, f)
+            except Exception as exc:  # truncated bzip2 block, unreadable first line …
+                out.unreadable.append((f, unreadable_reason("csv header", exc)))
+                continue
             if header is not None:
                 groups.setdefault(tuple(header), []).append(f)
         for names, group in groups.items():
@@ -128,19 +247,19 @@ def read_source_files(
                 .option("enforceSchema", "true")
                 .csv([f.read_path for f in group])
             )
-            frames.append(with_lineage(df))
+            out.frames.append(with_lineage(df))
     elif fmt in (SourceFormat.PARQUET, SourceFormat.ORC):
         by_schema: dict[str, list[LandedFile]] = {}
         for f in readable:
             try:
                 schema_json = spark.read.format(fmt.value).load(f.read_path).schema.json()
             except Exception as exc:  # not a Parquet/ORC file, truncated footer …
-                unreadable.append((f, f"unreadable {fmt.value} file: {first_line(exc)}"))
+                out.unreadable.append((f, unreadable_reason(f"{fmt.value} file", exc)))
                 continue
             by_schema.setdefault(schema_json, []).append(f)
         for group in by_schema.values():
             df = source_reader(spark, spec).load([f.read_path for f in group])
-            frames.append(with_lineage(df))
+            out.frames.append(with_lineage(_with_safe_names(df, out)))
     else:
         reader = source_reader(spark, spec)
         if (
@@ -149,9 +268,24 @@ def read_source_files(
             and "samplingRatio" not in spec.options
         ):
             reader = reader.option("samplingRatio", str(sampling_ratio))
-        df = reader.load([f.read_path for f in readable])
-        frames.append(with_lineage(df))
-    return frames, unreadable
+
+        def frame(paths: list[str]) -> DataFrame:
+            return with_lineage(_with_safe_names(reader.load(paths), out))
+
+        try:
+            # JSON and XML infer their schema here, reading the files: one that breaks
+            # mid-read fails the whole batch, so only then is each file tried on its own.
+            out.frames.append(frame([f.read_path for f in readable]))
+        except Exception:
+            good = []
+            for f in readable:
+                try:
+                    frame([f.read_path])
+                    good.append(f)
+                except Exception as exc:
+                    out.unreadable.append((f, unreadable_reason(f"{fmt.value} file", exc)))
+            if good:
+                out.frames.append(frame([f.read_path for f in good]))
 
 
 def first_line(exc: BaseException) -> str:

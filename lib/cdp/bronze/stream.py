@@ -13,6 +13,8 @@ finds its files in the tables' commit history and lands nothing twice.
 Limits of the streaming file source, by design of Spark: the schema is fixed when the query
 starts (taken from the files present then), a file that changes after it was read is not read
 again, and a file that cannot be read at all fails the query (batch mode quarantines it).
+The record size cap applies (landing is shared); the file size cap, the minimum file age and
+completion markers are batch-mode checks.
 """
 
 from __future__ import annotations

@@ -84,6 +84,53 @@ def align_to_schema(
     return aligned, StructType(new_schema_fields)
 
 
+# Internal column: why a parsed record goes to the quarantine (None: it goes to bronze).
+REJECT = "_reject_reason"
+
+
+def _malformed_reason(fmt: SourceFormat) -> str:
+    if fmt is SourceFormat.CSV:
+        return "malformed CSV record: wrong number of fields or broken quoting"
+    if fmt in (SourceFormat.JSON, SourceFormat.NDJSON):
+        return "malformed JSON record"
+    if fmt is SourceFormat.XML:
+        return "malformed XML record"
+    return f"malformed {fmt.value} record"
+
+
+def record_chars(df: DataFrame) -> Any:
+    """Characters of a record's text: its string values, and nested values as JSON.
+
+    Numbers and dates are short by nature and skipped, so a flat numeric file pays nothing.
+    """
+    parts = []
+    for f in df.schema.fields:
+        if f.name in (CORRUPT, REJECT, *LINEAGE_COLUMNS):
+            continue
+        col = F.col(f"`{f.name}`")
+        if isinstance(f.dataType, StringType):
+            parts.append(F.coalesce(F.length(col), F.lit(0)))
+        elif isinstance(f.dataType, (StructType, ArrayType, MapType)):
+            parts.append(F.coalesce(F.length(F.to_json(col)), F.lit(0)))
+    total = F.lit(0)
+    for part in parts:
+        total = total + part
+    return total
+
+
+def mark_rejects(df: DataFrame, *, fmt: SourceFormat, max_record_chars: int) -> DataFrame:
+    """``df`` with :data:`REJECT`: why each record is quarantined, None for a good one.
+
+    A record longer than ``max_record_chars`` is rejected whole rather than cut short: a cut
+    value would travel on as if it were complete.
+    """
+    reason = F.when(F.col(CORRUPT).isNotNull(), F.lit(_malformed_reason(fmt))).when(
+        record_chars(df) > F.lit(max_record_chars),
+        F.lit(f"record longer than ingest.max_record_chars ({max_record_chars:,} characters)"),
+    )
+    return df.withColumn(REJECT, reason)
+
+
 def split_good_and_quarantined(
     df: DataFrame,
     *,
@@ -93,8 +140,16 @@ def split_good_and_quarantined(
     ingested_at: datetime,
     raw_max_chars: int,
 ) -> tuple[DataFrame, DataFrame]:
-    """Parsed rows -> (bronze rows with lineage, quarantine rows with raw text and reason)."""
-    source_cols = [c for c in df.columns if c not in (CORRUPT, *LINEAGE_COLUMNS)]
+    """Parsed rows -> (bronze rows with lineage, quarantine rows with raw text and reason).
+
+    Rows are judged by :data:`REJECT` where :func:`mark_rejects` added it, else by the
+    corrupt-record column alone.
+    """
+    if REJECT not in df.columns:
+        df = df.withColumn(
+            REJECT, F.when(F.col(CORRUPT).isNotNull(), F.lit(_malformed_reason(fmt)))
+        )
+    source_cols = [c for c in df.columns if c not in (CORRUPT, REJECT, *LINEAGE_COLUMNS)]
     # Both tables lead with where the record came from and end with the run that read it.
     file_lineage = [
         F.lit(source).alias("_source"),
@@ -108,7 +163,7 @@ def split_good_and_quarantined(
         F.lit(run_id).alias("_ingest_run_id"),
         F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),
     ]
-    is_bad = F.col(CORRUPT).isNotNull()
+    is_bad = F.col(REJECT).isNotNull()
     good = df.where(~is_bad).select(
         *[F.col(quote_identifier(c)) for c in source_cols],
         *file_lineage,
@@ -116,24 +171,19 @@ def split_good_and_quarantined(
         record_hash(df.schema, source_cols).alias("_record_hash"),
         (F.col(RESCUED) if RESCUED in df.columns else F.lit(None).cast("string")).alias(RESCUED),
     )
-    if fmt is SourceFormat.CSV:
-        reason = F.lit("malformed CSV record: wrong number of fields or broken quoting")
-    elif fmt in (SourceFormat.JSON, SourceFormat.NDJSON):
-        reason = F.lit("malformed JSON record")
-    elif fmt is SourceFormat.XML:
-        reason = F.lit("malformed XML record")
-    else:
-        reason = F.lit(f"malformed {fmt.value} record")
+    # Whatever the reader made of the record; it also makes the scan parse every column,
+    # so a record is judged malformed by the same rules here as on the bronze side.
+    parsed = F.to_json(F.struct(*[F.col(quote_identifier(c)) for c in source_cols]))
+    # A record parsed fine but over the size cap has no raw text: its parsed text stands in.
+    raw = F.coalesce(F.col(CORRUPT), parsed)
     bad = df.where(is_bad).select(
         *file_lineage,
-        F.substring(F.col(CORRUPT), 1, raw_max_chars).alias("raw_record"),
-        reason.alias("reason"),
-        # Whatever the reader made of the record; it also makes the scan parse every column,
-        # so a record is judged malformed by the same rules here as on the bronze side.
-        F.to_json(F.struct(*[F.col(quote_identifier(c)) for c in source_cols])).alias(
-            "parsed_record"
-        ),
+        F.substring(raw, 1, raw_max_chars).alias("raw_record"),
+        F.col(REJECT).alias("reason"),
+        F.when(F.col(CORRUPT).isNotNull(), parsed)
+        .otherwise(F.substring(parsed, 1, raw_max_chars))
+        .alias("parsed_record"),
         *run_lineage,
-        F.sha2(F.col(CORRUPT), 256).alias("_record_hash"),
+        F.sha2(raw, 256).alias("_record_hash"),
     )
     return good, bad

@@ -33,9 +33,8 @@ def _first_readable(
     problems = []
     for candidate in files:
         try:
-            frames, unreadable = read_source_files(
-                spark, spec, [candidate], sampling_ratio=sampling_ratio
-            )
+            got = read_source_files(spark, spec, [candidate], sampling_ratio=sampling_ratio)
+            frames, unreadable = got.frames, got.unreadable
         except Exception as exc:
             raise ConfigError(
                 f"{spec.origin}: format/options: cannot read {candidate.uri} as "

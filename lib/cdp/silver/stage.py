@@ -38,6 +38,7 @@ from cdp.silver.canonical import (
     map_to_canonical,
 )
 from cdp.silver.consent_rules import fail_closed
+from cdp.silver.field_limits import length_rules, limit_field_lengths
 from cdp.silver.rules import (
     BLOCKED,
     VIOLATIONS,
@@ -311,13 +312,14 @@ def _union(frames: Sequence[DataFrame]) -> DataFrame:
 def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: datetime) -> None:
     store, run_id = ctx.store, ctx.run.run_id
     table = batch.table
-    all_rules = [*BUILTIN_RULES, *rules]
+    batch_frame = _union(batch.frames).transform(limit_field_lengths(ctx.config.silver))
+    all_rules = [*BUILTIN_RULES, *length_rules(ctx.config.silver, batch_frame.columns), *rules]
     refs = {
         r.ref_table: store.read(r.ref_table)
         for r in all_rules
         if r.type is RuleType.REFERENTIAL and r.ref_table and store.exists(r.ref_table)
     }
-    checked = _union(batch.frames).transform(apply_rules(all_rules, refs=refs))
+    checked = batch_frame.transform(apply_rules(all_rules, refs=refs))
     if table.name == CONSENTS.name:
         # Before the version key: a statement whose time did not parse is ordered by the
         # processing time it gets here (consents fail closed, see cdp.silver.consent_rules).
