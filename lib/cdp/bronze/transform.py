@@ -107,7 +107,7 @@ def record_chars(df: DataFrame) -> Any:
     for f in df.schema.fields:
         if f.name in (CORRUPT, REJECT, *LINEAGE_COLUMNS):
             continue
-        col = F.col(f"`{f.name}`")
+        col = F.col(quote_identifier(f.name))
         if isinstance(f.dataType, StringType):
             parts.append(F.coalesce(F.length(col), F.lit(0)))
         elif isinstance(f.dataType, (StructType, ArrayType, MapType)):
