@@ -111,6 +111,42 @@ def test_failed_stage_prints_error_and_log_then_tables_show_it(tmp_path: Path) -
 
 
 @pytest.mark.slow
+def test_console_shows_each_event_once_results_on_stdout(tmp_path: Path) -> None:
+    """Progress on stderr once (not again through the log handler), results on stdout."""
+    landing, sources = tmp_path / "landing", tmp_path / "sources"
+    (landing / "crm").mkdir(parents=True)
+    (landing / "crm" / "a.csv").write_text("id,email\n1,a@x.com\n2,b@x.com\n")
+    sources.mkdir()
+    (sources / "crm.yaml").write_text(
+        "name: crm\nkind: profile\nformat: csv\npath: crm/*.csv\n"
+        "options: {header: 'true'}\nprimary_key: [id]\n"
+        "mapping: {source_record_id: id, email: email}\n"
+    )
+    out = cdp(
+        "run",
+        "ingest",
+        "--env",
+        "test",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--set",
+        f"landing_root={landing}",
+        "--set",
+        f"sources_dirs=[{sources}]",
+        "--set",
+        "log.level=INFO",  # the console log handler is on: it must not repeat progress lines
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    progress = [line for line in out.stderr.splitlines() if "[ingest] " in line]
+    assert progress, out.stderr[-3000:]
+    for line in progress:
+        message = line.split("[ingest] ", 1)[1]
+        assert (out.stdout + out.stderr).count(message) == 1, message
+    assert re.search(r"^\[1/1\] ingest done in .* \(run .*\)$", out.stdout, flags=re.M)
+    assert re.search(r"^all done in ", out.stdout, flags=re.M)
+    assert "done in" not in out.stderr
+
+
 def test_spark_submit_runs_a_job_from_the_zip(tmp_path: Path) -> None:
     """pyspark's own spark-submit, --master local[2], with the library shipped as a zip."""
     dist = tmp_path / "dist"

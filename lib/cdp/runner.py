@@ -21,7 +21,7 @@ from cdp.config import CdpConfig
 from cdp.pipeline import get_stage
 from cdp.privacy.redact import error_text, message_text, traceback_text
 from cdp.runlog import RUN_LOG_SCHEMA, RUN_LOG_TABLE, RunRecorder, make_run_id, utcnow
-from cdp.stage import StageContext
+from cdp.stage import CONSOLE_SHOWN, StageContext
 from cdp.storage import TableStore, open_store
 from cdp.writecheck import RecordingStore, check_writes
 
@@ -103,7 +103,8 @@ def run_stage(
     say = progress or (lambda message: None)
 
     def stage_progress(message: str) -> None:
-        log.info("[%s] %s", name, message)
+        # Into the run's log file; the console shows it once, through ``say``.
+        log.info("[%s] %s", name, message, extra={CONSOLE_SHOWN: True})
         say(f"[{name}] {message}")
 
     recording = RecordingStore(store)

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from cdp.storage import TableStore
 
 
+# A log record's attribute: its message was already printed for the person at the terminal
+# (a stage's progress line), so the console log handler leaves it out; log files keep it.
+CONSOLE_SHOWN = "cdp_console_shown"
+
+
 @dataclass
 class StageContext:
     """Everything a stage needs, handed in; stages create no sessions and read no globals."""
