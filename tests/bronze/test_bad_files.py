@@ -19,50 +19,12 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
+from landing_helpers import declare, ingest, make_config, write
 from pyspark.sql import SparkSession
 
 from cdp.bronze.tables import INGESTED_FILES_TABLE, QUARANTINE_TABLE
-from cdp.config import CdpConfig, load_config
-from cdp.runner import StageResult, run_stage
+from cdp.config import load_config
 from cdp.storage import open_store
-
-
-def declare(sources_dir: Path, name: str, **spec: object) -> None:
-    sources_dir.mkdir(parents=True, exist_ok=True)
-    body = {"name": name, "kind": "profile", **spec}
-    (sources_dir / f"{name}.yaml").write_text(yaml.safe_dump(body))
-
-
-@pytest.fixture()
-def env(tmp_path: Path) -> dict[str, Path]:
-    paths = {n: tmp_path / n for n in ("data", "landing", "sources")}
-    for p in paths.values():
-        p.mkdir(parents=True)
-    return paths
-
-
-def make_config(env: dict[str, Path], **ingest: object) -> CdpConfig:
-    overrides: dict[str, object] = {
-        "data_root": str(env["data"]),
-        "landing_root": str(env["landing"]),
-        "sources_dirs": [str(env["sources"])],
-    }
-    overrides.update({f"ingest.{k}": v for k, v in ingest.items()})
-    return load_config(env="test", overrides=overrides)
-
-
-def write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, bytes):
-        path.write_bytes(data)
-    else:
-        path.write_text(data, encoding="utf-8")
-
-
-def ingest(spark: SparkSession, config: CdpConfig) -> StageResult:
-    return run_stage("ingest", spark=spark, config=config)
-
 
 ROWS = "id,name\n" + "".join(f"{i},n{i}\n" for i in range(3000))
 

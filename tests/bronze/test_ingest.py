@@ -11,13 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from landing_helpers import declare, ingest, make_config, write
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from cdp import faults
 from cdp.bronze.tables import INGESTED_FILES_TABLE, QUARANTINE_TABLE
-from cdp.config import CdpConfig, load_config
-from cdp.runner import StageFailed, run_stage
+from cdp.runner import StageFailed
 from cdp.storage import open_store
 
 CSV_1 = (
@@ -40,47 +40,6 @@ XML = """<members>
 <member><id>2</id><email>b@x.com</email></member>
 </members>
 """
-
-
-def declare(sources_dir: Path, name: str, **spec: object) -> None:
-    sources_dir.mkdir(parents=True, exist_ok=True)
-    body = {"name": name, "kind": "profile", **spec}
-    (sources_dir / f"{name}.yaml").write_text(yaml.safe_dump(body))
-
-
-@pytest.fixture()
-def env(tmp_path: Path) -> dict[str, Path]:
-    paths = {
-        "data": tmp_path / "data",
-        "landing": tmp_path / "landing",
-        "sources": tmp_path / "sources",
-    }
-    for p in paths.values():
-        p.mkdir(parents=True)
-    return paths
-
-
-def make_config(env: dict[str, Path]) -> CdpConfig:
-    return load_config(
-        env="test",
-        overrides={
-            "data_root": str(env["data"]),
-            "landing_root": str(env["landing"]),
-            "sources_dirs": [str(env["sources"])],
-        },
-    )
-
-
-def write(path: Path, text: str | bytes, encoding: str = "utf-8") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding=encoding)
-
-
-def ingest(spark: SparkSession, config: CdpConfig):  # type: ignore[no-untyped-def]
-    return run_stage("ingest", spark=spark, config=config)
 
 
 def test_every_format_lands_with_lineage_and_accounting(
