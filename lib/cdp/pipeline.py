@@ -58,15 +58,11 @@ class Stage:
         return any(t.matches(table) for t in self.writes)
 
 
-# What features, train, score and backtest read (each required, pinned at the version read).
-MODEL_INPUTS = (
-    T.TRANSACTIONS,
-    T.EVENTS,
-    T.CONSENTS,
-    T.PERSON_RECORDS,
-    T.IDENTITY_MAP,
-    T.IDENTITY_IDENTIFIERS,
-)
+# What features, train, score and backtest read, pinned at the version read. Transactions and
+# identity are required; a company without events, consents or person records still trains
+# and scores (a missing one reads as empty, its features are left out: cdp.models.inputs).
+MODEL_INPUTS = (T.TRANSACTIONS, T.IDENTITY_MAP, T.IDENTITY_IDENTIFIERS)
+OPTIONAL_MODEL_INPUTS = (T.EVENTS, T.CONSENTS, T.PERSON_RECORDS)
 IDENTITY_TABLES = (
     T.IDENTITY_MAP,
     T.IDENTITY_IDENTIFIERS,
@@ -145,6 +141,7 @@ STAGES: tuple[Stage, ...] = (
         description="Build point-in-time gold/customer_features at as_of from attributed silver facts",
         depends_on=("profile",),
         reads=MODEL_INPUTS,
+        optional_reads=OPTIONAL_MODEL_INPUTS,
         writes=(T.CUSTOMER_FEATURES,),
     ),
     Stage(
@@ -153,7 +150,7 @@ STAGES: tuple[Stage, ...] = (
         description="Train the propensity models (pyspark.ml), log to MLflow, move champion/challenger",
         depends_on=("features",),
         reads=MODEL_INPUTS,
-        optional_reads=(T.CUSTOMER_FEATURES,),
+        optional_reads=(*OPTIONAL_MODEL_INPUTS, T.CUSTOMER_FEATURES),
         writes=(T.CUSTOMER_FEATURES,),
     ),
     Stage(
@@ -162,7 +159,7 @@ STAGES: tuple[Stage, ...] = (
         description="Score every customer with each model's champion into gold/propensity_scores",
         depends_on=("train",),
         reads=MODEL_INPUTS,
-        optional_reads=(T.CUSTOMER_FEATURES,),
+        optional_reads=(*OPTIONAL_MODEL_INPUTS, T.CUSTOMER_FEATURES),
         writes=(T.CUSTOMER_FEATURES, T.PROPENSITY_SCORES),
     ),
     Stage(
@@ -172,7 +169,7 @@ STAGES: tuple[Stage, ...] = (
         depends_on=("features",),
         in_pipeline=False,
         reads=MODEL_INPUTS,
-        optional_reads=(T.CUSTOMER_FEATURES,),
+        optional_reads=(*OPTIONAL_MODEL_INPUTS, T.CUSTOMER_FEATURES),
         writes=(T.CUSTOMER_FEATURES, T.MODEL_BACKTESTS),
     ),
     Stage(

@@ -6,7 +6,8 @@ For every declared audience (or those in ``activation.export.audiences``):
    the addresses of ``gold/customer_profile``, and each address is delivered only when it
    holds the consent for the audience's purpose and channel *now*, read from
    ``silver/consents`` at export time (:mod:`cdp.export.consent`: per address, fail closed,
-   so a withdrawal since the profile or audience run is honoured);
+   so a withdrawal since the profile or audience run is honoured; without that table nobody
+   holds a consent, and each audience is delivered as an empty, sealed export);
 2. Spark writes the rows (identifiers normalized and SHA-256 hashed by default; the customer
    id only when asked, as a per-destination HMAC) into a local staging directory,
    range-partitioned and sorted, ``rows_per_file`` at most per file;
@@ -42,6 +43,7 @@ from cdp.export.consent import CONSENTED, consented_contacts, read_consent_input
 from cdp.export.identifiers import EXPORT_ID, destination_key, export_rows, with_export_id
 from cdp.export.settings import ExportConfig
 from cdp.export.sink import ExportError, Sink, open_sink
+from cdp.optional_inputs import record_missing
 from cdp.privacy.audit import record_audit
 from cdp.stage import StageContext
 from cdp.tables import CONSENTS as CONSENTS_TABLE
@@ -364,6 +366,15 @@ def run_export(ctx: StageContext) -> None:
             f"audience(s) {', '.join(never)} never evaluated"
             + (f" on or before {ctx.as_of}" if ctx.as_of else "")
             + " (run the audiences stage first)"
+        )
+    if not ctx.store.exists(CONSENTS_TABLE.name):
+        # Consent fails closed: no statement, no consent. The export still runs and seals
+        # an empty delivery per audience, so a consumer sees "nobody", not a missing run.
+        record_missing(
+            ctx,
+            CONSENTS_TABLE.name,
+            "no consent records exist, so no address holds a consent: every audience "
+            "exports 0 rows",
         )
     data_root = ctx.config.data_root_uri
     staging_root = local_staging_root(cfg, data_root, "export")

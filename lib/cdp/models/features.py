@@ -312,6 +312,49 @@ def demographic_features(persons: DataFrame, as_of: date) -> DataFrame:
     )
 
 
+# The silver input (a key of cdp.models.inputs.INPUT_TABLES) each feature group comes from;
+# the features of an input without rows are left out of the models (see feature_inputs).
+FEATURE_INPUTS = ("transactions", "events", "consents", "persons")
+
+
+def feature_parts(
+    *,
+    transactions: DataFrame,
+    events: DataFrame,
+    consents: DataFrame,
+    persons: DataFrame,
+    identity_map: DataFrame,
+    identifiers: DataFrame,
+    as_of: date,
+    settings: ModelsConfig | None = None,
+) -> dict[str, DataFrame]:
+    """One frame per input of :data:`FEATURE_INPUTS`: ``customer_id`` and the features that
+    input gives (before the join; not computed until read)."""
+    settings = settings or ModelsConfig()
+    return {
+        "transactions": transaction_features(
+            attributed_transactions(transactions, identity_map), as_of, settings.windows_days
+        ),
+        "events": event_features(attributed_events(events, identifiers, settings), as_of, settings),
+        "consents": consent_features(
+            attributed(consents, identity_map, "consents"), as_of, settings
+        ),
+        "persons": demographic_features(attributed(persons, identity_map, "person_records"), as_of),
+    }
+
+
+def feature_inputs(parts: dict[str, DataFrame]) -> dict[str, list[str]]:
+    """The feature columns of gold/customer_features each input gives, from the parts'
+    schemas (no Spark job). ``has_purchased`` comes from transactions; ``tenure_days`` takes
+    the earliest fact of any input, so it belongs to none."""
+    out = {
+        key: sorted(c for c in df.columns if c != KEY and not c.startswith("_"))
+        for key, df in parts.items()
+    }
+    out["transactions"] = sorted([*out["transactions"], "has_purchased"])
+    return out
+
+
 def build_features(
     *,
     transactions: DataFrame,
@@ -328,13 +371,22 @@ def build_features(
     Counts are 0 where a customer has no such fact; times since something that never
     happened (``recency_days`` of a customer who never bought) are null.
     """
-    settings = settings or ModelsConfig()
-    tx = transaction_features(
-        attributed_transactions(transactions, identity_map), as_of, settings.windows_days
+    parts = feature_parts(
+        transactions=transactions,
+        events=events,
+        consents=consents,
+        persons=persons,
+        identity_map=identity_map,
+        identifiers=identifiers,
+        as_of=as_of,
+        settings=settings,
     )
-    ev = event_features(attributed_events(events, identifiers, settings), as_of, settings)
-    co = consent_features(attributed(consents, identity_map, "consents"), as_of, settings)
-    de = demographic_features(attributed(persons, identity_map, "person_records"), as_of)
+    return join_features(parts, as_of)
+
+
+def join_features(parts: dict[str, DataFrame], as_of: date) -> DataFrame:
+    """The parts of :func:`feature_parts` joined into rows of gold/customer_features."""
+    tx, ev, co, de = (parts[k] for k in FEATURE_INPUTS)
     base = reduce(DataFrame.unionByName, [df.select(KEY) for df in (tx, ev, co, de)]).distinct()
     out = (
         base.join(tx, KEY, "left").join(ev, KEY, "left").join(co, KEY, "left").join(de, KEY, "left")

@@ -1,5 +1,8 @@
 """The ``features`` stage, and the features every other model stage reads through it:
-gold/customer_features at one ``as_of``, built and stored when that slice is missing."""
+gold/customer_features at one ``as_of``, built and stored when that slice is missing.
+
+The table keeps every feature column whatever inputs exist (one schema for every company);
+which of them a model may use is :func:`left_out_features`' business."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp import tables as T
-from cdp.models.features import AS_OF, build_features
+from cdp.models.features import AS_OF, build_features, feature_inputs, feature_parts
 from cdp.models.inputs import AS_OF_METRIC, Inputs, read_inputs, replace_rows, settings_of
 from cdp.models.settings import ModelsConfig
 from cdp.stage import StageContext
@@ -30,6 +33,29 @@ def compute_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> Dat
         as_of=as_of,
         settings=settings,
     )
+
+
+def left_out_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> list[str]:
+    """The feature columns that come from an optional input without rows (missing, or
+    empty): they hold only zeros and nulls that say nothing about anyone, so training leaves
+    them out and the model's own feature list never names them."""
+    empty = inputs.without_rows()
+    if not empty:
+        return []
+    f = inputs.frames
+    by_input = feature_inputs(
+        feature_parts(
+            transactions=f["transactions"],
+            events=f["events"],
+            consents=f["consents"],
+            persons=f["persons"],
+            identity_map=f["identity_map"],
+            identifiers=f["identifiers"],
+            as_of=as_of,
+            settings=settings,
+        )
+    )
+    return sorted({c for key in empty for c in by_input[key]})
 
 
 def write_features(ctx: StageContext, inputs: Inputs, as_of: date) -> int:

@@ -1,10 +1,17 @@
 """What every model stage starts from: the silver and identity tables pinned at one version,
-the date defaults read from them, and the MLflow registry of the configured data root."""
+the date defaults read from them, and the MLflow registry of the configured data root.
+
+Transactions and the identity tables are required. Events, consents and person records are
+optional (:data:`OPTIONAL_INPUTS`): a company that only has transactions can train and score.
+A missing one reads as empty with its canonical columns and is named in the run log
+(:mod:`cdp.optional_inputs`); the features that come from an input without rows are left out
+of the model (:func:`cdp.models.features_stage.left_out_features`), not fed to it as zeros
+that look like data."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -14,6 +21,7 @@ from pyspark.sql import functions as F
 from cdp import tables as T
 from cdp.models import registry as R
 from cdp.models.settings import ModelsConfig, ModelSpec
+from cdp.optional_inputs import read_or_empty
 from cdp.stage import StageContext
 from cdp.storage.base import CommitResult
 
@@ -25,6 +33,9 @@ INPUT_TABLES: dict[str, str] = {
     "identity_map": T.IDENTITY_MAP.name,
     "identifiers": T.IDENTITY_IDENTIFIERS.name,
 }
+
+# Inputs a model stage runs without (keys of INPUT_TABLES): their features are left out.
+OPTIONAL_INPUTS = ("events", "consents", "persons")
 
 AS_OF_METRIC = "as_of"  # the run-log metric of the date a model stage ran at
 
@@ -51,6 +62,19 @@ class Inputs:
 
     frames: dict[str, DataFrame]
     versions: dict[str, int]
+    missing: tuple[str, ...] = ()  # optional inputs (keys) whose table does not exist
+    _empty: tuple[str, ...] | None = field(default=None, repr=False)
+
+    def without_rows(self) -> tuple[str, ...]:
+        """The optional inputs that hold no rows: missing, or existing but empty (one
+        ``limit(1)`` per table, once). Their features carry no information."""
+        if self._empty is None:
+            self._empty = tuple(
+                key
+                for key in OPTIONAL_INPUTS
+                if key in self.missing or self.frames[key].limit(1).count() == 0
+            )
+        return self._empty
 
     def data_end(self) -> date:
         """The date of the newest transaction or event."""
@@ -65,9 +89,15 @@ class Inputs:
 
 
 def read_inputs(ctx: StageContext) -> Inputs:
-    """Every input table at its current version; a missing one names the stage to run."""
+    """Every input table at its current version; a missing required one names the stage to
+    run, a missing optional one reads as empty (and the run log says so)."""
     frames, versions = {}, {}
+    missing: list[str] = []
     for key, table in INPUT_TABLES.items():
+        if key in OPTIONAL_INPUTS and not ctx.store.exists(table):
+            frames[key] = read_or_empty(ctx, table, "its features are left out of the models")
+            missing.append(key)
+            continue
         if not ctx.store.exists(table):
             raise ValueError(
                 f"input table {table} does not exist yet (run the stage that writes it)"
@@ -76,7 +106,7 @@ def read_inputs(ctx: StageContext) -> Inputs:
         assert version is not None
         frames[key] = ctx.store.read(table, version=version)
         versions[table] = version
-    return Inputs(frames, versions)
+    return Inputs(frames, versions, tuple(missing))
 
 
 def replace_rows(ctx: StageContext, table: str, df: DataFrame, predicate: str) -> CommitResult:

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from cdp.models import registry as R
 from cdp.models.features_stage import FEATURES_TABLE
-from cdp.models.inputs import Inputs, settings_of
+from cdp.models.inputs import INPUT_TABLES, Inputs, settings_of
 from cdp.models.settings import ModelsConfig, ModelSpec
 from cdp.models.train import importances
 from cdp.models.train_steps import ChampionCheck, HoldoutEvaluations, SearchResult
@@ -71,6 +71,7 @@ def training_params(
         "time_budget_seconds": settings.search.time_budget_seconds,
         "numeric_features": found.numeric,
         "categorical_features": found.categorical,
+        "features_left_out": found.left_out,
         "search": [
             {
                 "candidate": t.candidate.label,
@@ -102,6 +103,8 @@ def training_tags(
         **{f"cdp.table_version.{t}": str(v) for t, v in inputs.versions.items()},
         f"cdp.table_version.{FEATURES_TABLE}": str(ctx.store.version(FEATURES_TABLE)),
     }
+    if inputs.missing:  # optional inputs that did not exist (read as empty)
+        tags["cdp.inputs_missing"] = ",".join(INPUT_TABLES[k] for k in inputs.missing)
     if champion.error:
         tags["cdp.champion_error"] = champion.error
     return tags

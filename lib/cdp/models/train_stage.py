@@ -17,6 +17,7 @@ from typing import Any
 from pyspark import StorageLevel
 
 from cdp.models import registry as R
+from cdp.models.features_stage import left_out_features
 from cdp.models.inputs import (
     Inputs,
     check_horizon,
@@ -50,6 +51,8 @@ MLFLOW_RUN_ID = "mlflow_run_id"
 VERSION = "version"
 ALIAS = "alias"
 TRAIN_SECONDS = "train_seconds"
+# How many feature columns were left out because their input held no rows.
+FEATURES_LEFT_OUT = "features_left_out"
 
 
 @dataclass
@@ -120,7 +123,14 @@ def train_model(
             f"{spec.name}: {sum(n for n, _ in counts.values()):,} customers "
             + ", ".join(f"{p} {n:,} ({pos:,} positive)" for p, (n, pos) in sorted(counts.items()))
         )
-        found = search_candidates(ctx, data, split, counts, settings)
+        left_out = left_out_features(inputs, as_of, settings)
+        if left_out:
+            ctx.progress(
+                f"{spec.name}: {len(left_out)} feature(s) of inputs without rows "
+                f"({', '.join(inputs.without_rows())}) left out of the model"
+            )
+        ctx.run.metric(model_metric(spec.name, FEATURES_LEFT_OUT), len(left_out))
+        found = search_candidates(ctx, data, split, counts, settings, left_out)
         evals = evaluate_holdout(ctx, spec, found, split.holdout, settings)
         champion = (
             champion_on_holdout(ctx, registry, spec, split.holdout, settings)

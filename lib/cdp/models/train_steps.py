@@ -7,7 +7,8 @@ gate. Each returns what the next needs; the MLflow record is ``train_record``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date
 
 from pyspark.sql import DataFrame
@@ -48,6 +49,7 @@ class SearchResult:
     numeric: list[str]
     categorical: list[str]
     seconds: float
+    left_out: list[str] = field(default_factory=list)  # features of inputs without rows
 
 
 @dataclass
@@ -113,9 +115,15 @@ def search_candidates(
     split: Split,
     counts: dict[str, tuple[int, int]],
     settings: ModelsConfig,
+    left_out: Sequence[str] = (),
 ) -> SearchResult:
-    """The candidate search on the (capped) train part, chosen on the validation part."""
+    """The candidate search on the (capped) train part, chosen on the validation part.
+
+    ``left_out``: feature columns the model must not use (those of an input without rows,
+    :func:`cdp.models.features_stage.left_out_features`)."""
     numeric, categorical = feature_columns(data, settings.categorical_features)
+    numeric = [c for c in numeric if c not in left_out]
+    categorical = [c for c in categorical if c not in left_out]
     train_df = cap_rows(
         split.train, counts["train"][0], settings.max_train_rows, settings.split_salt
     )
@@ -133,6 +141,7 @@ def search_candidates(
         numeric=numeric,
         categorical=categorical,
         seconds=seconds,
+        left_out=sorted(left_out),
     )
 
 

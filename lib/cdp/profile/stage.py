@@ -25,6 +25,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp import tables as T
+from cdp.optional_inputs import read_or_empty, record_missing
 from cdp.profile import aggregates as A
 from cdp.profile.survivorship import RECORD_TABLES, load_profile_rules, survive
 from cdp.stage import StageContext
@@ -44,11 +45,6 @@ AGGREGATE_COLUMNS = (
     "purpose",
     "channel",
     "status",
-)
-EMPTY_EVENTS = (
-    "source string, source_record_id string, event_type string, event_time timestamp, "
-    "channel string, properties string, customer_id string, anonymous_id string, "
-    "device_id string, email string, is_deleted boolean"
 )
 
 
@@ -98,9 +94,9 @@ def run_profile(ctx: StageContext) -> None:
         raise RuntimeError(
             f"none of the silver record tables {sorted(RECORD_TABLES)} exists: run silver first"
         )
-    events = (
-        store.read(EVENTS) if store.exists(EVENTS) else ctx.spark.createDataFrame([], EMPTY_EVENTS)
-    )
+    for t in sorted(set(RECORD_TABLES) - set(silver)):
+        record_missing(ctx, T.silver_table(t), "its profile columns stay empty")
+    events = read_or_empty(ctx, EVENTS, "engagement counts are 0")
     for name in [*(T.silver_table(t) for t in silver), IDENTITY_MAP, IDENTIFIERS]:
         ctx.run.read(name, _rows(ctx, name))
     if store.exists(EVENTS):

@@ -100,6 +100,33 @@ CONSENTS = CanonicalTable(
     "consent_time",
 )
 
+# The Spark SQL type of each field silver writes that is not text (the standardizers parse
+# them: times, dates, money); every other canonical field is a string.
+FIELD_TYPES: dict[str, str] = {
+    "event_time": "timestamp",
+    "order_time": "timestamp",
+    "consent_time": "timestamp",
+    "updated_at": "timestamp",
+    "birth_date": "date",
+    "amount": "decimal(18,2)",
+}
+# Columns every silver table has besides its fields (who sent the record, tombstone, extras).
+COMMON_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("source", "string"),
+    ("is_deleted", "boolean"),
+    ("attributes", "map<string,string>"),
+)
+
+
+def empty_schema_ddl(table: CanonicalTable) -> str:
+    """The DDL (``"source string, ..."``) of ``table``'s canonical columns, for an empty frame
+    that stands in for a silver table that does not exist: downstream code then reads the
+    same columns and types it would read from a real one, and finds no rows."""
+    columns = [COMMON_COLUMNS[0], *((f, FIELD_TYPES.get(f, "string")) for f in table.fields)]
+    columns += COMMON_COLUMNS[1:]
+    return ", ".join(f"{name} {dtype}" for name, dtype in columns)
+
+
 TABLES: dict[str, CanonicalTable] = {
     t.name: t for t in (PERSON_RECORDS, EVENTS, TRANSACTIONS, CONSENTS)
 }
