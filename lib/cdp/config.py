@@ -4,6 +4,10 @@ Layers, lowest to highest precedence::
 
     conf/base.yaml  <-  conf/<env>.yaml  <-  --conf FILE (any number)  <-  environment  <-  CLI flags
 
+A site's conf directory (made by ``cdp init``) says ``extends: shipped`` in its base.yaml: the
+shipped ``conf/base.yaml`` and ``conf/<env>.yaml`` are then read first and the site's
+``base.yaml`` and ``<env>.yaml`` over them, so a site's files hold only what it changes.
+
 Every value is validated once, at start, by pydantic models that forbid unknown keys.
 A bad key or value fails fast with :class:`ConfigError`, whose message names the key
 and the file (or environment variable, or flag) that set it.
@@ -14,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
@@ -291,6 +295,35 @@ def _join(base: str, *parts: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+# Settings that name a file or a directory relative to the conf directory.
+CONF_RELATIVE_KEYS = (
+    "sources_dirs",
+    "activation.audiences_dirs",
+    "silver.rules_file",
+    "identity.rules_file",
+    "identity.matching_file",
+    "identity.decisions_file",
+    "profile.rules_file",
+)
+# The declaration directories, which a ``--conf`` file names relative to itself.
+DECLARATION_KEYS = ("sources_dirs", "activation.audiences_dirs")
+# Locations that a site's files (and the shipped ones under them) name relative to the site
+# directory (the conf directory's parent), so that a site's data stays with it wherever
+# ``cdp`` is started.
+SITE_RELATIVE_KEYS = ("data_root", "landing_root")
+# The one value of a site base.yaml's ``extends`` key.
+EXTENDS_SHIPPED = "shipped"
+# The demo profile: the shipped sources and audiences (``cdp demo``, ``--conf conf/demo.yaml``).
+DEMO_OVERLAY = "demo.yaml"
+
+
+def shipped_conf_dir() -> Path | None:
+    """The ``conf/`` beside the source tree (the shipped defaults and the demo profile);
+    None where the package is installed without it."""
+    repo_conf = Path(__file__).resolve().parents[2] / "conf"
+    return repo_conf if (repo_conf / "base.yaml").exists() else None
+
+
 def default_conf_dir() -> Path | None:
     """``$CDP_CONF_DIR``, else ``./conf``, else the ``conf/`` beside the source tree."""
     env_dir = os.environ.get("CDP_CONF_DIR")
@@ -299,10 +332,38 @@ def default_conf_dir() -> Path | None:
     cwd_conf = Path.cwd() / "conf"
     if (cwd_conf / "base.yaml").exists():
         return cwd_conf
-    repo_conf = Path(__file__).resolve().parents[2] / "conf"
-    if (repo_conf / "base.yaml").exists():
-        return repo_conf
-    return None
+    return shipped_conf_dir()
+
+
+def demo_overlay(conf_dir: str | Path | None = None) -> Path:
+    """The demo profile's overlay: ``demo.yaml`` of the conf directory, else the shipped one."""
+    directory = Path(conf_dir) if conf_dir else default_conf_dir()
+    for candidate in (directory, shipped_conf_dir()):
+        if candidate is not None and (candidate / DEMO_OVERLAY).is_file():
+            return candidate / DEMO_OVERLAY
+    raise ConfigError(
+        f"no {DEMO_OVERLAY} (the demo profile) in {directory} or in the shipped conf directory"
+    )
+
+
+def _rebase(layer: dict[str, Any], keys: Sequence[str], base: Path) -> None:
+    """Make the relative paths under ``keys`` of ``layer`` absolute from ``base`` (in place):
+    a layer read from one directory keeps meaning its own files when layered under another."""
+
+    def one(value: Any) -> Any:
+        if not isinstance(value, str) or _is_uri(value) or Path(value).is_absolute():
+            return value
+        return str((base / value).resolve())
+
+    for dotted in keys:
+        *parents, leaf = dotted.split(".")
+        node: Any = layer
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node[leaf]
+        node[leaf] = [one(v) for v in value] if isinstance(value, list) else one(value)
 
 
 def _set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
@@ -371,33 +432,15 @@ def load_config(
     env_name = env or (overrides or {}).get("env") or environ.get("CDP_ENV") or None
 
     if directory is not None:
-        base = directory / "base.yaml"
-        if base.exists():
-            _merge(merged, read_yaml(base, "conf"), str(base), provenance)
-            origins.append(str(base))
-        env_name = env_name or merged.get("env") or "local"
-        env_file = directory / f"{env_name}.yaml"
-        if env_file.exists():
-            _merge(merged, read_yaml(env_file, "env"), str(env_file), provenance)
-            origins.append(str(env_file))
-        elif env is not None or "CDP_ENV" in environ:
-            raise ConfigError(f"env: no file {env_file} for environment {env_name!r}")
-        # The environment is the one chosen, whatever base.yaml says by default.
-        merged["env"] = env_name
+        env_name = _merge_conf_dirs(directory, env_name, env, environ, merged, provenance, origins)
     for conf_file in conf_files or []:
         path = Path(conf_file)
         if not path.exists():
             raise ConfigError(f"--conf {path}: file not found")
         layer = read_yaml(path, "--conf")
-        # A user's file may name its own source directories, relative to itself.
-        if "sources_dirs" in layer and isinstance(layer["sources_dirs"], list):
-            layer["sources_dirs"] = [
-                str((path.parent / d).resolve()) if not Path(str(d)).is_absolute() else str(d)
-                for d in layer["sources_dirs"]
-            ]
-            layer["sources_dirs"] = list(merged.get("sources_dirs", ["sources"])) + [
-                d for d in layer["sources_dirs"] if d not in merged.get("sources_dirs", [])
-            ]
+        # A user's file names its own declaration directories, relative to itself; they
+        # replace the lists below (a site's sources are not added to the demo's).
+        _rebase(layer, DECLARATION_KEYS, path.parent)
         _merge(merged, layer, str(path), provenance)
         origins.append(str(path))
     for key, value, var in _env_layer(environ):
@@ -416,6 +459,58 @@ def load_config(
         return CdpConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, provenance)) from None
+
+
+def _merge_conf_dirs(
+    directory: Path,
+    env_name: str | None,
+    env: str | None,
+    environ: Mapping[str, str],
+    merged: dict[str, Any],
+    provenance: dict[str, str],
+    origins: list[str],
+) -> str:
+    """Merge ``base.yaml`` and ``<env>.yaml`` of ``directory`` (under the shipped ones first
+    when its base.yaml says ``extends: shipped``); returns the environment chosen."""
+    base_path = directory / "base.yaml"
+    site_base = read_yaml(base_path, "conf") if base_path.exists() else {}
+    extends = site_base.pop("extends", None)
+    # (directory, its base.yaml, is it the site layered over the shipped conf)
+    layers: list[tuple[Path, dict[str, Any] | None, bool]] = []
+    if extends is not None:
+        if extends != EXTENDS_SHIPPED:
+            raise ConfigError(
+                f"invalid value for 'extends' (set in {base_path}): "
+                f"expected {EXTENDS_SHIPPED!r}, got {extends!r}"
+            )
+        shipped = shipped_conf_dir()
+        # Installed without the shipped conf/, the model's defaults are the shipped ones.
+        if shipped is not None and shipped.resolve() != directory.resolve():
+            layers.append((shipped, read_yaml(shipped / "base.yaml", "conf"), False))
+    layers.append((directory, site_base if base_path.exists() else None, extends is not None))
+
+    under = layers[0][1] if len(layers) > 1 else None
+    name = env_name or site_base.get("env") or (under or {}).get("env") or "local"
+    found_env_file = False
+    for where, base, is_site in layers:
+        files = [(where / "base.yaml", base)] if base is not None else []
+        env_path = where / f"{name}.yaml"
+        if env_path.exists():
+            files.append((env_path, read_yaml(env_path, "env")))
+            found_env_file = True
+        for path, layer in files:
+            if len(layers) > 1 and not is_site:
+                # The shipped files name their rule files and folders from their own directory.
+                _rebase(layer, CONF_RELATIVE_KEYS, where)
+            if extends is not None:
+                _rebase(layer, SITE_RELATIVE_KEYS, directory.resolve().parent)
+            _merge(merged, layer, str(path), provenance)
+            origins.append(str(path))
+    if not found_env_file and (env is not None or "CDP_ENV" in environ):
+        raise ConfigError(f"env: no file {directory / f'{name}.yaml'} for environment {name!r}")
+    # The environment is the one chosen, whatever base.yaml says by default.
+    merged["env"] = name
+    return name
 
 
 def _explain(exc: ValidationError, provenance: Mapping[str, str]) -> str:
