@@ -187,3 +187,18 @@ def test_cdp_demo_applies_the_demo_profile(tmp_path: Path, monkeypatch: pytest.M
     (config,) = seen
     assert config.env == "local" and _names(config) == DEMO_SOURCES
     assert len(load_audiences(config)) == 3
+
+
+def test_the_built_in_defaults_are_the_shipped_base_yaml(tmp_path: Path) -> None:
+    """Where cdp is installed without its conf/ (a wheel on a cluster), `extends: shipped`
+    falls back to the settings' defaults: they must say what the shipped base.yaml says."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "base.yaml").write_text("env: local\n")
+    skip = {"origins", "conf_dir", "sources_dirs", "activation"}
+    built_in = load_config(conf_dir=conf, environ={})
+    shipped = load_config(conf_dir=SHIPPED, environ={})
+    assert built_in.model_dump(mode="json", exclude=skip) == shipped.model_dump(
+        mode="json", exclude=skip
+    )
+    assert built_in.activation.export == shipped.activation.export
