@@ -5,7 +5,7 @@ The shipped ``conf/`` holds the defaults and the demo profile (``conf/demo.yaml`
 declarations, and it should not copy the shipped defaults either (they would go stale with the
 next release). So a site's ``conf/base.yaml`` says ``extends: shipped``: the shipped
 ``base.yaml`` and ``<env>.yaml`` are read first, the site's files hold only what it changes
-(see :mod:`cdp.config`). The rule files are the exception: they are copied, since a site
+(see :mod:`cdp.conf_layers`). The rule files are the exception: they are copied, since a site
 tunes them, and its base.yaml names its copies.
 
 Layout written under ``DIR``::
@@ -25,7 +25,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdp.config import EXTENDS_SHIPPED, shipped_conf_dir
+from cdp.conf_layers import EXTENDS_SHIPPED, shipped_conf_dir
 from cdp.errors import ConfigError
 
 __all__ = ["SiteReport", "init_site"]
