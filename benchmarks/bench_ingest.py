@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cdp.bronze.ledger import list_landed_files
 from cdp.bronze.readers import csv_header, source_reader
-from cdp.config import CdpConfig, load_config
+from cdp.config import CdpConfig, demo_overlay, load_config
 from cdp.runner import run_stage
 from cdp.session import build_session
 from cdp.sources import SourceFormat, load_sources
@@ -42,6 +42,8 @@ def bench_config(work: Path, driver_memory: str) -> CdpConfig:
     """The benchmarks' configuration: data and landing under ``work``, UI off, quiet logs."""
     return load_config(
         env="local",
+        # The generated landing zone is the demo's: its sources come with the demo profile.
+        conf_files=[demo_overlay()],
         overrides={
             "data_root": str(work / "data"),
             "landing_root": str(work / "landing"),

@@ -36,7 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp import tables as T
-from cdp.config import CdpConfig, load_config
+from cdp.config import CdpConfig, demo_overlay, load_config
 from cdp.identity.matching.comparisons import CANON_SUFFIX, splink_settings
 from cdp.identity.matching.config import MatchingRules, load_matching, resolve_fields
 from cdp.identity.matching.model import (
@@ -60,6 +60,8 @@ def root_config(data_root: Path, driver_memory: str) -> CdpConfig:
     """The benchmark's configuration over a ``cdp`` data root (landing: ``<root>/landing``)."""
     return load_config(
         env="local",
+        # A data root built from the generated (demo) landing zone: the demo's sources.
+        conf_files=[demo_overlay()],
         overrides={
             "data_root": str(data_root),
             "spark.ui_enabled": False,

@@ -31,7 +31,7 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from cdp import tables as T
-from cdp.config import load_config
+from cdp.config import demo_overlay, load_config
 from cdp.models.inputs import INPUT_TABLES
 from cdp.runner import run_stage
 from cdp.session import build_session
@@ -234,7 +234,7 @@ def main() -> int:
     }
     if args.master:
         overrides["spark.master"] = args.master
-    config = load_config(env="local", overrides=overrides)
+    config = load_config(env="local", conf_files=[demo_overlay()], overrides=overrides)
     t0 = time.perf_counter()
     spark = build_session(config)
     store = open_store(spark, config)

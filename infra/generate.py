@@ -193,7 +193,7 @@ def bundle() -> dict[str, Any]:
                 "build": "python infra/package.py --out dist",
             }
         },
-        # conf/ (base.yaml, <env>.yaml, sources/, rules/) is read by the driver from the
+        # conf/ (base.yaml, <env>.yaml, rules/, the demo profile) is read by the driver from the
         # workspace files through CDP_CONF_DIR.
         "sync": {"paths": ["../../conf"]},
         "variables": {

@@ -12,7 +12,8 @@ Writes into ``--out`` (default ``dist/``):
 ``cdp_job.py``
     the one ``spark-submit`` entry point for every stage: ``cdp_job.py STAGE [job flags]``.
 ``conf/`` and ``cdp-conf-<version>.zip``
-    the configuration directory (``base.yaml``, ``<env>.yaml``, ``sources/``, ``rules/`` ...):
+    the configuration directory (``base.yaml``, ``<env>.yaml``, ``rules/``, the demo profile
+    ``demo.yaml`` with ``demo/sources/`` and ``demo/audiences/`` ...):
     read by the driver through ``CDP_CONF_DIR`` (the zip is shipped with ``--archives`` in
     cluster deploy mode, where the driver does not run on the submitting machine).
 ``packages.txt``

@@ -21,8 +21,12 @@
 # CDP_STORAGE_BACKEND, CDP_LOG_LEVEL), when set here, reach the driver and the executors in
 # either deploy mode.
 #
+# The shipped conf declares no sources (they are the demo's): run a site's with CDP_CONF_DIR
+# pointing at its conf/ (`cdp init`; client mode), or the demo's with the demo profile,
+# --conf ./cdp-conf/demo.yaml in cluster mode or --conf "$DIST/conf/demo.yaml" in client mode.
+#
 # Examples:
-#   infra/submit.sh --master yarn ingest
+#   infra/submit.sh --master yarn ingest --conf dist/conf/demo.yaml
 #   MLFLOW_TRACKING_URI=http://mlflow:5000 infra/submit.sh --master yarn --deploy-mode cluster \
 #       train --as-of 2025-06-30
 set -euo pipefail

@@ -102,6 +102,8 @@ def test_failed_stage_prints_error_and_log_then_tables_show_it(tmp_path: Path) -
     assert lines[-2].startswith(
         "cdp: error: stage 'ingest' failed: ConfigError: no sources declared"
     )
+    # ... and says what to do: a site's declarations, or the demo profile.
+    assert "cdp init" in lines[-2] and "--conf conf/demo.yaml" in lines[-2]
     log_path = Path(lines[-1].removeprefix("cdp: log: "))
     assert log_path.exists() and "Traceback" in log_path.read_text()
 

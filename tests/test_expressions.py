@@ -91,7 +91,8 @@ def test_shipped_rules_and_audiences_pass(spark: SparkSession) -> None:
     from cdp.silver.rules import load_rules
     from cdp.sources import load_sources
 
-    config = load_config(conf_dir=CONF, environ={})
+    # The shipped sources and audiences are the demo profile's.
+    config = load_config(conf_dir=CONF, conf_files=[CONF / "demo.yaml"], environ={})
     assert load_sources(config)
     rules = load_rules(config.rule_files()["silver.rules_file"], tables=set(TABLES))
     for table_rules in rules.values():

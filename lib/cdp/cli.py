@@ -4,8 +4,10 @@ cdp run STAGE... [--conf FILE] [--env ENV] [--as-of DATE] [--set KEY=VALUE]
 cdp run all                      # every stage of the scheduled pipeline, in order
 cdp tables                       # every table: version, rows, files, last run
 cdp stages                       # the stage graph, with the tables each stage reads and writes
+cdp sources                      # the declared sources and audiences (no Spark)
+cdp init DIR [--force]           # scaffold a site: DIR/conf over the shipped defaults
 cdp generate --persons N --out DIR --seed S
-cdp demo [--persons N]           # generate a landing zone and run every stage
+cdp demo [--persons N]           # generate a landing zone and run every stage (demo profile)
 cdp evaluate identity [--truth FILE]   # pairwise precision/recall of gold/identity_map
 cdp report [--out FILE]          # self-contained HTML report of the latest run of each stage
 cdp forget --email X | --phone X | --customer-id X | --file F [--type erase|suppress|unsuppress]
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cdp import __version__
-from cdp.config import CdpConfig
+from cdp.config import CdpConfig, demo_overlay
 from cdp.entry import (
     LOCAL_EXTRA_MODULES,
     add_config_args,
@@ -32,6 +34,7 @@ from cdp.entry import (
     guarded,
     load_from_args,
     parse_as_of,
+    result_line,
     run_stages,
     say,
 )
@@ -95,6 +98,42 @@ def print_stages() -> int:
             f"  | reads: {_table_list(stage.reads, stage.optional_reads)}"
             f"  | writes: {_table_list(stage.writes)}"
         )
+    return 0
+
+
+def print_sources(config: CdpConfig) -> int:
+    """``cdp sources``: what the configuration declares (sources, then audiences), read and
+    checked the way a run reads them, without Spark; the way to see which profile applies."""
+    from cdp.audiences.spec import load_audiences
+    from cdp.sources import load_sources
+
+    print(f"conf: {', '.join(config.origins) or '(model defaults)'}")
+    sources = load_sources(config)
+    print(f"sources_dirs: {', '.join(config.source_dirs_resolved()) or '(none)'}")
+    for spec in sources:
+        print(f"source {spec.name:24} {spec.kind.value:12} {spec.format.value:8} {spec.path}")
+    if not sources:
+        print(
+            "no sources declared: write one YAML file per source in a directory named by "
+            "sources_dirs (a site from `cdp init DIR`: DIR/conf/sources/), or use the demo's "
+            "with --conf conf/demo.yaml"
+        )
+    for audience in load_audiences(config):
+        print(f"audience {audience.name:22} {audience.purpose} / {audience.channel}")
+    return 0
+
+
+def init(target: str, force: bool) -> int:
+    """``cdp init DIR``: thin; :func:`cdp.site.init_site` does the work."""
+    from cdp.site import init_site
+
+    report = init_site(target, force=force)
+    for relative in report.written:
+        say(f"  wrote {relative}")
+    result_line(
+        f"site ready in {report.root}: declare sources in conf/sources/ "
+        f"(see {report.root / 'README.md'}), then run cdp from that directory"
+    )
     return 0
 
 
@@ -238,6 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p_tables)
 
     sub.add_parser("stages", help="show the stage graph")
+    p_sources = sub.add_parser(
+        "sources", help="list the declared sources and audiences (checks them; no Spark)"
+    )
+    add_config_args(p_sources)
+    p_init = sub.add_parser(
+        "init", help="scaffold a site: DIR/conf layered over the shipped defaults, no demo"
+    )
+    p_init.add_argument("dir", metavar="DIR", help="the site directory (created if absent)")
+    p_init.add_argument(
+        "--force", action="store_true", help="write the skeleton into a non-empty DIR/conf"
+    )
     sub.add_parser(
         "packages", help="print the --packages value (Delta, GraphFrames jars) for spark-submit"
     )
@@ -249,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p_gen)
 
     p_demo = sub.add_parser(
-        "demo", help="generate data and run every stage on the embedded default"
+        "demo",
+        help="generate data and run every stage on the embedded default "
+        "(the demo profile, conf/demo.yaml, applied)",
     )
     p_demo.add_argument("--persons", type=int, default=2_000)
     p_demo.add_argument("--seed", type=int, default=42)
@@ -333,12 +385,19 @@ def _command(args: argparse.Namespace) -> int:
 
         print(jvm_packages())
         return 0
+    if args.command == "init":
+        return init(args.dir, args.force)
+    if args.command == "demo":
+        # The demo's sources and audiences; the user's --conf files still come on top.
+        args.conf = [str(demo_overlay(args.conf_dir)), *args.conf]
     config = load_from_args(args)
     configure_logging(config)
     if args.command == "run":
         return run_stages(args.stages, config, parse_as_of(args.as_of))
     if args.command == "tables":
         return print_tables(config)
+    if args.command == "sources":
+        return print_sources(config)
     if args.command == "generate":
         return generate(config, args.persons, args.out, args.seed)
     if args.command == "evaluate":

@@ -4,6 +4,10 @@ Layers, lowest to highest precedence::
 
     conf/base.yaml  <-  conf/<env>.yaml  <-  --conf FILE (any number)  <-  environment  <-  CLI flags
 
+A site's conf directory (made by ``cdp init``) says ``extends: shipped`` in its base.yaml: the
+shipped ``conf/base.yaml`` and ``conf/<env>.yaml`` are then read first and the site's
+``base.yaml`` and ``<env>.yaml`` over them, so a site's files hold only what it changes.
+
 Every value is validated once, at start, by pydantic models that forbid unknown keys.
 A bad key or value fails fast with :class:`ConfigError`, whose message names the key
 and the file (or environment variable, or flag) that set it.
@@ -22,6 +26,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdp.audiences.settings import ActivationConfig
+from cdp.conf_layers import (
+    DECLARATION_KEYS,
+    DEMO_OVERLAY,
+    EXTENDS_SHIPPED,
+    default_conf_dir,
+    demo_overlay,
+    merge_conf_dirs,
+    merge_layer,
+    rebase,
+    shipped_conf_dir,
+)
 from cdp.errors import ConfigError
 from cdp.identity.settings import IdentityConfig
 from cdp.models.settings import ModelsConfig
@@ -30,7 +45,17 @@ from cdp.profile.settings import ProfileConfig
 from cdp.silver.settings import SilverConfig
 from cdp.yamlio import parse_scalar, read_yaml
 
-__all__ = ["CdpConfig", "ConfigError", "load_config", "parse_overrides"]
+__all__ = [
+    "DEMO_OVERLAY",
+    "EXTENDS_SHIPPED",
+    "CdpConfig",
+    "ConfigError",
+    "default_conf_dir",
+    "demo_overlay",
+    "load_config",
+    "parse_overrides",
+    "shipped_conf_dir",
+]
 
 ENV_PREFIX = "CDP__"
 
@@ -291,20 +316,6 @@ def _join(base: str, *parts: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def default_conf_dir() -> Path | None:
-    """``$CDP_CONF_DIR``, else ``./conf``, else the ``conf/`` beside the source tree."""
-    env_dir = os.environ.get("CDP_CONF_DIR")
-    if env_dir:
-        return Path(env_dir)
-    cwd_conf = Path.cwd() / "conf"
-    if (cwd_conf / "base.yaml").exists():
-        return cwd_conf
-    repo_conf = Path(__file__).resolve().parents[2] / "conf"
-    if (repo_conf / "base.yaml").exists():
-        return repo_conf
-    return None
-
-
 def _set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = target
@@ -315,25 +326,6 @@ def _set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
             node[key] = child
         node = child
     node[keys[-1]] = value
-
-
-def _merge(
-    base: dict[str, Any],
-    layer: Mapping[str, Any],
-    origin: str,
-    provenance: dict[str, str],
-    prefix: str = "",
-) -> None:
-    for key, value in layer.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key != "conf":
-            _merge(base[key], value, origin, provenance, prefix=f"{dotted}.")
-        elif isinstance(value, Mapping) and key != "conf":
-            base[key] = {}
-            _merge(base[key], value, origin, provenance, prefix=f"{dotted}.")
-        else:
-            base[key] = value
-            provenance[dotted] = origin
 
 
 def _env_layer(environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
@@ -371,34 +363,16 @@ def load_config(
     env_name = env or (overrides or {}).get("env") or environ.get("CDP_ENV") or None
 
     if directory is not None:
-        base = directory / "base.yaml"
-        if base.exists():
-            _merge(merged, read_yaml(base, "conf"), str(base), provenance)
-            origins.append(str(base))
-        env_name = env_name or merged.get("env") or "local"
-        env_file = directory / f"{env_name}.yaml"
-        if env_file.exists():
-            _merge(merged, read_yaml(env_file, "env"), str(env_file), provenance)
-            origins.append(str(env_file))
-        elif env is not None or "CDP_ENV" in environ:
-            raise ConfigError(f"env: no file {env_file} for environment {env_name!r}")
-        # The environment is the one chosen, whatever base.yaml says by default.
-        merged["env"] = env_name
+        env_name = merge_conf_dirs(directory, env_name, env, environ, merged, provenance, origins)
     for conf_file in conf_files or []:
         path = Path(conf_file)
         if not path.exists():
             raise ConfigError(f"--conf {path}: file not found")
         layer = read_yaml(path, "--conf")
-        # A user's file may name its own source directories, relative to itself.
-        if "sources_dirs" in layer and isinstance(layer["sources_dirs"], list):
-            layer["sources_dirs"] = [
-                str((path.parent / d).resolve()) if not Path(str(d)).is_absolute() else str(d)
-                for d in layer["sources_dirs"]
-            ]
-            layer["sources_dirs"] = list(merged.get("sources_dirs", ["sources"])) + [
-                d for d in layer["sources_dirs"] if d not in merged.get("sources_dirs", [])
-            ]
-        _merge(merged, layer, str(path), provenance)
+        # A user's file names its own declaration directories, relative to itself; they
+        # replace the lists below (a site's sources are not added to the demo's).
+        rebase(layer, DECLARATION_KEYS, path.parent)
+        merge_layer(merged, layer, str(path), provenance)
         origins.append(str(path))
     for key, value, var in _env_layer(environ):
         _set_path(merged, key, parse_scalar(value))

@@ -26,7 +26,7 @@ from cdp.generate.register import REGISTER_COLUMNS, person_register
 
 PERSONS = 300
 SEED = 42
-SOURCES_DIR = Path(__file__).resolve().parents[2] / "conf" / "sources"
+SOURCES_DIR = Path(__file__).resolve().parents[2] / "conf" / "demo" / "sources"
 JUNK_EMAILS = {"test@test.com", "none@none.com", "n/a", "noemail@example.com", "x@x.x"}
 
 

@@ -187,7 +187,10 @@ def run_ingest(ctx: StageContext) -> None:
     sources = load_sources(ctx.config, only=ctx.config.ingest.sources)
     if not sources:
         raise ConfigError(
-            f"no sources declared in {ctx.config.source_dirs_resolved()} (add conf/sources/*.yaml)"
+            f"no sources declared in {ctx.config.source_dirs_resolved() or 'sources_dirs (empty)'}"
+            ": write one YAML file per source in a directory named by sources_dirs (`cdp init DIR`"
+            " makes a site whose DIR/conf/sources/ is read), or run the demo's sources with"
+            " --conf conf/demo.yaml"
         )
     for spec in sources:
         validate_source(ctx.spark, spec, ctx.config.landing_uri)
