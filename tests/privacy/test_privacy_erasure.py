@@ -221,6 +221,7 @@ def _leaks(root: Path, values: dict[str, set[str]]) -> list[str]:
     return found
 
 
+@pytest.mark.timeout(2400)  # six stages, the erasure, then a rebuild: many minutes on 2 cores
 def test_erasure_holds_across_layers_and_rebuilds(spark: SparkSession, world: World) -> None:
     store, root = world.store, world.root
     people = _people(store)
