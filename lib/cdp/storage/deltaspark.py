@@ -280,9 +280,14 @@ class DeltaSparkStore(TableStore):
         )
 
     def vacuum(
-        self, name: str, *, retention_hours: float | None = None, dry_run: bool = False
+        self,
+        name: str,
+        *,
+        retention_hours: float | None = None,
+        dry_run: bool = False,
+        force: bool = False,
     ) -> list[str]:
-        hours = 168.0 if retention_hours is None else retention_hours
+        hours = self._vacuum_hours(name, retention_hours, dry_run=dry_run, force=force)
         self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
         uri = self.table_uri(name)
         sql = f"VACUUM delta.`{uri}` RETAIN {hours} HOURS" + (" DRY RUN" if dry_run else "")
