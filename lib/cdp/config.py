@@ -105,6 +105,17 @@ class StorageConfig(_Model):
     target_file_size_mb: int = Field(default=128, ge=1)
 
 
+class RunnerConfig(_Model):
+    """The data root's run lock (see :mod:`cdp.lock`)."""
+
+    # False: no lease file (the orchestrator serialises runs itself).
+    lock: bool = True
+    # How long a run waits for another run's lock before refusing (0: refuse at once).
+    lock_wait_seconds: float = Field(default=0.0, ge=0)
+    # A lease not renewed for this long (its run died) may be taken over.
+    lock_ttl_seconds: float = Field(default=300.0, ge=1)
+
+
 class MlflowConfig(_Model):
     tracking_uri: str | None = None
     registry_uri: str | None = None
@@ -158,6 +169,7 @@ class CdpConfig(_Model):
     sources_dirs: list[str] = Field(default_factory=lambda: ["sources"])
     spark: SparkConfig = Field(default_factory=SparkConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)

@@ -142,6 +142,7 @@ def run_stages(
     results: list[StageResult] | None = None,
 ) -> int:
     """Run ``names`` (or ``["all"]``) in order; each result is appended to ``results``."""
+    from cdp.lock import LockHeld
     from cdp.pipeline import get_stage, pipeline_stages
     from cdp.runner import StageFailed, run_stage
     from cdp.session import build_session
@@ -166,6 +167,9 @@ def run_stages(
         except StageFailed as exc:
             say(f"cdp: error: {exc}")
             say(f"cdp: log: {exc.log_path}")
+            return 1
+        except LockHeld as exc:
+            say(f"cdp: error: {name} not started: {exc}")
             return 1
         if results is not None:
             results.append(result)

@@ -3,6 +3,10 @@
 The stage sees the store through :class:`cdp.writecheck.RecordingStore`; a stage that writes a
 table it does not declare in the stage graph fails (its writes are committed by then, and the
 run log says why it failed).
+
+Every stage runs holding the data root's lock (:mod:`cdp.lock`): a second run on the same data
+root waits up to ``runner.lock_wait_seconds`` and then raises :class:`cdp.lock.LockHeld`
+naming the holder, before it writes anything (no run-log row either).
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from cdp.config import CdpConfig
+from cdp.lock import StageLock, hold
 from cdp.pipeline import get_stage
 from cdp.privacy.redact import error_text, message_text, traceback_text
 from cdp.runlog import RUN_LOG_SCHEMA, RUN_LOG_TABLE, RunRecorder, make_run_id, utcnow
@@ -73,12 +78,49 @@ def run_stage(
     progress: Callable[[str], None] | None = None,
     store: TableStore | None = None,
 ) -> StageResult:
-    """Run stage ``name`` and append its row to ``ops/run_log``; raise :class:`StageFailed`."""
-    stage = get_stage(name)
-    func = stage.load()
+    """Run stage ``name`` and append its row to ``ops/run_log``; raise :class:`StageFailed`,
+    or :class:`cdp.lock.LockHeld` when another run holds the data root."""
+    get_stage(name)  # an unknown stage fails before the lock is taken
     started = utcnow()
     config_hash = config.config_hash()
     run_id = make_run_id(name, started, config_hash)
+    with hold(
+        config.data_root_uri,
+        stage=name,
+        run_id=run_id,
+        ttl_seconds=config.runner.lock_ttl_seconds,
+        wait_seconds=config.runner.lock_wait_seconds,
+        enabled=config.runner.lock,
+    ) as lock:
+        return _run_held(
+            name,
+            spark=spark,
+            config=config,
+            as_of=as_of,
+            progress=progress,
+            store=store,
+            started=started,
+            run_id=run_id,
+            lock=lock,
+        )
+
+
+def _run_held(
+    name: str,
+    *,
+    spark: SparkSession,
+    config: CdpConfig,
+    as_of: date | None,
+    progress: Callable[[str], None] | None,
+    store: TableStore | None,
+    started: datetime,
+    run_id: str,
+    lock: StageLock | None,
+) -> StageResult:
+    """:func:`run_stage` once the lock is held."""
+    stage = get_stage(name)
+    func = stage.load()
+    config_hash = config.config_hash()
     log_path = Path(config.log_dir) / f"{run_id}.log"
     handler = _file_handler(log_path, "DEBUG")
     root_logger = logging.getLogger("cdp")
@@ -133,6 +175,10 @@ def run_stage(
             # Committed, but some input was set aside (a file quarantined whole): the run
             # log and the exit status say so, so a scheduler does not report plain success.
             status, error = "partial", "; ".join(recorder.incomplete)
+        if lock is not None and lock.lost:
+            # Committed by now; said loudly so that an operator checks what overlapped.
+            recorder.metric("lock_lost", 1)
+            log.error("run %s lost the data root's lock while it ran (%s)", run_id, lock.path)
     except BaseException as exc:
         status, failure = "failed", exc
         # The run log and the log file are read by people not entitled to personal data,

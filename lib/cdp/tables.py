@@ -129,7 +129,8 @@ SILVER_CHANGES = Table(
     "silver/_changes",
     ("table", *RECORD_KEYS),
     "cdp.silver.stage:run_silver",
-    description="what each silver upsert inserted and updated",
+    description="what each silver upsert inserted and updated, one slice per canonical "
+    "table version it was computed against (base_version), replaced on rerun",
 )
 SILVER_PROGRESS = Table(
     "ops/silver_progress",
@@ -162,7 +163,8 @@ IDENTITY_REJECTED_LINKS = Table(
     "gold/identity_rejected_links",
     (),
     "cdp.identity.stage:run_identity",
-    description="links merge protection rejected, per run (append-only)",
+    description="links merge protection rejected, one slice per identity map version "
+    "they were computed from (base_map_version), replaced on rerun",
 )
 IDENTITY_MATCH_PAIRS = Table(
     "gold/identity_match_pairs",

@@ -771,6 +771,44 @@ def test_a_crash_before_the_map_commit_leaves_the_map_and_history_records_each_c
     assert store.version(MAP_TABLE) == version + 1 and history() == after
 
 
+def test_rejected_links_are_one_slice_per_map_version_replaced_by_a_rerun(
+    spark: SparkSession, config: CdpConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(spark, config)
+    household = [person(f"p{i}", phone="+441234500099") for i in range(5)]  # max_records 4
+    store.overwrite(
+        "silver/person_records", persons(spark, person("a", email="a@x.com"), *household)
+    )
+
+    def rejected() -> list[tuple[Any, ...]]:
+        return sorted((r["base_map_version"], r["rule"], r["value_hash"], r["reason"], r["links"])
+                      for r in store.read(REJECTED_TABLE).collect())  # fmt: skip
+
+    run_stage("identity", spark=spark, config=config)
+    first = rejected()
+    assert [(r[0], r[1], r[3]) for r in first] == [(-1, "phone", "shared:records")]
+    version = store.version(MAP_TABLE)
+    # A crash before the map commit, then its rerun: the slice of the base version once.
+    store.overwrite(
+        "silver/person_records",
+        persons(spark, person("a", email="a@x.com"), person("b", email="a@x.com"), *household),
+    )
+    monkeypatch.setenv("CDP_FAULT_POINT", "identity.before_map")
+    monkeypatch.setenv("CDP_FAULT_MODE", "raise")
+    faults.reset()
+    with pytest.raises(StageFailed):
+        run_stage("identity", spark=spark, config=config)
+    monkeypatch.delenv("CDP_FAULT_POINT")
+    run_stage("identity", spark=spark, config=config)
+    after = rejected()
+    assert after == sorted([*first, (version, *first[0][1:])])
+    # A rerun on unchanged silver (the map stays at its version): replaced, not added to.
+    run_stage("identity", spark=spark, config=config)
+    assert rejected() == sorted([*after, (version + 1, *first[0][1:])])
+    run_stage("identity", spark=spark, config=config)
+    assert len(rejected()) == 3
+
+
 # --------------------------------------------------------------------------------------------
 # Evaluation
 

@@ -4,14 +4,18 @@ incremental processing and the accounting identity."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from pyspark.sql import SparkSession
 
+from cdp import faults
 from cdp.config import CdpConfig, ConfigError, load_config
-from cdp.runner import run_stage
+from cdp.runner import StageFailed, run_stage
 from cdp.silver.rules import load_rules
 from cdp.silver.stage import CHANGES_TABLE, QUARANTINE_TABLE, ranking_partitions
 from cdp.storage import open_store
@@ -260,3 +264,115 @@ def test_ranking_shuffle_grows_with_the_batch() -> None:
     assert ranking_partitions(13_000_000, "4") == 65
     assert ranking_partitions(13_000_001, "4") == 66
     assert ranking_partitions(1_000_000, "400") == 400
+
+
+# --------------------------------------------------------------------------------------------
+# Exactly-once side tables: crashes, reruns and concurrent runs
+
+
+def _side_rows(store: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    quarantine = sorted(
+        ((r.table, r.source, r.source_record_id, r._bronze_run_id)
+         for r in store.read(QUARANTINE_TABLE).collect()),
+        key=str,
+    )  # fmt: skip
+    changes = sorted(
+        ((r.table, r.source, r.source_record_id, r.change)
+         for r in store.read(CHANGES_TABLE).collect()),
+        key=str,
+    )  # fmt: skip
+    return quarantine, changes
+
+
+def test_a_crash_before_the_merge_or_the_progress_mark_leaves_each_side_row_once(
+    spark: SparkSession, config: CdpConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(spark, config)
+    run_stage("ingest", spark=spark, config=config)
+    monkeypatch.setenv("CDP_FAULT_MODE", "raise")
+    # 1: dies after writing person_records' quarantine and changes, before its merge.
+    monkeypatch.setenv("CDP_FAULT_POINT", "silver.before_merge")
+    faults.reset()
+    with pytest.raises(StageFailed, match="silver.before_merge"):
+        run_stage("silver", spark=spark, config=config)
+    assert not store.exists("silver/person_records")
+    assert store.read(QUARANTINE_TABLE).count() == 1 and store.read(CHANGES_TABLE).count() == 4
+    # 2: the rerun merges person_records, then dies before its progress mark.
+    monkeypatch.setenv("CDP_FAULT_POINT", "silver.before_progress")
+    faults.reset()
+    with pytest.raises(StageFailed, match="silver.before_progress"):
+        run_stage("silver", spark=spark, config=config)
+    assert store.read("silver/person_records").count() == 4
+    # 3: completes (person_records' bronze read a third time, transactions for the first).
+    monkeypatch.delenv("CDP_FAULT_POINT")
+    run_stage("silver", spark=spark, config=config)
+    quarantine, changes = _side_rows(store)
+    assert [q[:3] for q in quarantine] == [
+        ("person_records", "crm", None),
+        ("transactions", "orders", "o2"),
+    ]
+    assert len({c[:3] for c in changes}) == len(changes) == 6  # 4 persons, 2 orders, once each
+    assert {c[3] for c in changes} == {"insert"}
+
+    # Drop 2, a crash before its merge, a rerun: its two changes recorded once.
+    drop2 = Path(config.landing_uri) / "crm" / "d2" / "b.csv"
+    drop2.parent.mkdir()
+    drop2.write_text(CRM_2)
+    run_stage("ingest", spark=spark, config=config)
+    monkeypatch.setenv("CDP_FAULT_POINT", "silver.before_merge")
+    faults.reset()
+    with pytest.raises(StageFailed):
+        run_stage("silver", spark=spark, config=config)
+    monkeypatch.delenv("CDP_FAULT_POINT")
+    run_stage("silver", spark=spark, config=config)
+    quarantine2, changes2 = _side_rows(store)
+    assert quarantine2 == quarantine
+    assert sorted(set(changes2) - set(changes)) == [
+        ("person_records", "crm", "1", "update"),
+        ("person_records", "crm", "2", "delete"),
+    ]
+    assert len(changes2) == len(changes) + 2
+
+
+def test_two_silver_runs_at_once_leave_each_quarantined_row_once(
+    spark: SparkSession, config: CdpConfig
+) -> None:
+    store = open_store(spark, config)
+    run_stage("ingest", spark=spark, config=config)
+    config.runner.lock_wait_seconds = 600  # the second waits for the first, then runs
+    results: list[Any] = []
+
+    def silver() -> None:
+        try:
+            results.append(run_stage("silver", spark=spark, config=config))
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            results.append(exc)
+
+    threads = [threading.Thread(target=silver) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(not isinstance(r, BaseException) for r in results), results
+    assert sorted(sum(r.rows_read.values()) for r in results) == [0, 7 + 3]  # one did the work
+    quarantine, changes = _side_rows(store)
+    assert [q[:3] for q in quarantine] == [
+        ("person_records", "crm", None),
+        ("transactions", "orders", "o2"),
+    ]
+    assert len({c[:3] for c in changes}) == len(changes) == 6
+
+
+def test_a_run_is_refused_while_another_holds_the_data_root(
+    spark: SparkSession, config: CdpConfig
+) -> None:
+    from cdp.lock import LockHeld, StageLock, lock_path
+
+    path = lock_path(config.data_root_uri)
+    path.parent.mkdir(parents=True)
+    other = StageLock(config.data_root_uri, stage="identity", run_id="elsewhere-run")
+    path.write_text(other._lease(time.time()).to_json())  # another process's live lease
+    with pytest.raises(LockHeld, match=r"locked by stage 'identity' \(owner .*:elsewhere-run\)"):
+        run_stage("silver", spark=spark, config=config)
+    assert not open_store(spark, config).exists("ops/run_log")  # refused before any write
+    path.unlink()

@@ -261,10 +261,49 @@ def test_vacuum_and_optimize(spark: SparkSession, store: TableStore) -> None:
     table = delta_table(store, "bronze/v")
     assert len(table.file_uris()) < files_before
     assert store.read("bronze/v").count() == 4
-    removed = store.vacuum("bronze/v", retention_hours=0)
+    removed = store.vacuum("bronze/v", retention_hours=0, force=True)
     assert len(removed) >= files_before
     assert store.read("bronze/v").count() == 4
     assert store.read("bronze/v", version=table.version()).count() == 4
+
+
+def test_vacuum_refuses_a_retention_below_the_floor_unless_forced(
+    spark: SparkSession, store: TableStore
+) -> None:
+    store.append("bronze/vf", rows(spark, [(1, "a", "GB", 1)]))
+    store.overwrite("bronze/vf", rows(spark, [(2, "b", "GB", 1)]))
+    replaced = set(delta_table(store, "bronze/vf").file_uris())
+    with pytest.raises(StorageError, match=r"retention of 0 h refused: below the floor of 168 h"):
+        store.vacuum("bronze/vf", retention_hours=0)
+    with pytest.raises(StorageError, match="below the floor"):
+        store.vacuum("bronze/vf", retention_hours=167.9)
+    assert store.vacuum("bronze/vf") == []  # the default: the floor, nothing that old
+    assert store.vacuum("bronze/vf", retention_hours=0, force=True)  # the replaced file goes
+    assert set(delta_table(store, "bronze/vf").file_uris()) == replaced
+    assert [r.id for r in store.read("bronze/vf").collect()] == [2]
+
+
+def test_vacuum_never_runs_while_another_run_holds_the_lock(
+    spark: SparkSession, store: TableStore
+) -> None:
+    from cdp.lock import StageLock, lock_path
+
+    store.append("bronze/vl", rows(spark, [(1, "a", "GB", 1)]))
+    path = lock_path(store.root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Another process's lease (written as that process would): vacuum refuses, naming it.
+    other = StageLock(store.root, stage="silver", run_id="other-run")
+    other.owner = "elsewhere:4242:other-run"
+    path.write_text(other._lease(time.time()).to_json())
+    with pytest.raises(StorageError, match=r"refused: data root is locked by stage 'silver' "
+                       r"\(owner elsewhere:4242:other-run\)"):  # fmt: skip
+        store.vacuum("bronze/vl", retention_hours=0, force=True)
+    assert store.vacuum("bronze/vl", dry_run=True) == []  # a dry run deletes nothing: allowed
+    path.unlink()
+    # This process's own lease (a stage vacuuming, like the privacy erasure): no deadlock.
+    with StageLock(store.root, stage="privacy", run_id="mine"):
+        store.vacuum("bronze/vl", retention_hours=0, force=True)
+    assert not path.exists()
 
 
 def test_missing_table_is_a_clear_error(store: TableStore) -> None:
@@ -362,7 +401,7 @@ def test_killed_writer_process_leaves_table_intact(spark: SparkSession, tmp_path
     # The rerun commits exactly once; vacuum removes the orphans.
     store.append("bronze/k", rows(spark, [(2, "b", "US", 1)]))
     assert sorted(r.id for r in store.read("bronze/k").collect()) == [1, 2]
-    store.vacuum("bronze/k", retention_hours=0)
+    store.vacuum("bronze/k", retention_hours=0, force=True)
     on_disk = {p.name for p in (root / "bronze/k").glob("*.parquet")}
     in_log = {Path(u).name for u in DeltaTable(str(root / "bronze/k")).file_uris()}
     assert on_disk == in_log
@@ -393,7 +432,7 @@ def test_concurrent_merges_retry_or_fail_clearly(
     spark: SparkSession, rs_store: DeltaRsStore
 ) -> None:
     rs_store.append("silver/cm", rows(spark, [(i, "x", "GB", 0) for i in range(10)]))
-    outcomes: list[str] = []
+    outcomes: dict[int, str] = {}
 
     def merger(i: int) -> None:
         try:
@@ -402,21 +441,50 @@ def test_concurrent_merges_retry_or_fail_clearly(
                 rows(spark, [(i, f"m{i}", "GB", 1)]),
                 keys=["id"],
             )
-            outcomes.append("ok")
+            outcomes[i] = "ok"
         except ConcurrentWriteError:
-            outcomes.append("conflict")
+            outcomes[i] = "conflict"
 
     threads = [threading.Thread(target=merger, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(outcomes) == 3
-    final = {r.id: r.name for r in rs_store.read("silver/cm").collect()}
-    assert len(final) == 10  # never duplicated, never lost
+    assert sorted(outcomes) == [0, 1, 2]
+    got = [(r.id, r.name) for r in rs_store.read("silver/cm").collect()]
+    final = dict(got)
+    assert len(got) == len(final) == 10  # never duplicated, never lost
     for i in range(3):
-        # A merge that reported success is visible; none was half-applied.
-        assert final[i] == (f"m{i}" if True else "x") or "conflict" in outcomes
+        # A merge that reported success is visible; one that gave up left nothing behind.
+        assert final[i] == (f"m{i}" if outcomes[i] == "ok" else "x"), (i, outcomes)
+    assert all(final[i] == "x" for i in range(3, 10))
+    assert "ok" in outcomes.values()  # retries resolve at least the first race
+
+
+def test_a_commit_between_the_column_change_and_the_data_commit_is_neither_lost_nor_doubled(
+    spark: SparkSession, rs_store: DeltaRsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """delta-rs commits a schema change on its own: another writer's commit landing right
+    after it must make the merge start again from that commit, not commit over it."""
+    from cdp import faults
+
+    rs_store.append("silver/sr", rows(spark, [(i, "x", "GB", 0) for i in (1, 2, 3)]))
+    real_checkpoint = faults.checkpoint
+    raced: list[int | None] = []
+
+    def racing(name: str) -> None:
+        if name == "storage.after_add_columns" and not raced:
+            other = DeltaRsStore(spark, rs_store.root)
+            raced.append(other.append("silver/sr", rows(spark, [(4, "other", "US", 0)])).version)
+        real_checkpoint(name)
+
+    monkeypatch.setattr(faults, "checkpoint", racing)
+    source = rows(spark, [(4, "mine", "GB", 1)]).withColumn("extra", F.lit("e"))
+    result = rs_store.merge("silver/sr", source, keys=["id"], merge_schema=True)
+    assert raced == [2]  # v1: the column change, v2: the other writer, then the merge
+    got = sorted((r.id, r.name, r.extra) for r in rs_store.read("silver/sr").collect())
+    assert got == [(1, "x", None), (2, "x", None), (3, "x", None), (4, "mine", "e")]
+    assert result.version == 3 and result.metrics["num_updated"] == 1
 
 
 def test_concurrent_commit_conflict_is_detected(

@@ -7,9 +7,11 @@ stage does not use ``as_of`` (identity is resolved on everything known now).
 Writes, in this order (so that a crash at any point leaves the previous map intact and a
 rerun completes the work):
 
-1. ``gold/identity_rejected_links`` (append): every link merge protection rejected this run,
-   with rule, id type, a keyed hash of the value (:mod:`cdp.identity.rejected`), reason and
-   run id;
+1. ``gold/identity_rejected_links``: every link merge protection rejected this run, with
+   rule, id type, a keyed hash of the value (:mod:`cdp.identity.rejected`), reason and run
+   id, tagged with ``base_map_version`` and written as that version's slice (one
+   replace-where commit), so a rerun after a crash, or a rerun on an unchanged map, replaces
+   the slice instead of adding to it: each rejection is recorded once per map version;
 2. ``gold/identity_history``: created / joined / merged / split / retired ids, each row
    tagged with ``base_map_version``, the map version the change was computed from. The
    rows of one base version are written with one replace-where commit, so a rerun after a
@@ -89,6 +91,23 @@ def load_stage_rules(
         else []
     )
     return rules, matching, decisions, notes
+
+
+def _record_rejected(
+    store: TableStore, rejected: DataFrame, base: int, *, ctx: StageContext
+) -> None:
+    """Write this run's rejected links as the whole slice of map version ``base`` (see
+    :func:`_record_history`: the same reasoning, one slice per base version)."""
+    rejected = rejected.withColumn(BASE_VERSION, F.lit(base).cast("long"))
+    if (
+        store.exists(REJECTED_TABLE)
+        and BASE_VERSION not in store.schema(REJECTED_TABLE).fieldNames()
+    ):
+        # A table from before the column existed: this append adds it (schema evolution).
+        ctx.run.wrote(REJECTED_TABLE, store.append(REJECTED_TABLE, rejected).rows_written)
+        return
+    written = store.replace_where(REJECTED_TABLE, rejected, f"{BASE_VERSION} = {base}")
+    ctx.run.wrote(REJECTED_TABLE, written.rows_written)
 
 
 def _record_history(
@@ -262,8 +281,7 @@ def run_identity(ctx: StageContext) -> None:
         at=at,
         key=derive_key(ctx.config.privacy_key(), REJECTED_KEY_PURPOSE),
     )
-    wrote = store.append(REJECTED_TABLE, rejected).rows_written
-    ctx.run.wrote(REJECTED_TABLE, wrote)
+    _record_rejected(store, rejected, base, ctx=ctx)
     _write_matching(ctx, matched, res.rejected, accepted, records, matching)
 
     events_count = {r["event"]: int(r["count"]) for r in history.groupBy("event").count().collect()}

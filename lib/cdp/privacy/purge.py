@@ -8,7 +8,7 @@ the erasure (time travel to before it is what erasure must end).
 
 Retention: the erasure's own tables are vacuumed with ``privacy.erase_vacuum_retention_hours``
 (0 by default), which needs the retention check off (delta-rs ``enforce_retention_duration``,
-Spark's ``retentionDurationCheck``); the storage layer's vacuum already runs that way. A
+Spark's ``retentionDurationCheck``) and ``force=True`` past the storage layer's floor. A
 reader holding a snapshot older than the erasure fails on a missing file, which is the
 intended outcome. Other tables keep their usual retention (``cdp run maintenance``).
 
@@ -22,8 +22,10 @@ from typing import Any
 
 
 def vacuum(store: Any, table: str, retention_hours: float) -> int:
-    """Vacuum ``table``; the number of files removed."""
-    return len(store.vacuum(table, retention_hours=retention_hours))
+    """Vacuum ``table``; the number of files removed. Forced: the erasure's retention (0 by
+    default) is below the storage layer's floor on purpose, and the privacy stage holds the
+    data root's lock, so no other run writes files this could delete."""
+    return len(store.vacuum(table, retention_hours=retention_hours, force=True))
 
 
 def purge_log(store: Any, table: str, *, keep_from: int | None = None) -> str:

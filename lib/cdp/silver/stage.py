@@ -12,8 +12,19 @@ arriving later cannot bring the record back); consumers filter on ``is_deleted``
 
 Every row read is accounted for: bronze rows = rows merged + exact duplicates collapsed +
 older versions superseded in the batch + rows quarantined (``silver/_quarantine``).
-Changed keys go to ``silver/_changes`` before each merge (at-least-once: a key listed there
-may turn out unchanged after a crash and rerun, never the reverse).
+
+The two side tables are written before the merge and the progress mark, each as one
+replace-where slice keyed by what it describes, so a crash and rerun (or a second run; the
+runner's lock serialises them) leaves each row once:
+
+- ``silver/_quarantine``: the slice is the batch's input, the bronze ingest runs it read per
+  source (``source`` and ``_bronze_run_id``; the whole source on a first, full read). A rerun
+  after a crash reads the same runs again (and perhaps newer ones) and replaces the slice.
+- ``silver/_changes``: the slice is ``base_version``, the canonical table's version the
+  changes were computed against. Only this table's merge moves it past that version, so rows
+  of that version were left by a run that crashed before its merge: they are replaced. After
+  a crash between the merge and the progress mark the rerun computes against the merged
+  version and finds those keys unchanged, so the crashed run's rows stand, once.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
+from cdp import faults
 from cdp import tables as T
 from cdp.silver import standardize as S
 from cdp.silver.canonical import (
@@ -57,6 +69,8 @@ QUARANTINE_TABLE = T.SILVER_QUARANTINE.name
 CHANGES_TABLE = T.SILVER_CHANGES.name
 KEYS = ["source", "source_record_id"]
 VERSION_KEY = "_version_key"
+# In silver/_changes: the canonical table's version the change was computed against.
+BASE_VERSION = "base_version"
 # Run-log metrics the report reads back: rule.<table>.<rule> (rows failing each rule) and
 # <table>.<outcome> for each de-duplication and upsert outcome below.
 RULE_METRIC_PREFIX = "rule."
@@ -220,6 +234,25 @@ class TableBatch:
     table: CanonicalTable
     frames: list[DataFrame] = field(default_factory=list)
     sources: list[tuple[SourceSpec, int]] = field(default_factory=list)  # (source, bronze version)
+    # Per source name: the bronze ingest run ids read, or None when every bronze row was read.
+    runs: dict[str, list[str] | None] = field(default_factory=dict)
+
+    def input_slice(self) -> str:
+        """Spark SQL predicate on ``silver/_quarantine`` selecting the rows of this batch's
+        input: deterministic, so a rerun of the same input selects what a crashed run wrote."""
+        per_source = []
+        for spec, _version in self.sources:
+            runs = self.runs.get(spec.name)
+            cond = f"source = {_sql_text(spec.name)}"
+            if runs is not None:
+                cond += f" AND _bronze_run_id IN ({', '.join(_sql_text(r) for r in runs)})"
+            per_source.append(f"({cond})")
+        return f"table = {_sql_text(self.table.name)} AND ({' OR '.join(per_source)})"
+
+
+def _sql_text(value: str) -> str:
+    """A Spark SQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _progress(store: TableStore) -> dict[str, int]:
@@ -251,16 +284,24 @@ def read_new_bronze(
     store: TableStore, spec: SourceSpec, last: int | None
 ) -> tuple[DataFrame | None, int]:
     """Bronze rows of ``spec`` committed after version ``last`` (all rows when None)."""
+    bronze, current, _runs = read_new_bronze_runs(store, spec, last)
+    return bronze, current
+
+
+def read_new_bronze_runs(
+    store: TableStore, spec: SourceSpec, last: int | None
+) -> tuple[DataFrame | None, int, list[str] | None]:
+    """:func:`read_new_bronze`, and the ingest run ids it selected (None: every row)."""
     current = store.version(spec.table)
     if current is None or current == last:
-        return None, current if current is not None else -1
+        return None, current if current is not None else -1, []
     bronze = store.read(spec.table, version=current)
-    if last is not None:
-        runs = _new_run_ids(store, spec.table, last, current)
-        if not runs:
-            return None, current
-        bronze = bronze.where(F.col("_ingest_run_id").isin(runs))
-    return bronze, current
+    if last is None:
+        return bronze, current, None
+    runs = _new_run_ids(store, spec.table, last, current)
+    if not runs:
+        return None, current, []
+    return bronze.where(F.col("_ingest_run_id").isin(runs)), current, runs
 
 
 def load_silver_rules(ctx: StageContext) -> dict[str, list[Rule]]:
@@ -280,7 +321,7 @@ def run_silver(ctx: StageContext) -> None:
         if not store.exists(spec.table):
             ctx.progress(f"{spec.name}: no bronze table yet")
             continue
-        bronze, version = read_new_bronze(store, spec, progress.get(spec.name))
+        bronze, version, runs = read_new_bronze_runs(store, spec, progress.get(spec.name))
         if bronze is None:
             ctx.progress(f"{spec.name}: nothing new in {spec.table} (version {version})")
             continue
@@ -289,9 +330,11 @@ def run_silver(ctx: StageContext) -> None:
         batch = batches.setdefault(table.name, TableBatch(table))
         batch.frames.append(frame)
         batch.sources.append((spec, version))
+        batch.runs[spec.name] = runs
     now = datetime.now(timezone.utc)
     for batch in batches.values():
         _apply_batch(ctx, batch, rules.get(batch.table.name, []), now)
+        faults.checkpoint("silver.before_progress")
         store.append_rows(
             PROGRESS_TABLE,
             [
@@ -357,6 +400,7 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
         for key, value in stats.items():
             ctx.run.metric(f"{RULE_METRIC_PREFIX}{key}", int(value or 0))
 
+        quarantined = None
         if blocked:
             quarantined = checked.where(F.col(BLOCKED)).select(
                 F.lit(table.name).alias("table"),
@@ -372,7 +416,8 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
                 F.lit(run_id).alias("_silver_run_id"),
                 F.lit(now).cast("timestamp").alias("quarantined_at"),
             )
-            store.append(QUARANTINE_TABLE, quarantined)
+        _write_quarantine(ctx, batch, quarantined)
+        if blocked:
             ctx.run.quarantined(table.table, blocked)
 
         good = (
@@ -396,9 +441,10 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
         ctx.run.metric(f"{table.name}.{COLLAPSED}", good_n - distinct_n)
         ctx.run.metric(f"{table.name}.{SUPERSEDED}", distinct_n - latest_n)
 
-        changes = _changes(store, table, latest, run_id, now)
-        if changes is not None:
-            store.append(CHANGES_TABLE, changes)
+        base = store.version(table.table)
+        changes = _changes(store, table, latest, run_id, now, base)
+        _write_changes(store, table, changes, -1 if base is None else base)
+        faults.checkpoint("silver.before_merge")
         result = store.merge(
             table.table,
             latest,
@@ -424,13 +470,43 @@ def _apply_batch(ctx: StageContext, batch: TableBatch, rules: list[Rule], now: d
         checked.unpersist()
 
 
+def _write_quarantine(ctx: StageContext, batch: TableBatch, rows: DataFrame | None) -> None:
+    """The batch's quarantined rows as the whole slice of its input (see the module
+    docstring): replaced, or removed when this run quarantines none of that input."""
+    store = ctx.store
+    slice_ = batch.input_slice()
+    if rows is not None:
+        store.replace_where(QUARANTINE_TABLE, rows, slice_)
+    elif store.exists(QUARANTINE_TABLE) and store.read(QUARANTINE_TABLE).where(slice_).take(1):
+        store.delete(QUARANTINE_TABLE, slice_)
+        ctx.progress(f"{QUARANTINE_TABLE}: removed rows of a crashed run no longer quarantined")
+
+
+def _write_changes(store: TableStore, table: CanonicalTable, changes: DataFrame, base: int) -> None:
+    """The batch's changes as the whole slice of (table, base version); see the module
+    docstring. A table from before ``base_version`` existed gets the column by this append."""
+    exists = store.exists(CHANGES_TABLE)
+    if exists and BASE_VERSION not in store.schema(CHANGES_TABLE).fieldNames():
+        store.append(CHANGES_TABLE, changes)
+        return
+    store.replace_where(
+        CHANGES_TABLE, changes, f"table = {_sql_text(table.name)} AND {BASE_VERSION} = {base}"
+    )
+
+
 def _changes(
-    store: TableStore, table: CanonicalTable, latest: DataFrame, run_id: str, now: datetime
-) -> DataFrame | None:
-    """Keys this batch will insert, update or delete (tombstone) in ``table``."""
+    store: TableStore,
+    table: CanonicalTable,
+    latest: DataFrame,
+    run_id: str,
+    now: datetime,
+    base: int | None,
+) -> DataFrame:
+    """Keys this batch will insert, update or delete (tombstone) in ``table``, compared with
+    its version ``base`` (None: the table does not exist yet)."""
     incoming = latest.select(*KEYS, VERSION_KEY, "is_deleted")
-    if store.exists(table.table):
-        current = store.read(table.table).select(
+    if base is not None:
+        current = store.read(table.table, version=base).select(
             *KEYS,
             F.col(VERSION_KEY).alias("_current_key"),
             F.col("is_deleted").alias("_was_deleted"),
@@ -453,4 +529,5 @@ def _changes(
         change.alias("change"),
         F.lit(run_id).alias("silver_run_id"),
         F.lit(now).cast("timestamp").alias("changed_at"),
+        F.lit(-1 if base is None else base).cast("long").alias(BASE_VERSION),
     ).where(F.col("change").isNotNull())

@@ -86,6 +86,8 @@ class TableInfo:
 
 
 RUN_ID_KEY = "cdp.run_id"
+# Vacuum's default retention and its floor, as in Delta (7 days); below it only with force.
+VACUUM_RETENTION_FLOOR_HOURS = 168.0
 
 
 def widen_struct(current: Any, incoming: Any) -> Any:
@@ -324,9 +326,46 @@ class TableStore(ABC):
 
     @abstractmethod
     def vacuum(
-        self, name: str, *, retention_hours: float | None = None, dry_run: bool = False
+        self,
+        name: str,
+        *,
+        retention_hours: float | None = None,
+        dry_run: bool = False,
+        force: bool = False,
     ) -> list[str]:
-        """Delete files no longer referenced (and older than the retention); return them."""
+        """Delete files no longer referenced (and older than the retention); return them.
+
+        A retention below :data:`VACUUM_RETENTION_FLOOR_HOURS` is refused unless ``force``
+        (the privacy erasure, which must remove the replaced files now); and vacuum never runs
+        while another run holds the data root's lock (see :meth:`_vacuum_hours`)."""
+
+    def _vacuum_hours(
+        self, name: str, retention_hours: float | None, *, dry_run: bool, force: bool
+    ) -> float:
+        """The retention to vacuum ``name`` with, after the checks every backend shares.
+
+        Why a floor: a file replaced a minute ago may still be read by a running job (a
+        snapshot taken before the replacement) or be the newest file of a write about to
+        commit; deleting it fails that job or loses that write. Why the lock: a run in
+        progress writes files its commit has not referenced yet. A lease this process holds
+        (the stage calling vacuum) is no obstacle, so the privacy stage does not wait for
+        itself.
+        """
+        from cdp.lock import LockHeld, check_free
+
+        hours = VACUUM_RETENTION_FLOOR_HOURS if retention_hours is None else retention_hours
+        if hours < VACUUM_RETENTION_FLOOR_HOURS and not force:
+            raise StorageError(
+                f"vacuum of '{name}' with a retention of {hours:g} h refused: below the floor "
+                f"of {VACUUM_RETENTION_FLOOR_HOURS:g} h, files that running readers or an "
+                "uncommitted write still need could be deleted (force=True overrides it)"
+            )
+        if not dry_run:
+            try:
+                check_free(self.root)
+            except LockHeld as exc:
+                raise StorageError(f"vacuum of '{name}' refused: {exc}") from exc
+        return hours
 
     def truncate_history(self, name: str, *, keep_from: int | None = None) -> str:
         """Checkpoint at the current version and remove the log entries of earlier versions

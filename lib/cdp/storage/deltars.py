@@ -428,6 +428,9 @@ class DeltaRsStore(DeltaRsCommits):
                     f"table '{name}': {seen['outside']} new row(s) do not match the replace "
                     f"predicate {predicate!r}; nothing was committed"
                 )
+            if not touched_uris and not adds:
+                # An empty slice replaced by nothing: no commit, like an empty append.
+                return CommitResult(name, None, "WRITE", {"num_output_rows": 0, "num_files": 0})
             version, removed = self._commit_rewrite(
                 dt,
                 name,
@@ -453,13 +456,19 @@ class DeltaRsStore(DeltaRsCommits):
         return self._retrying(name, "replace_where", attempt)
 
     def vacuum(
-        self, name: str, *, retention_hours: float | None = None, dry_run: bool = False
+        self,
+        name: str,
+        *,
+        retention_hours: float | None = None,
+        dry_run: bool = False,
+        force: bool = False,
     ) -> list[str]:
+        hours = self._vacuum_hours(name, retention_hours, dry_run=dry_run, force=force)
         dt = self._load(name)
-        hours = 168.0 if retention_hours is None else retention_hours
         removed = dt.vacuum(
             retention_hours=int(hours),
             dry_run=dry_run,
+            # Our floor (base._vacuum_hours) replaces delta-rs's table-property check.
             enforce_retention_duration=False,
             full=True,
             commit_properties=self._props("VACUUM", dt.version()),

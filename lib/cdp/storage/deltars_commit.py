@@ -197,7 +197,17 @@ class DeltaRsCommits(DeltaRsSnapshots):
     def _evolve(
         self, dt: DeltaTable, name: str, incoming: StructType, *, merge_schema: bool
     ) -> StructType:
-        """Add the incoming frame's new columns to the table (when allowed); return the schema."""
+        """Add the incoming frame's new columns to the table (when allowed); return the schema.
+
+        The column change is its own commit (delta-rs's ``create_write_transaction`` writes
+        no metadata action), so it must not open a gap: it is committed on top of ``dt``'s
+        version exactly (no rebase), and ``dt`` is left at the version it created, never
+        the latest. The data commit that follows is then on top of that version or fails
+        as a lost race (:class:`CommitConflict`): a commit landing between the two makes the
+        whole attempt run again from the new version, so the removes and the merge's view of
+        the table are never those of an older snapshot. Adding nullable columns alone is
+        harmless when the data commit never follows (a crash, or retries exhausted).
+        """
         current = to_spark_schema(dt.schema())
         known = {f.name: f for f in current.fields}
         new_fields = []
@@ -222,10 +232,16 @@ class DeltaRsCommits(DeltaRsSnapshots):
                 f"{[f.name for f in new_fields]} (schema evolution is off for this write)"
             )
         delta_fields = to_delta_schema(StructType(new_fields)).fields
+        read_version = dt.version()
         dt.alter.add_columns(
-            list(delta_fields), commit_properties=self._props("ADD COLUMNS", dt.version())
+            list(delta_fields), commit_properties=self._props("ADD COLUMNS", read_version)
         )
-        dt.update_incremental()
+        faults.checkpoint("storage.after_add_columns")
+        if dt.version() != read_version + 1:
+            raise CommitConflict(
+                f"table '{name}': the column change landed at version {dt.version()}, "
+                f"not {read_version + 1}"
+            )
         return to_spark_schema(dt.schema())
 
     def _partition_columns(
