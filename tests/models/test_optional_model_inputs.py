@@ -7,8 +7,8 @@ from datetime import date, datetime
 from pyspark.sql import SparkSession
 
 from cdp import tables as T
-from cdp.models.features import feature_inputs, feature_parts
-from cdp.models.features_stage import left_out_features
+from cdp.models.features import feature_inputs
+from cdp.models.features_stage import left_out_features, parts_of
 from cdp.models.inputs import Inputs
 from cdp.models.settings import ModelsConfig
 from cdp.optional_inputs import empty_silver
@@ -49,19 +49,7 @@ def test_features_of_inputs_without_rows_are_left_out(spark: SparkSession) -> No
     inputs = _inputs(spark, missing=("events", "consents", "persons"))
     assert inputs.without_rows() == ("events", "consents", "persons")
     left_out = set(left_out_features(inputs, as_of, settings))
-    f = inputs.frames
-    by_input = feature_inputs(
-        feature_parts(
-            transactions=f["transactions"],
-            events=f["events"],
-            consents=f["consents"],
-            persons=f["persons"],
-            identity_map=f["identity_map"],
-            identifiers=f["identifiers"],
-            as_of=as_of,
-            settings=settings,
-        )
-    )
+    by_input = feature_inputs(parts_of(inputs, as_of, settings))
     assert {"web_events_30d", "emails_sent_90d", "consent_marketing_email", "age_years"} <= left_out
     assert left_out == set(by_input["events"] + by_input["consents"] + by_input["persons"])
     assert not left_out & set(by_input["transactions"])

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp import tables as T
-from cdp.models.features import AS_OF, build_features, feature_inputs, feature_parts
+from cdp.models.features import AS_OF, feature_inputs, feature_parts, join_features
 from cdp.models.inputs import AS_OF_METRIC, Inputs, read_inputs, replace_rows, settings_of
 from cdp.models.settings import ModelsConfig
 from cdp.stage import StageContext
@@ -20,10 +20,10 @@ from cdp.stage import StageContext
 FEATURES_TABLE = T.CUSTOMER_FEATURES.name
 
 
-def compute_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> DataFrame:
-    """The features of every customer at ``as_of`` (not stored)."""
+def parts_of(inputs: Inputs, as_of: date, settings: ModelsConfig) -> dict[str, DataFrame]:
+    """The feature parts (:func:`cdp.models.features.feature_parts`) of ``inputs``."""
     f = inputs.frames
-    return build_features(
+    return feature_parts(
         transactions=f["transactions"],
         events=f["events"],
         consents=f["consents"],
@@ -35,6 +35,11 @@ def compute_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> Dat
     )
 
 
+def compute_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> DataFrame:
+    """The features of every customer at ``as_of`` (not stored)."""
+    return join_features(parts_of(inputs, as_of, settings), as_of)
+
+
 def left_out_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> list[str]:
     """The feature columns that come from an optional input without rows (missing, or
     empty): they hold only zeros and nulls that say nothing about anyone, so training leaves
@@ -42,19 +47,7 @@ def left_out_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> li
     empty = inputs.without_rows()
     if not empty:
         return []
-    f = inputs.frames
-    by_input = feature_inputs(
-        feature_parts(
-            transactions=f["transactions"],
-            events=f["events"],
-            consents=f["consents"],
-            persons=f["persons"],
-            identity_map=f["identity_map"],
-            identifiers=f["identifiers"],
-            as_of=as_of,
-            settings=settings,
-        )
-    )
+    by_input = feature_inputs(parts_of(inputs, as_of, settings))
     return sorted({c for key in empty for c in by_input[key]})
 
 
