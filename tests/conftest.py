@@ -54,6 +54,19 @@ def data_root(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture()
+def env(tmp_path: Path) -> dict[str, Path]:
+    """Empty ``data``, ``landing`` and ``sources`` folders (a hand-made landing zone).
+
+    Here rather than in ``tests/bronze/conftest.py``: test modules import ``DemoRun`` from
+    ``conftest``, and a second conftest module would shadow this one.
+    """
+    paths = {n: tmp_path / n for n in ("data", "landing", "sources")}
+    for p in paths.values():
+        p.mkdir(parents=True)
+    return paths
+
+
 @dataclass(frozen=True)
 class DemoRun:
     """One `cdp demo` run shared by the end-to-end, notebook and report tests."""
