@@ -18,6 +18,9 @@ TESTS = Path(__file__).resolve().parent
 FOLDER_MARKERS = {"scenarios": "scenario", "e2e": "e2e"}
 
 
+# First: pytest-xdist reads the xdist_group marks in its own hook of the same name, which
+# would otherwise run before these marks exist (the demo then ran once per worker).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     uses_demo: dict[Path, bool] = {}
     for item in items:

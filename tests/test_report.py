@@ -157,7 +157,9 @@ def _artifacts_dir(tmp_path: Path) -> Path:
     if os.environ.get("CI") or target.exists():
         target.mkdir(parents=True, exist_ok=True)
         return target
-    return tmp_path
+    fallback = tmp_path / "artifacts"  # not tmp_path itself: the page is written there first
+    fallback.mkdir(exist_ok=True)
+    return fallback
 
 
 @pytest.mark.slow
