@@ -25,6 +25,7 @@ runner's lock serialises them) leaves each row once:
   of that version were left by a run that crashed before its merge: they are replaced. After
   a crash between the merge and the progress mark the rerun computes against the merged
   version and finds those keys unchanged, so the crashed run's rows stand, once.
+
 Longer than the ~500 lines a module should hold: the order of its writes (side tables,
 merge, progress mark) is the stage's crash-safety protocol, kept readable in one place;
 the next split is the side-table slices into their own module.

@@ -15,6 +15,7 @@ Blind appends are re-committed as they are after a lost race; operations that re
 (overwrite, merge, delete) are recomputed from the new version, so a concurrent change is never
 lost. MERGE and DELETE run in Spark as copy-on-write: only files that hold affected rows are
 rewritten.
+
 About 500 lines: the table operations of one backend, each a thin layer over the commit
 and snapshot modules; split per operation family if it grows further.
 """
