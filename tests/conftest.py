@@ -18,10 +18,12 @@ TESTS = Path(__file__).resolve().parent
 FOLDER_MARKERS = {"scenarios": "scenario", "e2e": "e2e"}
 
 
-# First: pytest-xdist reads the xdist_group marks in its own hook of the same name, which
-# would otherwise run before these marks exist (the demo then ran once per worker).
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# A wrapper: the marks go on before every other implementation of this hook (pytest-xdist
+# reads the xdist_group marks in its own), and the node ids are checked after them all.
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Iterator[None]:
     uses_demo: dict[Path, bool] = {}
     for item in items:
         path = Path(str(item.fspath)).resolve()
@@ -35,6 +37,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             uses_demo[path] = "demo_run" in path.read_text(encoding="utf-8")
         group = "demo" if uses_demo[path] else str(path.relative_to(TESTS))
         item.add_marker(pytest.mark.xdist_group(group))
+    yield
+    if getattr(config.option, "loadgroup", False):
+        _put_group_in_node_ids(items)
+
+
+def _put_group_in_node_ids(items: list[pytest.Item]) -> None:
+    """pytest-xdist 3.8 puts the group into the node id by assigning `item._nodeid`, which
+    pytest 9.2 no longer reads (the id lives in `item._id`): the controller never saw a group
+    and the demo ran once per worker. Put the suffix where this pytest reads it."""
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        group = next(
+            (str(mark.args[0]) for mark in item.iter_markers("xdist_group") if mark.args), None
+        )
+        if group is not None and not item.nodeid.endswith(f"@{group}"):
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
