@@ -126,6 +126,12 @@ class Sink(Protocol):
         """Remove ``keys`` (missing ones are ignored)."""
         ...
 
+    def list_keys(self) -> list[str]:
+        """Every key under the root, sorted (erasure rewrites past deliveries)."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
 
 class LocalSink:
     """A directory; every file appears whole (written aside, then renamed into place)."""
@@ -156,6 +162,16 @@ class LocalSink:
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             (self.path / key).unlink(missing_ok=True)
+
+    def list_keys(self) -> list[str]:
+        if not self.path.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()
+        )
+
+    def get_bytes(self, key: str) -> bytes:
+        return (self.path / key).read_bytes()
 
 
 @dataclass
@@ -219,6 +235,25 @@ class S3Sink:
                 self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": batch}, **self.owner
                 )
+
+    def list_keys(self) -> list[str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        keys: list[str] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=base, **self.owner
+        )
+        for page in pages:
+            keys += [obj["Key"][len(base) :] for obj in page.get("Contents", [])]
+        return sorted(keys)
+
+    def get_bytes(self, key: str) -> bytes:
+        body = with_retries(
+            lambda: self.client.get_object(Bucket=self.bucket, Key=self.key(key), **self.owner),
+            what=f"read of {self.uri(key)}",
+            attempts=self.attempts,
+            base_seconds=self.base_seconds,
+        )["Body"]
+        return bytes(body.read())
 
 
 def transfer_config(cfg: ExportConfig) -> Any:

@@ -42,7 +42,7 @@ from cdp import tables as T
 from cdp.pipeline import ERASABLE_TABLES
 from cdp.privacy import purge
 from cdp.privacy.audit import record_audit
-from cdp.privacy.files import rewrite_exports, scrub_directories
+from cdp.privacy.files import FileErasure, rewrite_exports, scrub_directories
 from cdp.privacy.requests import (
     deadline_days_of,
     open_requests,
@@ -372,6 +372,22 @@ def run_privacy(ctx: StageContext) -> None:
     ctx.run.wrote(T.PRIVACY_REQUESTS.name, len(done))
 
 
+def _rewrite_deliveries(ctx: StageContext, person: Person, ids: list[str]) -> list[FileErasure]:
+    """Rewrite the export's past files that hold the person, through the export's own sink
+    (so an S3 target is rewritten with its encryption and bucket-owner settings)."""
+    from cdp.export.identifiers import destination_key
+    from cdp.export.sink import open_sink
+
+    cfg = ctx.config.activation.export
+    target = cfg.target or f"{ctx.config.data_root_uri}/exports"
+    local = "://" not in target or target.startswith("file://")
+    if local and not Path(target.removeprefix("file://")).is_dir():
+        return []  # nothing was ever exported
+    sink = open_sink(cfg, default_target=f"{ctx.config.data_root_uri}/exports")
+    id_key = destination_key(ctx.config.privacy_key(), sink.root)
+    return rewrite_exports(sink, person, ids, id_key)
+
+
 def _run_erasure(
     ctx: StageContext, key: bytes, batch: list[dict[str, Any]], now: datetime
 ) -> list[dict[str, Any]]:
@@ -387,20 +403,11 @@ def _run_erasure(
         ]
         add_to_list(store, entries + person.pseudonyms(key), r["request_id"], at=now)
     data_root = ctx.config.data_root_uri
-    files = []
+    # Past deliveries, wherever the export wrote them (a local folder or an S3 bucket).
+    files = _rewrite_deliveries(ctx, person, ids)
+    layers["exports"] = "done"
     if "://" not in data_root or data_root.startswith("file://"):
         root = Path(data_root.removeprefix("file://"))
-        target = ctx.config.activation.export.target
-        export_root = (
-            Path(target.removeprefix("file://"))
-            if target and "s3://" not in target
-            else root / "exports"
-        )
-        if not (target or "").startswith("s3://"):
-            files += rewrite_exports(export_root, person, ids)
-            layers["exports"] = "done"
-        else:
-            layers["exports"] = "pending: object-store target (rewrite not supported yet)"
         files += scrub_directories([root / "_checkpoints", root / "_staging"], person)
         layers["files"] = "done"
     _finish_tables(ctx, erased)

@@ -1,7 +1,7 @@
 """Erasure outside the Delta tables: past export files, checkpoints and staging areas.
 
-Export files (Parquet or CSV under a local export target) are rewritten without the person's
-rows, and their manifest updated (rows, bytes, checksums). Each destination then gets a
+Export files (Parquet or CSV, in a local folder or an S3 bucket: the export's own sink) are
+rewritten without the person's rows, and their manifest updated (rows, bytes, checksums). Each destination then gets a
 suppression file under ``<target>/_suppressions/``: what was delivered for the person
 (customer id and the identifier digests as exported), so the destination can delete its copy;
 it is meant for the destination, like the export itself.
@@ -19,11 +19,14 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cdp.export.sink import Sink
+from cdp.privacy.keys import pseudonym
 from cdp.privacy.resolve import Person
 
 MANIFEST = "manifest.json"
@@ -42,15 +45,22 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def export_digests(person: Person) -> tuple[set[str], set[str], set[str]]:
-    """Customer ids and the SHA-256 digests an export holds for ``person``."""
+def export_digests(
+    person: Person, id_key: bytes | None = None
+) -> tuple[set[str], set[str], set[str]]:
+    """Customer ids and the SHA-256 digests an export holds for ``person``: the delivered
+    customer id is the destination's pseudonym (HMAC under ``id_key``), never the internal
+    id, which is kept in the set too for deliveries made before pseudonyms existed."""
+    ids = set(person.customers)
+    if id_key is not None:
+        ids |= {pseudonym(id_key, c) for c in person.customers}
     emails = {_sha(v.strip().lower()) for v in person.values.get("email", set())}
     phones = {_sha(v) for v in person.values.get("phone", set())}
-    return set(person.customers), emails, phones
+    return ids, emails, phones
 
 
-def _mask(table: pa.Table, person: Person) -> pa.Array:
-    ids, emails, phones = export_digests(person)
+def _mask(table: pa.Table, person: Person, id_key: bytes | None) -> pa.Array:
+    ids, emails, phones = export_digests(person, id_key)
     hit = pa.array([False] * table.num_rows)
     for col, values in (
         ("customer_id", ids),
@@ -65,83 +75,107 @@ def _mask(table: pa.Table, person: Person) -> pa.Array:
     return hit
 
 
-def rewrite_exports(target: Path, person: Person, request_ids: list[str]) -> list[FileErasure]:
-    """Rewrite every export data file under ``target`` that holds the person; write one
-    suppression file per destination (audience) that had any of them."""
-    if not target.is_dir():
-        return []
+def rewrite_exports(
+    sink: Sink, person: Person, request_ids: list[str], id_key: bytes | None = None
+) -> list[FileErasure]:
+    """Rewrite every export data file in ``sink`` (a local folder or an object store) that
+    holds the person, and its manifest; write one suppression file per destination (audience)
+    that had any of them. A rewritten object replaces the old one whole (S3 PUT; a local
+    file by rename), with the sink's encryption settings. ``id_key``: the destination's
+    customer-id pseudonym key (:func:`cdp.export.identifiers.destination_key`)."""
     done: list[FileErasure] = []
     removed_by_audience: dict[str, pa.Table] = {}
-    for path in sorted(target.rglob("part-*")):
-        if SUPPRESSIONS in path.parts or path.suffix not in (".parquet", ".csv"):
+    manifests: dict[str, dict[str, Any]] = {}
+    for key in sink.list_keys():
+        name = key.rsplit("/", 1)[-1]
+        if key.startswith(SUPPRESSIONS + "/") or not name.startswith("part-"):
             continue
-        table = pq.read_table(path) if path.suffix == ".parquet" else _read_csv(path)
-        hit = _mask(table, person)
+        if not key.endswith((".parquet", ".csv")):
+            continue
+        data = sink.get_bytes(key)
+        parquet = key.endswith(".parquet")
+        table = pq.read_table(io.BytesIO(data)) if parquet else _read_csv(data)
+        hit = _mask(table, person, id_key)
         n = int(pc.sum(hit).as_py() or 0)
         if not n:
             continue
         kept = table.filter(pc.invert(hit))
         gone = table.filter(hit)
-        audience = path.relative_to(target).parts[0]
+        audience = key.split("/", 1)[0]
         prev = removed_by_audience.get(audience)
-        removed_by_audience[audience] = gone if prev is None else pa.concat_tables([prev, gone])
-        if path.suffix == ".parquet":
-            pq.write_table(kept, path, compression="snappy")
-        else:
-            _write_csv(kept, path)
-        _update_manifest(path, n)
-        done.append(FileErasure(str(path.relative_to(target)), n, "rewritten"))
+        removed_by_audience[audience] = (
+            gone if prev is None else pa.concat_tables([prev, gone], promote_options="permissive")
+        )
+        body = _parquet_bytes(kept) if parquet else _csv_bytes(kept)
+        sink.put_bytes(body, key, "application/octet-stream")
+        folder = key.rsplit("/", 1)[0]
+        if folder not in manifests:
+            manifests[folder] = _read_manifest(sink, f"{folder}/{MANIFEST}")
+        _update_manifest(manifests[folder], name, n, body)
+        done.append(FileErasure(key, n, "rewritten"))
+    for folder, doc in manifests.items():
+        if doc:
+            body = json.dumps(doc, indent=2, sort_keys=True).encode()
+            sink.put_bytes(body, f"{folder}/{MANIFEST}", "application/json")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     for audience, gone in removed_by_audience.items():
-        out = (
-            target / SUPPRESSIONS / audience / f"{stamp}-{'-'.join(sorted(request_ids))[:80]}.json"
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        body = {
+        out = f"{SUPPRESSIONS}/{audience}/{stamp}-{'-'.join(sorted(request_ids))[:80]}.json"
+        notice = {
             "audience": audience,
             "requests": sorted(request_ids),
             "created_at": stamp,
             "delete": gone.to_pylist(),
         }
-        out.write_text(json.dumps(body, indent=2, sort_keys=True))
+        text = json.dumps(notice, indent=2, sort_keys=True).encode()
+        sink.put_bytes(text, out, "application/json")
     return done
 
 
-def _read_csv(path: Path) -> pa.Table:
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+def _read_csv(data: bytes) -> pa.Table:
+    text = data.decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     if not rows:
-        with path.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), [])
+        header = next(csv.reader(io.StringIO(text, newline="")), [])
         return pa.table({h: pa.array([], pa.string()) for h in header})
     return pa.Table.from_pylist(rows)
 
 
-def _write_csv(table: pa.Table, path: Path) -> None:
+def _csv_bytes(table: pa.Table) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(table.column_names)
     for row in table.to_pylist():
         writer.writerow(["" if row[c] is None else row[c] for c in table.column_names])
-    path.write_text(buf.getvalue(), encoding="utf-8")
+    return buf.getvalue().encode("utf-8")
 
 
-def _update_manifest(part: Path, removed: int) -> None:
-    manifest = part.parent / MANIFEST
-    if not manifest.is_file():
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="snappy")
+    return buf.getvalue()
+
+
+def _read_manifest(sink: Sink, key: str) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads(sink.get_bytes(key))
+    except Exception:  # no manifest: a delivery that never sealed, nothing to update
+        return {}
+    return doc
+
+
+def _update_manifest(doc: dict[str, Any], part: str, removed: int, body: bytes) -> None:
+    if not doc:
         return
-    doc = json.loads(manifest.read_text())
     for entry in doc.get("files", []):
-        if entry.get("path") == part.name:
+        if entry.get("path") == part:
             entry["rows"] = int(entry["rows"]) - removed
-            entry["bytes"] = part.stat().st_size
-            entry["sha256"] = hashlib.sha256(part.read_bytes()).hexdigest()
+            entry["bytes"] = len(body)
+            entry["sha256"] = hashlib.sha256(body).hexdigest()
     doc["row_count"] = int(doc.get("row_count", 0)) - removed
     counts = doc.get("counts") or {}
     if "exported" in counts:
         counts["exported"] = int(counts["exported"]) - removed
         counts["erased"] = int(counts.get("erased", 0)) + removed
-    manifest.write_text(json.dumps(doc, indent=2, sort_keys=True))
 
 
 def tokens_of(person: Person) -> set[str]:
