@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -124,7 +125,7 @@ def test_console_shows_each_event_once_results_on_stdout(tmp_path: Path) -> None
         "options: {header: 'true'}\nprimary_key: [id]\n"
         "mapping: {source_record_id: id, email: email}\n"
     )
-    out = cdp(
+    args = (
         "run",
         "ingest",
         "--env",
@@ -138,6 +139,7 @@ def test_console_shows_each_event_once_results_on_stdout(tmp_path: Path) -> None
         "--set",
         "log.level=INFO",  # the console log handler is on: it must not repeat progress lines
     )
+    out = cdp(*args)
     assert out.returncode == 0, out.stderr[-3000:]
     progress = [line for line in out.stderr.splitlines() if "[ingest] " in line]
     assert progress, out.stderr[-3000:]
@@ -147,6 +149,17 @@ def test_console_shows_each_event_once_results_on_stdout(tmp_path: Path) -> None
     assert re.search(r"^\[1/1\] ingest done in .* \(run .*\)$", out.stdout, flags=re.M)
     assert re.search(r"^all done in ", out.stdout, flags=re.M)
     assert "done in" not in out.stderr
+    assert "\r" not in out.stderr  # not a terminal: no live status line
+
+    # --json: one object per stage and one for the run on stdout, nothing else there.
+    again = cdp(*args, "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    docs = [json.loads(line) for line in again.stdout.splitlines()]
+    assert [d["type"] for d in docs] == ["stage", "run"]
+    assert docs[0]["stage"] == "ingest" and docs[0]["status"] == "success"
+    assert docs[0]["run_id"] and docs[0]["log"].endswith(".log")
+    assert docs[1]["status"] == "success" and docs[1]["stages"] == ["ingest"]
+    assert "a@x.com" not in again.stdout
 
 
 def test_spark_submit_runs_a_job_from_the_zip(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from cdp import __version__
 from cdp.config import CdpConfig, demo_overlay
+from cdp.console import console_options
 from cdp.entry import (
     LOCAL_EXTRA_MODULES,
     add_config_args,
@@ -393,7 +394,9 @@ def _command(args: argparse.Namespace) -> int:
     config = load_from_args(args)
     configure_logging(config)
     if args.command == "run":
-        return run_stages(args.stages, config, parse_as_of(args.as_of))
+        return run_stages(
+            args.stages, config, parse_as_of(args.as_of), console=console_options(args)
+        )
     if args.command == "tables":
         return print_tables(config)
     if args.command == "sources":

@@ -21,6 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from cdp import __version__
 from cdp.config import CdpConfig, ConfigError, load_config, parse_overrides
+from cdp.console import (
+    ConsoleOptions,
+    ProgressDisplay,
+    add_console_args,
+    console_options,
+    failed_summary,
+    json_line,
+    stage_summary,
+)
 from cdp.privacy.redact import message_text
 from cdp.stage import CONSOLE_SHOWN
 
@@ -81,6 +90,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="identity: train the matching model again (identity.retrain)",
     )
+    add_console_args(parser)
     add_config_args(parser)
 
 
@@ -140,13 +150,19 @@ def run_stages(
     config: CdpConfig,
     as_of: date | None,
     results: list[StageResult] | None = None,
+    console: ConsoleOptions | None = None,
 ) -> int:
-    """Run ``names`` (or ``["all"]``) in order; each result is appended to ``results``."""
+    """Run ``names`` (or ``["all"]``) in order; each result is appended to ``results``.
+
+    Progress goes to stderr (with a live status line on a terminal), results to stdout: a
+    line per stage, or with ``console.json`` one JSON object per stage and one for the run.
+    """
     from cdp.lock import LockHeld
     from cdp.pipeline import get_stage, pipeline_stages
     from cdp.runner import StageFailed, run_stage
     from cdp.session import build_session
 
+    console = console or ConsoleOptions()
     if list(names) == ["all"]:
         stages = [s.name for s in pipeline_stages()]
     else:
@@ -159,31 +175,55 @@ def run_stages(
     say(
         f"spark {spark.version} master={spark.sparkContext.master} ({time.perf_counter() - t0:.1f}s)"
     )
+    display = ProgressDisplay(mode=console.progress)
+
+    def finish(status: str) -> None:
+        if console.json:
+            run = {"type": "run", "status": status, "stages": stages}
+            result_line(json_line({**run, "seconds": round(time.perf_counter() - t0, 3)}))
+        elif status != "failed":
+            result_line(f"all done in {time.perf_counter() - t0:.1f}s")
+
     partial = []
     for i, name in enumerate(stages, 1):
         say(f"[{i}/{len(stages)}] {name} ...")
+        display.start(spark, name)
         try:
-            result = run_stage(name, spark=spark, config=config, as_of=as_of, progress=say)
+            result = run_stage(name, spark=spark, config=config, as_of=as_of, progress=display.say)
         except StageFailed as exc:
+            display.stop()
             say(f"cdp: error: {exc}")
             say(f"cdp: log: {exc.log_path}")
+            if console.json:
+                fail = failed_summary(i, len(stages), name, str(exc), exc.run_id, exc.log_path)
+                result_line(json_line(fail))
+            finish("failed")
             return 1
         except LockHeld as exc:
+            display.stop()
             say(f"cdp: error: {name} not started: {exc}")
+            if console.json:
+                result_line(json_line(failed_summary(i, len(stages), name, str(exc), None, None)))
+            finish("failed")
             return 1
+        display.stop()
         if results is not None:
             results.append(result)
-        result_line(
-            f"[{i}/{len(stages)}] {name} done in {result.seconds:.1f}s: "
-            f"read {_fmt_counts(result.rows_read)} rows, wrote {_fmt_counts(result.rows_written)}, "
-            f"quarantined {_fmt_counts(result.rows_quarantined)} (run {result.run_id})"
-        )
+        if console.json:
+            result_line(json_line(stage_summary(i, len(stages), result)))
+        else:
+            result_line(
+                f"[{i}/{len(stages)}] {name} done in {result.seconds:.1f}s: "
+                f"read {_fmt_counts(result.rows_read)} rows, "
+                f"wrote {_fmt_counts(result.rows_written)}, "
+                f"quarantined {_fmt_counts(result.rows_quarantined)} (run {result.run_id})"
+            )
         if result.status == "partial":
             # What landed is committed and later stages may use it; the exit status still
             # tells the scheduler that some input needs a person.
             partial.append(name)
             say(f"cdp: warning: {name} is partial: {result.error}")
-    result_line(f"all done in {time.perf_counter() - t0:.1f}s")
+    finish("partial" if partial else "success")
     return EXIT_PARTIAL if partial else 0
 
 
@@ -229,7 +269,7 @@ def job_main(stage: str, argv: Sequence[str] | None = None) -> int:
         import cdp
 
         say(f"cdp library: {Path(cdp.__file__).parent}")
-        return run_stages([stage], config, parse_as_of(args.as_of))
+        return run_stages([stage], config, parse_as_of(args.as_of), console=console_options(args))
 
     return guarded(run)
 
