@@ -98,7 +98,15 @@ def _bronze_hashes(
 ) -> dict[str, set[str]]:
     """Per bronze table, the ``_record_hash`` of the rows that belong to the person: rows
     whose record key is the person's, or that carry one of their exclusive values (through
-    silver's mapping and standardizers), or the subject's own e-mail pseudonym."""
+    silver's mapping and standardizers), or the subject's own e-mail pseudonym.
+
+    Exclusivity was judged on silver, which holds one version of each record, with invalid
+    values removed. Bronze holds every version as landed: a value found there on a record
+    that identity gives to someone who stays (an older version, a value silver set aside) is
+    shared after all. It is taken out of the person's values, and those rows stay: erasing
+    them, and listing their record keys, would take a record of someone else out of every
+    layer and keep it out of every rebuild.
+    """
     from cdp.sources import load_sources
 
     spark = ctx.spark
@@ -108,7 +116,8 @@ def _bronze_hashes(
     pseud = spark.createDataFrame(
         [("email", p) for p in subject_emails] or [("none", "")], "id_type string, pseudonym string"
     )
-    out: dict[str, set[str]] = {}
+    # (table, hash, source, record id, matched id_type or None, matched value or None)
+    found: list[tuple[str, str, str | None, str | None, str | None, str | None]] = []
     for spec in load_sources(ctx.config):
         if not ctx.store.exists(spec.table):
             continue
@@ -126,6 +135,8 @@ def _bronze_hashes(
         by_value = (
             canon.select(
                 "_bronze_record_hash",
+                "source",
+                "source_record_id",
                 F.explode(
                     F.array(
                         *[
@@ -137,30 +148,75 @@ def _bronze_hashes(
                     )
                 ).alias("p"),
             )
-            .select("_bronze_record_hash", "p.id_type", "p.value")
+            .select("_bronze_record_hash", "source", "source_record_id", "p.id_type", "p.value")
             .join(F.broadcast(wanted_df), ["id_type", "value"], "left_semi")
         )
-        by_subject = identifier_pairs(canon, key).join(
-            F.broadcast(pseud), ["id_type", "pseudonym"], "left_semi"
+        by_subject = (
+            identifier_pairs(canon, key)
+            .join(F.broadcast(pseud), ["id_type", "pseudonym"], "left_semi")
+            .select("_bronze_record_hash")
         )
-        hashes = (
-            by_record.select("_bronze_record_hash")
-            .unionByName(by_value.select("_bronze_record_hash"))
-            .unionByName(by_subject.select("_bronze_record_hash"))
-            .distinct()
+        plain = by_record.select("_bronze_record_hash").unionByName(by_subject).distinct()
+        fixed = canon.join(F.broadcast(plain), "_bronze_record_hash", "left_semi").select(
+            "_bronze_record_hash",
+            "source",
+            "source_record_id",
+            F.lit(None).cast("string").alias("id_type"),
+            F.lit(None).cast("string").alias("value"),
         )
-        rows = (
-            canon.join(F.broadcast(hashes), "_bronze_record_hash", "left_semi")
-            .select("_bronze_record_hash", "source", "source_record_id")
-            .collect()
-        )
-        found = {r[0] for r in rows if r[0]}
+        for r in fixed.unionByName(by_value).collect():
+            found.append((spec.table, r[0], r[1], r[2], r[3], r[4]))
+    shared = _values_on_records_of_others(ctx, person, found)
+    if shared:
+        person.values = {
+            t: {v for v in vs if (t, v) not in shared} for t, vs in person.values.items()
+        }
+        person.values = {t: vs for t, vs in person.values.items() if vs}
+        ctx.progress(f"erase: {len(shared)} value(s) also on others' records in bronze: kept")
+    out: dict[str, set[str]] = {}
+    for table, row_hash, source, record_id, id_type, value in found:
+        if id_type is not None and (id_type, value) in shared:
+            continue
+        if row_hash:
+            out.setdefault(table, set()).add(row_hash)
         # Their record keys too: a record silver quarantined (never in silver's tables nor
         # the identity map) is then found in silver/_quarantine and silver/_changes.
-        person.records |= {f"{r[1]}|{r[2]}" for r in rows if r[2]}
-        if found:
-            out[spec.table] = found
+        if record_id:
+            person.records.add(f"{source}|{record_id}")
     return out
+
+
+def _values_on_records_of_others(
+    ctx: StageContext,
+    person: Person,
+    found: list[tuple[str, str, str | None, str | None, str | None, str | None]],
+) -> set[tuple[str, str]]:
+    """``(id_type, value)`` matched on bronze rows whose record identity gives to a customer
+    who is not being erased (and that are not among the person's own records)."""
+    # Records already the person's (found by key: a household's records that carry the
+    # subject's own address) are not someone else's here.
+    by_value = {
+        (src, rid)
+        for _, _, src, rid, t, _ in found
+        if t is not None and rid and f"{src}|{rid}" not in person.records
+    }
+    if not by_value or not ctx.store.exists(T.IDENTITY_MAP.name):
+        return set()
+    keys = ctx.spark.createDataFrame(sorted(by_value), "source string, source_record_id string")
+    others = {
+        (r[0], r[1])
+        for r in ctx.store.read(T.IDENTITY_MAP.name)
+        .join(F.broadcast(keys), ["source", "source_record_id"], "left_semi")
+        .where(~F.col("customer_id").isin(sorted(person.customers) or [""]))
+        .select("source", "source_record_id")
+        .distinct()
+        .collect()
+    }
+    return {
+        (t, v)
+        for _, _, src, rid, t, v in found
+        if t is not None and v is not None and (src, rid) in others
+    }
 
 
 def _quarantine_hashes(ctx: StageContext, person: Person) -> set[str]:
