@@ -29,9 +29,9 @@ from cdp.errors import ConfigError
 from cdp.privacy.redact import safe_uri
 from cdp.silver.canonical import TABLE_FOR_KIND, map_to_canonical
 from cdp.silver.field_limits import length_rules
+from cdp.silver.model import TABLES
 from cdp.silver.rules import BLOCKED, VIOLATIONS, Rule, apply_rules, load_rules
 from cdp.silver.stage import BUILTIN_RULES, standardize
-from cdp.silver.model import TABLES
 from cdp.sources import SourceSpec, load_sources
 
 __all__ = ["CheckReport", "FieldStatus", "check_source_rows", "format_check"]
@@ -101,9 +101,7 @@ def _read_rows(
         return None
     parsed = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), got.frames)
     with case_sensitive(spark, got.case_collision):
-        aligned, _schema = align_to_schema(
-            parsed.limit(rows), None, mode=spec.schema_evolution
-        )
+        aligned, _schema = align_to_schema(parsed.limit(rows), None, mode=spec.schema_evolution)
         marked = mark_rejects(
             aligned, fmt=spec.format, max_record_chars=config.ingest.max_record_chars
         )

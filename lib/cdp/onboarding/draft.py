@@ -58,7 +58,12 @@ def _line(indent: int, key: str, value: str, comment: str = "") -> str:
 
 def _extension(files: list[Path]) -> str:
     """The suffixes the files share (``.csv.gz``), for the glob."""
-    counts = Counter("".join(p.suffixes[-2:]) if len(p.suffixes) > 1 and p.suffix in (".gz", ".bz2") else p.suffix for p in files)
+    counts = Counter(
+        "".join(p.suffixes[-2:])
+        if len(p.suffixes) > 1 and p.suffix in (".gz", ".bz2")
+        else p.suffix
+        for p in files
+    )
     return counts.most_common(1)[0][0]
 
 
@@ -104,17 +109,14 @@ def _options(sample: Sample) -> list[tuple[str, str, str]]:
     return out
 
 
-def render_yaml(
-    name: str, sample: Sample, proposal: Proposal, glob: str, source_path: Path
-) -> str:
+def render_yaml(name: str, sample: Sample, proposal: Proposal, glob: str, source_path: Path) -> str:
     """The declaration, one evidence comment per proposal."""
     n_files = len(sample.files)
     lines = [
         f"# Drafted by `cdp source draft` from {len(sample.rows):,} sampled records in "
         f"{n_files} file{'s' if n_files != 1 else ''} of {source_path.name}.",
-        "# Each proposal says why. Check what silver makes of it with "
-        f"`cdp source check {name}`,",
-        "# edit what is wrong, and keep the rest. Every field: cdp README, section \"Bronze\".",
+        f"# Each proposal says why. Check what silver makes of it with `cdp source check {name}`,",
+        '# edit what is wrong, and keep the rest. Every field: cdp README, section "Bronze".',
         _line(0, "name", name),
         _line(0, "description", _scalar(f"Drafted from {source_path.name}")),
         _line(0, "kind", proposal.kind.value, proposal.kind_evidence),
@@ -124,7 +126,10 @@ def render_yaml(
     options = _options(sample)
     if options:
         lines.append("options:")
-        lines += [_line(2, k, _scalar(v) if v not in ("true", "false") else f'"{v}"', why) for k, v, why in options]
+        lines += [
+            _line(2, k, _scalar(v) if v not in ("true", "false") else f'"{v}"', why)
+            for k, v, why in options
+        ]
     else:
         lines.append("options: {}")
     if proposal.primary_key:
@@ -133,7 +138,9 @@ def render_yaml(
     else:
         lines.append("# primary_key: no sampled column is unique and always present")
     if proposal.event_time:
-        lines.append(_line(0, "event_time", _scalar(proposal.event_time), proposal.event_time_evidence))
+        lines.append(
+            _line(0, "event_time", _scalar(proposal.event_time), proposal.event_time_evidence)
+        )
         if proposal.event_time_format:
             lines.append(_line(0, "event_time_format", json.dumps(proposal.event_time_format)))
     else:

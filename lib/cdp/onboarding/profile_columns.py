@@ -298,9 +298,8 @@ def profile_sample(sample: Sample) -> SampleProfile:
             if not _blank(value):
                 columns[c].append(value or "")
     countries: Counter[str] = Counter()
-    for c, values in columns.items():
-        found = [_country(v) for v in values]
-        hits = [x for x in found if x and not any(ch.isdigit() for ch in x)]
+    for values in columns.values():
+        hits = [code for v in values if (code := _country(v)) and not v.isdigit()]
         if values and len(hits) / len(values) >= 0.6:
             countries.update(hits)
     region = countries.most_common(1)[0][0] if countries else None

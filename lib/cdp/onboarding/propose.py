@@ -22,9 +22,46 @@ __all__ = ["Choice", "Proposal", "column_expr", "propose"]
 
 # Words Spark SQL reads as keywords: a path segment spelled like one is quoted.
 _KEYWORDS = frozenset(
-    "all and as by case cast date day else end false from group having in interval is join "
-    "like limit not null on or order select table then time timestamp to true union user "
-    "when where window with".split()
+    [
+        "all",
+        "and",
+        "as",
+        "by",
+        "case",
+        "cast",
+        "date",
+        "day",
+        "else",
+        "end",
+        "false",
+        "from",
+        "group",
+        "having",
+        "in",
+        "interval",
+        "is",
+        "join",
+        "like",
+        "limit",
+        "not",
+        "null",
+        "on",
+        "or",
+        "order",
+        "select",
+        "table",
+        "then",
+        "time",
+        "timestamp",
+        "to",
+        "true",
+        "union",
+        "user",
+        "when",
+        "where",
+        "window",
+        "with",
+    ]
 )
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -33,7 +70,9 @@ def column_expr(path: Path_) -> str:
     """A column path as a mapping expression: ``customer.email``; a segment that is not a
     plain identifier (``E-mail_Address``, ``Straße``, ``order``) in backticks."""
     return ".".join(
-        p if _SIMPLE.fullmatch(p) and p.lower() not in _KEYWORDS else "`" + p.replace("`", "``") + "`"
+        p
+        if _SIMPLE.fullmatch(p) and p.lower() not in _KEYWORDS
+        else "`" + p.replace("`", "``") + "`"
         for p in path
     )
 
@@ -227,8 +266,8 @@ def propose(profile: SampleProfile) -> Proposal:
     pk = _primary_key(profile, kind)
     if pk is not None:
         proposal.primary_key = [column_name(pk.path)]
-        proposal.primary_key_evidence = (
-            f"all {pk.rows:,} sampled values present and unique" + (f"; {_header(pk)}")
+        proposal.primary_key_evidence = f"all {pk.rows:,} sampled values present and unique" + (
+            f"; {_header(pk)}"
         )
         proposal.mapping["source_record_id"] = Choice(
             column_expr(pk.path), "the primary key: the record's own id"

@@ -105,7 +105,7 @@ def _split_name(p: Path) -> tuple[str, str | None]:
 
 def _open_bytes(p: Path, compression: str | None) -> IO[bytes]:
     if compression == "gzip":
-        return gzip.open(p, "rb")
+        return gzip.open(p, "rb")  # type: ignore[return-value]  # a GzipFile reads bytes
     if compression == "bzip2":
         return bz2.open(p, "rb")
     return open(p, "rb")  # noqa: SIM115 - the caller closes it
@@ -242,8 +242,10 @@ def _read_csv(sample: Sample, codec: str, limit: int) -> None:
             if sample.delimiter is None:
                 sample.delimiter, why = detect_delimiter([x for x in head_lines if x.strip()])
                 sample.notes["delimiter"] = why
-                first = next(csv.reader([head_lines[0].lstrip("\ufeff")], delimiter=sample.delimiter))
-                sample.header = not any(_looks_like_data(c) for c in first) and len(first) > 1
+                first = next(
+                    csv.reader([head_lines[0].lstrip("\ufeff")], delimiter=sample.delimiter)
+                )
+                sample.header = not any(_looks_like_data(c) for c in first)
                 sample.notes["header"] = (
                     "no cell of the first line looks like data"
                     if sample.header
@@ -334,7 +336,9 @@ def _read_json(sample: Sample, codec: str, limit: int) -> None:
             records.extend(_json_values(stripped, limit - len(records)))
         if len(records) >= limit:
             break
-    flat = [_flatten(r) if isinstance(r, dict) else {("value",): _text(r)} for r in records]
+    flat: list[dict[Path_, str | None]] = [
+        _flatten(r) if isinstance(r, dict) else {("value",): _text(r)} for r in records
+    ]
     sample.rows = _safe_top_level(flat)
     sample.columns = _columns(sample.rows)
 
