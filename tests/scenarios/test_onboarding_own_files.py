@@ -33,7 +33,8 @@ pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "onboarding"
 FILES = {"kunden": "kunden.csv", "orders": "orders.csv", "webshop": "webshop_orders.json"}
-# The test environment's settings (small JVM, two shuffle partitions) and a short model search.
+# The test environment's settings (small JVM, two shuffle partitions) and a short model search
+# of one model: the run is about onboarding, not about the models.
 RUN_ARGS = [
     "--env",
     "test",
@@ -41,14 +42,20 @@ RUN_ARGS = [
     "models.search.time_budget_seconds=1",
     "--set",
     "models.search.lr_max_iter=20",
+    "--set",
+    "models.search.gbt_max_iter=[5]",
+    "--set",
+    "models.search.gbt_max_depth=[3]",
+    "--set",
+    "models.only=purchase_90d",
 ]
 # A site starts with no audience: the user writes one (configuration, not code).
 AUDIENCE = """\
-name: recent_buyers
-description: Bought at least once
+name: known_twice
+description: Customers seen in more than one system
 purpose: marketing
 channel: email
-rule: coalesce(frequency, 0) > 0
+rule: source_count > 1
 """
 
 
@@ -88,7 +95,7 @@ def test_own_files_go_from_init_to_an_export(
     assert drafts["orders"]["mapping"]["customer_id"] == "Customer_No"
     assert drafts["webshop"]["mapping"]["email"] == "customer.email"
 
-    (site / "conf" / "audiences" / "recent_buyers.yaml").write_text(AUDIENCE, encoding="utf-8")
+    (site / "conf" / "audiences" / "known_twice.yaml").write_text(AUDIENCE, encoding="utf-8")
 
     # What silver will make of the customers, before any table is written.
     assert cli.main(["source", "check", "kunden", *RUN_ARGS[:2]]) == 0
@@ -132,7 +139,7 @@ def test_own_files_go_from_init_to_an_export(
     assert len(set(ids.values())) == 30
 
     # The export ran and sealed the audience's file with a manifest.
-    manifests = sorted((site / "data" / "exports").glob("recent_buyers/dt=*/run=*/manifest.json"))
+    manifests = sorted((site / "data" / "exports").glob("known_twice/dt=*/run=*/manifest.json"))
     assert manifests, sorted(p.name for p in (site / "data").iterdir())
     body = json.loads(manifests[-1].read_text(encoding="utf-8"))
     assert "row_count" in body and (manifests[-1].parent / "_SUCCESS").exists()
