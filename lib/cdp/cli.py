@@ -6,6 +6,8 @@ cdp tables                       # every table: version, rows, files, last run
 cdp stages                       # the stage graph, with the tables each stage reads and writes
 cdp sources                      # the declared sources and audiences (no Spark)
 cdp init DIR [--force]           # scaffold a site: DIR/conf over the shipped defaults
+cdp source draft PATH --name NAME [--out FILE]   # propose a source YAML from a sample (no Spark)
+cdp source check NAME [--rows N] # rows of a source through mapping and standardizers, no writes
 cdp generate --persons N --out DIR --seed S
 cdp demo [--persons N]           # generate a landing zone and run every stage (demo profile)
 cdp evaluate identity [--truth FILE]   # pairwise precision/recall of gold/identity_map
@@ -135,6 +137,28 @@ def init(target: str, force: bool) -> int:
         f"site ready in {report.root}: declare sources in conf/sources/ "
         f"(see {report.root / 'README.md'}), then run cdp from that directory"
     )
+    return 0
+
+
+def source(config: CdpConfig, args: argparse.Namespace) -> int:
+    """``cdp source draft`` / ``cdp source check``: thin; :mod:`cdp.onboarding` does the work.
+    Only column names, counts and statuses are printed, never a sampled value."""
+    if args.source_command == "draft":
+        from cdp.onboarding.draft import draft_source, summary_lines
+
+        drafted = draft_source(
+            config, args.path, args.name, out=args.out, force=args.force, limit=args.limit
+        )
+        for line in summary_lines(drafted):
+            say(line)
+        result_line(f"wrote {drafted.out}: check it with `cdp source check {args.name}`")
+        return 0
+    from cdp.onboarding.check import check_source_rows, format_check
+    from cdp.session import build_session
+
+    report = check_source_rows(build_session(config), config, args.name, rows=args.rows)
+    for line in format_check(report):
+        result_line(line)
     return 0
 
 
@@ -289,6 +313,27 @@ def build_parser() -> argparse.ArgumentParser:
     p_init.add_argument(
         "--force", action="store_true", help="write the skeleton into a non-empty DIR/conf"
     )
+    p_source = sub.add_parser(
+        "source", help="onboard a source: draft its YAML from a sample, check it on a few rows"
+    )
+    source_sub = p_source.add_subparsers(dest="source_command", required=True)
+    p_draft = source_sub.add_parser(
+        "draft", help="propose a source YAML (kind, keys, mapping, with evidence) from a sample"
+    )
+    p_draft.add_argument("path", metavar="PATH", help="a file, or a folder of files")
+    p_draft.add_argument("--name", required=True, help="the source's name (lower_snake_case)")
+    p_draft.add_argument(
+        "--out", default=None, metavar="FILE", help="default: <first sources dir>/NAME.yaml"
+    )
+    p_draft.add_argument("--force", action="store_true", help="write over an existing file")
+    p_draft.add_argument("--limit", type=int, default=1_000, help="records to sample")
+    add_config_args(p_draft)
+    p_check = source_sub.add_parser(
+        "check", help="run a few rows through bronze, mapping, standardizers and rules"
+    )
+    p_check.add_argument("name", metavar="NAME")
+    p_check.add_argument("--rows", type=int, default=20)
+    add_config_args(p_check)
     sub.add_parser(
         "packages", help="print the --packages value (Delta, GraphFrames jars) for spark-submit"
     )
@@ -401,6 +446,8 @@ def _command(args: argparse.Namespace) -> int:
         return print_tables(config)
     if args.command == "sources":
         return print_sources(config)
+    if args.command == "source":
+        return source(config, args)
     if args.command == "generate":
         return generate(config, args.persons, args.out, args.seed)
     if args.command == "evaluate":

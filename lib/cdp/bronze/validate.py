@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 from pyspark.sql.utils import AnalysisException
 
@@ -103,7 +104,12 @@ def _validate_source(
         if column is None:
             continue
         try:
-            df.selectExpr(column)
+            try:
+                df.selectExpr(column)
+            except AnalysisException:
+                # A name that is no SQL identifier ("Letzte_Änderung", "Order-No"): silver
+                # reads key and time columns quoted (cdp.silver.canonical), so check that too.
+                df.select(F.col(quote_identifier(column)))
         except AnalysisException:
             raise ConfigError(
                 f"{spec.origin}: {field_name}: column {column!r} is not in {where} "

@@ -185,8 +185,20 @@ def run_matching(
                 progress(f"matching model trained {trained_at:%Y-%m-%d}: older than {every} days")
                 model = None
     if model is None:
+        from splink.internals.exceptions import EMTrainingException
+
         t0 = time.monotonic()
-        model = train(spark, inputs, rules)
+        try:
+            model = train(spark, inputs, rules)
+        except EMTrainingException:
+            # A small company's first records (a few dozen customers, none twice in the
+            # person tables) give a training rule no pair at all: the exact rules still link
+            # them; matching is trained on a later run, once there are pairs to learn from.
+            result.notes.append(
+                f"probabilistic matching not trained: a training blocking rule finds no pair "
+                f"among {n:,} records; exact rules only this run"
+            )
+            return result
         result.metrics["matching.train_seconds"] = round(time.monotonic() - t0, 1)
         result.metrics["matching.trained"] = 1
         if models is not None:

@@ -1,0 +1,321 @@
+"""What each sampled column holds: e-mail, phone, names, dates and their pattern, ids, amounts,
+currencies, countries, postcodes, genders, and what its header says.
+
+The checks are plain Python twins of silver's standardizers where those exist (the country,
+currency and gender tables of :mod:`cdp.silver.std_reference`, the postcode rules of
+:mod:`cdp.silver.std_location`, ``phonenumbers`` as in :mod:`cdp.silver.std_phone`), so a
+column proposed as ``country`` is one silver will read as countries. Only counts leave this
+module: a profile never holds a sampled value.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import phonenumbers
+
+from cdp.onboarding.sample import Path_, Sample
+from cdp.silver.std_common import PLACEHOLDERS, fold_key_py
+from cdp.silver.std_location import POSTCODE_RULES
+from cdp.silver.std_reference import COUNTRY_KEYS, CURRENCIES, CURRENCY_MARKERS, GENDERS
+
+__all__ = [
+    "HINTS",
+    "ColumnProfile",
+    "DatePattern",
+    "SampleProfile",
+    "header_tokens",
+    "profile_sample",
+]
+
+# Words of a column header (folded: lower case, no accents) that suggest what it holds. Short
+# words match a whole word of the header; longer ones also match inside a word, so that
+# "Kundennummer" says customer and number.
+HINTS: dict[str, tuple[str, ...]] = {
+    "email": ("email", "mail", "courriel"),
+    "phone": ("phone", "telefon", "tel", "mobile", "mobil", "handy", "cell", "telephone", "fon"),
+    "first_name": ("first", "given", "vorname", "forename", "prenom", "fname", "firstname"),
+    "last_name": ("last", "surname", "family", "nachname", "lname", "lastname", "nom"),
+    "full_name": ("name", "fullname", "kundenname"),
+    "birth_date": ("birth", "dob", "geburt", "born", "birthday", "geburtsdatum", "naissance"),
+    "gender": ("gender", "sex", "geschlecht"),
+    "address_line1": ("street", "strasse", "address", "adresse", "addr", "line1", "anschrift"),
+    "city": ("city", "ort", "town", "stadt", "ville", "wohnort"),
+    "postcode": ("zip", "postcode", "postal", "plz", "postleitzahl", "zipcode"),
+    "country": ("country", "land", "pays", "nation", "countrycode"),
+    "amount": ("amount", "total", "betrag", "price", "sum", "revenue", "umsatz", "gesamt",
+               "preis", "summe", "gross", "value"),
+    "currency": ("currency", "waehrung", "wahrung", "devise", "ccy"),
+    "order": ("order", "bestellung", "invoice", "rechnung", "receipt", "transaction", "txn",
+              "beleg", "auftrag"),
+    "customer": ("customer", "kunde", "kunden", "client", "cust", "account"),
+    "loyalty": ("loyalty", "card", "karte", "bonus", "member"),
+    "time": ("date", "datum", "time", "zeit", "ts", "timestamp", "created", "updated",
+             "modified", "changed", "placed", "geandert", "anderung", "erstellt"),
+    "updated": ("updated", "modified", "changed", "geandert", "anderung", "last"),
+    "id": ("id", "nr", "no", "number", "nummer", "num", "code", "key", "ref", "uuid"),
+    "event_type": ("event", "type", "action", "activity"),
+    "channel": ("channel", "kanal"),
+    "campaign_id": ("campaign", "kampagne"),
+    "purpose": ("purpose", "zweck"),
+    "status": ("status", "state"),
+    "consent": ("consent", "optin", "opt", "einwilligung", "permission", "subscribed"),
+    "delete": ("deleted", "geloscht", "isdeleted", "removed"),
+    "store_id": ("store", "shop", "filiale", "branch"),
+    "anonymous_id": ("cookie", "anonymous", "anon", "visitor"),
+    "device_id": ("device", "geraet", "gerat"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DatePattern:
+    """One way of writing a date or time: Spark's pattern, a regex, and ``strptime``'s."""
+
+    spark: str
+    regex: str
+    python: str
+
+    @property
+    def has_time(self) -> bool:
+        return "H" in self.spark
+
+
+def _patterns() -> list[DatePattern]:
+    dates = [
+        ("yyyy-MM-dd", r"\d{4}-\d{2}-\d{2}", "%Y-%m-%d"),
+        ("dd.MM.yyyy", r"\d{2}\.\d{2}\.\d{4}", "%d.%m.%Y"),
+        ("d.M.yyyy", r"\d{1,2}\.\d{1,2}\.\d{4}", "%d.%m.%Y"),
+        ("dd/MM/yyyy", r"\d{2}/\d{2}/\d{4}", "%d/%m/%Y"),
+        ("MM/dd/yyyy", r"\d{2}/\d{2}/\d{4}", "%m/%d/%Y"),
+        ("yyyy/MM/dd", r"\d{4}/\d{2}/\d{2}", "%Y/%m/%d"),
+        ("dd-MM-yyyy", r"\d{2}-\d{2}-\d{4}", "%d-%m-%Y"),
+        ("yyyyMMdd", r"\d{8}", "%Y%m%d"),
+    ]
+    times = [
+        (" HH:mm:ss", r" \d{2}:\d{2}:\d{2}", " %H:%M:%S"),
+        (" HH:mm", r" \d{2}:\d{2}", " %H:%M"),
+        ("'T'HH:mm:ss", r"T\d{2}:\d{2}:\d{2}", "T%H:%M:%S"),
+        ("'T'HH:mm:ssXXX", r"T\d{2}:\d{2}:\d{2}(?:Z|[+-]\d{2}:\d{2})", "T%H:%M:%S%z"),
+        ("'T'HH:mm:ssX", r"T\d{2}:\d{2}:\d{2}(?:Z|[+-]\d{2}(?:\d{2})?)", "T%H:%M:%S%z"),
+        (
+            "'T'HH:mm:ss.SSSXXX",
+            r"T\d{2}:\d{2}:\d{2}\.\d{3}(?:Z|[+-]\d{2}:\d{2})",
+            "T%H:%M:%S.%f%z",
+        ),
+    ]
+    out = []
+    for spark, regex, python in dates:
+        out.append(DatePattern(spark, regex, python))
+        for t_spark, t_regex, t_python in times:
+            if "T" in t_regex and spark != "yyyy-MM-dd":
+                continue
+            if spark == "yyyyMMdd":
+                continue
+            out.append(DatePattern(spark + t_spark, regex + t_regex, python + t_python))
+    return out
+
+
+DATE_PATTERNS = _patterns()
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^\W\d_]{2,}$")
+_NAME = re.compile(r"^[^\W\d_]+(?:[ '\-.]+[^\W\d_]+)*\.?$")
+_ID = re.compile(r"^[\w\-/.:#]{1,64}$")
+_AMOUNT = re.compile(r"^[-+]?(?:\d{1,3}(?:[.,' ]\d{3})+|\d+)(?:[.,]\d{1,4})?$")
+_BOOLEAN = {"true", "false", "yes", "no", "y", "n", "0", "1", "t", "f", "ja", "nein"}
+_CURRENCY_WORDS = {k for k, v in CURRENCY_MARKERS.items() if v} | set(CURRENCIES)
+_SYMBOLS = "".join(sorted({k for k in CURRENCY_MARKERS if len(k) == 1}))
+
+
+def header_tokens(path: Path_) -> tuple[set[str], str]:
+    """The folded words of a column's name (every level of a nested path) and their
+    concatenation: ``("customer", "E-mail_Address")`` -> ({customer, e, mail, address}, ...)."""
+    words: list[str] = []
+    for part in path:
+        spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", part)
+        text = unicodedata.normalize("NFKD", spaced.replace("ß", "ss"))
+        text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+        words += [w for w in re.split(r"[^a-z0-9]+", text) if w]
+    return set(words), "".join(words)
+
+
+def _hints(path: Path_) -> set[str]:
+    words, joined = header_tokens(path)
+    found = set()
+    for what, keys in HINTS.items():
+        for key in keys:
+            if key in words or (len(key) >= 4 and key in joined):
+                found.add(what)
+                break
+    return found
+
+
+@dataclass
+class ColumnProfile:
+    """Counts over a column's sampled values (never the values)."""
+
+    path: Path_
+    rows: int  # rows sampled
+    present: int = 0  # non-empty values
+    distinct: int = 0
+    matches: dict[str, int] = field(default_factory=dict)  # detector -> values that pass
+    hints: set[str] = field(default_factory=set)  # what the header suggests (HINTS keys)
+    date_pattern: DatePattern | None = None
+    decimal_comma: bool = False
+    phone_regions: Counter[str] = field(default_factory=Counter)
+    countries: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.path)
+
+    def share(self, detector: str) -> float:
+        """Fraction of the present values that pass ``detector`` (0 for an empty column)."""
+        return self.matches.get(detector, 0) / self.present if self.present else 0.0
+
+    @property
+    def unique(self) -> bool:
+        return self.present == self.rows > 0 and self.distinct == self.present
+
+
+@dataclass
+class SampleProfile:
+    columns: list[ColumnProfile]
+    rows: int
+    # The country most rows name (from a country column), else None: the region of national
+    # phone numbers and the postcode rules.
+    region: str | None = None
+
+
+def _blank(value: str | None) -> bool:
+    return value is None or not value.strip() or value.strip().lower() in PLACEHOLDERS
+
+
+def _country(value: str) -> str | None:
+    return COUNTRY_KEYS.get(fold_key_py(value))
+
+
+def _date(value: str, pattern: DatePattern) -> bool:
+    if not re.fullmatch(pattern.regex, value):
+        return False
+    try:
+        parsed = datetime.strptime(value.replace("Z", "+0000"), pattern.python.replace("%z", "%z"))
+    except ValueError:
+        return False
+    return 1900 <= parsed.year <= 2100
+
+
+def _phone(value: str, region: str) -> str | None:
+    """The region of a valid phone number, else None."""
+    if sum(ch.isdigit() for ch in value) < 7 or re.search(r"[^\d\s+()./\-]", value):
+        return None
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.region_code_for_number(number) or region
+
+
+def _amount(value: str) -> tuple[bool, bool]:
+    """(an amount, written with a decimal comma)."""
+    text = value.strip().strip(_SYMBOLS).strip()
+    parts = text.split()
+    if len(parts) == 2 and parts[0].upper() in _CURRENCY_WORDS:
+        text = parts[1]
+    elif len(parts) == 2 and parts[1].upper() in _CURRENCY_WORDS:
+        text = parts[0]
+    if not _AMOUNT.match(text):
+        return False, False
+    return True, bool(re.search(r",\d{1,2}$", text)) and "." not in text[-4:]
+
+
+def _postcode(value: str, region: str | None) -> bool:
+    compact = re.sub(r"[\s\-]", "", value.upper())
+    rules = [POSTCODE_RULES[region]] if region in POSTCODE_RULES else POSTCODE_RULES.values()
+    return any(re.match(rx, compact) for rx, _ in rules)
+
+
+def _profile_values(
+    profile: ColumnProfile, values: list[str], region: str | None, dates: Counter[DatePattern]
+) -> None:
+    m: Counter[str] = Counter()
+    for raw in values:
+        v = raw.strip()
+        low = v.lower()
+        if _EMAIL.match(low.removeprefix("mailto:")):
+            m["email"] += 1
+        phone_region = _phone(v, region or "GB")
+        if phone_region:
+            m["phone"] += 1
+            if v.startswith(("+", "00")):
+                profile.phone_regions[phone_region] += 1
+        is_date = False
+        for pattern in DATE_PATTERNS:
+            if _date(v, pattern):
+                dates[pattern] += 1
+                is_date = True
+        if is_date:
+            m["date"] += 1
+        amount, comma = _amount(v)
+        if amount:
+            m["amount"] += 1
+            if "." in v or "," in v:
+                m["decimal"] += 1
+            if comma:
+                m["decimal_comma"] += 1
+        if v.upper() in _CURRENCY_WORDS and len(v) <= 5:
+            m["currency"] += 1
+        country = _country(v)
+        if country and not v.isdigit():
+            m["country"] += 1
+            profile.countries[country] += 1
+        if fold_key_py(v) in GENDERS and len(v) <= 20:
+            m["gender"] += 1
+        if _NAME.match(v) and len(v) <= 60:
+            m["name_word" if " " not in v.strip(".") else "name_words"] += 1
+        if len(v) <= 12 and _postcode(v, region):
+            m["postcode"] += 1
+        if low in _BOOLEAN:
+            m["boolean"] += 1
+        # An id holds a digit: a word alone is a name or a code, not an identifier.
+        if _ID.match(v) and not is_date and "@" not in v and any(ch.isdigit() for ch in v):
+            m["id"] += 1
+    profile.matches = dict(m)
+
+
+def profile_sample(sample: Sample) -> SampleProfile:
+    """Profile every column of ``sample``: first the countries (they choose the region for
+    phone numbers and postcodes), then every detector on every column."""
+    n = len(sample.rows)
+    columns: dict[Path_, list[str]] = {c: [] for c in sample.columns}
+    for row in sample.rows:
+        for c in sample.columns:
+            value = row.get(c)
+            if not _blank(value):
+                columns[c].append(value or "")
+    countries: Counter[str] = Counter()
+    for values in columns.values():
+        hits = [code for v in values if (code := _country(v)) and not v.isdigit()]
+        if values and len(hits) / len(values) >= 0.6:
+            countries.update(hits)
+    region = countries.most_common(1)[0][0] if countries else None
+    out = []
+    for c, values in columns.items():
+        profile = ColumnProfile(
+            path=c, rows=n, present=len(values), distinct=len(set(values)), hints=_hints(c)
+        )
+        dates: Counter[DatePattern] = Counter()
+        _profile_values(profile, values, region, dates)
+        if dates:
+            # The pattern most values follow; on a tie the one listed first (ISO, then day
+            # first: a tie between dd/MM and MM/dd means no day above 12 was seen).
+            best = max(dates.values())
+            profile.date_pattern = next(p for p in DATE_PATTERNS if dates.get(p) == best)
+            profile.matches["date"] = best
+        profile.decimal_comma = profile.matches.get("decimal_comma", 0) > profile.present / 2
+        out.append(profile)
+    return SampleProfile(columns=out, rows=n, region=region)

@@ -1,0 +1,332 @@
+"""From column profiles to a proposed declaration: ``kind``, ``primary_key``, ``event_time``,
+``mapping`` and ``defaults``, each with the evidence that chose it.
+
+A proposal is a guess a person accepts or edits, so every choice carries one line saying why
+(``98% of 1,000 sampled values parse as e-mail``), and a column is proposed for a field only
+when its values say so (for value-typed fields: e-mail, phone, dates, countries, currencies,
+amounts) or when its header says so and its values do not contradict it (names, cities,
+streets, codes, whose values alone cannot tell a first name from a city).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from cdp.onboarding.profile_columns import ColumnProfile, SampleProfile
+from cdp.onboarding.sample import Path_
+from cdp.silver.model import TABLE_FOR_KIND_NAME
+from cdp.sources import SourceKind
+
+__all__ = ["Choice", "Proposal", "column_expr", "propose"]
+
+# Words Spark SQL reads as keywords: a path segment spelled like one is quoted.
+_KEYWORDS = frozenset(
+    [
+        "all",
+        "and",
+        "as",
+        "by",
+        "case",
+        "cast",
+        "date",
+        "day",
+        "else",
+        "end",
+        "false",
+        "from",
+        "group",
+        "having",
+        "in",
+        "interval",
+        "is",
+        "join",
+        "like",
+        "limit",
+        "not",
+        "null",
+        "on",
+        "or",
+        "order",
+        "select",
+        "table",
+        "then",
+        "time",
+        "timestamp",
+        "to",
+        "true",
+        "union",
+        "user",
+        "when",
+        "where",
+        "window",
+        "with",
+    ]
+)
+_SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def column_expr(path: Path_) -> str:
+    """A column path as a mapping expression: ``customer.email``; a segment that is not a
+    plain identifier (``E-mail_Address``, ``Straße``, ``order``) in backticks."""
+    return ".".join(
+        p
+        if _SIMPLE.fullmatch(p) and p.lower() not in _KEYWORDS
+        else "`" + p.replace("`", "``") + "`"
+        for p in path
+    )
+
+
+def column_name(path: Path_) -> str:
+    """A column as ``primary_key`` / ``event_time`` name it: the bronze name, nested fields
+    as a dotted path."""
+    return ".".join(path)
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: str
+    evidence: str
+
+
+@dataclass
+class Proposal:
+    kind: SourceKind
+    kind_evidence: str
+    primary_key: list[str] = field(default_factory=list)
+    primary_key_evidence: str = ""
+    event_time: str | None = None
+    event_time_format: str | None = None
+    event_time_evidence: str = ""
+    mapping: dict[str, Choice] = field(default_factory=dict)
+    defaults: dict[str, Choice] = field(default_factory=dict)
+    delete_flag: Choice | None = None
+    unmapped: list[str] = field(default_factory=list)
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{round(100 * part / whole) if whole else 0}% of {whole:,}"
+
+
+def _values(c: ColumnProfile, detector: str, what: str) -> str:
+    return f"{_pct(c.matches.get(detector, 0), c.present)} sampled values {what}"
+
+
+def _header(c: ColumnProfile) -> str:
+    return f"header '{c.name}'"
+
+
+# (field, detector, share needed without / with a header hint, the hint, "values ..." text)
+_VALUE_FIELDS: tuple[tuple[str, str, float, float, str, str], ...] = (
+    ("email", "email", 0.6, 0.3, "email", "parse as e-mail"),
+    ("phone", "phone", 0.6, 0.3, "phone", "are valid phone numbers (phonenumbers)"),
+    ("country", "country", 0.6, 0.3, "country", "name a country"),
+    ("currency", "currency", 0.6, 0.3, "currency", "are currency codes or symbols"),
+)
+_HEADER_FIELDS: tuple[tuple[str, str, str, str], ...] = (
+    # (field, hint, detector the values must pass, "values ..." text)
+    ("postcode", "postcode", "postcode", "are postcodes"),
+    ("first_name", "first_name", "name", "look like names"),
+    ("last_name", "last_name", "name", "look like names"),
+    ("full_name", "full_name", "name", "look like names"),
+    ("city", "city", "name", "look like place names"),
+    ("address_line1", "address_line1", "", ""),
+    ("gender", "gender", "gender", "are gender values"),
+)
+_CODE_FIELDS = ("event_type", "channel", "purpose", "status")
+_ID_FIELDS = (
+    ("loyalty_id", "loyalty"),
+    ("customer_id", "customer"),
+    ("anonymous_id", "anonymous_id"),
+    ("device_id", "device_id"),
+    ("campaign_id", "campaign_id"),
+    ("store_id", "store_id"),
+)
+
+
+def _name_share(c: ColumnProfile) -> float:
+    hits = c.matches.get("name_word", 0) + c.matches.get("name_words", 0)
+    return hits / c.present if c.present else 0.0
+
+
+def _candidates(profile: SampleProfile) -> list[tuple[float, str, ColumnProfile, str]]:
+    """Every (score, canonical field, column, evidence) the columns support."""
+    out: list[tuple[float, str, ColumnProfile, str]] = []
+    for c in profile.columns:
+        if not c.present:
+            continue
+        for fld, det, need, need_hinted, hint, what in _VALUE_FIELDS:
+            hinted = hint in c.hints
+            share = c.share(det)
+            if share >= (need_hinted if hinted else need):
+                evidence = _values(c, det, what) + (f"; {_header(c)}" if hinted else "")
+                out.append((share + 0.3 * hinted, fld, c, evidence))
+        for fld, hint, det, what in _HEADER_FIELDS:
+            if hint not in c.hints:
+                continue
+            if fld == "full_name" and c.hints & {"first_name", "last_name", "city"}:
+                continue
+            share = _name_share(c) if det == "name" else c.share(det) if det else 1.0
+            if share >= 0.6:
+                evidence = _header(c) + (f"; {_values(c, 'name_word', what)}" if det else "")
+                if det == "name":
+                    hits = c.matches.get("name_word", 0) + c.matches.get("name_words", 0)
+                    evidence = f"{_header(c)}; {_pct(hits, c.present)} sampled values {what}"
+                elif det:
+                    evidence = f"{_header(c)}; {_values(c, det, what)}"
+                out.append((0.5 + 0.5 * share, fld, c, evidence))
+        if c.date_pattern is not None and c.share("date") >= 0.6:
+            pattern = c.date_pattern.spark
+            evidence = f"{_values(c, 'date', 'are dates')} written {pattern}"
+            if "birth_date" in c.hints and not c.date_pattern.has_time:
+                out.append((1.5, "birth_date", c, f"{_header(c)}; {evidence}"))
+            elif "birth_date" not in c.hints:
+                score = c.share("date") + 0.3 * ("time" in c.hints)
+                score += 0.2 * c.date_pattern.has_time + 0.2 * ("updated" in c.hints)
+                out.append((score, "_time", c, evidence + (f"; {_header(c)}" if c.hints else "")))
+        if (
+            "amount" in c.hints
+            and c.share("amount") >= 0.8
+            or (c.share("amount") >= 0.9 and c.share("decimal") >= 0.5 and not c.unique)
+        ):
+            hinted = "amount" in c.hints
+            evidence = _values(c, "amount", "are amounts") + (f"; {_header(c)}" if hinted else "")
+            out.append((c.share("amount") + 0.3 * hinted, "amount", c, evidence))
+        idish = c.share("id") >= 0.9
+        for fld, hint in _ID_FIELDS:
+            if hint in c.hints and idish:
+                evidence = f"{_header(c)}; {_values(c, 'id', 'are id-shaped')}"
+                out.append((1.0 + 0.2 * ("id" in c.hints), fld, c, evidence))
+        if "order" in c.hints and idish:
+            score = 1.0 + 0.3 * c.unique + 0.2 * ("id" in c.hints)
+            evidence = f"{_header(c)}; {_values(c, 'id', 'are id-shaped')}"
+            out.append((score, "order_id", c, evidence + ("; unique" if c.unique else "")))
+        for code in _CODE_FIELDS:
+            if code in c.hints and c.distinct <= 30:
+                out.append((0.8, code, c, f"{_header(c)}; {c.distinct} distinct values"))
+    return out
+
+
+def _primary_key(profile: SampleProfile, kind: SourceKind) -> ColumnProfile | None:
+    """The column that identifies a record: unique, never empty, id-shaped; the header
+    (an id, an order number in a transaction source) and an earlier position break ties."""
+    best: tuple[float, ColumnProfile] | None = None
+    for i, c in enumerate(profile.columns):
+        if not c.unique or c.share("id") < 0.99 or c.share("email") > 0:
+            continue
+        score = 1.0 * ("id" in c.hints) - 0.01 * i
+        if kind is SourceKind.TRANSACTION:
+            score += 1.0 * ("order" in c.hints)
+        elif kind is SourceKind.PROFILE:
+            score += 0.5 * ("customer" in c.hints)
+        if c.share("date") > 0.5 or c.share("amount") > 0.5 and not c.hints & {"id", "order"}:
+            score -= 2  # a unique time or amount is a coincidence of the sample
+        if best is None or score > best[0]:
+            best = (score, c)
+    return best[1] if best else None
+
+
+def _kind(fields: dict[str, tuple[ColumnProfile, str]]) -> tuple[SourceKind, str]:
+    person = [f for f in ("email", "phone", "first_name", "last_name", "full_name") if f in fields]
+    if "amount" in fields:
+        return SourceKind.TRANSACTION, f"an amount column ('{fields['amount'][0].name}')"
+    if "purpose" in fields and "status" in fields:
+        return SourceKind.CONSENT, "purpose and status columns"
+    if "event_type" in fields and "_time" in fields:
+        return SourceKind.EVENT, "an event type and a time column"
+    if person:
+        return SourceKind.PROFILE, f"person columns ({', '.join(person)}) and no amount"
+    return SourceKind.OTHER, "no person, amount or event columns recognised"
+
+
+def _assign(
+    candidates: list[tuple[float, str, ColumnProfile, str]], allowed: set[str]
+) -> dict[str, tuple[ColumnProfile, str]]:
+    """Best column per field, each column used once: strongest evidence first."""
+    taken: set[Path_] = set()
+    out: dict[str, tuple[ColumnProfile, str]] = {}
+    for _score, fld, c, evidence in sorted(candidates, key=lambda t: -t[0]):
+        if fld in out or c.path in taken or fld not in allowed:
+            continue
+        out[fld] = (c, evidence)
+        taken.add(c.path)
+    return out
+
+
+def propose(profile: SampleProfile) -> Proposal:
+    """The declaration the sample supports (see the module docstring)."""
+    candidates = _candidates(profile)
+    every = {fld for _s, fld, _c, _e in candidates}
+    kind, why = _kind(_assign(candidates, every))
+    table = TABLE_FOR_KIND_NAME[kind.value]
+    allowed = (set(table.fields) - {"source_record_id", table.time_field}) | {"_time"}
+    assigned = _assign(candidates, allowed)
+    proposal = Proposal(kind=kind, kind_evidence=why)
+
+    pk = _primary_key(profile, kind)
+    if pk is not None:
+        proposal.primary_key = [column_name(pk.path)]
+        proposal.primary_key_evidence = f"all {pk.rows:,} sampled values present and unique" + (
+            f"; {_header(pk)}"
+        )
+        proposal.mapping["source_record_id"] = Choice(
+            column_expr(pk.path), "the primary key: the record's own id"
+        )
+        # The record's id is also the id the rest of the company knows it by.
+        if kind is SourceKind.TRANSACTION and "order_id" not in assigned:
+            assigned["order_id"] = (pk, "the primary key of a transaction source")
+        elif kind is SourceKind.PROFILE and pk.path not in {c.path for c, _ in assigned.values()}:
+            fld = "customer_id" if "customer" in pk.hints else "crm_id"
+            assigned.setdefault(fld, (pk, f"the primary key of a profile source; {_header(pk)}"))
+    else:
+        tops = sorted({c.path[0] for c in profile.columns})
+        expr = "xxhash64(" + ", ".join(column_expr((t,)) for t in tops) + ")"
+        proposal.mapping["source_record_id"] = Choice(
+            expr, "no sampled column is unique: a hash of the whole record (edit if there is an id)"
+        )
+    if "_time" in assigned:
+        c, evidence = assigned.pop("_time")
+        proposal.event_time = column_name(c.path)
+        proposal.event_time_evidence = evidence
+        if c.date_pattern is not None:
+            proposal.event_time_format = c.date_pattern.spark
+        assigned[table.time_field] = (c, "the event_time column")
+
+    for fld in table.fields:
+        if fld in assigned:
+            c, evidence = assigned[fld]
+            proposal.mapping[fld] = Choice(column_expr(c.path), evidence)
+    for c in profile.columns:
+        if "delete" in c.hints and c.share("boolean") >= 0.9:
+            proposal.delete_flag = Choice(column_name(c.path), f"{_header(c)}; yes/no values")
+    used = {c.path for c, _ in assigned.values()} | ({pk.path} if pk else set())
+    proposal.unmapped = [c.name for c in profile.columns if c.path not in used]
+    _defaults(proposal, profile, assigned)
+    return proposal
+
+
+def _defaults(
+    proposal: Proposal, profile: SampleProfile, assigned: dict[str, tuple[ColumnProfile, str]]
+) -> None:
+    if "phone" in assigned:
+        phone = assigned["phone"][0]
+        if profile.region:
+            proposal.defaults["phone_region"] = Choice(
+                profile.region, "the country most sampled rows name"
+            )
+        elif phone.phone_regions:
+            region, n = phone.phone_regions.most_common(1)[0]
+            proposal.defaults["phone_region"] = Choice(
+                region, f"{_pct(n, phone.present)} sampled numbers are international ones of it"
+            )
+    if "birth_date" in assigned:
+        c = assigned["birth_date"][0]
+        if c.date_pattern is not None:
+            proposal.defaults["date_formats"] = Choice(
+                c.date_pattern.spark, f"how '{c.name}' writes its dates"
+            )
+    if "amount" in assigned and assigned["amount"][0].decimal_comma:
+        c = assigned["amount"][0]
+        proposal.defaults["decimal_comma"] = Choice(
+            "true", f"{_values(c, 'decimal_comma', 'use a decimal comma')}"
+        )

@@ -1,0 +1,78 @@
+"""``cdp source check``: a few rows through bronze, the mapping, the standardizers and the
+rules; statuses per canonical field, no value shown, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from cdp.config import load_config
+from cdp.onboarding.check import check_source_rows, format_check
+
+SOURCE = """\
+name: crm
+kind: profile
+format: csv
+path: crm/*.csv
+options: {header: "true", delimiter: ";"}
+primary_key: [Kunden-Nr]
+event_time: changed
+event_time_format: "dd.MM.yyyy HH:mm"
+mapping:
+  source_record_id: "`Kunden-Nr`"
+  email: mail
+  phone: tel
+  birth_date: dob
+  updated_at: changed
+defaults: {phone_region: DE, date_formats: ["dd.MM.yyyy"]}
+"""
+ROWS = (
+    "Kunden-Nr;mail;tel;dob;changed\n"
+    "K1;ann@example.com;030 12345678;14.03.1975;02.01.2025 10:15\n"
+    "K2;not-an-address;0171 2345678;1988-11-02;03.01.2025 11:00\n"
+    "K3;;12;29.07.1992;04.01.2025 12:30\n"
+    "K4;zoe@example.org;;05.01.1969;yesterday\n"
+    "K5;bad;line;with;too;many;fields\n"
+)
+
+
+def test_check_reports_statuses_per_field_without_values_or_writes(
+    spark: SparkSession, env: dict[str, Path]
+) -> None:
+    (env["sources"] / "crm.yaml").write_text(SOURCE, encoding="utf-8")
+    (env["landing"] / "crm").mkdir()
+    (env["landing"] / "crm" / "c.csv").write_text(ROWS, encoding="utf-8")
+    config = load_config(
+        env="test",
+        overrides={
+            "data_root": str(env["data"]),
+            "landing_root": str(env["landing"]),
+            "sources_dirs": [str(env["sources"])],
+        },
+    )
+    report = check_source_rows(spark, config, "crm")
+    assert (report.table, report.files, report.rows, report.malformed) == (
+        "silver/person_records",
+        1,
+        5,
+        1,
+    )
+    by_field = {f.field: f for f in report.fields}
+    assert (by_field["email"].ok, by_field["email"].invalid, by_field["email"].missing) == (2, 1, 1)
+    assert "e-mail" in by_field["email"].reason
+    assert (by_field["phone"].ok, by_field["phone"].invalid, by_field["phone"].missing) == (2, 1, 1)
+    assert (by_field["birth_date"].ok, by_field["birth_date"].invalid) == (3, 1)
+    assert (by_field["updated_at"].ok, by_field["updated_at"].invalid) == (3, 1)
+    assert by_field["source_record_id"].ok == 4
+    assert by_field["source_record_id"].mapped_from == "`Kunden-Nr`"
+    assert "first_name" in report.not_mapped
+    assert report.rules["email_valid"] == (1, False)
+    lines = format_check(report)
+    text = "\n".join(lines)
+    assert "silver would quarantine 0 of 4 rows; nothing was written" in text
+    assert "rule email_valid: 1 of 4 rows fail" in text
+    for value in ("ann@example.com", "not-an-address", "030 12345678", "14.03.1975", "K1"):
+        assert value not in text
+    # Nothing was written under the data root.
+    assert not any(env["data"].iterdir())

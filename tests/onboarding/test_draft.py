@@ -1,0 +1,146 @@
+"""``cdp source draft``: the proposed kind, keys and mapping with their evidence, and a file
+that the project's own loader accepts. No Spark; no sampled value is ever printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cdp import cli
+from cdp.config import CdpConfig, load_config
+from cdp.errors import ConfigError
+from cdp.onboarding.draft import draft_source, summary_lines
+from cdp.sources import SourceKind, load_sources
+
+CUSTOMERS = (
+    "Kundennummer;Given name;Surname;E-mail Address;Telefon;Date of birth;PLZ;Land;Geändert\n"
+    "K1;Jürgen;Müller;j.mueller@example.de;030 12345678;14.03.1975;10115;Deutschland;"
+    "02.01.2025 10:15\n"
+    "K2;Anna;Schmidt;anna@example.com;0171 2345678;02.11.1988;80331;Deutschland;"
+    "03.01.2025 11:00\n"
+    "K3;Zoë;Weiß;zoe@example.org;040 3456789;29.07.1992;22763;Deutschland;04.01.2025 12:30\n"
+    "K4;Björn;Krüger;kein;0221 4567890;05.01.1969;50667;Deutschland;05.01.2025 08:05\n"
+)
+SECRETS = ("Jürgen", "Müller", "anna@example.com", "0171", "14.03.1975", "10115")
+
+
+def _config(tmp: Path) -> CdpConfig:
+    for d in ("landing", "sources"):
+        (tmp / d).mkdir(exist_ok=True)
+    return load_config(
+        overrides={
+            "data_root": str(tmp / "data"),
+            "landing_root": str(tmp / "landing"),
+            "sources_dirs": [str(tmp / "sources")],
+        },
+        environ={},
+    )
+
+
+def _land(tmp: Path, folder: str, name: str, data: bytes) -> Path:
+    target = tmp / "landing" / folder
+    target.mkdir(parents=True, exist_ok=True)
+    (target / name).write_bytes(data)
+    return target
+
+
+def test_a_customer_csv_becomes_a_profile_source_that_loads(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    folder = _land(tmp_path, "kunden", "k.csv", CUSTOMERS.encode("latin-1"))
+    drafted = draft_source(config, folder, "kunden")
+    assert drafted.out == tmp_path / "sources" / "kunden.yaml"
+    (spec,) = load_sources(config)  # the project's loader and its checks accept it
+    assert spec.kind is SourceKind.PROFILE and spec.path == "kunden/*.csv"
+    assert spec.options == {"header": "true", "delimiter": ";", "encoding": "ISO-8859-1"}
+    assert spec.primary_key == ["Kundennummer"]
+    assert spec.event_time == "Geändert" and spec.event_time_format == "dd.MM.yyyy HH:mm"
+    assert spec.mapping == {
+        "source_record_id": "Kundennummer",
+        "customer_id": "Kundennummer",
+        "email": "`E-mail_Address`",
+        "phone": "Telefon",
+        "first_name": "Given_name",
+        "last_name": "Surname",
+        "birth_date": "Date_of_birth",
+        "postcode": "PLZ",
+        "country": "Land",
+        "updated_at": "`Geändert`",
+    }
+    assert spec.defaults.phone_region == "DE" and spec.defaults.date_formats == ["dd.MM.yyyy"]
+    # Every proposal carries its evidence as a comment.
+    lines = {line.split(":")[0].strip(): line for line in drafted.text.splitlines()}
+    assert "# 75% of 4 sampled values parse as e-mail" in lines["email"]
+    assert "person columns" in lines["kind"]
+    assert "all 4 sampled values present and unique" in lines["primary_key"]
+    assert "are dates written dd.MM.yyyy" in lines["birth_date"]
+    assert "the country most sampled rows name" in lines["phone_region"]
+    # Names and counts only: no sampled value in the file or on the console.
+    shown = drafted.text + "\n".join(summary_lines(drafted))
+    assert not [s for s in SECRETS if s in shown]
+
+
+def test_nested_json_orders_become_a_transaction_source(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    records = [
+        {
+            "order": {"id": f"W-{i}", "placed": f"2025-01-0{i}T10:00:00Z", "total": 10.5 + i},
+            "customer": {"email": f"p{i}@example.com", "name": {"first": "Ann", "last": "Lee"}},
+            "currency": "EUR",
+        }
+        for i in range(1, 6)
+    ]
+    folder = _land(tmp_path, "shop", "o.jsonl", "\n".join(map(json.dumps, records)).encode())
+    drafted = draft_source(config, folder / "o.jsonl", "shop")
+    (spec,) = load_sources(config)
+    assert spec.kind is SourceKind.TRANSACTION and spec.format.value == "ndjson"
+    assert spec.path == "shop/*.jsonl" and spec.primary_key == ["order.id"]
+    assert spec.event_time == "order.placed"
+    assert spec.mapping["order_id"] == "`order`.id"  # a keyword is quoted
+    assert spec.mapping["email"] == "customer.email"
+    assert spec.mapping["first_name"] == "customer.name.first"
+    assert spec.mapping["amount"] == "`order`.total"
+    assert "an amount column ('order.total')" in drafted.text
+
+
+def test_no_unique_column_hashes_the_record_and_outside_files_get_a_note(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    outside = tmp_path / "export"
+    outside.mkdir()
+    (outside / "e.csv").write_text("email,visited\na@x.com,2025-01-01\na@x.com,2025-01-02\n")
+    drafted = draft_source(config, outside, "visits", out=tmp_path / "v.yaml")
+    data = yaml.safe_load(drafted.text)
+    assert data["path"] == "visits/*.csv"
+    assert data["mapping"]["source_record_id"] == "xxhash64(email, visited)"
+    assert "primary_key" not in data
+    assert drafted.note and "outside the landing root" in drafted.note
+    with pytest.raises(ConfigError, match="exists: pass --force"):
+        draft_source(config, outside, "visits", out=tmp_path / "v.yaml")
+    draft_source(config, outside, "visits", out=tmp_path / "v.yaml", force=True)
+    with pytest.raises(ConfigError, match="lower_snake_case"):
+        draft_source(config, outside, "Visits", out=tmp_path / "w.yaml")
+
+
+def test_cli_source_draft_in_a_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for var in ("CDP_CONF_DIR", "CDP_ENV", "CDP_DATA_ROOT", "CDP_LANDING_ROOT"):
+        monkeypatch.delenv(var, raising=False)
+    site = tmp_path / "acme"
+    assert cli.main(["init", str(site)]) == 0
+    monkeypatch.chdir(site)
+    landing = site / "data" / "landing" / "kunden"
+    landing.mkdir(parents=True)
+    (landing / "k.csv").write_bytes(CUSTOMERS.encode("latin-1"))
+    capsys.readouterr()
+    assert cli.main(["source", "draft", str(landing), "--name", "kunden"]) == 0
+    out = capsys.readouterr()
+    assert (site / "conf" / "sources" / "kunden.yaml").exists()
+    assert "wrote" in out.out and "kind: profile" in out.err
+    assert not [s for s in SECRETS if s in out.out + out.err]
+    assert cli.main(["sources"]) == 0
+    assert "source kunden" in capsys.readouterr().out
