@@ -6,8 +6,10 @@ The files under ``tests/fixtures/onboarding/`` are written by hand, not by ``cdp
 with their own column names: a semicolon-separated Latin-1 customer CSV ("Kundennummer",
 "E-mail Address", "Given name", "Date of birth" as dd.mm.yyyy, "Letzte Änderung"), an orders
 CSV with a UTF-8 byte-order mark that names the customer by number, and a nested JSON array
-of web-shop orders that names the customer by e-mail (some upper-cased). Jürgen Müller
-(K10001) is in all three; identity must make him one customer.
+of web-shop orders that names the customer by e-mail (some upper-cased), and a German
+newsletter-consent CSV ("Zweck", "Kanal", "Status", "Zeitpunkt" as dd.mm.yyyy HH:mm). Jürgen
+Müller (K10001) is in all of them; identity must make him one customer, and he is exported,
+while Anna Schmidt, who withdrew her consent, is not.
 
 The commands run in this process, as ``cdp`` would run them (``cli.main``), on the test
 session (``conf/test.yaml``'s small JVM settings) and the site's own ``conf/``.
@@ -15,10 +17,12 @@ session (``conf/test.yaml``'s small JVM settings) and the site's own ``conf/``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from pyspark.sql import SparkSession
@@ -32,7 +36,12 @@ from cdp.storage import open_store
 pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "onboarding"
-FILES = {"kunden": "kunden.csv", "orders": "orders.csv", "webshop": "webshop_orders.json"}
+FILES = {
+    "kunden": "kunden.csv",
+    "orders": "orders.csv",
+    "webshop": "webshop_orders.json",
+    "einwilligungen": "einwilligungen.csv",
+}
 # The test environment's settings (small JVM, two shuffle partitions) and a short model search
 # of one model: the run is about onboarding, not about the models.
 RUN_ARGS = [
@@ -57,6 +66,10 @@ purpose: marketing
 channel: email
 rule: source_count > 1
 """
+
+
+def _sha(email: str) -> str:
+    return hashlib.sha256(email.encode()).hexdigest()
 
 
 @pytest.mark.timeout(1800)  # nine stages on a busy 2-core machine
@@ -88,6 +101,7 @@ def test_own_files_go_from_init_to_an_export(
         "kunden": "profile",
         "orders": "transaction",
         "webshop": "transaction",
+        "einwilligungen": "consent",
     }
     assert drafts["kunden"]["options"]["encoding"] == "ISO-8859-1"
     assert drafts["kunden"]["options"]["delimiter"] == ";"
@@ -123,7 +137,7 @@ def test_own_files_go_from_init_to_an_export(
         (r["source"], r["source_record_id"]): r["customer_id"]
         for r in store.read(T.IDENTITY_MAP.name).collect()
     }
-    assert len(ids) == 30 + 39 + 22
+    assert len(ids) == 30 + 39 + 22 + 8  # consents are identity records too
     juergen = {
         ids[("kunden", "K10001")],
         ids[("orders", "A-2024-0001")],
@@ -142,4 +156,12 @@ def test_own_files_go_from_init_to_an_export(
     manifests = sorted((site / "data" / "exports").glob("known_twice/dt=*/run=*/manifest.json"))
     assert manifests, sorted(p.name for p in (site / "data").iterdir())
     body = json.loads(manifests[-1].read_text(encoding="utf-8"))
-    assert "row_count" in body and (manifests[-1].parent / "_SUCCESS").exists()
+    assert body["row_count"] >= 1 and (manifests[-1].parent / "_SUCCESS").exists()
+    delivered = {
+        r["email_sha256"]
+        for part in manifests[-1].parent.glob("part-*.parquet")
+        for r in pq.read_table(part).to_pylist()
+    }
+    assert len(delivered) == body["row_count"]
+    assert _sha("juergen.mueller@example.de") in delivered  # granted, seen in three systems
+    assert _sha("anna.schmidt@example.com") not in delivered  # withdrew after granting
