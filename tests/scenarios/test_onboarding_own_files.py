@@ -42,26 +42,11 @@ FILES = {
     "webshop": "webshop_orders.json",
     "einwilligungen": "einwilligungen.csv",
 }
-# The test environment's settings (small JVM, two shuffle partitions) and a short model search
-# of one model: the run is about onboarding, not about the models.
-RUN_ARGS = [
-    "--env",
-    "test",
-    "--set",
-    "models.search.time_budget_seconds=1",
-    "--set",
-    "models.search.lr_max_iter=20",
-    "--set",
-    "models.search.gbt_max_iter=[5]",
-    "--set",
-    "models.search.gbt_max_depth=[3]",
-    "--set",
-    "models.only=purchase_90d",
-    # Thirty customers: the default fifth held out is six people, too few to hold both
-    # classes; a site this small holds out half (a setting, not code).
-    "--set",
-    "models.holdout_fraction=0.5",
-]
+# The test environment's settings (small JVM, two shuffle partitions).
+RUN_ARGS = ["--env", "test"]
+# Thirty customers are too few to train and evaluate a propensity model (the train stage
+# refuses a split without both classes), so this site declares none: configuration, not code.
+NO_MODELS = "\nmodels:\n  models: []\n"
 # A site starts with no audience: the user writes one (configuration, not code).
 AUDIENCE = """\
 name: known_twice
@@ -114,6 +99,10 @@ def test_own_files_go_from_init_to_an_export(
     assert drafts["webshop"]["mapping"]["email"] == "customer.email"
 
     (site / "conf" / "audiences" / "known_twice.yaml").write_text(AUDIENCE, encoding="utf-8")
+    base = site / "conf" / "base.yaml"
+    assert "\nmodels:" not in base.read_text(encoding="utf-8")
+    with base.open("a", encoding="utf-8") as fh:
+        fh.write(NO_MODELS)
 
     # What silver will make of the customers, before any table is written.
     assert cli.main(["source", "check", "kunden", *RUN_ARGS[:2]]) == 0
