@@ -132,7 +132,9 @@ def fit_btyd(sample: pd.DataFrame, settings: ValueConfig) -> BtydFit | None:
         from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
 
     t0 = time.perf_counter()
-    data = sample[list(RFM_COLUMNS)].reset_index(drop=True)
+    # Sorted: the optimiser's sums then do not depend on the order the rows arrived in, so
+    # the same customers give bit-identical parameters (and the same model version).
+    data = sample[list(RFM_COLUMNS)].sort_values(KEY, kind="stable").reset_index(drop=True)
     purchases = _fit(BetaGeoModel(data=data[[KEY, "frequency", "recency", "T"]]), settings)
     repeat = data[(data["frequency"] > 0) & (data["monetary_value"] > 0)]
     spend: Params | None = None
