@@ -103,3 +103,19 @@ def test_scoring_udf_equals_the_library_in_the_driver(spark: SparkSession) -> No
     pd.testing.assert_frame_equal(scored[list(expected.columns)], expected, rtol=1e-9)
     assert scored["p_alive"].between(0, 1).all()
     assert (scored[list(VALUE_COLUMNS)] >= 0).all().all()
+
+
+def test_a_fit_on_the_edge_is_refused() -> None:
+    from cdp.value.fit import DegenerateFit, check_purchases, spend_usable
+
+    fine = {"a": [0.88], "b": [5.3], "alpha": [42.0], "r": [0.43], "phi_dropout": [0.14]}
+    check_purchases(fine)
+    check_purchases({**fine, "kappa_dropout": [1.0000001]})  # the prior's mode: kept
+    # No dropout at all (seen on a small, very regular history): expected purchases would
+    # come out negative and rank customers backwards.
+    with pytest.raises(DegenerateFit, match="phi_dropout"):
+        check_purchases({**fine, "a": [0.0], "phi_dropout": [0.0]})
+    with pytest.raises(DegenerateFit, match="alpha"):
+        check_purchases({**fine, "alpha": [float("nan")]})
+    assert spend_usable({"p": [2.6], "q": [3.7], "v": [48.0]})
+    assert not spend_usable({"p": [2.6], "q": [0.9], "v": [48.0]})  # no finite mean spend

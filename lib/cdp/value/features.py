@@ -4,7 +4,7 @@ P(alive) at the features' ``as_of``, from a BG/NBD fitted strictly on data befor
 :func:`fit_for_features` fits once per feature build (the ``features`` stage, or ``train`` /
 ``score`` / ``backtest`` building a missing slice), on the same bounded sample as the
 ``value`` stage; :func:`btyd_columns` adds the scored columns to the transaction features.
-Without a fit (the option off, PyMC-Marketing absent, too few buyers) the columns exist but
+Without a fit (the option off, PyMC-Marketing absent, too few buyers, a degenerate fit) the columns exist but
 are null, so gold/customer_features keeps one schema and training drops the empty columns
 like any other (:func:`cdp.models.train.non_empty`).
 """
@@ -16,7 +16,7 @@ from datetime import date
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cdp.value.fit import BtydFit, fit_btyd, fit_sample, library_available
+from cdp.value.fit import BtydFit, DegenerateFit, fit_btyd, fit_sample, library_available
 from cdp.value.rfm import KEY, rfm_summary
 from cdp.value.score import feature_columns, score_features
 from cdp.value.settings import ValueConfig
@@ -31,7 +31,10 @@ def fit_for_features(
         return None, "BTYD features off (value.features=false)"
     if not library_available():
         return None, "BTYD features left out: pymc-marketing is not installed"
-    fit = fit_btyd(fit_sample(rfm_summary(transactions, as_of), settings), settings)
+    try:
+        fit = fit_btyd(fit_sample(rfm_summary(transactions, as_of), settings), settings)
+    except DegenerateFit as e:
+        return None, f"BTYD features left out at {as_of}: {e}"
     if fit is None:
         return None, (
             f"BTYD features left out: fewer than value.min_fit_customers="

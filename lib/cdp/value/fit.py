@@ -110,6 +110,42 @@ def _draws(result: Any, max_draws: int) -> Params:
     return out
 
 
+class DegenerateFit(ValueError):
+    """The optimum lies on the edge of a parameter's support: predictions from it are not
+    meaningful (BG/NBD with no dropout at all gives negative expected purchases that rank
+    customers backwards), so the caller goes on without them and says why."""
+
+
+# Edges of the supports: BG/NBD's phi_dropout ~ Uniform(0, 1) (a = phi * kappa), every other
+# parameter > 0; Gamma-Gamma's mean spend p * v / (q - 1) needs q > 1. kappa_dropout at its
+# Pareto prior's lower bound (1) is the prior's mode winning over thin data, not an edge of
+# the likelihood: such fits predicted well on generated data and are kept.
+_EDGE = 1e-6
+
+
+def check_purchases(params: Params) -> None:
+    """Raise :class:`DegenerateFit` when the BG/NBD optimum is on an edge."""
+    bad = [n for n, draws in params.items() if not all(np.isfinite(d) for d in draws)]
+    bad += [n for n in ("a", "b", "alpha", "r") if min(params.get(n, [0.0])) <= _EDGE]
+    phi = params.get("phi_dropout")
+    if phi is not None and not all(_EDGE < v < 1 - _EDGE for v in phi):
+        bad.append("phi_dropout")
+    if bad:
+        raise DegenerateFit(
+            f"the BG/NBD fit is degenerate ({', '.join(sorted(set(bad)))} on the edge of "
+            "its support: too little or too regular a history to tell dropout apart)"
+        )
+
+
+def spend_usable(params: Params) -> bool:
+    """True when the Gamma-Gamma fit gives a finite, positive mean spend."""
+    values = [params.get(n) for n in ("p", "q", "v")]
+    return (
+        all(v is not None and all(np.isfinite(d) and d > _EDGE for d in v) for v in values)
+        and min(params["q"]) > 1 + _EDGE
+    )
+
+
 def _fit(model: Any, settings: ValueConfig) -> Params:
     if settings.fit_method == "map":
         kwargs: dict[str, Any] = {"seed": settings.seed, "progressbar": False}
@@ -124,7 +160,8 @@ def _fit(model: Any, settings: ValueConfig) -> Params:
 def fit_btyd(sample: pd.DataFrame, settings: ValueConfig) -> BtydFit | None:
     """BG/NBD on every sampled customer and Gamma-Gamma on the repeat customers with a
     positive mean spend; None when fewer than ``min_fit_customers`` customers were sampled
-    (nothing sensible to fit)."""
+    (nothing sensible to fit). Raises :class:`DegenerateFit` when the BG/NBD optimum is on an
+    edge; a Gamma-Gamma fit without a finite mean spend is dropped (spend unknown)."""
     if len(sample) < settings.min_fit_customers:
         return None
     with warnings.catch_warnings():
@@ -136,6 +173,7 @@ def fit_btyd(sample: pd.DataFrame, settings: ValueConfig) -> BtydFit | None:
     # the same customers give bit-identical parameters (and the same model version).
     data = sample[list(RFM_COLUMNS)].sort_values(KEY, kind="stable").reset_index(drop=True)
     purchases = _fit(BetaGeoModel(data=data[[KEY, "frequency", "recency", "T"]]), settings)
+    check_purchases(purchases)
     repeat = data[(data["frequency"] > 0) & (data["monetary_value"] > 0)]
     spend: Params | None = None
     if len(repeat) >= settings.min_spend_customers:

@@ -13,7 +13,7 @@ table versions read. The rows carry ``model_version`` (``clv-<hash>`` of the fit
 MLflow run is tagged with (``cdp.model_version``).
 
 Nothing to fit (no ``silver/transactions``, no purchase before ``as_of``, fewer than
-``value.min_fit_customers`` buyers, or PyMC-Marketing not installed): the slice is written
+``value.min_fit_customers`` buyers, a degenerate fit, or PyMC-Marketing not installed): the slice is written
 empty, with the table's schema, and the run log says why (metric ``value.skipped``).
 """
 
@@ -32,7 +32,7 @@ from cdp.models.inputs import registry_for
 from cdp.models.registry import git_commit
 from cdp.optional_inputs import record_missing
 from cdp.stage import StageContext
-from cdp.value.fit import BtydFit, fit_btyd, fit_sample, library_available
+from cdp.value.fit import BtydFit, DegenerateFit, fit_btyd, fit_sample, library_available
 from cdp.value.rfm import KEY, rfm_summary
 from cdp.value.score import VALUE_COLUMNS, score_value
 
@@ -154,8 +154,11 @@ def run_value(ctx: StageContext) -> None:
     try:
         t0 = time.perf_counter()
         sample = fit_sample(rfm, settings)
-        fit = fit_btyd(sample, settings)
         ctx.run.metric("value.sample_customers", len(sample))
+        try:
+            fit = fit_btyd(sample, settings)
+        except DegenerateFit as e:
+            return _skip(ctx, as_of, str(e))
         if fit is None:
             return _skip(
                 ctx,
