@@ -43,6 +43,7 @@ from cdp.models.settings import ModelsConfig
 from cdp.privacy.settings import PrivacyConfig
 from cdp.profile.settings import ProfileConfig
 from cdp.silver.settings import SilverConfig
+from cdp.value.settings import ValueConfig
 from cdp.yamlio import parse_scalar, read_yaml
 
 __all__ = [
@@ -179,6 +180,7 @@ class CdpConfig(_Model):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     silver: SilverConfig = Field(default_factory=SilverConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    value: ValueConfig = Field(default_factory=ValueConfig)
     # The commit of the code that runs (tagged on MLflow runs); None: read from .git.
     git_commit: str | None = None
     # Where each top-level file layer came from, for messages and the run log.

@@ -127,12 +127,21 @@ STAGES: tuple[Stage, ...] = (
         writes=IDENTITY_TABLES,
     ),
     Stage(
+        name="value",
+        entry="cdp.value.stage:run_value",
+        description="Fit BG/NBD and Gamma-Gamma (PyMC-Marketing) and write gold/customer_value",
+        depends_on=("identity",),
+        reads=(T.IDENTITY_MAP,),
+        optional_reads=(T.TRANSACTIONS,),
+        writes=(T.CUSTOMER_VALUE,),
+    ),
+    Stage(
         name="profile",
         entry="cdp.profile.stage:run_profile",
         description="Build gold/customer_profile: survivorship, identifiers, consents, RFM, engagement",
-        depends_on=("identity",),
+        depends_on=("identity", "value"),
         reads=(T.IDENTITY_MAP, T.IDENTITY_IDENTIFIERS),
-        optional_reads=(*T.CANONICAL_TABLES,),
+        optional_reads=(*T.CANONICAL_TABLES, T.CUSTOMER_VALUE),
         writes=(T.CUSTOMER_PROFILE,),
     ),
     Stage(

@@ -199,6 +199,13 @@ CUSTOMER_FEATURES = Table(
     # Not partitioned: each as_of slice is replaced with replace_where (cdp.models.features_stage).
     description="point-in-time model features, one slice per as_of",
 )
+CUSTOMER_VALUE = Table(
+    "gold/customer_value",
+    ("customer_id", "as_of"),
+    "cdp.value.stage:VALUE_SCHEMA",
+    # Not partitioned, like the features: each as_of slice is replaced with replace_where.
+    description="customer lifetime value (BG/NBD + Gamma-Gamma), one slice per as_of",
+)
 PROPENSITY_SCORES = Table(
     "gold/propensity_scores",
     ("customer_id", "model_name", "as_of"),
@@ -278,6 +285,7 @@ CATALOG: tuple[Table, ...] = (
     IDENTITY_LINKS,
     CUSTOMER_PROFILE,
     CUSTOMER_FEATURES,
+    CUSTOMER_VALUE,
     PROPENSITY_SCORES,
     MODEL_BACKTESTS,
     AUDIENCE_MEMBERSHIP,

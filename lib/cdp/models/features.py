@@ -25,6 +25,8 @@ from pyspark.sql import functions as F
 
 from cdp import tables as T
 from cdp.models.settings import ModelsConfig
+from cdp.value.features import btyd_columns
+from cdp.value.fit import BtydFit
 
 DAY_SECONDS = 86_400.0
 KEY = "customer_id"
@@ -327,13 +329,21 @@ def feature_parts(
     identifiers: DataFrame,
     as_of: date,
     settings: ModelsConfig | None = None,
+    btyd: BtydFit | None = None,
 ) -> dict[str, DataFrame]:
     """One frame per input of :data:`FEATURE_INPUTS`: ``customer_id`` and the features that
-    input gives (before the join; not computed until read)."""
+    input gives (before the join; not computed until read). ``btyd``: the BG/NBD fitted
+    before ``as_of`` that gives the BTYD features (:mod:`cdp.value.features`; None: those
+    columns are null)."""
     settings = settings or ModelsConfig()
+    tx = attributed_transactions(transactions, identity_map)
     return {
-        "transactions": transaction_features(
-            attributed_transactions(transactions, identity_map), as_of, settings.windows_days
+        "transactions": btyd_columns(
+            transaction_features(tx, as_of, settings.windows_days),
+            tx,
+            as_of,
+            btyd,
+            settings.labels.horizon_days,
         ),
         "events": event_features(attributed_events(events, identifiers, settings), as_of, settings),
         "consents": consent_features(

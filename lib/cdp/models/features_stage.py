@@ -12,16 +12,27 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp import tables as T
-from cdp.models.features import AS_OF, feature_inputs, feature_parts, join_features
+from cdp.models.features import (
+    AS_OF,
+    attributed_transactions,
+    feature_inputs,
+    feature_parts,
+    join_features,
+)
 from cdp.models.inputs import AS_OF_METRIC, Inputs, read_inputs, replace_rows, settings_of
 from cdp.models.settings import ModelsConfig
 from cdp.stage import StageContext
+from cdp.value.features import fit_for_features
+from cdp.value.fit import BtydFit
 
 FEATURES_TABLE = T.CUSTOMER_FEATURES.name
 
 
-def parts_of(inputs: Inputs, as_of: date, settings: ModelsConfig) -> dict[str, DataFrame]:
-    """The feature parts (:func:`cdp.models.features.feature_parts`) of ``inputs``."""
+def parts_of(
+    inputs: Inputs, as_of: date, settings: ModelsConfig, btyd: BtydFit | None = None
+) -> dict[str, DataFrame]:
+    """The feature parts (:func:`cdp.models.features.feature_parts`) of ``inputs``; the
+    schema is the same with or without ``btyd`` (only its columns' values differ)."""
     f = inputs.frames
     return feature_parts(
         transactions=f["transactions"],
@@ -32,12 +43,15 @@ def parts_of(inputs: Inputs, as_of: date, settings: ModelsConfig) -> dict[str, D
         identifiers=f["identifiers"],
         as_of=as_of,
         settings=settings,
+        btyd=btyd,
     )
 
 
-def compute_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> DataFrame:
+def compute_features(
+    inputs: Inputs, as_of: date, settings: ModelsConfig, btyd: BtydFit | None = None
+) -> DataFrame:
     """The features of every customer at ``as_of`` (not stored)."""
-    return join_features(parts_of(inputs, as_of, settings), as_of)
+    return join_features(parts_of(inputs, as_of, settings, btyd), as_of)
 
 
 def left_out_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> list[str]:
@@ -52,8 +66,16 @@ def left_out_features(inputs: Inputs, as_of: date, settings: ModelsConfig) -> li
 
 
 def write_features(ctx: StageContext, inputs: Inputs, as_of: date) -> int:
-    """Build the features at ``as_of`` and replace that partition; return the row count."""
-    df = compute_features(inputs, as_of, settings_of(ctx))
+    """Build the features at ``as_of`` and replace that partition; return the row count.
+
+    The BTYD features come from a BG/NBD fitted here on the transactions before ``as_of``."""
+    settings = settings_of(ctx)
+    f = inputs.frames
+    btyd, said = fit_for_features(
+        attributed_transactions(f["transactions"], f["identity_map"]), as_of, ctx.config.value
+    )
+    ctx.progress(said)
+    df = compute_features(inputs, as_of, settings, btyd)
     result = replace_rows(ctx, FEATURES_TABLE, df, f"{AS_OF} = DATE'{as_of.isoformat()}'")
     rows = result.rows_written
     ctx.run.wrote(FEATURES_TABLE, rows)

@@ -2,7 +2,8 @@
 
 Inputs: ``silver/person_records``, ``silver/transactions``, ``silver/consents``,
 ``silver/events`` (each optional: a missing table contributes nothing), ``gold/identity_map``
-and ``gold/identity_identifiers`` (required: run ``identity`` first). Tombstoned silver
+and ``gold/identity_identifiers`` (required: run ``identity`` first); ``gold/customer_value``
+(optional: the latest CLV and P(alive), :mod:`cdp.value.profile_columns`). Tombstoned silver
 records are left out; a customer appears when at least one live record links to them.
 
 ``as_of``: the run's ``--as-of`` when given; otherwise (``profile.default_as_of:
@@ -29,6 +30,7 @@ from cdp.optional_inputs import read_or_empty, record_missing
 from cdp.profile import aggregates as A
 from cdp.profile.survivorship import RECORD_TABLES, load_profile_rules, survive
 from cdp.stage import StageContext
+from cdp.value.profile_columns import value_for_profile, with_value
 
 PROFILE_TABLE = T.CUSTOMER_PROFILE.name
 IDENTITY_MAP = T.IDENTITY_MAP.name
@@ -174,7 +176,7 @@ def run_profile(ctx: StageContext) -> None:
             windows_days=eng.windows_days,
             as_of=as_of,
             run_id=ctx.run.run_id,
-        )
+        ).transform(lambda df: with_value(df, value_for_profile(ctx, as_of)))
         result = store.overwrite(PROFILE_TABLE, profile)
     finally:
         linked.unpersist()
