@@ -272,6 +272,9 @@ def crash_then_rerun(
     return proc
 
 
+# A case runs the stage up to three times (the chain's run when first needed, the killed run,
+# the rerun): identity and train take minutes each on a busy 2-core machine.
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize(("stage", "position"), list(cases()))
 def test_crash_after_a_write_then_rerun_equals_one_run(
     spark: SparkSession, chain: Chain, stage: str, position: str | int, tmp_path: Path
