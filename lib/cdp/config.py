@@ -156,6 +156,8 @@ class IngestConfig(_Model):
     # A record whose text is longer than this goes to the quarantine with a reason; it is
     # never landed cut short.
     max_record_chars: int = Field(default=1_000_000, ge=1000)
+    # A file with more columns (nested fields counted) is quarantined whole, unparsed.
+    max_columns: int = Field(default=10_000, ge=1)
     # Files modified less than this long ago are still being written: they wait for the next
     # run (not recorded in the ledger). Sources may also declare a completion marker.
     min_file_age_seconds: int = Field(default=0, ge=0)

@@ -16,7 +16,7 @@ For each source, one run:
 4. records the files in ``ops/ingested_files``.
 
 Per-file isolation: a file that cannot be read (truncated gzip, corrupt Parquet footer,
-unreadable header) or is over ``ingest.max_file_mb`` gets one quarantine row with its path,
+unreadable header) or is over ``ingest.max_file_mb`` or ``ingest.max_columns`` gets one quarantine row with its path,
 size and a redacted reason; the rest of its source and every other source land, and the run
 ends ``partial``. The batch is read as a whole first; only when that fails is each file
 read on its own to find the broken ones, so a clean batch costs nothing extra.
@@ -67,7 +67,7 @@ def find_unreadable(
     bad: list[tuple[LandedFile, str]] = []
     for f in files:
         try:
-            got = read_source_files(ctx.spark, spec, [f])
+            got = read_source_files(ctx.spark, spec, [f], max_columns=ctx.config.ingest.max_columns)
             bad += got.unreadable
             with case_sensitive(ctx.spark, got.case_collision):
                 for frame in got.frames:
@@ -99,7 +99,12 @@ def _land(
             "run; not landing them again"
         )
     aside = {f for f, _ in set_aside}
-    got = read_source_files(ctx.spark, spec, [f for f in to_read if f not in aside])
+    got = read_source_files(
+        ctx.spark,
+        spec,
+        [f for f in to_read if f not in aside],
+        max_columns=ctx.config.ingest.max_columns,
+    )
     unreadable = [(f, r) for f, r in set_aside if f in set(to_read)] + got.unreadable
     commit_info = {"column_names": got.renamed} if got.renamed else None
     if got.renamed:
@@ -193,7 +198,9 @@ def run_ingest(ctx: StageContext) -> None:
             " --conf conf/demo.yaml"
         )
     for spec in sources:
-        validate_source(ctx.spark, spec, ctx.config.landing_uri)
+        validate_source(
+            ctx.spark, spec, ctx.config.landing_uri, max_columns=ctx.config.ingest.max_columns
+        )
     ingested_at = datetime.now(timezone.utc)
     with one_file_per_partition(ctx.spark, split_mb=ctx.config.ingest.split_mb):
         totals = SourceOutcome(source="*")

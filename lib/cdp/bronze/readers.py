@@ -3,9 +3,15 @@
 CSV is read as strings with the header of each file (files grouped by header); Parquet and
 ORC grouped by file schema, so that a file that cannot be read at all is told apart; the
 other formats in one scan. Malformed records stay in the corrupt-record column. Column names
-of every format are made safe for Delta and unique regardless of case
-(:func:`unique_names`); a file that fails while its header or schema is read is set aside
-with a redacted reason, the others are read.
+of every format, nested struct fields included, are made safe for Delta and unique regardless
+of case among their siblings (:func:`unique_names`, :func:`safe_type`); a file that fails
+while its header or schema is read is set aside with a redacted reason, the others are read.
+
+A file with more columns than ``ingest.max_columns`` (leaf fields, nested ones counted) is
+set aside whole with a reason: a 30,000-column export is a wrong file, and each column costs
+Spark's analyser, the Delta log's schema string and every later stage. CSV is checked on its
+header line before any parsing, Parquet and ORC on their footer; JSON and XML after schema
+inference (which reads the file, record by record, without holding it).
 """
 
 from __future__ import annotations
@@ -21,14 +27,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    DataType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from cdp.bronze.ledger import LandedFile
 from cdp.bronze.lineage import CORRUPT, with_lineage
+from cdp.expressions import quote_identifier
 from cdp.privacy.redact import redact
 from cdp.sources import SourceFormat, SourceSpec
 
 _BAD_NAME_CHARS = re.compile(r"[ ,;{}()\n\t=]")
+# The default of ``ingest.max_columns`` (cdp.config.IngestConfig), for callers without one.
+DEFAULT_MAX_COLUMNS = 10_000
 
 
 def spark_format(fmt: SourceFormat) -> str:
@@ -36,10 +53,26 @@ def spark_format(fmt: SourceFormat) -> str:
     return "json" if fmt is SourceFormat.NDJSON else fmt.value
 
 
+def wide_encoding_options(spec: SourceSpec) -> dict[str, str]:
+    """Options a CSV source declared as UTF-16 or UTF-32 also needs: Spark splits CSV lines on
+    the byte ``\n`` before decoding, which cuts a UTF-16 line in the middle of a character
+    (every value of the last column got a stray U+FFFD, and a trailing NUL line became a
+    malformed record) and decodes lines after the first without the file's byte-order mark.
+    ``multiLine`` decodes each file as one stream, as declared. A source that sets it keeps
+    its own value."""
+    declared = _declared_encoding(spec).lower().replace("_", "-")
+    wide = declared.startswith(("utf-16", "utf-32", "utf16", "utf32"))
+    if spec.format is not SourceFormat.CSV or not wide:
+        return {}
+    if any(k.lower() == "multiline" for k in spec.options):
+        return {}
+    return {"multiLine": "true"}
+
+
 def source_reader(spark: SparkSession, spec: SourceSpec, schema: StructType | None = None) -> Any:
     """A DataFrameReader with the source's format and options (PERMISSIVE, corrupt column)."""
     fmt = spark_format(spec.format)
-    reader = spark.read.format(fmt).options(**spec.options)
+    reader = spark.read.format(fmt).options(**spec.options).options(**wide_encoding_options(spec))
     if fmt in ("csv", "json", "xml"):
         reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
     if fmt == "csv":
@@ -100,6 +133,49 @@ def unique_names(names: Sequence[str]) -> list[str]:
         seen[name.lower()] = 1
         out.append(name)
     return out
+
+
+def leaf_count(dtype: DataType) -> int:
+    """Leaf fields of ``dtype``: a struct counts its fields, recursively (inside arrays and
+    maps too); anything else is one column."""
+    if isinstance(dtype, StructType):
+        return sum(leaf_count(f.dataType) for f in dtype.fields)
+    if isinstance(dtype, ArrayType):
+        return leaf_count(dtype.elementType)
+    if isinstance(dtype, MapType):
+        return leaf_count(dtype.keyType) + leaf_count(dtype.valueType) - 1
+    return 1
+
+
+def safe_type(
+    dtype: DataType, renamed: dict[str, str], path: tuple[str, str] | None = None
+) -> DataType:
+    """``dtype`` with every nested struct field name made safe and unique among its siblings
+    (:func:`unique_names`); each change goes to ``renamed`` as ``original.path`` ->
+    ``new.path`` (``path``: the column's original and new names)."""
+    if isinstance(dtype, StructType):
+        names = [f.name for f in dtype.fields]
+        safe = unique_names(names)
+        fields = []
+        for f, new in zip(dtype.fields, safe, strict=True):
+            inner = (f.name, new) if path is None else (f"{path[0]}.{f.name}", f"{path[1]}.{new}")
+            if new != f.name and path is not None:
+                renamed[inner[0]] = inner[1]
+            fields.append(StructField(new, safe_type(f.dataType, renamed, inner), f.nullable))
+        return StructType(fields)
+    if isinstance(dtype, ArrayType):
+        return ArrayType(safe_type(dtype.elementType, renamed, path), dtype.containsNull)
+    if isinstance(dtype, MapType):
+        value = safe_type(dtype.valueType, renamed, path)
+        return MapType(dtype.keyType, value, dtype.valueContainsNull)
+    return dtype
+
+
+def too_many_columns(count: int, max_columns: int) -> str | None:
+    """The quarantine reason for a file of ``count`` columns, or None when within the cap."""
+    if count <= max_columns:
+        return None
+    return f"{count:,} columns, more than ingest.max_columns ({max_columns:,}); not parsed"
 
 
 @dataclass
@@ -174,19 +250,37 @@ def case_sensitive(spark: SparkSession, enabled: bool = True) -> Iterator[None]:
 
 
 def _with_safe_names(df: DataFrame, out: SourceRead) -> DataFrame:
-    """``df`` with column names Delta accepts and unique regardless of case; what changed
-    goes to ``out.renamed``."""
+    """``df`` with column names Delta accepts and unique regardless of case, nested struct
+    fields included; what changed goes to ``out.renamed`` (nested ones as dotted paths)."""
     names = [c for c in df.columns if c != CORRUPT]
     safe = unique_names(names)
-    if safe == names:
-        return df
     for original, new in zip(names, safe, strict=True):
         if original != new:
             out.renamed[original] = new
     if len({n.lower() for n in names}) < len(names):
         out.case_collision = True
-    it = iter(safe)
-    return df.toDF(*[c if c == CORRUPT else next(it) for c in df.columns])
+    if safe != names:
+        it = iter(safe)
+        df = df.toDF(*[c if c == CORRUPT else next(it) for c in df.columns])
+    nested: dict[str, DataType] = {}
+    for f, original in zip([f for f in df.schema.fields if f.name != CORRUPT], names, strict=True):
+        before = len(out.renamed)
+        cleaned = safe_type(f.dataType, out.renamed, (original, f.name))
+        if len(out.renamed) > before:
+            nested[f.name] = cleaned
+    if not nested:
+        return df
+    # Siblings that differ only by case are two fields until renamed apart: resolve them so.
+    out.case_collision = True
+    # A struct cast to a struct of the same shape renames its fields by position.
+    return df.select(
+        *[
+            F.col(quote_identifier(c)).cast(nested[c]).alias(c)
+            if c in nested
+            else F.col(quote_identifier(c))
+            for c in df.columns
+        ]
+    )
 
 
 def read_source_files(
@@ -195,10 +289,12 @@ def read_source_files(
     files: Sequence[LandedFile],
     *,
     sampling_ratio: float | None = None,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
 ) -> SourceRead:
     """Frames of parsed rows (grouped by file schema where the format needs it) and the
     files that could not be read at all, with the reason. ``sampling_ratio`` makes JSON schema
-    inference look at a sample only (declaration checks use it).
+    inference look at a sample only (declaration checks use it); a file of more than
+    ``max_columns`` columns is set aside (see the module docstring).
 
     Names are resolved case-sensitively while reading, so that a file whose columns differ
     only by case can be read and its columns renamed apart.
@@ -216,8 +312,12 @@ def read_source_files(
     if not readable:
         return out
     with case_sensitive(spark):
-        _read(spark, spec, readable, sampling_ratio, out)
+        _read(spark, spec, readable, sampling_ratio, max_columns, out)
     return out
+
+
+class _TooWide(Exception):
+    """A JSON or XML batch whose inferred schema is over the column cap."""
 
 
 def _read(
@@ -225,6 +325,7 @@ def _read(
     spec: SourceSpec,
     readable: Sequence[LandedFile],
     sampling_ratio: float | None,
+    max_columns: int,
     out: SourceRead,
 ) -> None:
     fmt = spec.format
@@ -235,6 +336,10 @@ def _read(
                 header = csv_header(spark, spec, f)
             except Exception as exc:  # truncated bzip2 block, unreadable first line …
                 out.unreadable.append((f, unreadable_reason("csv header", exc)))
+                continue
+            wide = too_many_columns(len(header or ()), max_columns)
+            if wide:
+                out.unreadable.append((f, wide))
                 continue
             if header is not None:
                 groups.setdefault(tuple(header), []).append(f)
@@ -252,11 +357,15 @@ def _read(
         by_schema: dict[str, list[LandedFile]] = {}
         for f in readable:
             try:
-                schema_json = spark.read.format(fmt.value).load(f.read_path).schema.json()
+                schema = spark.read.format(fmt.value).load(f.read_path).schema
             except Exception as exc:  # not a Parquet/ORC file, truncated footer …
                 out.unreadable.append((f, unreadable_reason(f"{fmt.value} file", exc)))
                 continue
-            by_schema.setdefault(schema_json, []).append(f)
+            wide = too_many_columns(leaf_count(schema), max_columns)
+            if wide:
+                out.unreadable.append((f, wide))
+                continue
+            by_schema.setdefault(schema.json(), []).append(f)
         for group in by_schema.values():
             df = source_reader(spark, spec).load([f.read_path for f in group])
             out.frames.append(with_lineage(_with_safe_names(df, out)))
@@ -270,11 +379,16 @@ def _read(
             reader = reader.option("samplingRatio", str(sampling_ratio))
 
         def frame(paths: list[str]) -> DataFrame:
-            return with_lineage(_with_safe_names(reader.load(paths), out))
+            df = reader.load(paths)
+            wide = too_many_columns(leaf_count(df.schema) - (CORRUPT in df.columns), max_columns)
+            if wide:
+                raise _TooWide(wide)
+            return with_lineage(_with_safe_names(df, out))
 
         try:
             # JSON and XML infer their schema here, reading the files: one that breaks
-            # mid-read fails the whole batch, so only then is each file tried on its own.
+            # mid-read (or a batch over the column cap) fails the whole batch, so only then
+            # is each file tried on its own.
             out.frames.append(frame([f.read_path for f in readable]))
         except Exception:
             good = []
@@ -282,6 +396,8 @@ def _read(
                 try:
                     frame([f.read_path])
                     good.append(f)
+                except _TooWide as exc:
+                    out.unreadable.append((f, str(exc)))
                 except Exception as exc:
                     out.unreadable.append((f, unreadable_reason(f"{fmt.value} file", exc)))
             if good:

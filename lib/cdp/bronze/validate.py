@@ -15,7 +15,7 @@ from pyspark.sql.types import StructType
 from pyspark.sql.utils import AnalysisException
 
 from cdp.bronze.ledger import LandedFile, list_landed_files
-from cdp.bronze.readers import first_line, read_source_files
+from cdp.bronze.readers import DEFAULT_MAX_COLUMNS, first_line, read_source_files
 from cdp.config import ConfigError
 from cdp.expressions import check_expression, quote_identifier
 from cdp.sources import SourceFormat, SourceSpec
@@ -28,13 +28,16 @@ def _first_readable(
     spec: SourceSpec,
     files: Sequence[LandedFile],
     sampling_ratio: float | None = None,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
 ) -> tuple[LandedFile, StructType] | None:
     """The first of ``files`` that can be read, with its schema (unreadable files are skipped:
     ingestion quarantines them); None if the files hold no records at all."""
     problems = []
     for candidate in files:
         try:
-            got = read_source_files(spark, spec, [candidate], sampling_ratio=sampling_ratio)
+            got = read_source_files(
+                spark, spec, [candidate], sampling_ratio=sampling_ratio, max_columns=max_columns
+            )
             frames, unreadable = got.frames, got.unreadable
         except Exception as exc:
             raise ConfigError(
@@ -51,7 +54,13 @@ def _first_readable(
     return None
 
 
-def validate_source(spark: SparkSession, spec: SourceSpec, landing_root: str) -> LandedFile | None:
+def validate_source(
+    spark: SparkSession,
+    spec: SourceSpec,
+    landing_root: str,
+    *,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
+) -> LandedFile | None:
     """Check the declaration against the files; see :func:`_validate_source`.
 
     JSON schemas are first inferred from a sample (a full inference reads the whole file);
@@ -59,15 +68,24 @@ def validate_source(spark: SparkSession, spec: SourceSpec, landing_root: str) ->
     the sample missed is never reported as an error.
     """
     try:
-        return _validate_source(spark, spec, landing_root, sampling_ratio=0.05)
+        return _validate_source(
+            spark, spec, landing_root, sampling_ratio=0.05, max_columns=max_columns
+        )
     except ConfigError:
         if spec.format not in (SourceFormat.JSON, SourceFormat.NDJSON):
             raise
-        return _validate_source(spark, spec, landing_root, sampling_ratio=None)
+        return _validate_source(
+            spark, spec, landing_root, sampling_ratio=None, max_columns=max_columns
+        )
 
 
 def _validate_source(
-    spark: SparkSession, spec: SourceSpec, landing_root: str, *, sampling_ratio: float | None
+    spark: SparkSession,
+    spec: SourceSpec,
+    landing_root: str,
+    *,
+    sampling_ratio: float | None,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
 ) -> LandedFile | None:
     """Check key columns and mapping expressions against the files; ConfigError if wrong.
 
@@ -79,11 +97,11 @@ def _validate_source(
     if not files:
         log.warning("source %s: no files match %s yet", spec.name, spec.glob_for(landing_root))
         return None
-    head = _first_readable(spark, spec, files, sampling_ratio)
+    head = _first_readable(spark, spec, files, sampling_ratio, max_columns)
     if head is None:
         return None
     first, schema = head
-    tail = _first_readable(spark, spec, list(reversed(files)), sampling_ratio)
+    tail = _first_readable(spark, spec, list(reversed(files)), sampling_ratio, max_columns)
     latest = tail[0] if tail else first
     if tail is not None:
         known = set(schema.fieldNames())
