@@ -58,7 +58,11 @@ class StandaloneCluster:
         """The environment of the cluster's JVMs (and of a client that should match them)."""
         conf = self.root / "spark-conf"  # empty: no spark-defaults.conf or log4j2 of the user's
         conf.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SPARK_", "PYSPARK_")) and k != "PYTHONPATH"
+        }
         env.update(
             SPARK_HOME=str(spark_home()),
             SPARK_CONF_DIR=str(conf),
@@ -147,6 +151,9 @@ class StandaloneCluster:
             for pgid in groups:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pgid, sig)
+            for pid in self.alive():  # one that left its group (none so far)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline and self.alive():
                 for proc in self.procs:
@@ -158,18 +165,24 @@ class StandaloneCluster:
             proc.poll()
 
     def alive(self) -> list[int]:
-        """Ids of live processes in the cluster's process groups (zombies excluded)."""
+        """Ids of live processes of the cluster (zombies excluded): those in its JVMs' process
+        groups, and any working in its folder (executors and their Python workers run in the
+        workers' work dirs), should one have left its group."""
         groups = {p.pid for p in self.procs}
+        root = str(self.root.resolve())
         live = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
                 stat = (entry / "stat").read_text()
-            except OSError:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:  # gone meanwhile, or not ours to read
                 continue
             # Fields after the command (which may hold spaces): state, ppid, pgrp ...
             fields = stat.rsplit(")", 1)[1].split()
-            if fields[0] != "Z" and int(fields[2]) in groups:
+            if fields[0] == "Z":
+                continue
+            if int(fields[2]) in groups or cwd == root or cwd.startswith(root + "/"):
                 live.append(int(entry.name))
         return live
