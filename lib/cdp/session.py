@@ -81,7 +81,10 @@ def build_session(config: CdpConfig) -> SparkSession:
     """Return the SparkSession for this run, creating it only when none exists yet."""
     active = SparkSession.getActiveSession()
     if active is not None or _under_spark_submit():
-        session = active or SparkSession.builder.appName(config.spark.app_name).getOrCreate()
+        # No appName here: spark-submit always sets spark.app.name (its --name, which
+        # infra/submit.sh makes cdp-<stage>-<env>, else the script's name), and a builder
+        # name would replace it, so every stage showed as "cdp" in the cluster's UI.
+        session = active or SparkSession.builder.getOrCreate()
         _apply_runtime_settings(session, config, embedded=False)
         return session
 

