@@ -84,6 +84,23 @@ def test_missing_spark_names_the_local_extra(
     )
 
 
+def test_a_run_without_a_privacy_key_refuses_to_start(tmp_path: Path) -> None:
+    """Outside `local` and `test`, no key is a configuration error before any Spark work."""
+    env = {k: v for k, v in os.environ.items() if k != "CDP_PRIVACY_KEY"}
+    out = subprocess.run(
+        [str(BIN / "cdp"), "run", "identity", "--env", "cluster"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**env, "CDP_DATA_ROOT": str(tmp_path / "data")},
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("cdp: configuration error: privacy: no pseudonymisation key")
+    assert "spark" not in out.stderr.lower()  # refused before a session was started
+
+
 def test_failed_stage_prints_error_and_log_then_tables_show_it(tmp_path: Path) -> None:
     data = tmp_path / "data"
     empty_sources = tmp_path / "no-sources"

@@ -167,6 +167,9 @@ def run_stages(
         stages = [s.name for s in pipeline_stages()]
     else:
         stages = [get_stage(n).name for n in names]
+    # The pseudonymisation key, before any work: outside `local` and `test` a missing key is
+    # a configuration error, found now rather than at the end of a long identity run.
+    config.privacy_key()
     t0 = time.perf_counter()
     say(
         f"cdp {__version__}: env={config.env} data_root={config.data_root_uri} stages={','.join(stages)}"
