@@ -65,6 +65,7 @@ VOLATILE = {
     "assigned_at",
     "evaluated_at",  # gold/audience_runs
     "at",  # ops/audit_log
+    "profile_run_id",  # gold/customer_profile: the profile run that wrote the row
 }
 
 
@@ -133,6 +134,16 @@ def cli_args(stage: str, data_root: Path, landing: Path) -> list[str]:
     ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_privacy_key() -> Iterator[None]:
+    """One pseudonymisation key for every run here, killed or not: a data root copied before
+    its first keyed write has no generated key yet, and a key generated in each copy would
+    make every keyed hash (rejected-link values) differ for that reason alone."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CDP_PRIVACY_KEY", "stage-faults-test-key-" + "k" * 32)
+        yield
+
+
 @pytest.fixture(scope="module")
 def chain(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Chain:
     from cdp.generate import generate_landing
@@ -163,10 +174,27 @@ def written_by(stage: str, root: Path) -> list[str]:
     return [t for t in tables_under(root) if spec.may_write(t) and t != RUN_LOG_TABLE]
 
 
+def _rounded(value: Any) -> Any:
+    """Floats to 12 significant digits: a matching model reused from its MLflow JSON after
+    the crash scores with weights that differ from the freshly trained one's in the last
+    bits (3.6e-15 measured), the same model all the same."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def canonical_rows(root: Path, table: str) -> list[str]:
     rows = DeltaTable(str(root / table)).to_pyarrow_table().to_pylist()
     return sorted(
-        json.dumps({k: v for k, v in r.items() if k not in VOLATILE}, sort_keys=True, default=str)
+        json.dumps(
+            {k: _rounded(v) for k, v in r.items() if k not in VOLATILE},
+            sort_keys=True,
+            default=str,
+        )
         for r in rows
     )
 
@@ -239,10 +267,12 @@ def cases() -> Iterator[Any]:
     for stage in STAGES:
         yield pytest.param(stage, "last", id=f"{stage}-last")
         for position in ("first", "logged"):
-            yield pytest.param(stage, position, id=f"{stage}-{position}", marks=pytest.mark.slow)
+            marks = [pytest.mark.slow, pytest.mark.sweep]
+            yield pytest.param(stage, position, id=f"{stage}-{position}", marks=marks)
         if os.environ.get("CDP_FAULT_EVERY_WRITE") == "1":
             for k in range(40):  # cases past a stage's last write are skipped
-                yield pytest.param(stage, k, id=f"{stage}-{k}", marks=pytest.mark.slow)
+                marks = [pytest.mark.slow, pytest.mark.sweep]
+                yield pytest.param(stage, k, id=f"{stage}-{k}", marks=marks)
 
 
 def crash_then_rerun(

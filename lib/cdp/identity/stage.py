@@ -10,8 +10,10 @@ rerun completes the work):
 1. ``gold/identity_rejected_links``: every link merge protection rejected this run, with
    rule, id type, a keyed hash of the value (:mod:`cdp.identity.rejected`), reason and run
    id, tagged with ``base_map_version`` and written as that version's slice (one
-   replace-where commit), so a rerun after a crash, or a rerun on an unchanged map, replaces
-   the slice instead of adding to it: each rejection is recorded once per map version;
+   replace-where commit), so a rerun after a crash before the map commit replaces the
+   slice instead of adding to it; a run that leaves the map unchanged (after a crash past
+   the map commit, or on unchanged silver) replaces the newest slice, that of the run that
+   wrote the map: each rejection is recorded once per map version;
 2. ``gold/identity_history``: created / joined / merged / split / retired ids, each row
    tagged with ``base_map_version``, the map version the change was computed from. The
    rows of one base version are written with one replace-where commit, so a rerun after a
@@ -91,6 +93,19 @@ def load_stage_rules(
         else []
     )
     return rules, matching, decisions, notes
+
+
+def _slice_of_map(store: TableStore, base: int) -> int:
+    """The rejected-links slice of the map as it stands: a run that leaves the map unchanged
+    repeats the rejections of the run that wrote it (a rerun after a crash that came after
+    the map commit, or a plain rerun on unchanged silver), so it replaces that run's slice,
+    the newest one, instead of adding one under the map's new version."""
+    if not store.exists(REJECTED_TABLE):
+        return base
+    if BASE_VERSION not in store.schema(REJECTED_TABLE).fieldNames():
+        return base
+    newest = store.read(REJECTED_TABLE).agg(F.max(BASE_VERSION)).first()
+    return base if newest is None or newest[0] is None else int(newest[0])
 
 
 def _record_rejected(
@@ -281,7 +296,8 @@ def run_identity(ctx: StageContext) -> None:
         at=at,
         key=derive_key(ctx.config.privacy_key(), REJECTED_KEY_PURPOSE),
     )
-    _record_rejected(store, rejected, base, ctx=ctx)
+    map_changed = differs(new_map, previous, MAP_COLUMNS)
+    _record_rejected(store, rejected, base if map_changed else _slice_of_map(store, base), ctx=ctx)
     _write_matching(ctx, matched, res.rejected, accepted, records, matching)
 
     events_count = {r["event"]: int(r["count"]) for r in history.groupBy("event").count().collect()}
@@ -290,7 +306,7 @@ def run_identity(ctx: StageContext) -> None:
     _record_history(store, history, base, has_events=bool(events_count), ctx=ctx)
     faults.checkpoint("identity.before_map")
 
-    if differs(new_map, previous, MAP_COLUMNS):
+    if map_changed:
         ctx.run.wrote(MAP_TABLE, store.overwrite(MAP_TABLE, new_map).rows_written)
     else:
         ctx.progress(f"{MAP_TABLE} unchanged: not rewritten")
