@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,30 @@ DEMO_ARGS = ["--persons", "300", "--seed", "5", "--env", "test"] + [
     "--set",
     "models.search.lr_max_iter=20",
 ]
+
+
+@contextmanager
+def moto_s3(bucket: str) -> Iterator[str]:
+    """A real S3-compatible endpoint over HTTP (moto's threaded server) holding ``bucket``;
+    credentials reach boto3 through the standard chain (environment variables), never
+    through cdp's configuration."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+            mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+            mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+            mp.delenv("AWS_PROFILE", raising=False)
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+            yield endpoint
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

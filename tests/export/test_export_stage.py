@@ -37,6 +37,7 @@ from cdp.export.settings import ExportConfig
 from cdp.export.sink import MIB, open_sink, transfer_config, with_retries
 from cdp.runner import StageFailed, run_stage
 from cdp.storage import TableStore, open_store
+from conftest import moto_s3
 
 CONSENT = StructType(
     [
@@ -157,20 +158,8 @@ def world(
 def s3(world: Any) -> Iterator[str]:
     """A real S3-compatible endpoint over HTTP; credentials reach boto3 through the standard
     chain (environment variables), never through cdp's configuration."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.delenv("AWS_PROFILE", raising=False)
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    with moto_s3(BUCKET) as endpoint:
         yield endpoint
-    server.stop()
 
 
 def with_export(config: CdpConfig, **export: Any) -> CdpConfig:

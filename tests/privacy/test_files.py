@@ -21,6 +21,7 @@ from cdp.export.sink import Sink, open_sink
 from cdp.privacy.files import SUPPRESSIONS, rewrite_exports
 from cdp.privacy.keys import pseudonym
 from cdp.privacy.resolve import Person
+from conftest import moto_s3
 
 BUCKET = "deliveries"
 KEY = b"k" * 32
@@ -114,20 +115,8 @@ def test_rewrites_a_local_export_folder(tmp_path: Path) -> None:
 
 @pytest.fixture()
 def s3() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.delenv("AWS_PROFILE", raising=False)
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    with moto_s3(BUCKET) as endpoint:
         yield endpoint
-    server.stop()
 
 
 def test_rewrites_an_s3_target_with_its_encryption(s3: str) -> None:
