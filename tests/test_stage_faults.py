@@ -263,9 +263,19 @@ def crash_positions(writes: int) -> dict[str, int]:
     return {"first": 0, "last": writes - 2, "logged": writes - 1}
 
 
+# Known and not fixed yet: export delivers at least once. A run killed after its upload (and
+# its audit row) is delivered again by the rerun, under the rerun's id: two deliveries and two
+# audit rows where one run leaves one. Strict: the day it holds, this case fails until the
+# mark is removed.
+AT_LEAST_ONCE = pytest.mark.xfail(
+    strict=True, reason="export: a rerun after a crash past the upload delivers again"
+)
+
+
 def cases() -> Iterator[Any]:
     for stage in STAGES:
-        yield pytest.param(stage, "last", id=f"{stage}-last")
+        known = [AT_LEAST_ONCE] if stage == "export" else []
+        yield pytest.param(stage, "last", id=f"{stage}-last", marks=known)
         for position in ("first", "logged"):
             marks = [pytest.mark.slow, pytest.mark.sweep]
             yield pytest.param(stage, position, id=f"{stage}-{position}", marks=marks)

@@ -285,11 +285,11 @@ def run_audiences(ctx: StageContext) -> None:
         members.unpersist()
 
     now = datetime.now(timezone.utc).replace(tzinfo=None)
+    moves = _moves_at(store, names, as_of)
     rows: list[dict[str, Any]] = []
     for spec in specs:
         size = sizes.get(spec.name, 0)
-        entered = ops.get((spec.name, "insert"), 0) + ops.get((spec.name, "reopen"), 0)
-        exited = ops.get((spec.name, "exit"), 0)
+        entered, exited = moves.get(spec.name, (0, 0))
         models = [
             {"model_name": m, "model_version": v, "scores_as_of": latest[m]}
             for m in spec.models
@@ -322,5 +322,38 @@ def run_audiences(ctx: StageContext) -> None:
         ctx.run.metric(f"audience.{name}.retired_exited", exited)
         ctx.progress(f"{name}: no longer declared; its {exited} open member(s) exited")
     if rows:
-        store.append_rows(RUNS_TABLE, rows, RUNS_SCHEMA)
+        # One record per audience and date, replaced by a re-evaluation of that date (a rerun
+        # after a crash included), as the membership itself is.
+        frame = ctx.spark.createDataFrame(rows, RUNS_SCHEMA)
+        listed = ", ".join(sql_string(n) for n in names)
+        where = f"as_of = DATE'{as_of.isoformat()}' AND audience IN ({listed})"
+        if store.exists(RUNS_TABLE):
+            store.replace_where(RUNS_TABLE, frame, where)
+        else:
+            store.append(RUNS_TABLE, frame)
         ctx.run.wrote(RUNS_TABLE, len(rows))
+
+
+def sql_string(text: str) -> str:
+    """A Spark SQL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _moves_at(store: Any, names: list[str], as_of: date) -> dict[str, tuple[int, int]]:
+    """Per audience, the spells that entered and that exited at ``as_of``, read from the
+    membership as it stands after this run's merge: the same numbers whether the date was
+    evaluated once, again, or again after a crash that had already merged its changes."""
+    if not names or not store.exists(MEMBERSHIP_TABLE):
+        return {}
+    d = F.lit(as_of)
+    counts = (
+        store.read(MEMBERSHIP_TABLE)
+        .where(F.col("audience").isin(*names))
+        .groupBy("audience")
+        .agg(
+            F.sum(F.when(F.col("entered_at") == d, 1).otherwise(0)).alias("entered"),
+            F.sum(F.when(F.col("exited_at") == d, 1).otherwise(0)).alias("exited"),
+        )
+        .collect()
+    )
+    return {r["audience"]: (int(r["entered"] or 0), int(r["exited"] or 0)) for r in counts}
