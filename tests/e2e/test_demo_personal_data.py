@@ -28,7 +28,25 @@ def _texts(root: Path) -> Iterator[tuple[str, str]]:
     for folder in ("logs", "reports", "mlflow"):
         for path in sorted((root / folder).rglob("*")):
             if path.is_file():
-                yield str(path.relative_to(root)), path.read_bytes().decode("utf-8", "ignore")
+                yield str(path.relative_to(root)), _text_of(path)
+
+
+def _text_of(path: Path) -> str:
+    """A file's text; a Parquet file's string cells (a model's trees are doubles whose bytes,
+    read as text, once matched the e-mail pattern: '@' between two printable runs)."""
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        return "\n".join(
+            str(v)
+            for col in table.columns
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+            for v in col.to_pylist()
+            if v is not None
+        )
+    return path.read_bytes().decode("utf-8", "ignore")
 
 
 def _phone_tails(spark: SparkSession, root: Path) -> set[str]:
