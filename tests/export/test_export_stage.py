@@ -408,3 +408,46 @@ def test_kms_encryption_and_bucket_owner_are_requested(s3: str, tmp_path: Path) 
         assert "cdp-exports" in head.get("SSEKMSKeyId", "")
     with pytest.raises(Exception, match="sse_kms_key_id is only used"):
         ExportConfig(sse_kms_key_id="k")
+
+
+# --- exactly once (issue 24) ------------------------------------------------------------------
+
+
+def test_same_inputs_are_delivered_once_and_leftovers_of_a_killed_run_go(
+    spark: SparkSession, world: Any, tmp_path: Path
+) -> None:
+    config, store = world
+    target = tmp_path / "once"
+    cfg = with_export(config, target=str(target))
+    day = target / "buyers" / f"dt={D}"
+    # What a run killed mid-upload leaves: a data file, no manifest, no mark.
+    (day / "run=killed").mkdir(parents=True)
+    (day / "run=killed" / "part-00000.parquet").write_bytes(b"partial")
+
+    first = run_stage("export", spark=spark, config=cfg)
+    assert sorted(p.name for p in day.iterdir()) == [f"run={first.run_id}"]
+    assert first.rows_written["export/buyers"] == 4
+
+    again = run_stage("export", spark=spark, config=cfg)
+    assert sorted(p.name for p in day.iterdir()) == [f"run={first.run_id}"]
+    assert again.rows_written["export/buyers"] == 0
+    destination = f"{target}/buyers/dt={D}/run={first.run_id}"
+    audits = store.read("ops/audit_log").where(f"destination like '%{destination}'").collect()
+    assert len(audits) == 1 and audits[0].run_id == first.run_id
+
+    # A run that died after sealing but before its audit row: the rerun writes only the row.
+    kept = store.read("ops/audit_log").where(f"not destination like '%{destination}'")
+    store.overwrite("ops/audit_log", kept.localCheckpoint())
+    rerun = run_stage("export", spark=spark, config=cfg)
+    assert sorted(p.name for p in day.iterdir()) == [f"run={first.run_id}"]
+    audits = store.read("ops/audit_log").where(f"destination like '%{destination}'").collect()
+    assert len(audits) == 1 and audits[0].run_id == rerun.run_id
+
+    # Other settings are another delivery.
+    other = run_stage(
+        "export", spark=spark, config=with_export(config, target=str(target), rows_per_file=2)
+    )
+    assert sorted(p.name for p in day.iterdir()) == sorted(
+        [f"run={first.run_id}", f"run={other.run_id}"]
+    )
+    assert other.rows_written["export/buyers"] == 4

@@ -126,8 +126,9 @@ class Sink(Protocol):
         """Remove ``keys`` (missing ones are ignored)."""
         ...
 
-    def list_keys(self) -> list[str]:
-        """Every key under the root, sorted (erasure rewrites past deliveries)."""
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Every key under the root that starts with ``prefix``, sorted (erasure rewrites past
+        deliveries; an export looks for its own earlier delivery)."""
         ...
 
     def get_bytes(self, key: str) -> bytes: ...
@@ -162,13 +163,19 @@ class LocalSink:
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             (self.path / key).unlink(missing_ok=True)
+        # Folders left empty go too, as prefixes vanish from an object store with their keys.
+        for folder in sorted({(self.path / k).parent for k in keys}, key=lambda f: -len(f.parts)):
+            while folder != self.path and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
 
-    def list_keys(self) -> list[str]:
-        if not self.path.is_dir():
+    def list_keys(self, prefix: str = "") -> list[str]:
+        # The folder part of the prefix bounds the walk; the rest filters names.
+        folder = self.path / prefix.rsplit("/", 1)[0] if "/" in prefix else self.path
+        if not folder.is_dir():
             return []
-        return sorted(
-            p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()
-        )
+        keys = (p.relative_to(self.path).as_posix() for p in folder.rglob("*") if p.is_file())
+        return sorted(k for k in keys if k.startswith(prefix))
 
     def get_bytes(self, key: str) -> bytes:
         return (self.path / key).read_bytes()
@@ -236,11 +243,11 @@ class S3Sink:
                     Bucket=self.bucket, Delete={"Objects": batch}, **self.owner
                 )
 
-    def list_keys(self) -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         base = f"{self.prefix}/" if self.prefix else ""
         keys: list[str] = []
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=base, **self.owner
+            Bucket=self.bucket, Prefix=base + prefix, **self.owner
         )
         for page in pages:
             keys += [obj["Key"][len(base) :] for obj in page.get("Contents", [])]

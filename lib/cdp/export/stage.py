@@ -17,7 +17,12 @@ For every declared audience (or those in ``activation.export.audiences``):
 
 Consumers read a prefix only once its ``_SUCCESS`` exists. An export that fails part-way
 removes what it uploaded for that audience (best effort) and never writes the manifest or the
-mark; one killed outright leaves data files without a manifest, which readers ignore.
+mark; one killed outright leaves data files without a manifest, which readers ignore and the
+next export of that audience and date removes.
+
+Exactly once (:mod:`cdp.export.delivery`): the manifest carries a fingerprint of the inputs;
+a rerun that finds a sealed delivery of the same audience, date and fingerprint (a run killed
+after the upload) leaves it standing, uploads nothing and only completes its audit row.
 """
 
 from __future__ import annotations
@@ -40,16 +45,25 @@ from cdp.audiences.members import members_at
 from cdp.audiences.spec import AudienceError, AudienceSpec, load_audiences
 from cdp.audiences.stage import MEMBERSHIP_TABLE, PROFILE_TABLE, RUNS_TABLE
 from cdp.export.consent import CONSENTED, consented_contacts, read_consent_inputs
+from cdp.export.delivery import (
+    MANIFEST,
+    SUCCESS,
+    audit_recorded,
+    delivery_prefix,
+    find_delivered,
+    fingerprint,
+    input_versions,
+    remove_unsealed,
+)
 from cdp.export.identifiers import EXPORT_ID, destination_key, export_rows, with_export_id
 from cdp.export.settings import ExportConfig
 from cdp.export.sink import ExportError, Sink, open_sink
 from cdp.optional_inputs import record_missing
-from cdp.privacy.audit import record_audit
+from cdp.privacy.audit import AUDIT_TABLE, record_audit
+from cdp.privacy.suppression import SUPPRESSION_TABLE
 from cdp.stage import StageContext
 from cdp.tables import CONSENTS as CONSENTS_TABLE
 
-MANIFEST = "manifest.json"
-SUCCESS = "_SUCCESS"
 # Fault point passed after each data file is uploaded (crash-safety tests).
 FAULT_AFTER_UPLOAD = "export.after_upload"
 MIB = 1024 * 1024
@@ -183,10 +197,91 @@ def export_audience(
     sink: Sink,
     staging: Path,
 ) -> dict[str, Any]:
-    """Stage, upload and seal one audience; returns its manifest."""
+    """Stage, upload and seal one audience, once: a sealed delivery of the same audience, date
+    and inputs already in the destination (a rerun after a crash past the upload) stands and
+    is not delivered again (:mod:`cdp.export.delivery`). Returns the manifest."""
+    cfg = ctx.config.activation.export
+    digest = fingerprint(
+        {
+            "audience": spec.name,
+            "purpose": spec.purpose,
+            "channel": spec.channel,
+            "as_of": as_of,
+            "membership": [evaluation.as_of, evaluation.run_id],
+            "tables": input_versions(
+                ctx.store,
+                [MEMBERSHIP_TABLE, PROFILE_TABLE, CONSENTS_TABLE.name, SUPPRESSION_TABLE],
+            ),
+            "format": [cfg.format, cfg.rows_per_file, cfg.hash_identifiers],
+            # The delivered ids depend on the key: a rotated key is a new delivery.
+            "customer_id_key": hashlib.sha256(
+                destination_key(ctx.config.privacy_key(), sink.root)
+            ).hexdigest()
+            if cfg.include_customer_id
+            else None,
+        }
+    )
+    removed = remove_unsealed(sink, spec.name, as_of, ctx.run.run_id)
+    if removed:
+        ctx.progress(
+            f"{spec.name}: removed {removed} object(s) an interrupted run left unsealed "
+            f"for dt={as_of}"
+        )
+    done = find_delivered(sink, spec.name, as_of, digest)
+    if done is not None:
+        return _already_delivered(ctx, spec, done.prefix, done.manifest, sink)
     membership = ctx.store.read(MEMBERSHIP_TABLE).where(F.col("audience") == spec.name)
     members = members_at(membership, as_of).select("customer_id")
-    return export_members(ctx, spec, members, evaluation, as_of, sink, staging)
+    return export_members(ctx, spec, members, evaluation, as_of, sink, staging, digest)
+
+
+def _already_delivered(
+    ctx: StageContext, spec: AudienceSpec, prefix: str, manifest: dict[str, Any], sink: Sink
+) -> dict[str, Any]:
+    """Leave an earlier run's identical delivery as it is; write its audit row if that run
+    died before writing it."""
+    destination = sink.uri(prefix)
+    if not audit_recorded(ctx.store, AUDIT_TABLE, destination):
+        _audit(ctx, spec, manifest, destination, int(manifest["row_count"]))
+    ctx.run.wrote(f"export/{spec.name}", 0)
+    ctx.run.metric(export_metric(spec.name, URI), destination)
+    ctx.run.metric(export_metric(spec.name, FILES), len(manifest["files"]))
+    ctx.run.metric(
+        export_metric(spec.name, WITHOUT_CONSENT), int(manifest["counts"]["without_consent"])
+    )
+    ctx.progress(
+        f"{spec.name}: already delivered to {destination} by run {manifest['run_id']} from "
+        "the same inputs; not delivered again"
+    )
+    return manifest
+
+
+def _audit(
+    ctx: StageContext,
+    spec: AudienceSpec,
+    manifest: dict[str, Any],
+    destination: str,
+    rows: int,
+) -> None:
+    """Who delivered what from which profile version: the audit trail of every export."""
+    record_audit(
+        ctx.store,
+        action="export",
+        run_id=ctx.run.run_id,
+        tables={
+            PROFILE_TABLE: ctx.store.version(PROFILE_TABLE),
+            CONSENTS_TABLE.name: ctx.store.version(CONSENTS_TABLE.name),
+        },
+        rows=rows,
+        destination=destination,
+        detail={
+            "audience": spec.name,
+            "purpose": spec.purpose,
+            "channel": spec.channel,
+            "membership_run_id": manifest["membership_run_id"],
+            "hashed": manifest["identifiers"]["hashed"],
+        },
+    )
 
 
 def export_members(
@@ -197,10 +292,12 @@ def export_members(
     as_of: date,
     sink: Sink,
     staging: Path,
+    digest: str | None = None,
 ) -> dict[str, Any]:
     """Stage, upload and seal the ``members`` (a ``customer_id`` column, one row per
     customer) of ``spec``; returns the manifest. :func:`export_audience` passes the members of
-    ``gold/audience_membership``; a notebook passes a segment it evaluated itself."""
+    ``gold/audience_membership``; a notebook passes a segment it evaluated itself. ``digest``: the
+    delivery's fingerprint, kept in the manifest (:mod:`cdp.export.delivery`)."""
     cfg = ctx.config.activation.export
     run_id = ctx.run.run_id
     profile = ctx.store.read(PROFILE_TABLE).select("customer_id", "email", "phone")
@@ -233,7 +330,7 @@ def export_members(
             )
         )
     )
-    prefix = f"{spec.name}/dt={as_of.isoformat()}/run={run_id}"
+    prefix = delivery_prefix(spec.name, as_of, run_id)
     local = staging / spec.name
     parts = stage_files(out, local, fmt=cfg.format, rows_per_file=cfg.rows_per_file)
 
@@ -267,6 +364,7 @@ def export_members(
             "channel": spec.channel,
             "as_of": as_of.isoformat(),
             "run_id": run_id,
+            "fingerprint": digest,
             "membership_as_of": evaluation.as_of.isoformat(),
             "membership_run_id": evaluation.run_id,
             "models": evaluation.models,
@@ -312,25 +410,7 @@ def export_members(
         except Exception:
             ctx.log.exception("could not remove the partial export of %s", spec.name)
         raise
-    # Who delivered what from which profile version: the audit trail of every export.
-    record_audit(
-        ctx.store,
-        action="export",
-        run_id=run_id,
-        tables={
-            PROFILE_TABLE: ctx.store.version(PROFILE_TABLE),
-            CONSENTS_TABLE.name: ctx.store.version(CONSENTS_TABLE.name),
-        },
-        rows=total,
-        destination=sink.uri(prefix),
-        detail={
-            "audience": spec.name,
-            "purpose": spec.purpose,
-            "channel": spec.channel,
-            "membership_run_id": evaluation.run_id,
-            "hashed": cfg.hash_identifiers,
-        },
-    )
+    _audit(ctx, spec, manifest, sink.uri(prefix), total)
     ctx.run.wrote(f"export/{spec.name}", total)
     ctx.run.metric(export_metric(spec.name, URI), sink.uri(prefix))
     ctx.run.metric(export_metric(spec.name, FILES), len(entries))
