@@ -189,20 +189,23 @@ def synthetic_transactions(spark: SparkSession, n: int, start: date, days: int) 
         rate.alias("rate"),
         level.alias("level"),
     )
-    # Candidate days, each kept with the customer's rate (Bernoulli per day ~ Poisson).
-    k = F.explode(F.sequence(F.col("first"), F.col("last"), F.lit(1))).alias("day")
-    cand = buyers.select(KEY, "n", "first", "rate", "level", k)
-    keep = (F.col("day") == F.col("first")) | (
-        (F.pmod(F.xxhash64(F.lit("buy"), F.col("n"), F.col("day")), F.lit(1_000_003)) / 1_000_003)
-        < F.col("rate")
+    # Purchases after the first: exponential around rate x active days (heterogeneous, most
+    # customers none or one), on days drawn uniformly in the active span.
+    repeat = F.floor(-F.log(u("count")) * F.col("rate") * (F.col("last") - F.col("first")))
+    k = F.explode(F.sequence(F.lit(0), repeat.cast("int"))).alias("i")
+    cand = buyers.select(KEY, "n", "first", "last", "level", k)
+    draw = F.pmod(F.xxhash64(F.lit("day"), F.col("n"), F.col("i")), F.lit(1_000_003)) / 1_000_003
+    day = F.when(F.col("i") == 0, F.col("first")).otherwise(
+        F.col("first") + F.floor(draw * (F.col("last") - F.col("first") + 1))
     )
+    cand = cand.withColumn("day", day.cast("int"))
     ts = (F.lit(start.isoformat()).cast("timestamp").cast("long") + F.col("day") * 86_400).cast(
         "timestamp"
     )
     spend = F.col("level") * (
-        0.5 + F.pmod(F.xxhash64(F.lit("amt"), F.col("n"), F.col("day")), F.lit(1000)) / 1000
+        0.5 + F.pmod(F.xxhash64(F.lit("amt"), F.col("n"), F.col("i")), F.lit(1000)) / 1000
     )
-    return cand.where(keep).select(KEY, ts.alias("order_time"), spend.alias("amount"))
+    return cand.select(KEY, ts.alias("order_time"), spend.alias("amount"))
 
 
 def run_scale(spark: SparkSession, args: argparse.Namespace) -> dict[str, object]:
