@@ -189,12 +189,16 @@ def _rounded(value: Any) -> Any:
 
 
 # A delivery's address names the run that made it (``.../run=<run id>/...``): after a crash the
-# rerun keeps the killed run's sealed delivery, so only the run id in it may differ.
+# rerun keeps the killed run's sealed delivery, so only the run id in it may differ; and the
+# folder of the data root it lies in (the test's copy vs the chain's working root).
 RUN_IN_PATH = re.compile(r"run=[^/]+")
+EXPORTS_ROOT = re.compile(r"[^\s\"']*/exports/")
 
 
 def _without_run(value: Any) -> Any:
-    return RUN_IN_PATH.sub("run=*", value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    return EXPORTS_ROOT.sub("<exports>/", RUN_IN_PATH.sub("run=*", value))
 
 
 def canonical_rows(root: Path, table: str) -> list[str]:
