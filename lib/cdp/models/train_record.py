@@ -185,13 +185,15 @@ def log_training_run(
     train_rows: int,
     holdout: DataFrame,
     register: bool,
+    extra_metrics: dict[str, float] | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> tuple[R.LoggedModel, dict[str, float]]:
     """One MLflow run of the chosen model (registered when ``register``); returns it and the
-    metrics it logged."""
+    metrics it logged. ``extra_*``: the out-of-time check's measures and the decision."""
     imp = importances(found.chosen.model, evals.chosen_scored)
-    metrics = training_metrics(found, evals, champion, train_rows)
+    metrics = {**training_metrics(found, evals, champion, train_rows), **(extra_metrics or {})}
     params = training_params(spec, as_of, found, settings_of(ctx))
-    tags = training_tags(ctx, spec, as_of, inputs, run_kind, champion)
+    tags = {**training_tags(ctx, spec, as_of, inputs, run_kind, champion), **(extra_tags or {})}
     input_pdf, output = signature_examples(found, holdout)
     logged = registry.log_run(
         model_name=spec.name,

@@ -175,6 +175,15 @@ def train_model(
             if compare
             else ChampionCheck()
         )
+        oot: OutOfTime | None = None
+        decision: Decision | None = None
+        if register:
+            # Before anything is registered: the check may build (write) the features of its
+            # earlier date, and a failure or a crash there leaves no version without an alias.
+            oot = out_of_time_check(
+                ctx, spec, as_of, inputs, found, split.holdout, evals, champion, settings
+            )
+            decision = decide_promotion(evals.model, evals.heuristic, oot, champion, settings)
         logged, metrics = log_training_run(
             ctx,
             registry,
@@ -188,20 +197,11 @@ def train_model(
             train_rows=counts["train"][0],
             holdout=split.holdout,
             register=register,
+            extra_metrics=oot.metrics() if oot else None,
+            extra_tags=decision_tags(oot, decision) if oot and decision else None,
         )
         alias: str | None = None
-        oot: OutOfTime | None = None
-        decision: Decision | None = None
         fallback: str | None = None
-        if register:
-            # After the MLflow run is logged: the check may build the features of its earlier
-            # date, and the run's lineage tags name the table version the model was fit on.
-            oot = out_of_time_check(
-                ctx, spec, as_of, inputs, found, split.holdout, evals, champion, settings
-            )
-            decision = decide_promotion(evals.model, evals.heuristic, oot, champion, settings)
-            record_decision(registry, logged.run_id, oot, decision)
-            metrics.update(oot.metrics())
         if decision is not None and logged.version is not None:
             alias = move_alias(
                 ctx, registry, spec, as_of, logged.version, evals.model, decision, settings
@@ -273,10 +273,8 @@ def decide_promotion(
     )
 
 
-def record_decision(
-    registry: R.Registry, mlflow_run_id: str, oot: OutOfTime, decision: Decision
-) -> None:
-    """The out-of-time measures and the decision on the candidate's MLflow run."""
+def decision_tags(oot: OutOfTime, decision: Decision) -> dict[str, str]:
+    """The MLflow tags of the out-of-time check and the decision on the candidate's run."""
     tags = {
         "cdp.promotion": decision.reason,
         "cdp.promoted": str(decision.promote).lower(),
@@ -286,7 +284,7 @@ def record_decision(
         tags["cdp.oot_skipped"] = oot.skipped
     if oot.dropped:
         tags["cdp.oot_features_left_out"] = ",".join(oot.dropped)
-    registry.add_to_run(mlflow_run_id, metrics=oot.metrics(), tags=tags)
+    return tags
 
 
 def run_train(ctx: StageContext) -> None:
