@@ -298,7 +298,11 @@ def test_train_logs_to_mlflow_and_moves_aliases_then_scores_idempotently(
     from cdp.runner import run_stage
     from cdp.storage import open_store
 
-    config = _config(trained_root)
+    # On these 300 customers the tiny search's winner loses to the heuristic out of time, and
+    # the gate would (rightly) register the heuristic as champion: that is the test below.
+    # Here the gate is off, so the champion/challenger mechanics of the holdout stay in view;
+    # the check still runs and logs its measures.
+    config = _config(trained_root, **{"models.out_of_time.gate_metrics": []})
     as_of = date(2025, 3, 1)
     # A date whose horizon the data does not cover is refused.
     with pytest.raises(Exception, match="label horizon"):
@@ -322,8 +326,23 @@ def test_train_logs_to_mlflow_and_moves_aliases_then_scores_idempotently(
     assert "orders_365d" in json.loads(p["numeric_features"])
     assert t["cdp.run_id"] == first.run_id and t["cdp.kind"] == "train"
     assert t["cdp.table_version.silver/transactions"] == "0"
-    assert t["cdp.table_version.gold/customer_features"] == "0"
+    # Version 1: the out-of-time check stored the features at as_of - horizon (version 0
+    # holds those at as_of) before the run was logged; the run read both.
+    assert t["cdp.table_version.gold/customer_features"] == "1"
     assert "cdp.git_commit" in t
+    # The out-of-time check: the same configuration fitted one horizon earlier, scored on the
+    # holdout customers at as_of beside the heuristic, in MLflow and in the run log.
+    assert t["cdp.oot_train_as_of"] == "2024-12-01" and "cdp.oot_skipped" not in t
+    for key in ("roc_auc", "pr_auc", "lift_top_decile"):
+        assert 0 <= m[f"oot_{key}"] < 100 and 0 <= m[f"heuristic_oot_{key}"] < 100
+    assert m["heuristic_oot_roc_auc"] == pytest.approx(m["heuristic_holdout_roc_auc"])
+    assert "champion_oot_roc_auc" not in m  # no champion yet
+    assert first.metrics["purchase_90d.oot_roc_auc"] == str(round(m["oot_roc_auc"], 5))
+    assert first.metrics["purchase_90d.oot_train_as_of"] == "2024-12-01"
+    assert t["cdp.promoted"] == "true"
+    assert first.metrics["purchase_90d.promotion"] == t["cdp.promotion"]
+    assert t["cdp.promotion"].startswith("promoted (no champion yet)")
+    assert t["cdp.promotion"].endswith("no heuristic gate")
     registry = Registry(uri, "test")
     charts = set(registry.artifacts(run.info.run_id, "charts"))
     assert {
@@ -351,6 +370,10 @@ def test_train_logs_to_mlflow_and_moves_aliases_then_scores_idempotently(
     assert second.data.metrics["champion_holdout_roc_auc"] == pytest.approx(
         second.data.metrics["holdout_roc_auc"]
     )
+    assert second.data.metrics["champion_oot_roc_auc"] == pytest.approx(
+        second.data.metrics["champion_holdout_roc_auc"]
+    )
+    assert second.data.tags["cdp.promotion"].startswith("does not beat the champion")
 
     # Scoring: every customer with features at as_of, once, with the champion's version.
     store = open_store(spark, config)
@@ -440,3 +463,76 @@ def test_registry_leaves_the_mlflow_environment_variables_alone(
     second = tmp_path / "b"
     config = load_config(env="test", overrides={"data_root": str(second)})
     assert config.mlflow_tracking_uri == f"sqlite:///{second / 'mlflow' / 'mlflow.db'}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_a_candidate_that_loses_to_the_heuristic_out_of_time_is_not_promoted(
+    spark: SparkSession, trained_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The out-of-time fit is made to learn nothing (L1 strong enough to zero every
+    coefficient: one score for everyone), the rest is the real stage: the decision, the
+    aliases, the heuristic registered as champion (there was none), scoring with it, and the
+    report's out-of-time line. A model of its own, so the registry starts empty; the features
+    of both dates are the ones the tests above stored."""
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from cdp.models import out_of_time
+    from cdp.models.registry import registered_name
+    from cdp.models.report_section import models_section
+    from cdp.models.train import Candidate
+    from cdp.runner import run_stage
+    from cdp.storage import open_store
+
+    flat = Candidate("lr", {"regParam": 10.0, "elasticNetParam": 1.0, "maxIter": 5})
+    monkeypatch.setattr(out_of_time, "refit_candidate", lambda found: flat)
+    model = "purchase_oot"
+    config = _config(
+        trained_root,
+        **{"models.only": model, "models.models": [{"name": model, "label": "purchase"}]},
+    )
+    as_of = date(2025, 3, 1)
+    result = run_stage("train", spark=spark, config=config, as_of=as_of)
+    m = result.metrics
+    assert float(m[f"{model}.oot_roc_auc"]) == pytest.approx(0.5)  # one score for everyone
+    assert float(m[f"{model}.heuristic_oot_roc_auc"]) > 0.6
+    assert m[f"{model}.alias"] == "challenger" and m[f"{model}.version"] == "1"
+    assert m[f"{model}.promotion"].startswith("loses to the heuristic out of time: roc_auc 0.5000")
+
+    client = MlflowClient(tracking_uri=config.mlflow_tracking_uri)
+    name = registered_name("test", model)
+    candidate = client.get_model_version_by_alias(name, "challenger")
+    assert str(candidate.version) == "1"
+    assert candidate.tags["promotion"] == m[f"{model}.promotion"]
+    run = client.get_run(candidate.run_id)
+    assert run.data.tags["cdp.promoted"] == "false"
+    assert run.data.metrics["oot_roc_auc"] == pytest.approx(0.5)
+    # No champion before: the heuristic takes the alias, as a model of its own.
+    fallback = m[f"{model}.heuristic_fallback_version"]
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == fallback == "2"
+    assert champion.tags["scorer"] == "heuristic"
+    fallback_run = client.get_run(champion.run_id)
+    assert fallback_run.data.tags["cdp.kind"] == "heuristic_fallback"
+    # Its order is the heuristic's (a one-input logistic calibration of it).
+    assert fallback_run.data.metrics["holdout_roc_auc"] == pytest.approx(
+        float(m[f"{model}.heuristic_holdout_roc_auc"]), abs=2e-3
+    )
+
+    # Score and the audiences read it like any champion: probabilities and deciles.
+    run_stage("score", spark=spark, config=config, as_of=as_of)
+    scores = (
+        open_store(spark, config).read("gold/propensity_scores").where(f"model_name = '{model}'")
+    )
+    row = scores.agg({"score": "min", "decile": "max"}).first()
+    assert row is not None and row["min(score)"] >= 0.0 and row["max(decile)"] == 10
+    assert {r[0] for r in scores.select("model_version").distinct().collect()} == {"2"}
+
+    # The report: the out-of-time line next to the holdout line, and the decision.
+    train_row = SimpleNamespace(status="success", run_id=result.run_id, as_of=as_of, metrics=m)
+    page = "".join(models_section(config, {"train": (train_row, 0)}).parts)  # type: ignore[dict-item]
+    assert "out of time: model" in page and "<td class='num'>0.5000</td>" in page
+    assert "version 1 is challenger: loses to the heuristic out of time" in page
+    assert "version 2 (the heuristic) is the champion" in page

@@ -7,7 +7,10 @@ The four stages, one module each (the pure pieces they share live beside them: `
   "now");
 * ``train_stage``: ``as_of`` or data end + 1 - ``horizon_days`` (the latest date whose label
   horizon the data covers; a later ``as_of`` is refused while
-  ``labels.require_complete_horizon``);
+  ``labels.require_complete_horizon``); its out-of-time check (``out_of_time``) fits the
+  winner's configuration again at ``as_of - horizon_days`` and scores the holdout customers
+  at ``as_of``; a candidate below the heuristic there is never champion (``promotion``), and
+  where no model has earned the alias the heuristic takes it (``heuristic_fallback``);
 * ``score_stage``: ``as_of`` or the newest ``as_of`` in gold/customer_features (else data
   end + 1);
 * ``backtest_stage`` (on demand): scores at ``as_of`` (default like ``train``) with a model

@@ -1,6 +1,8 @@
 """The models' part of the run report: holdout measures of each model beside the
-recency/frequency heuristic, the versions trained, given an alias and scored, and the ROC and
-lift charts the train stage logged to MLflow.
+recency/frequency heuristic, the out-of-time line next to them (the model's configuration
+fitted one horizon earlier, the heuristic and the champion on the same customers), the
+promotion decision, the versions trained, given an alias and scored, and the ROC and lift
+charts the train stage logged to MLflow.
 
 Every metric is read by the name the train and score stages log it under (``train_stage``,
 ``score_stage``), so a renamed metric cannot leave a row silently empty.
@@ -17,8 +19,23 @@ from cdp.config import CdpConfig
 from cdp.models.inputs import AS_OF_METRIC, model_metric
 from cdp.models.score_stage import SCORED_VERSION
 from cdp.models.train import LIFT_TOP_DECILE, LOG_LOSS, PR_AUC, ROC_AUC
-from cdp.models.train_record import HEURISTIC_HOLDOUT, HOLDOUT
-from cdp.models.train_stage import ALIAS, MLFLOW_RUN_ID, RUN_LOG_MEASURES, VERSION
+from cdp.models.train_record import (
+    CHAMPION_OOT,
+    HEURISTIC_HOLDOUT,
+    HEURISTIC_OOT,
+    HOLDOUT,
+    OUT_OF_TIME,
+)
+from cdp.models.train_stage import (
+    ALIAS,
+    FALLBACK_VERSION,
+    MLFLOW_RUN_ID,
+    OOT_SKIPPED,
+    OOT_TRAIN_AS_OF,
+    PROMOTION,
+    RUN_LOG_MEASURES,
+    VERSION,
+)
 from cdp.privacy.redact import safe_uri
 from cdp.report_page import Chart, Section, as_float
 from cdp.report_runs import Runs
@@ -35,19 +52,57 @@ MEASURE_LABELS = {
 CHARTS = ("roc", "lift")  # the figures (registry.charts) the page shows per model
 
 
-def holdout_rows(
-    metrics: dict[str, str], models: Sequence[str]
-) -> list[tuple[str, str, float | None, float | None]]:
-    """(model, measure, model value, heuristic value) for every measure the train run logged
-    for the model or the heuristic (the heuristic is no probability: it has no log loss)."""
-    rows = []
+# The columns of the measures table: the holdout line, then the out-of-time line next to it.
+LINES = (HOLDOUT, HEURISTIC_HOLDOUT, OUT_OF_TIME, HEURISTIC_OOT, CHAMPION_OOT)
+MEASURE_HEADERS = [
+    "model",
+    "measure",
+    "holdout: model",
+    "holdout: recency/frequency heuristic",
+    "out of time: model",
+    "out of time: heuristic",
+    "out of time: champion",
+]
+
+
+def holdout_rows(metrics: dict[str, str], models: Sequence[str]) -> list[tuple[object, ...]]:
+    """(model, measure, then per :data:`LINES` the value) for every measure the train run
+    logged for any of them (the heuristic is no probability: it has no log loss)."""
+    rows: list[tuple[object, ...]] = []
     for model in models:
         for measure in RUN_LOG_MEASURES:
-            model_v = as_float(metrics.get(model_metric(model, HOLDOUT + measure)))
-            heur_v = as_float(metrics.get(model_metric(model, HEURISTIC_HOLDOUT + measure)))
-            if model_v is not None or heur_v is not None:
-                rows.append((model, MEASURE_LABELS[measure], model_v, heur_v))
+            values = [as_float(metrics.get(model_metric(model, p + measure))) for p in LINES]
+            if any(v is not None for v in values):
+                rows.append((model, MEASURE_LABELS[measure], *values))
     return rows
+
+
+def decision_lines(metrics: dict[str, str], models: Sequence[str]) -> list[str]:
+    """Per model: where the out-of-time check fitted (or why it did not run), the promotion
+    decision, and the heuristic's version when it took the champion alias."""
+    lines = []
+    for model in models:
+        got = {k: metrics.get(model_metric(model, k)) for k in (OOT_TRAIN_AS_OF, OOT_SKIPPED)}
+        if got[OOT_SKIPPED]:
+            lines.append(f"{model}: out-of-time check skipped: {got[OOT_SKIPPED]}.")
+        elif got[OOT_TRAIN_AS_OF]:
+            lines.append(
+                f"{model}: out of time = the model's configuration fitted at "
+                f"{got[OOT_TRAIN_AS_OF]}, scored with the heuristic and the champion on the "
+                "holdout customers at the run's as_of."
+            )
+        promotion = metrics.get(model_metric(model, PROMOTION))
+        if promotion:
+            alias = metrics.get(model_metric(model, ALIAS)) or "no alias"
+            version = metrics.get(model_metric(model, VERSION)) or "-"
+            lines.append(f"{model}: version {version} is {alias}: {promotion}.")
+        fallback = metrics.get(model_metric(model, FALLBACK_VERSION))
+        if fallback:
+            lines.append(
+                f"{model}: no champion had earned the alias, so the heuristic scores: "
+                f"version {fallback} (the heuristic) is the champion."
+            )
+    return lines
 
 
 def models_section(config: CdpConfig, runs: Runs) -> Section:
@@ -61,10 +116,12 @@ def models_section(config: CdpConfig, runs: Runs) -> Section:
     suffix = model_metric("", HOLDOUT + ROC_AUC)  # ".holdout_roc_auc": one per model
     models = sorted({k.split(".", 1)[0] for k in m if k.endswith(suffix)})
     sec.table(
-        ["model", "holdout measure", "model", "recency/frequency heuristic"],
+        MEASURE_HEADERS,
         holdout_rows(m, models),
         caption=f"Train run {train[0].run_id}, as of {train[0].as_of or m.get(AS_OF_METRIC, '-')}",
     )
+    for line in decision_lines(m, models):
+        sec.text(line)
     scored = runs["score"][0].metrics if "score" in runs else {}
     versions: list[tuple[str, str | None, str | None, str | None, str | None]] = [
         (

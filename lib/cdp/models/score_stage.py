@@ -48,9 +48,17 @@ def score_model(
     settings = settings_of(ctx)
     champ = registry.champion(spec.name)
     if champ is None:
+        challenger = registry.aliases(spec.name).get(R.CHALLENGER)
+        why = (
+            f" (version {challenger} is the challenger: its 'promotion' tag and the train run "
+            "log say why it was not promoted; models.out_of_time.heuristic_fallback lets the "
+            "heuristic score instead)"
+            if challenger
+            else ""
+        )
         raise ValueError(
-            f"model {spec.name!r} has no champion in {R.registered_name(ctx.config.env, spec.name)}; "
-            "run `cdp run train` first"
+            f"model {spec.name!r} has no champion in "
+            f"{R.registered_name(ctx.config.env, spec.name)}{why}; run `cdp run train` first"
         )
     # Pin the version: the alias may move while we score.
     model = registry.load(f"models:/{R.registered_name(ctx.config.env, spec.name)}/{champ.version}")

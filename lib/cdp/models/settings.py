@@ -73,6 +73,30 @@ class BacktestConfig(_Strict):
     train_offset_days: int | None = Field(default=None, ge=1, description="None: horizon_days")
 
 
+Metric = Literal["roc_auc", "pr_auc"]
+_GATE_METRICS: tuple[Metric, ...] = ("roc_auc", "pr_auc")
+
+
+class OutOfTimeConfig(_Strict):
+    """The train stage's out-of-time check (:mod:`cdp.models.out_of_time`): the chosen
+    candidate's configuration fitted one horizon earlier (features at ``as_of - horizon``,
+    labels up to ``as_of``) and scored on the holdout customers at ``as_of``, beside the
+    recency/frequency heuristic and the champion on the same rows.
+
+    A candidate below the heuristic there on any of ``gate_metrics`` (by ``min_margin``) is
+    registered but never given the ``champion`` alias. Where the check cannot run (too little
+    history, or ``enabled: false``) the same gate reads the holdout measures instead."""
+
+    enabled: bool = True
+    gate_metrics: list[Metric] = Field(default_factory=lambda: list(_GATE_METRICS))
+    # The candidate must reach the heuristic's value plus this on every gate metric.
+    min_margin: float = Field(default=0.0, ge=0)
+    # With no usable champion and a candidate that lost to the heuristic, register the
+    # heuristic itself (a logistic calibration of it) as the champion, so that score and the
+    # audiences run on the better ranking; false: no champion, and score says why.
+    heuristic_fallback: bool = True
+
+
 class ModelsConfig(_Strict):
     only: str | None = None
     models: list[ModelSpec] = Field(
@@ -118,6 +142,7 @@ class ModelsConfig(_Strict):
     min_improvement: float = Field(default=0.0, ge=0)
     search: SearchConfig = Field(default_factory=SearchConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    out_of_time: OutOfTimeConfig = Field(default_factory=OutOfTimeConfig)
     calibration_bins: int = Field(default=10, ge=2, le=100)
 
     @field_validator("windows_days")

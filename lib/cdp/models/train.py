@@ -15,7 +15,13 @@ from typing import Any
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import GBTClassifier, LogisticRegression
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
-from pyspark.ml.feature import Imputer, OneHotEncoder, StringIndexer, VectorAssembler
+from pyspark.ml.feature import (
+    Imputer,
+    OneHotEncoder,
+    SQLTransformer,
+    StringIndexer,
+    VectorAssembler,
+)
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -171,6 +177,20 @@ def with_score(df: DataFrame) -> DataFrame:
     return df.withColumn(SCORE, vector_to_array(F.col("probability")).getItem(1))
 
 
+# The feature columns the heuristic reads (the input example of its fallback model).
+HEURISTIC_INPUTS = ("orders_365d", "recency_days")
+
+
+def heuristic_sql(label_kind: str) -> str:
+    """The recency/frequency rule as a SQL expression: one text for the evaluation
+    (:func:`heuristic_score`) and for the fallback model (:func:`heuristic_pipeline`)."""
+    rf = (
+        "(log1p(coalesce(cast(orders_365d AS DOUBLE), 0D))"
+        " - coalesce(cast(recency_days AS DOUBLE), 3650D) / 365D)"
+    )
+    return f"(-{rf})" if label_kind == "churn" else rf
+
+
 def heuristic_score(label_kind: str) -> Callable[[DataFrame], DataFrame]:
     """A recency/frequency rule: more orders in the last year and a recent purchase buy more.
 
@@ -179,12 +199,28 @@ def heuristic_score(label_kind: str) -> Callable[[DataFrame], DataFrame]:
     """
 
     def transform(df: DataFrame) -> DataFrame:
-        rf = F.log1p(F.coalesce(F.col("orders_365d").cast("double"), F.lit(0.0))) - F.coalesce(
-            F.col("recency_days").cast("double"), F.lit(3650.0)
-        ) / F.lit(365.0)
-        return df.withColumn(SCORE, -rf if label_kind == "churn" else rf)
+        return df.withColumn(SCORE, F.expr(heuristic_sql(label_kind)))
 
     return transform
+
+
+HEURISTIC_RANK = "heuristic_rank"
+
+
+def heuristic_pipeline(label_kind: str) -> Pipeline:
+    """The heuristic as a model: its rank (:func:`heuristic_sql`) through a one-input logistic
+    regression, which keeps the heuristic's order (a positive slope) and turns it into a
+    probability, so the score stage, the deciles and the audiences take it like any champion.
+    A Spark pipeline of built-in stages: MLflow saves and loads it like the others."""
+    return Pipeline(
+        stages=[
+            SQLTransformer(
+                statement=f"SELECT *, {heuristic_sql(label_kind)} AS {HEURISTIC_RANK} FROM __THIS__"
+            ),
+            VectorAssembler(inputCols=[HEURISTIC_RANK], outputCol="features"),
+            LogisticRegression(labelCol=LABEL, featuresCol="features", maxIter=50),
+        ]
+    )
 
 
 # -- evaluation -------------------------------------------------------------------------------

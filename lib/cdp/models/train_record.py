@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -29,6 +30,12 @@ VALIDATION = "validation_"
 BASELINE_LR_HOLDOUT = "baseline_lr_holdout_"
 HEURISTIC_HOLDOUT = "heuristic_holdout_"
 CHAMPION_HOLDOUT = "champion_holdout_"
+# The out-of-time check (cdp.models.out_of_time): the chosen configuration fitted one horizon
+# earlier, the heuristic and the champion, on the holdout customers at as_of (the names the
+# backtest logs its out-of-time measures under, too).
+OUT_OF_TIME = "oot_"
+HEURISTIC_OOT = "heuristic_oot_"
+CHAMPION_OOT = "champion_oot_"
 
 
 def training_metrics(
@@ -132,14 +139,21 @@ def synthetic_example(holdout: DataFrame, numeric: list[str], categorical: list[
 def signature_examples(found: SearchResult, holdout: DataFrame) -> tuple[Any, Any]:
     """A synthetic input row (:func:`synthetic_example`) and the model's prediction for it
     (pandas), from which MLflow infers the signature; no holdout row leaves the platform."""
-    example = synthetic_example(holdout, list(found.numeric), list(found.categorical))
+    return examples_for(found.chosen.model, list(found.numeric), list(found.categorical), holdout)
+
+
+def examples_for(
+    model: PipelineModel, numeric: list[str], categorical: list[str], holdout: DataFrame
+) -> tuple[Any, Any]:
+    """:func:`signature_examples` for any fitted pipeline and its input columns."""
+    example = synthetic_example(holdout, numeric, categorical)
     input_pdf: Any = example.toPandas()
     # Integer columns in a signature cannot carry missing values: declare them double
     # (the Imputer takes any numeric type).
-    for col in found.numeric:
+    for col in numeric:
         if str(input_pdf[col].dtype).startswith(("int", "Int")):
             input_pdf[col] = input_pdf[col].astype("float64")
-    output: Any = found.chosen.model.transform(example).select("prediction").toPandas()
+    output: Any = model.transform(example).select("prediction").toPandas()
     return input_pdf, output["prediction"]
 
 
@@ -171,13 +185,15 @@ def log_training_run(
     train_rows: int,
     holdout: DataFrame,
     register: bool,
+    extra_metrics: dict[str, float] | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> tuple[R.LoggedModel, dict[str, float]]:
     """One MLflow run of the chosen model (registered when ``register``); returns it and the
-    metrics it logged."""
+    metrics it logged. ``extra_*``: the out-of-time check's measures and the decision."""
     imp = importances(found.chosen.model, evals.chosen_scored)
-    metrics = training_metrics(found, evals, champion, train_rows)
+    metrics = {**training_metrics(found, evals, champion, train_rows), **(extra_metrics or {})}
     params = training_params(spec, as_of, found, settings_of(ctx))
-    tags = training_tags(ctx, spec, as_of, inputs, run_kind, champion)
+    tags = {**training_tags(ctx, spec, as_of, inputs, run_kind, champion), **(extra_tags or {})}
     input_pdf, output = signature_examples(found, holdout)
     logged = registry.log_run(
         model_name=spec.name,

@@ -1,10 +1,13 @@
 """The ``train`` stage: every selected model trained, evaluated on a holdout, logged to MLflow,
-registered, and given the ``champion`` alias only when it beats the current champion there.
+registered, and given the ``champion`` alias only when it beats the recency/frequency
+heuristic out of time and the current champion on the holdout.
 
 :func:`train_model` reads as its steps: labelled data, split (both classes in every part),
-candidate search, holdout evaluation (beside logistic regression, the recency/frequency
-heuristic and the current champion), the MLflow run (``train_record``), the alias gate, and
-the run-log metrics the report reads back (the names below).
+candidate search, holdout evaluation (beside logistic regression, the heuristic and the
+current champion), the MLflow run (``train_record``), the out-of-time check
+(``out_of_time``), the promotion rule (``promotion``) and the alias it gives, the heuristic
+as champion where no model has earned it (``heuristic_fallback``), and the run-log metrics
+the report reads back (the names below).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pyspark import StorageLevel
 
 from cdp.models import registry as R
 from cdp.models.features_stage import left_out_features
+from cdp.models.heuristic_fallback import register_heuristic_fallback
 from cdp.models.inputs import (
     Inputs,
     check_horizon,
@@ -28,9 +32,18 @@ from cdp.models.inputs import (
     registry_for,
     settings_of,
 )
-from cdp.models.settings import ModelSpec
+from cdp.models.out_of_time import OutOfTime, out_of_time_check
+from cdp.models.promotion import Decision, decide
+from cdp.models.settings import ModelsConfig, ModelSpec
 from cdp.models.train import LIFT_TOP_DECILE, LOG_LOSS, PR_AUC, ROC_AUC, Evaluation, split_customers
-from cdp.models.train_record import HEURISTIC_HOLDOUT, HOLDOUT, log_training_run
+from cdp.models.train_record import (
+    CHAMPION_OOT,
+    HEURISTIC_HOLDOUT,
+    HEURISTIC_OOT,
+    HOLDOUT,
+    OUT_OF_TIME,
+    log_training_run,
+)
 from cdp.models.train_steps import (
     ChampionCheck,
     champion_on_holdout,
@@ -45,14 +58,23 @@ from cdp.stage import StageContext
 
 # Run-log metrics of a train run, each per model as ``<model>.<name>`` (see model_metric);
 # the report (cdp.models.report_section) reads them by these names.
-# The holdout measures come under the MLflow names (train_record.HOLDOUT, HEURISTIC_HOLDOUT).
+# The holdout and out-of-time measures come under the MLflow names (train_record.HOLDOUT,
+# HEURISTIC_HOLDOUT, OUT_OF_TIME, HEURISTIC_OOT, CHAMPION_OOT).
 RUN_LOG_MEASURES = (ROC_AUC, PR_AUC, LOG_LOSS, LIFT_TOP_DECILE)
+RUN_LOG_PREFIXES = (HOLDOUT, HEURISTIC_HOLDOUT, OUT_OF_TIME, HEURISTIC_OOT, CHAMPION_OOT)
 MLFLOW_RUN_ID = "mlflow_run_id"
 VERSION = "version"
 ALIAS = "alias"
 TRAIN_SECONDS = "train_seconds"
 # How many feature columns were left out because their input held no rows.
 FEATURES_LEFT_OUT = "features_left_out"
+# The promotion rule's decision in words (cdp.models.promotion), also the MLflow run's
+# ``cdp.promotion`` tag and the version's ``promotion`` tag.
+PROMOTION = "promotion"
+OOT_TRAIN_AS_OF = "oot_train_as_of"  # where the out-of-time check fitted
+OOT_SKIPPED = "oot_skipped"  # why the out-of-time check did not run
+# The version of the heuristic registered as champion (cdp.models.heuristic_fallback).
+FALLBACK_VERSION = "heuristic_fallback_version"
 
 
 @dataclass
@@ -69,6 +91,9 @@ class TrainOutcome:
     champion_before: str | None = None
     champion_holdout: Evaluation | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    out_of_time: OutOfTime | None = None
+    decision: Decision | None = None  # None when nothing was registered
+    fallback_version: str | None = None
 
 
 def log_run_metrics(
@@ -78,15 +103,27 @@ def log_run_metrics(
     logged: R.LoggedModel,
     alias: str | None,
     seconds: float,
+    *,
+    decision: Decision | None = None,
+    out_of_time: OutOfTime | None = None,
+    fallback_version: str | None = None,
 ) -> None:
-    """The run-log metrics of one model: the holdout measures of the model and of the
-    heuristic (those it has: the heuristic is no probability, so no log loss), the MLflow
-    run, the version and alias given."""
-    for prefix in (HOLDOUT, HEURISTIC_HOLDOUT):
+    """The run-log metrics of one model: the holdout and out-of-time measures of the model,
+    the heuristic and the champion (those it has: the heuristic is no probability, so no log
+    loss), the MLflow run, the version and alias given, and the promotion decision."""
+    for prefix in RUN_LOG_PREFIXES:
         for measure in RUN_LOG_MEASURES:
             value = metrics.get(prefix + measure)
             if value is not None:
                 ctx.run.metric(model_metric(spec.name, prefix + measure), round(value, 5))
+    if out_of_time is not None:
+        ctx.run.metric(model_metric(spec.name, OOT_TRAIN_AS_OF), out_of_time.train_as_of)
+        if out_of_time.skipped:
+            ctx.run.metric(model_metric(spec.name, OOT_SKIPPED), out_of_time.skipped)
+    if decision is not None:
+        ctx.run.metric(model_metric(spec.name, PROMOTION), decision.reason)
+    if fallback_version is not None:
+        ctx.run.metric(model_metric(spec.name, FALLBACK_VERSION), fallback_version)
     ctx.run.metric(model_metric(spec.name, MLFLOW_RUN_ID), logged.run_id)
     if logged.version:
         ctx.run.metric(model_metric(spec.name, VERSION), logged.version)
@@ -105,7 +142,8 @@ def train_model(
     compare_champion: bool | None = None,
     kind: str | None = None,
 ) -> TrainOutcome:
-    """Train, evaluate and log one model at ``as_of``; register it and move its aliases.
+    """Train, evaluate and log one model at ``as_of``; when ``register``, check it out of time,
+    register it and give it the alias the promotion rule decides.
 
     ``compare_champion`` (default: ``register``) evaluates the current champion on the same
     holdout; ``kind`` names the run (tag ``cdp.kind``, default ``train`` or ``backtest``)."""
@@ -137,6 +175,15 @@ def train_model(
             if compare
             else ChampionCheck()
         )
+        oot: OutOfTime | None = None
+        decision: Decision | None = None
+        if register:
+            # Before anything is registered: the check may build (write) the features of its
+            # earlier date, and a failure or a crash there leaves no version without an alias.
+            oot = out_of_time_check(
+                ctx, spec, as_of, inputs, found, split.holdout, evals, champion, settings
+            )
+            decision = decide_promotion(evals.model, evals.heuristic, oot, champion, settings)
         logged, metrics = log_training_run(
             ctx,
             registry,
@@ -150,13 +197,43 @@ def train_model(
             train_rows=counts["train"][0],
             holdout=split.holdout,
             register=register,
+            extra_metrics=oot.metrics() if oot else None,
+            extra_tags=decision_tags(oot, decision) if oot and decision else None,
         )
         alias: str | None = None
-        if register and logged.version is not None:
+        fallback: str | None = None
+        if decision is not None and logged.version is not None:
             alias = move_alias(
-                ctx, registry, spec, as_of, logged.version, evals.model, champion, settings
+                ctx, registry, spec, as_of, logged.version, evals.model, decision, settings
             )
-        log_run_metrics(ctx, spec, metrics, logged, alias, time.perf_counter() - t_start)
+            usable_champion = champion.holdout is not None
+            if (
+                decision.loses_to_heuristic
+                and not usable_champion
+                and settings.out_of_time.heuristic_fallback
+            ):
+                fallback, _ = register_heuristic_fallback(
+                    ctx,
+                    registry,
+                    spec,
+                    as_of,
+                    inputs,
+                    split,
+                    counts["train"][0],
+                    settings,
+                    decision.reason,
+                )
+        log_run_metrics(
+            ctx,
+            spec,
+            metrics,
+            logged,
+            alias,
+            time.perf_counter() - t_start,
+            decision=decision,
+            out_of_time=oot,
+            fallback_version=fallback,
+        )
         return TrainOutcome(
             model_name=spec.name,
             as_of=as_of,
@@ -170,9 +247,44 @@ def train_model(
             champion_before=champion.info.version if champion.info else None,
             champion_holdout=champion.holdout,
             metrics=metrics,
+            out_of_time=oot,
+            decision=decision,
+            fallback_version=fallback,
         )
     finally:
         data.unpersist()
+
+
+def decide_promotion(
+    model: Evaluation,
+    heuristic: Evaluation,
+    oot: OutOfTime,
+    champion: ChampionCheck,
+    settings: ModelsConfig,
+) -> Decision:
+    """:func:`cdp.models.promotion.decide` on what the stage measured."""
+    return decide(
+        holdout=model,
+        heuristic=heuristic,
+        settings=settings,
+        out_of_time=oot.model,
+        champion=champion.holdout,
+        champion_version=champion.info.version if champion.info else None,
+    )
+
+
+def decision_tags(oot: OutOfTime, decision: Decision) -> dict[str, str]:
+    """The MLflow tags of the out-of-time check and the decision on the candidate's run."""
+    tags = {
+        "cdp.promotion": decision.reason,
+        "cdp.promoted": str(decision.promote).lower(),
+        "cdp.oot_train_as_of": oot.train_as_of.isoformat(),
+    }
+    if oot.skipped:
+        tags["cdp.oot_skipped"] = oot.skipped
+    if oot.dropped:
+        tags["cdp.oot_features_left_out"] = ",".join(oot.dropped)
+    return tags
 
 
 def run_train(ctx: StageContext) -> None:

@@ -1,7 +1,8 @@
 """The steps of training one model, in the order the train stage runs them: labelled data,
 the split (both classes in every part), the candidate search, the holdout evaluation (beside
 logistic regression, the recency/frequency heuristic and the current champion) and the alias
-gate. Each returns what the next needs; the MLflow record is ``train_record``.
+given (the rule itself is ``promotion``, the out-of-time check ``out_of_time``). Each returns
+what the next needs; the MLflow record is ``train_record``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cdp.models import registry as R
 from cdp.models.features_stage import features_at
 from cdp.models.inputs import Inputs
 from cdp.models.labels import LABEL, build_labels, labelled
+from cdp.models.promotion import Decision
 from cdp.models.settings import ModelsConfig, ModelSpec
 from cdp.models.train import (
     Evaluation,
@@ -30,7 +32,6 @@ from cdp.models.train import (
     heuristic_score,
     metric_of,
     non_empty,
-    promotes,
     search,
     with_score,
 )
@@ -202,34 +203,23 @@ def move_alias(
     as_of: date,
     version: str,
     chosen: Evaluation,
-    champion: ChampionCheck,
+    decision: Decision,
     settings: ModelsConfig,
 ) -> str:
-    """The gate: ``champion`` when the new version beats the champion on the holdout's
-    selection metric by ``min_improvement`` (or there is none), else ``challenger``."""
+    """Give the new version the alias :func:`cdp.models.promotion.decide` chose (``champion``
+    or ``challenger``) and tag it with the reason."""
     metric = settings.selection_metric
-    new_value = metric_of(chosen, metric)
-    champ_value = None if champion.holdout is None else metric_of(champion.holdout, metric)
-    beats = promotes(new_value, champ_value, settings.min_improvement)
-    alias = R.CHAMPION if beats else R.CHALLENGER
+    alias = decision.alias
     registry.set_alias(spec.name, alias, version)
     registry.tag_version(
         spec.name,
         version,
         {
-            f"holdout_{metric}": f"{new_value:.6f}",
+            f"holdout_{metric}": f"{metric_of(chosen, metric):.6f}",
             "as_of": as_of.isoformat(),
             "cdp.run_id": ctx.run.run_id,
+            "promotion": decision.reason,
         },
     )
-    champ = champion.info
-    ctx.progress(
-        f"{spec.name}: registered version {version} as {alias} "
-        f"(holdout {metric} {new_value:.4f}"
-        + (
-            f" vs champion v{champ.version} {champ_value:.4f})"
-            if champ and champ_value is not None
-            else ")"
-        )
-    )
+    ctx.progress(f"{spec.name}: registered version {version} as {alias}: {decision.reason}")
     return alias

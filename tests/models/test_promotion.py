@@ -1,0 +1,122 @@
+"""The promotion rule (the heuristic out of time, then the champion on the holdout), the
+out-of-time check's history guard, and the report's out-of-time line: no Spark."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from types import SimpleNamespace
+
+from cdp.models.out_of_time import OutOfTime, earlier_as_of, history_gap
+from cdp.models.promotion import decide
+from cdp.models.report_section import MEASURE_HEADERS, models_section
+from cdp.models.settings import ModelsConfig
+from cdp.models.train import Evaluation
+from cdp.models.train_record import HEURISTIC_HOLDOUT, HOLDOUT
+from cdp.models.train_stage import log_run_metrics
+from cdp.report_runs import RunRow
+from cdp.runlog import RunRecorder
+
+
+def _ev(roc: float, pr: float, log_loss: float | None = 0.4) -> Evaluation:
+    return Evaluation(1000, 200, roc, pr, log_loss, 2.0, 0.2)
+
+
+HEURISTIC = _ev(0.771, 0.496, None)
+
+
+def test_a_candidate_below_the_heuristic_out_of_time_is_not_promoted() -> None:
+    """The issue's numbers: better on the hash holdout than the heuristic, worse out of time."""
+    got = decide(
+        holdout=_ev(0.80, 0.52),
+        heuristic=HEURISTIC,
+        settings=ModelsConfig(),
+        out_of_time=_ev(0.749, 0.470),
+    )
+    assert not got.promote and got.alias == "challenger" and got.loses_to_heuristic
+    assert got.reason.startswith("loses to the heuristic out of time: roc_auc 0.7490 < heuristic")
+    assert "pr_auc 0.4700" in got.reason
+
+
+def test_pr_auc_gates_too_unless_left_out_of_the_gate_metrics() -> None:
+    oot = _ev(0.78, 0.45)  # ahead on ROC-AUC, behind on PR-AUC
+    both = decide(
+        holdout=_ev(0.8, 0.5), heuristic=HEURISTIC, settings=ModelsConfig(), out_of_time=oot
+    )
+    assert not both.promote and "pr_auc" in both.reason and "roc_auc" not in both.reason
+    roc_only = ModelsConfig.model_validate({"out_of_time": {"gate_metrics": ["roc_auc"]}})
+    got = decide(holdout=_ev(0.8, 0.5), heuristic=HEURISTIC, settings=roc_only, out_of_time=oot)
+    assert got.promote and got.alias == "champion" and "no champion yet" in got.reason
+
+
+def test_a_margin_over_the_heuristic_can_be_required() -> None:
+    settings = ModelsConfig.model_validate({"out_of_time": {"min_margin": 0.015}})
+    oot = _ev(0.78, 0.52)  # ahead of the heuristic, by less than the margin on ROC-AUC
+    got = decide(holdout=_ev(0.8, 0.55), heuristic=HEURISTIC, settings=settings, out_of_time=oot)
+    assert not got.promote and got.loses_to_heuristic and "+ 0.015" in got.reason
+
+
+def test_without_the_check_the_holdout_is_the_evidence() -> None:
+    loses = decide(holdout=_ev(0.75, 0.52), heuristic=HEURISTIC, settings=ModelsConfig())
+    assert not loses.promote and loses.reason.startswith("loses to the heuristic on the holdout")
+    wins = decide(holdout=_ev(0.80, 0.52), heuristic=HEURISTIC, settings=ModelsConfig())
+    assert wins.promote
+
+
+def test_the_champion_gate_stays_on_the_holdout() -> None:
+    settings = ModelsConfig()
+    args = {"heuristic": HEURISTIC, "settings": settings, "out_of_time": _ev(0.79, 0.51)}
+    kept = decide(holdout=_ev(0.80, 0.52), champion=_ev(0.80, 0.5), champion_version="3", **args)
+    assert not kept.promote and not kept.loses_to_heuristic  # a tie keeps the champion
+    assert "does not beat the champion" in kept.reason and "champion v3 0.8000" in kept.reason
+    beats = decide(holdout=_ev(0.81, 0.52), champion=_ev(0.80, 0.5), champion_version="3", **args)
+    assert beats.promote and "not below the heuristic out of time" in beats.reason
+
+
+def test_the_check_fits_one_horizon_earlier_and_needs_history_before_it() -> None:
+    settings = ModelsConfig()  # 90-day horizon
+    assert earlier_as_of(date(2025, 3, 1), settings) == date(2024, 12, 1)
+    assert history_gap(date(2024, 1, 1), date(2024, 12, 1)) is None
+    assert "history starts 2024-12-01" in (history_gap(date(2024, 12, 1), date(2024, 12, 1)) or "")
+    assert history_gap(None, date(2024, 12, 1)) == "no transactions"
+
+
+def _page(metrics: dict[str, float], **kw: object) -> str:
+    recorder = RunRecorder("r1", "train", "test", "h", "delta-rs", datetime(2026, 1, 1))
+    ctx = SimpleNamespace(run=recorder)
+    logged = SimpleNamespace(run_id="", version="4")  # no MLflow run: no charts to fetch
+    log_run_metrics(ctx, SimpleNamespace(name="model_a"), metrics, logged, "challenger", 1.0, **kw)  # type: ignore[arg-type]
+    run = RunRow(
+        "train", "test", "success", "r1", None, 1.0, None, {}, {}, {}, recorder.metrics, None
+    )
+    config = SimpleNamespace(mlflow_tracking_uri="sqlite:///unused.db")
+    return "".join(models_section(config, {"train": (run, 0)}).parts)  # type: ignore[arg-type]
+
+
+def test_the_report_shows_the_out_of_time_line_next_to_the_holdout_line() -> None:
+    """Logged through the train stage's code, read through the report's."""
+    model, heuristic, champion = _ev(0.759, 0.48), HEURISTIC, _ev(0.76, 0.49)
+    oot = OutOfTime(date(2024, 12, 1), _ev(0.749, 0.47), heuristic, champion)
+    metrics = {**model.metrics(HOLDOUT), **heuristic.metrics(HEURISTIC_HOLDOUT), **oot.metrics()}
+    decision = decide(
+        holdout=model, heuristic=heuristic, settings=ModelsConfig(), out_of_time=oot.model
+    )
+    page = _page(metrics, decision=decision, out_of_time=oot, fallback_version="5")
+    assert all(h in page for h in MEASURE_HEADERS)
+    cells = ["0.7590", "0.7710", "0.7490", "0.7710", "0.7600"]  # holdout, then out of time
+    assert (
+        "<tr><td>model_a</td><td>ROC-AUC</td>"
+        + "".join(f"<td class='num'>{c}</td>" for c in cells)
+        + "</tr>"
+    ) in page
+    assert "fitted at 2024-12-01" in page
+    assert "version 4 is challenger: loses to the heuristic out of time: roc_auc 0.7490" in page
+    assert "version 5 (the heuristic) is the champion" in page
+
+
+def test_the_report_says_when_the_check_was_skipped() -> None:
+    why = "the history starts 2024-12-01; a fit at 2024-12-01 needs purchases before that date"
+    page = _page(
+        {**_ev(0.8, 0.5).metrics(HOLDOUT)}, out_of_time=OutOfTime(date(2024, 12, 1), skipped=why)
+    )
+    assert f"out-of-time check skipped: {why}." in page
+    assert "<td class='num'>0.8000</td><td class='none'>-</td><td class='none'>-</td>" in page
