@@ -230,6 +230,17 @@ def print_demo_summary(config: CdpConfig, results: Sequence[StageResult]) -> Non
                 f"{m.get(model + '.version', '-')} -> {m.get(model + '.alias', '-')}; "
                 f"MLflow run {m.get(model + '.mlflow_run_id', '-')}"
             )
+            if model + ".oot_roc_auc" in m:
+                print(
+                    f"  out of time: ROC-AUC {m[model + '.oot_roc_auc']} (heuristic "
+                    f"{m.get(model + '.heuristic_oot_roc_auc', '?')}), PR-AUC "
+                    f"{m.get(model + '.oot_pr_auc', '?')} (heuristic "
+                    f"{m.get(model + '.heuristic_oot_pr_auc', '?')})"
+                )
+            elif model + ".oot_skipped" in m:
+                print(f"  out of time: skipped ({m[model + '.oot_skipped']})")
+            if model + ".promotion" in m:
+                print(f"  promotion: {m[model + '.promotion']}")
         print(f"MLflow tracking: {safe_uri(config.mlflow_tracking_uri)}")
     export = by_stage.get("export")
     if export is not None:
