@@ -37,7 +37,12 @@ from pyspark.sql import functions as F
 
 from cdp import tables as T
 from cdp.config import CdpConfig, demo_overlay, load_config
-from cdp.identity.matching.comparisons import CANON_SUFFIX, splink_settings
+from cdp.identity.matching.comparisons import (
+    CANON_SUFFIX,
+    block_columns,
+    blocking_variants,
+    splink_settings,
+)
 from cdp.identity.matching.config import MatchingRules, load_matching, resolve_fields
 from cdp.identity.matching.model import (
     check_blocking,
@@ -80,17 +85,36 @@ def _cols(fields: Sequence[str], forenames: Sequence[str]) -> list[str]:
 
 
 def duckdb_blocked_pairs(con: Any, table: str, rules: MatchingRules) -> list[int]:
-    """``count_blocked_pairs`` in DuckDB SQL: sum of n(n-1)/2 over each rule's key groups."""
+    """``count_blocked_pairs`` in DuckDB SQL: n(n-1)/2 over each plain rule's key groups; a
+    crosswise rule's pairs either way round (ordered pairs less half those both ways)."""
     forenames = _forenames(rules)
+
+    def ordered(rule: Sequence[str]) -> int:
+        left, right = block_columns(rule, forenames)
+        keys = [f"k{i}" for i in range(len(left))]
+        present = " AND ".join(f"{c} IS NOT NULL" for c in {*left, *right})
+
+        def side(cols: list[str], n: str) -> str:
+            sel = ", ".join(f"{c} AS {k}" for c, k in zip(cols, keys, strict=True))
+            return f"(SELECT {sel}, count(*) AS {n} FROM {table} WHERE {present} GROUP BY ALL)"
+
+        self_match = " AND ".join(f"{a} = {b}" for a, b in zip(left, right, strict=True))
+        pairs = con.execute(
+            f"SELECT coalesce(sum(n_l * n_r), 0) FROM {side(left, 'n_l')} "
+            f"JOIN {side(right, 'n_r')} USING ({', '.join(keys)})"
+        ).fetchall()[0][0]
+        own = con.execute(
+            f"SELECT count(*) FROM {table} WHERE {present} AND {self_match}"
+        ).fetchall()[0][0]
+        return int(pairs) - int(own)
+
     out = []
-    for fields in rules.blocking:
-        cols = ", ".join(_cols(fields, forenames))
-        present = " AND ".join(f"{c} IS NOT NULL" for c in _cols(fields, forenames))
-        row = con.execute(
-            f"SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM "
-            f"(SELECT count(*) AS n FROM {table} WHERE {present} GROUP BY {cols})"
-        ).fetchall()
-        out.append(int(row[0][0]))
+    for rule in rules.blocking:
+        variants = blocking_variants(rule)
+        if len(variants) == 1:
+            out.append(ordered(rule) // 2)
+        else:
+            out.append(ordered(rule) - ordered(list(dict.fromkeys(variants[0] + variants[1]))) // 2)
     return out
 
 

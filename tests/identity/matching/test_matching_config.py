@@ -144,3 +144,58 @@ def test_fingerprint_ignores_thresholds_but_not_comparisons(tmp_path: Path) -> N
     p.write_text(yaml.safe_dump({"comparisons": [], "blocking": []}))
     with pytest.raises(ConfigError, match=str(p)):
         load_matching(p)
+
+
+def test_crosswise_blocking_is_applied_both_ways_on_raw_values() -> None:
+    rules = _rules(
+        blocking=[
+            ["first_name=last_name", "birth_date"],
+            ["first_name=last_name", "last_name=first_name"],
+            ["initial(first_name)", "initial(last_name)", "year(birth_date)"],
+        ]
+    )
+    got = [
+        b["blocking_rule"] for b in splink_settings(rules)["blocking_rules_to_generate_predictions"]
+    ]
+    assert got[:3] == [
+        "l.first_name = r.last_name AND l.birth_date = r.birth_date",
+        "l.last_name = r.first_name AND l.birth_date = r.birth_date",
+        # symmetric already: one rule, no mirror
+        "l.first_name = r.last_name AND l.last_name = r.first_name",
+    ]
+    # derived keys: a forename's initial is its nickname root's (Bob -> robert -> r)
+    assert got[3] == (
+        "substr(l.first_name_canon, 1, 1) = substr(r.first_name_canon, 1, 1) AND "
+        "substr(l.last_name, 1, 1) = substr(r.last_name, 1, 1) AND "
+        "substr(l.birth_date, 1, 4) = substr(r.birth_date, 1, 4)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"blocking": [["first_name=email"]]}, "blocking[0]: field(s) ['email'] have no"),
+        ({"blocking": [["first_name=Last"]]}, "an entry is field, field=field or fn(field)"),
+        ({"blocking": [["soundex(last_name)"]]}, "fn one of ['initial', 'year']"),
+        (
+            {"training": {"em_blocking": [["first_name=last_name"]]}},
+            "training.em_blocking[0]: ['first_name=last_name']: crosswise and derived",
+        ),
+    ],
+)
+def test_bad_crosswise_blocking_fails_naming_the_key(over: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _rules(**over)
+
+
+def test_a_crosswise_rule_is_dropped_with_an_unmapped_field() -> None:
+    rules = _rules(
+        comparisons=[
+            {"name": "first_name", "kind": "forename", "field": "first_name"},
+            {"name": "last_name", "kind": "surname", "field": "last_name", "optional": True},
+        ],
+        blocking=[["first_name"], ["first_name=last_name", "last_name=first_name"]],
+        training={"em_blocking": [["first_name"]], "prior_rules": [["first_name"]]},
+    )
+    reduced, _ = resolve_fields(rules, {"person_records": {"first_name"}})
+    assert reduced.blocking == [["first_name"]]

@@ -252,3 +252,32 @@ def test_decisions_hold_without_probabilistic_matching(
     ids = _customers(spark, config)
     assert ids["c"] == ids["d"]  # the steward's word
     assert ids["a"] != ids["b"]  # no model: typos alone join nothing
+
+
+def test_blocked_pairs_are_counted_for_plain_and_crosswise_rules(spark: SparkSession) -> None:
+    from cdp.identity.matching.config import parse_matching
+    from cdp.identity.matching.model import count_blocked_pairs
+
+    rules = parse_matching(
+        dict(
+            MATCHING,
+            nicknames_file=None,
+            blocking=[
+                ["last_name"],
+                ["first_name=last_name", "last_name=first_name"],
+                ["first_name=last_name", "birth_date"],
+            ],
+        )
+    )
+    records = spark.createDataFrame(
+        [
+            (1, "ann", "ann", "lee", "2000-01-02"),
+            (2, "lee", "lee", "ann", "2000-01-02"),  # 1 swapped
+            (3, "ann", "ann", "lee", "1999-01-02"),
+            (4, "bo", "bo", "lee", None),
+        ],
+        "unique_id int, first_name string, first_name_canon string, last_name string, "
+        "birth_date string",
+    )
+    # lee: records 1, 3, 4 (3 pairs); swapped: 1-2, 3-2 (2); crosswise + birth: 1-2 (1)
+    assert count_blocked_pairs(records, rules) == [3, 2, 1]

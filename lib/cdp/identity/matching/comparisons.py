@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cdp.identity.matching.config import ComparisonSpec, MatchingRules
+from cdp.identity.matching.config import (
+    CROSS,
+    KEY_FUNCTIONS,
+    ComparisonSpec,
+    MatchingRules,
+    block_sides,
+    parse_side,
+)
 
 Dialect = Literal["spark", "duckdb"]
 
@@ -115,6 +122,10 @@ def _levels(spec: ComparisonSpec, partner: str | None) -> tuple[Level, ...]:
             # First and last name written the other way round.
             swap = f"{{l}} = {partner}_r AND {partner}_l = {{r}}"
             out.append(Level("swapped", swap))
+            # Written the other way round and one of them mistyped: the swap is as rare by
+            # chance, and "one edit" between a first and a last name would miss it.
+            near = f"{{dl}}({{l}}, {partner}_r) <= 1 AND {{dl}}({partner}_l, {{r}}) <= 1"
+            out.append(Level("swapped, one edit", near))
         out += [
             Level("one edit", "{dl}({l}, {r}) <= 1"),
             Level("similar", "{jw}({l}, {r}) >= 0.92"),
@@ -206,13 +217,46 @@ def build_comparisons(rules: MatchingRules) -> list[Comparison]:
     return out
 
 
+def block_columns(
+    rule: Sequence[str], forename_fields: Sequence[str] = (), alias: tuple[str, str] = ("", "")
+) -> tuple[list[str], list[str]]:
+    """The left and right record's SQL expressions a blocking rule equates, in order
+    (``alias``: the two records' table prefixes, ``("l.", "r.")`` in Splink's rules). A
+    forename, or a key derived from it, reads its nickname root; a crosswise entry ``a=b``
+    the raw values (a surname has no nickname root to meet)."""
+    left: list[str] = []
+    right: list[str] = []
+    for entry in rule:
+        sides = block_sides(entry)
+        crosswise = sides[0] != sides[1]
+        for side, prefix, out in zip(sides, alias, (left, right), strict=True):
+            fn, field = parse_side(side)
+            col = field + CANON_SUFFIX if field in forename_fields and not crosswise else field
+            out.append(KEY_FUNCTIONS[fn].format(prefix + col) if fn else prefix + col)
+    return left, right
+
+
+def blocking_variants(rule: Sequence[str]) -> list[list[str]]:
+    """``rule``, and its mirror when it has crosswise entries: a pair is compared when the
+    rule holds either way round (Splink keeps one orientation of each pair per rule)."""
+    rule = list(rule)
+    mirror = []
+    for entry in rule:
+        a, b = block_sides(entry)
+        mirror.append(f"{b}{CROSS}{a}" if CROSS in entry else entry)
+    return [rule] if sorted(mirror) == sorted(rule) else [rule, mirror]
+
+
 def blocking_sql(fields: Sequence[str], forename_fields: Sequence[str] = ()) -> str:
-    """A blocking rule: every field equal (a forename through its nickname root)."""
-    parts = []
-    for f in fields:
-        col = f + CANON_SUFFIX if f in forename_fields else f
-        parts.append(f"l.{col} = r.{col}")
-    return " AND ".join(parts)
+    """A blocking rule: every field equal (a forename through its nickname root), a
+    crosswise entry ``a=b`` as ``l.a = r.b``, a derived key on both sides."""
+    left, right = block_columns(fields, forename_fields, ("l.", "r."))
+    return " AND ".join(f"{a} = {b}" for a, b in zip(left, right, strict=True))
+
+
+def prediction_rules(rules: MatchingRules) -> list[list[str]]:
+    """The blocking rules Splink applies: each configured rule, then its mirror if any."""
+    return [v for b in rules.blocking for v in blocking_variants(b)]
 
 
 def splink_settings(
@@ -228,7 +272,7 @@ def splink_settings(
         "comparisons": [c.to_splink(dialect) for c in comparisons],
         "blocking_rules_to_generate_predictions": [
             {"blocking_rule": blocking_sql(b, forenames), "sql_dialect": dialect}
-            for b in rules.blocking
+            for b in prediction_rules(rules)
         ],
         "retain_matching_columns": False,
         "retain_intermediate_calculation_columns": False,

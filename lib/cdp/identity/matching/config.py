@@ -12,6 +12,7 @@
       - {name: national_id, kind: identifier, field: national_id}   # a custom identifier
     blocking:
       - [last_name, birth_date]
+      - [first_name=last_name, birth_date]   # crosswise: a name written in the other field
     training: {seed: 42, u_max_pairs: 5e6, em_max_pairs: 1e6, em_blocking: [[birth_date]]}
 
 A comparison names a canonical field of the compared tables or a custom identifier that a
@@ -20,12 +21,22 @@ source maps fails at load time, with the file and key named, unless it is ``opti
 (the shipped, generic configuration marks every comparison optional: a company without
 phones is matched on what it has). Blocking rules and training passes over fields left
 without a comparison are dropped with them.
+
+A blocking rule lists fields whose values must be equal. A ``a=b`` entry compares two fields
+crosswise (the left record's ``a`` equals the right record's ``b``): ``[first_name=last_name,
+birth_date]`` finds the pair whose names were written the other way round even when the
+other name is also mistyped or the address moved. A crosswise rule matches pairs either way
+round (it is also applied mirrored, ``b=a``). ``initial(field)`` and ``year(field)`` block on
+the first letter or the first four characters (a ``yyyy-MM-dd`` date's year) of a field:
+``[initial(first_name), initial(last_name), birth_date]`` finds two records of one birth date
+whose names are both mistyped. Training passes take plain fields only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +47,39 @@ from cdp.identity.rules import load_nicknames
 from cdp.yamlio import read_yaml
 
 _NAME = r"^[a-z][a-z0-9_]*$"
+CROSS = "="  # a blocking entry ``a=b``: the left record's a equals the right record's b
+# Blocking keys derived from a field: ``initial(last_name)``, ``year(birth_date)``.
+KEY_FUNCTIONS = {"initial": "substr({}, 1, 1)", "year": "substr({}, 1, 4)"}
+_SIDE = re.compile(r"^(?:(?P<fn>[a-z]+)\((?P<arg>[a-z][a-z0-9_]*)\)|(?P<field>[a-z][a-z0-9_]*))$")
+
+
+def block_sides(entry: str) -> tuple[str, str]:
+    """The (left, right) sides of a blocking entry: ``"a"`` -> (a, a), ``"a=b"`` -> (a, b)."""
+    if CROSS in entry:
+        left, _, right = entry.partition(CROSS)
+        return left.strip(), right.strip()
+    return entry, entry
+
+
+def parse_side(side: str) -> tuple[str | None, str]:
+    """``"year(birth_date)"`` -> ("year", "birth_date"); ``"city"`` -> (None, "city")."""
+    m = _SIDE.match(side)
+    if not m or (m["fn"] and m["fn"] not in KEY_FUNCTIONS):
+        raise ValueError(side)
+    return (m["fn"], m["arg"]) if m["fn"] else (None, m["field"])
+
+
+def block_fields(rule: list[str]) -> set[str]:
+    """Every field a blocking rule reads (both sides of a crosswise entry)."""
+    out = set()
+    for entry in rule:
+        for side in block_sides(entry):
+            try:
+                out.add(parse_side(side)[1])
+            except ValueError:
+                out.add(side)
+    return out
+
 
 ComparisonKind = Literal[
     "forename",  # nickname-aware first names, swapped with the surname
@@ -168,8 +212,8 @@ def parse_matching(data: Any, origin: str = "matching rules") -> MatchingRules:
     if not (isinstance(data, dict) and "training" in data):
         # Default training passes over fields this file does not compare are left out.
         t = rules.training
-        t.em_blocking = [g for g in t.em_blocking if set(g) <= fields]
-        t.prior_rules = [g for g in t.prior_rules if set(g) <= fields]
+        t.em_blocking = [g for g in t.em_blocking if block_fields(g) <= fields]
+        t.prior_rules = [g for g in t.prior_rules if block_fields(g) <= fields]
     for key, groups in (
         ("blocking", rules.blocking),
         ("training.em_blocking", rules.training.em_blocking),
@@ -178,7 +222,24 @@ def parse_matching(data: Any, origin: str = "matching rules") -> MatchingRules:
         for i, group in enumerate(groups):
             if not group:
                 raise ConfigError(f"{origin}: {key}[{i}]: an empty rule compares every pair")
-            unknown = [f for f in group if f not in fields]
+            derived = [e for e in group if CROSS in e or "(" in e]
+            if derived and key != "blocking":
+                raise ConfigError(
+                    f"{origin}: {key}[{i}]: {derived}: crosswise and derived keys are for "
+                    "blocking only; a training pass blocks on plain fields"
+                )
+            bad = []
+            for entry in derived:
+                try:
+                    [parse_side(side) for side in block_sides(entry)]
+                except ValueError:
+                    bad.append(entry)
+            if bad:
+                raise ConfigError(
+                    f"{origin}: {key}[{i}]: {bad}: an entry is field, field=field or "
+                    f"fn(field) with fn one of {sorted(KEY_FUNCTIONS)}"
+                )
+            unknown = sorted(block_fields(group) - fields)
             if unknown:
                 raise ConfigError(
                     f"{origin}: {key}[{i}]: field(s) {unknown} have no comparison "
@@ -229,7 +290,7 @@ def resolve_fields(
     fields = {f for c in kept for f in c.columns() if f in mapped}
 
     def usable(groups: list[list[str]], key: str) -> list[list[str]]:
-        out = [g for g in groups if set(g) <= fields]
+        out = [g for g in groups if block_fields(g) <= fields]
         if len(out) < len(groups):
             notes.append(f"{key}: {len(groups) - len(out)} rule(s) over unmapped fields dropped")
         return out

@@ -30,8 +30,11 @@ from pyspark.sql import functions as F
 from cdp.config import ConfigError
 from cdp.identity.matching.comparisons import (
     Comparison,
+    block_columns,
     blocking_sql,
+    blocking_variants,
     build_comparisons,
+    prediction_rules,
     splink_settings,
 )
 from cdp.identity.matching.config import MatchingRules
@@ -126,25 +129,65 @@ def _linker(spark: SparkSession, records: DataFrame, settings: dict[str, Any]) -
     return Linker(table, settings, log_level=None)
 
 
-def count_blocked_pairs(records: DataFrame, rules: MatchingRules) -> list[int]:
-    """Pairs each blocking rule generates on ``records`` (equal, non-null fields: the sum of
-    n(n-1)/2 over the rule's key groups), computed by Spark before any pair is built."""
-    forenames = _forenames(rules)
-    out = []
-    for fields in rules.blocking:
-        cols = [f + "_canon" if f in forenames else f for f in fields]
+def _ordered_pairs(records: DataFrame, rule: Sequence[str], forenames: Sequence[str]) -> int:
+    """Ordered record pairs (a, b), a != b, for which ``rule`` holds with a on the left."""
+    left, right = block_columns(rule, forenames)
+    present = F.lit(True)
+    for c in {*left, *right}:
+        present = present & F.expr(c).isNotNull()
+    kept = records.where(present)
+    keys = [f"k{i}" for i in range(len(left))]
+    lhs = kept.groupBy(*[F.expr(c).alias(k) for c, k in zip(left, keys, strict=True)]).agg(
+        F.count(F.lit(1)).alias("n_l")
+    )
+    rhs = kept.groupBy(*[F.expr(c).alias(k) for c, k in zip(right, keys, strict=True)]).agg(
+        F.count(F.lit(1)).alias("n_r")
+    )
+    # A record meets itself when its left and right keys are equal (always, for a plain rule).
+    self_match = F.lit(True)
+    for a, b in zip(left, right, strict=True):
+        self_match = self_match & (F.expr(a) == F.expr(b))
+    row = (
+        lhs.join(rhs, keys)
+        .agg(F.coalesce(F.sum(F.col("n_l") * F.col("n_r")), F.lit(0)).alias("pairs"))
+        .crossJoin(kept.agg(F.sum(self_match.cast("long")).alias("self")))
+        .first()
+    )
+    return 0 if row is None else int(row["pairs"] or 0) - int(row["self"] or 0)
+
+
+def _rule_pairs(records: DataFrame, rule: Sequence[str], forenames: Sequence[str]) -> int:
+    """Record pairs one blocking rule generates (with its mirror, for a crosswise rule):
+    a pair counts once, whichever way round the rule holds."""
+    left, right = block_columns(rule, forenames)
+    if left == right:  # plain: n(n-1)/2 over the key groups
         present = F.lit(True)
-        for c in cols:
-            present = present & F.col(c).isNotNull()
+        for c in left:
+            present = present & F.expr(c).isNotNull()
         row = (
             records.where(present)
-            .groupBy(*cols)
+            .groupBy(*[F.expr(c) for c in left])
             .agg(F.count(F.lit(1)).alias("n"))
             .agg(F.coalesce(F.sum(F.col("n") * (F.col("n") - 1) / 2), F.lit(0)).alias("pairs"))
             .first()
         )
-        out.append(int(row["pairs"]) if row is not None else 0)
-    return out
+        return int(row["pairs"]) if row is not None else 0
+    variants = blocking_variants(rule)
+    if len(variants) == 1:  # symmetric: each pair is counted both ways round
+        return _ordered_pairs(records, rule, forenames) // 2
+    # Either way round: the pairs it holds for as written, plus those it holds for only
+    # mirrored (all mirrored pairs less those for which it holds both ways).
+    both = list(dict.fromkeys(variants[0] + variants[1]))
+    return _ordered_pairs(records, rule, forenames) - (
+        _ordered_pairs(records, both, forenames) // 2
+    )
+
+
+def count_blocked_pairs(records: DataFrame, rules: MatchingRules) -> list[int]:
+    """Pairs each blocking rule generates on ``records`` (a crosswise rule with its mirror),
+    computed by Spark before any pair is built."""
+    forenames = _forenames(rules)
+    return [_rule_pairs(records, b, forenames) for b in rules.blocking]
 
 
 def check_blocking(records: DataFrame, rules: MatchingRules) -> list[int]:
@@ -303,4 +346,4 @@ def comparisons_of(rules: MatchingRules) -> list[Comparison]:
 
 
 def blocking_rules_sql(rules: MatchingRules) -> list[str]:
-    return [blocking_sql(b, _forenames(rules)) for b in rules.blocking]
+    return [blocking_sql(b, _forenames(rules)) for b in prediction_rules(rules)]
