@@ -19,6 +19,28 @@ DEMO_TIMEOUT_SECONDS = 2400
 # Tests mirror lib/cdp/ (tests/silver/test_std_phone.py tests lib/cdp/silver/std_phone.py);
 # these folders hold the scenario and end-to-end tests and mark them (`pytest -m "not e2e"`).
 FOLDER_MARKERS = {"scenarios": "scenario", "e2e": "e2e"}
+# Worker-seconds of the longest groups (one module, or every reader of the demo), measured in
+# a full run on 2 cores (CI's command, 2026-12-05). Two workers finish together only when the
+# longest groups start first: collected in this order, and CI passes --no-loadscope-reorder
+# so that pytest-xdist keeps it (by default it orders groups by their number of tests, and
+# the erasure scenario ran alone for the last 8 minutes). Unlisted groups follow, in
+# collection order.
+GROUP_SECONDS = {
+    "infra/test_cluster.py": 950,  # heavy: `pytest -m heavy`
+    "test_stage_faults.py": 800,  # CI runs silver's case alone (~150 s)
+    "demo": 670,
+    "identity/test_identity_stage.py": 400,
+    "privacy/test_privacy_erasure.py": 380,
+    "models/test_models_stages.py": 280,
+    "scenarios/test_transactions_only.py": 190,
+    "storage/test_table_store_faults.py": 100,
+    "identity/matching/test_matching_step.py": 90,
+    "scenarios/test_onboarding_own_files.py": 80,
+    "infra/test_infra_submit.py": 65,
+    "generate/test_generate.py": 80,
+    "silver/test_silver_stage.py": 90,
+    "test_cli.py": 90,
+}
 
 
 # A wrapper: the marks go on before every other implementation of this hook (pytest-xdist
@@ -44,9 +66,15 @@ def pytest_collection_modifyitems(
             # The first reader's setup runs the whole demo (`cdp demo`, every stage): on a
             # 2-core machine under other load it has passed the suite's 900 s default.
             item.add_marker(pytest.mark.timeout(DEMO_TIMEOUT_SECONDS))
+    groups = {id(item): _group_of(item) for item in items}
+    items.sort(key=lambda item: -GROUP_SECONDS.get(groups[id(item)] or "", 0))  # stable
     yield
     if getattr(config.option, "loadgroup", False):
         _put_group_in_node_ids(items)
+
+
+def _group_of(item: pytest.Item) -> str | None:
+    return next((str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args), None)
 
 
 def _put_group_in_node_ids(items: list[pytest.Item]) -> None:
@@ -56,9 +84,7 @@ def _put_group_in_node_ids(items: list[pytest.Item]) -> None:
     from _pytest.nodeid import coerce_node_id
 
     for item in items:
-        group = next(
-            (str(mark.args[0]) for mark in item.iter_markers("xdist_group") if mark.args), None
-        )
+        group = _group_of(item)
         if group is not None and not item.nodeid.endswith(f"@{group}"):
             item._id = coerce_node_id(f"{item.nodeid}@{group}")  # type: ignore[attr-defined]
 

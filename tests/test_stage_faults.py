@@ -10,7 +10,7 @@ staged, before that write commits: writes 1..k are committed), reruns the stage 
 compares each table the stage writes with the uninterrupted run's.
 
 Crash positions per stage: ``last`` (every write but the last committed: the most partial
-state, run in CI), ``first`` (nothing committed) and ``logged`` (every stage write committed,
+state; CI runs silver's, ``pytest -m heavy`` every stage's), ``first`` (nothing committed) and ``logged`` (every stage write committed,
 the process dies before its run-log row), both marked slow. ``CDP_FAULT_EVERY_WRITE=1`` adds
 a case for every write of every stage (a local sweep; about two stage runs per case).
 
@@ -293,9 +293,16 @@ def crash_positions(writes: int) -> dict[str, int]:
     return {"first": 0, "last": writes - 2, "logged": writes - 1}
 
 
+# The stage whose crash case CI runs (.ci/run): it needs only ingest and silver before it. The
+# others need the chain up to their stage plus two runs of it (about 20 minutes of a 2-core
+# CI machine for all eight) and are `heavy`: `pytest -m heavy` runs them.
+CI_STAGES = ("silver",)
+
+
 def cases() -> Iterator[Any]:
     for stage in STAGES:
-        yield pytest.param(stage, "last", id=f"{stage}-last")
+        heavy = [] if stage in CI_STAGES else [pytest.mark.heavy]
+        yield pytest.param(stage, "last", id=f"{stage}-last", marks=heavy)
         for position in ("first", "logged"):
             marks = [pytest.mark.slow, pytest.mark.sweep]
             yield pytest.param(stage, position, id=f"{stage}-{position}", marks=marks)

@@ -41,7 +41,8 @@ from cdp.tables import IDENTITY_MAP, lookup
 ROOT = Path(__file__).resolve().parents[2]
 # The first test's limit covers the module fixtures (generate, build, both chains): on a
 # 2-core CI box shared with another pytest worker they take minutes, well within it.
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(2400)]
+# heavy: not in .ci/run (about 15 minutes of a 2-core machine by itself); `pytest -m heavy`.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.heavy, pytest.mark.timeout(2400)]
 
 # Small: the chain runs twice (cluster and local) on a 2-core CI box; still enough records for
 # identity to link across sources and for every model to have buyers and non-buyers.
