@@ -22,6 +22,7 @@ from cdp.identity.components import connected_components
 from cdp.identity.evaluate import evaluate_identity
 from cdp.identity.limits import Caps
 from cdp.identity.links import identifier_links
+from cdp.identity.matching import links as match_links
 from cdp.identity.nodes import RECORD, prepare_records, record_attributes, record_nodes
 from cdp.identity.resolution import Resolution, _resolve_tiered, resolve
 from cdp.identity.rules import parse_rules
@@ -390,6 +391,56 @@ def test_first_names_that_cannot_be_one_persons_split_and_their_variants_do_not(
     bare = rules_with(limits=limits, name_conflicts={"first_name": {"max_edits": 2}})
     got, _, _ = groups(spark, frames, bare)
     assert frozenset({"r1", "r2", "r3"}) not in got
+
+
+def test_scored_links_are_held_by_the_guards_on_fields_the_model_does_not_compare(
+    spark: SparkSession,
+) -> None:
+    # One person written three ways (the second entry's first name replaced, the third's
+    # e-mail mistyped), joined only by scored pairs, and two people of one household whose
+    # scored pair would join two genders.
+    df = persons(
+        spark,
+        person("p1", first_name="Connor", email="connor.green@x.com", gender="male"),
+        person("p2", first_name="Olivia"),
+        person("p3", first_name="Connor", email="connor.gren@x.com"),
+        person("h1", first_name="Sam", gender="male"),
+        person("h2", first_name="Sam", gender="female"),
+    )
+    frames = {"person_records": df}
+    rules = rules_with(
+        limits={"email": 1},
+        attribute_limits={"gender": 1},
+        name_conflicts={"first_name": {"max_edits": 2}},
+    )
+    records = record_nodes(frames)
+    node = {r["source_record_id"]: r["node"] for r in records.collect()}
+    pairs = spark.createDataFrame(
+        [(node[a], node[b], a, b) for a, b in [("p1", "p2"), ("p1", "p3"), ("h1", "h2")]],
+        "node_l long, node_r long, key_l string, key_r string",
+    )
+    scored = match_links.pair_links(
+        pairs, rule="probabilistic", id_type="probabilistic", priority=10
+    )
+    links = build_links(frames, None, rules).unionByName(scored).where("reason is null")
+    attrs = record_attributes(frames, rules.attribute_fields())
+
+    def customers(exempt: Any) -> set[frozenset[str]]:
+        res = resolve(records, links, rules, attributes=attrs, engine="dataframe", exempt=exempt)
+        labelled = records.join(
+            res.labels.where(F.col("id_type") == RECORD).select("node", "comp"), "node"
+        )
+        out: dict[int, set[str]] = {}
+        for r in labelled.collect():
+            out.setdefault(r["comp"], set()).add(r["source_record_id"])
+        return {frozenset(g) for g in out.values()}
+
+    # Every guard: the replaced first name and the second e-mail split the person.
+    assert customers(None) == {frozenset({r}) for r in ("p1", "p2", "p3", "h1", "h2")}
+    # The model compared first names and e-mails: their guards do not hold its tier; gender,
+    # which it does not compare, still keeps the household apart.
+    trusting = customers({10: frozenset({"first_name", "email", "birth_date"})})
+    assert trusting == {frozenset({"p1", "p2", "p3"}), frozenset({"h1"}), frozenset({"h2"})}
 
 
 def test_an_email_naming_another_person_than_its_holder_is_shared(spark: SparkSession) -> None:

@@ -47,6 +47,48 @@ def _land(tmp: Path, folder: str, name: str, data: bytes) -> Path:
     return target
 
 
+# A person register in the layout of the FEBRL record-linkage benchmark: a record id, the
+# house number apart from the street, a suburb, an id number; duplicates of one person.
+REGISTER = (
+    "rec_id, given_name, surname, street_number, address_1, address_2, suburb, postcode, "
+    "state, date_of_birth, soc_sec_id\n"
+    "rec-1496-org, mitchell, green, 7, wallaby place, delmar, cleveland, 2119, sa, 19560409, "
+    "1804974\n"
+    "rec-1496-dup-0, mitchell, geen, 7, wallaby place, delmar, cleveland, 2119, sa, 19560409, "
+    "1804974\n"
+    "rec-552-dup-3, harley, mccarthy, 177, pridhamstreet, milton, marsden, 3165, nsw, 19080419, "
+    "6089216\n"
+    "rec-988-dup-1, madeline, mason, 54, hoseason street, lakefront, lindisfarne, 3212, vic, "
+    "19790601, 6089003\n"
+)
+
+
+def test_a_register_keeps_its_record_id_apart_and_maps_street_suburb_and_id_number(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    folder = _land(tmp_path, "register", "r.csv", REGISTER.encode())
+    drafted = draft_source(config, folder, "register")
+    (spec,) = load_sources(config)
+    assert spec.kind is SourceKind.PROFILE and spec.primary_key == ["rec_id"]
+    # The record id is only the record's: as a CRM id its duplicates could never merge.
+    assert spec.identifiers == ["national_id"]
+    assert spec.mapping == {
+        "source_record_id": "rec_id",
+        "first_name": "given_name",
+        "last_name": "surname",
+        "birth_date": "date_of_birth",
+        "address_line1": "concat_ws(' ', street_number, address_1)",
+        "city": "suburb",
+        "postcode": "postcode",
+        "national_id": "soc_sec_id",
+    }
+    assert spec.defaults.date_formats == ["yyyyMMdd"]
+    lines = {line.split(":")[0].strip(): line for line in drafted.text.splitlines()}
+    assert "are house numbers" in lines["address_line1"]
+    assert "a custom identifier" in lines["national_id"]
+
+
 def test_a_customer_csv_becomes_a_profile_source_that_loads(tmp_path: Path) -> None:
     config = _config(tmp_path)
     folder = _land(tmp_path, "kunden", "k.csv", CUSTOMERS.encode("latin-1"))

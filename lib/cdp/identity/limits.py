@@ -94,11 +94,15 @@ class Caps:
         """Empty attribute stats (a value node holds no record attribute)."""
         return [F.array().cast("array<string>").alias(f"_a_{a}") for a in self.attributes]
 
-    def violation(self) -> Column:
+    def violation(self, exempt: frozenset[str] = frozenset()) -> Column:
         """Reason merged stats break a rule: ``oversized`` first, then ``limit:<type>``, then
-        ``conflict:<field>``, each by name."""
+        ``conflict:<field>``, each by name. ``exempt``: attribute fields and identifier types
+        whose caps do not hold here (a tier whose links weighed those fields themselves, see
+        :func:`cdp.identity.resolution.resolve`)."""
         verdict = F.lit(None).cast("string")
         for a in reversed(self.attributes):
+            if a in exempt:
+                continue
             values = F.col(f"_a_{a}")
             if a == CANNOT:
                 broken = F.size(values) > F.size(F.array_distinct(values))
@@ -111,5 +115,7 @@ class Caps:
             why = "conflict:cannot_link" if a == CANNOT else f"conflict:{a}"
             verdict = F.when(broken, why).otherwise(verdict)
         for t in reversed(self.types):
+            if t in exempt:
+                continue
             verdict = F.when(F.col(f"_t_{t}") > self.limits[t], f"limit:{t}").otherwise(verdict)
         return F.when(F.col("_records") > self.max_records, "oversized").otherwise(verdict)

@@ -15,7 +15,7 @@ materialisation, which cut the lineage so plans stay small however many tiers th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import reduce
 
@@ -55,6 +55,7 @@ def _repair_step(
     bad: DataFrame,
     contrib: DataFrame,
     caps: Caps,
+    exempt: frozenset[str] = frozenset(),
 ) -> DataFrame:
     """Units ``(rule, unit, _why)`` of the current tier to drop in one repair step.
 
@@ -75,7 +76,7 @@ def _repair_step(
             nodes.join(contrib, "node")
             .groupBy(*key)
             .agg(*caps.combine())
-            .withColumn("_why", caps.violation())
+            .withColumn("_why", caps.violation(exempt))
             .where(F.col("_why").isNotNull())
             .select(*key, "_why")
         )
@@ -107,6 +108,7 @@ def resolve(
     max_rounds: int = 100,
     checkpoint_interval: int = 2,
     cannot_link: bool = False,
+    exempt: Mapping[int, frozenset[str]] | None = None,
 ) -> Resolution:
     """Connected components of the accepted links, with per-customer limits enforced.
 
@@ -123,6 +125,12 @@ def resolve(
     thousand) are rebuilt tier by tier, strongest priority first, on their own subgraph (see
     :func:`_resolve_tiered`). The result is the same as building the whole graph tier by tier,
     for a fraction of the component runs over the full graph.
+
+    ``exempt``: priority -> the attribute fields and identifier types whose caps do not hold
+    the links of that tier nor of any weaker one (a probabilistic tier has weighed the names,
+    dates and identifiers it compares: see ``guards`` in the matching rules). Weaker tiers
+    keep the exemption because the components they extend may already hold what it let in;
+    the stage gives it only to the weakest tier.
     """
     caps = Caps.of(rules, cannot_link=cannot_link)
     if caps.attributes and attributes is None:
@@ -179,7 +187,9 @@ def resolve(
     sub_records = records.select("node").join(bad_nodes, "node", "left_semi")
     sub_links = links.join(bad_nodes.select(F.col("node").alias("unit")), "unit", "left_semi")
     sub_attrs = attrs.join(bad_nodes, "node", "left_semi") if attrs is not None else None
-    labels, rejected = _resolve_tiered(sub_records, sub_links, sub_attrs, caps, cc, cut, result)
+    labels, rejected = _resolve_tiered(
+        sub_records, sub_links, sub_attrs, caps, cc, cut, result, dict(exempt or {})
+    )
     good = labelled.join(bad, "comp", "left_anti")
     result.labels = cut(good.unionByName(labels))
     result.rejected = (
@@ -217,6 +227,7 @@ def _resolve_tiered(
     cc: Callable[[DataFrame], DataFrame],
     cut: Callable[[DataFrame], DataFrame],
     result: Resolution,
+    exempt_at: Mapping[int, frozenset[str]],
 ) -> tuple[DataFrame, list[DataFrame]]:
     """Components built tier by tier (strongest first), repairing each tier that breaks a rule.
 
@@ -239,7 +250,9 @@ def _resolve_tiered(
     rejected: list[DataFrame] = []
     links = cut(links)
     tiers = sorted((r[0] for r in links.select("priority").distinct().collect()), reverse=True)
+    exempt: frozenset[str] = frozenset()
     for tier in tiers:
+        exempt = exempt | exempt_at.get(tier, frozenset())
         lab = labels.select("node", "comp")
         tier_links = links.where(F.col("priority") == tier)
         ul = lab.select(F.col("node").alias("unit"), F.col("comp").alias("_uc"))
@@ -275,13 +288,15 @@ def _resolve_tiered(
         prior_stats = prior.groupBy(F.col("comp").alias("node")).agg(*caps.count())
         contrib = cut(prior_stats.unionByName(new_stats))
 
-        def merged(cmap: DataFrame, contrib: DataFrame = contrib) -> DataFrame:
+        def merged(
+            cmap: DataFrame, contrib: DataFrame = contrib, exempt: frozenset[str] = exempt
+        ) -> DataFrame:
             """component -> summed stats and violation reason."""
             return (
                 cmap.join(contrib, "node")
                 .groupBy("component")
                 .agg(*caps.combine())
-                .withColumn("_why", caps.violation())
+                .withColumn("_why", caps.violation(exempt))
             )
 
         cmap = cc(edges)
@@ -296,7 +311,7 @@ def _resolve_tiered(
             result.limit_hits += sum(n for w, n in whys.items() if w.startswith("limit:"))
             drops: DataFrame | None = None
             for step in ("own", "bridges", "all"):
-                found = _repair_step(step, edges, cmap, bad, contrib, caps)
+                found = _repair_step(step, edges, cmap, bad, contrib, caps, exempt)
                 found = cut(found)
                 drops = found if drops is None else drops.unionByName(found)
                 edges = edges.join(found, ["rule", "unit"], "left_anti")

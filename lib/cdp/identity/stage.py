@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 
 from cdp import faults
 from cdp import tables as T
+from cdp.errors import ConfigError
 from cdp.identity.checkpoint import cut
 from cdp.identity.email_names import email_name_verdicts
 from cdp.identity.links import event_links, identifier_links
@@ -87,6 +88,19 @@ def load_stage_rules(
         matching, notes = resolve_fields(
             load_matching(rules_path(ctx, settings.matching_file)), mapped_fields(sources)
         )
+    if matching is not None and matching.enabled and matching.guard_exemptions():
+        # The scored links' exemption from some guards holds for their tier and every weaker
+        # one (see resolve): no exact rule may sit at or below it.
+        weaker = sorted(
+            [r.name for r in rules.enabled_identifiers if r.priority <= matching.priority]
+            + [r.name for r in rules.enabled_event_links if r.priority <= matching.priority]
+        )
+        if weaker:
+            raise ConfigError(
+                f"{matching.origin or 'matching rules'}: priority {matching.priority} with "
+                f"guards: uncompared must be below every exact rule's; {weaker} are not "
+                "(lower it, or set guards: all)"
+            )
     decisions = (
         match_links.load_decisions(rules_path(ctx, settings.decisions_file))
         if settings.decisions_file
@@ -213,6 +227,11 @@ def run_identity(ctx: StageContext) -> None:
         max_rounds=settings.max_rounds,
         checkpoint_interval=settings.checkpoint_interval,
         cannot_link=matched.cannot_tokens is not None,
+        exempt=(
+            {matching.priority: matching.guard_exemptions()}
+            if matching is not None and matched.links is not None
+            else None
+        ),
     )
     ctx.run.metric("tiers", ",".join(str(t) for t in res.tiers))
     ctx.run.metric("cc_runs", res.cc_runs)

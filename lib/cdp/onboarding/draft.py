@@ -148,6 +148,11 @@ def render_yaml(name: str, sample: Sample, proposal: Proposal, glob: str, source
     if proposal.delete_flag is not None:
         flag = proposal.delete_flag
         lines.append(_line(0, "delete_flag", _scalar(flag.value), flag.evidence))
+    if proposal.identifiers:
+        lines.append(
+            _line(0, "identifiers", f"[{', '.join(proposal.identifiers)}]",
+                  "mapped fields the canonical model does not list")
+        )  # fmt: skip
     lines.append(f"{'mapping:'.ljust(_COMMENT_COLUMN - 1)} # canonical field: source column")
     for fld, choice in proposal.mapping.items():
         lines.append(_line(2, fld, _scalar(choice.value), choice.evidence))

@@ -44,14 +44,20 @@ HINTS: dict[str, tuple[str, ...]] = {
     "birth_date": ("birth", "dob", "geburt", "born", "birthday", "geburtsdatum", "naissance"),
     "gender": ("gender", "sex", "geschlecht"),
     "address_line1": ("street", "strasse", "address", "adresse", "addr", "line1", "anschrift"),
-    "city": ("city", "ort", "town", "stadt", "ville", "wohnort"),
+    "city": ("city", "ort", "town", "stadt", "ville", "wohnort", "suburb", "locality",
+             "municipality", "village", "gemeinde", "commune", "ciudad"),
     "postcode": ("zip", "postcode", "postal", "plz", "postleitzahl", "zipcode"),
+    # A person's official number (social security, national insurance, tax, passport).
+    "national_id": ("ssn", "soc", "social", "national", "nino", "nin", "nid", "passport",
+                    "personnummer", "steuerid", "taxid", "tin", "insurance", "sozialversicherung"),
+    "house_number": ("number", "no", "nr", "hausnummer", "house", "housenumber", "num"),
     "country": ("country", "land", "pays", "nation", "countrycode"),
     "amount": ("amount", "total", "betrag", "price", "sum", "revenue", "umsatz", "gesamt",
                "preis", "summe", "gross", "value"),
     "currency": ("currency", "waehrung", "wahrung", "devise", "ccy"),
     "order": ("order", "bestellung", "invoice", "rechnung", "receipt", "transaction", "txn",
               "beleg", "auftrag"),
+    "crm": ("crm", "contact", "kontakt"),
     "customer": ("customer", "kunde", "kunden", "client", "cust", "account"),
     "loyalty": ("loyalty", "card", "karte", "bonus", "member"),
     "time": ("date", "datum", "time", "zeit", "ts", "timestamp", "created", "updated",
@@ -124,6 +130,8 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^\W\d_]{2,}$")
 _NAME = re.compile(r"^[^\W\d_]+(?:[ '\-.]+[^\W\d_]+)*\.?$")
 _ID = re.compile(r"^[\w\-/.:#]{1,64}$")
 _AMOUNT = re.compile(r"^[-+]?(?:\d{1,3}(?:[.,' ]\d{3})+|\d+)(?:[.,]\d{1,4})?$")
+# A house number alone ("7", "12a", "3-5"): a street line's number kept in its own column.
+_HOUSE_NUMBER = re.compile(r"^\d{1,5}\s?[a-zA-Z]?(?:[-/]\d{1,5}[a-zA-Z]?)?$")
 _BOOLEAN = {"true", "false", "yes", "no", "y", "n", "0", "1", "t", "f", "ja", "nein"}
 _CURRENCY_WORDS = {k for k, v in CURRENCY_MARKERS.items() if v} | set(CURRENCIES)
 _SYMBOLS = "".join(sorted({k for k in CURRENCY_MARKERS if len(k) == 1}))
@@ -281,6 +289,8 @@ def _profile_values(
             m["postcode"] += 1
         if low in _BOOLEAN:
             m["boolean"] += 1
+        if _HOUSE_NUMBER.match(v):
+            m["house_number"] += 1
         # An id holds a digit: a word alone is a name or a code, not an identifier.
         if _ID.match(v) and not is_date and "@" not in v and any(ch.isdigit() for ch in v):
             m["id"] += 1

@@ -98,6 +98,8 @@ class Proposal:
     event_time: str | None = None
     event_time_format: str | None = None
     event_time_evidence: str = ""
+    # Custom identifiers the mapping names (a national id): the source's ``identifiers``.
+    identifiers: list[str] = field(default_factory=list)
     mapping: dict[str, Choice] = field(default_factory=dict)
     defaults: dict[str, Choice] = field(default_factory=dict)
     delete_flag: Choice | None = None
@@ -166,6 +168,8 @@ def _candidates(profile: SampleProfile) -> list[tuple[float, str, ColumnProfile,
                 continue
             if fld == "full_name" and c.hints & {"first_name", "last_name", "city"}:
                 continue
+            if fld == "address_line1" and c.share("house_number") >= 0.8:
+                continue  # the street line's number alone (see _street_line)
             share = _name_share(c) if det == "name" else c.share(det) if det else 1.0
             if share >= 0.6:
                 evidence = _header(c) + (f"; {_values(c, 'name_word', what)}" if det else "")
@@ -276,8 +280,15 @@ def propose(profile: SampleProfile) -> Proposal:
         if kind is SourceKind.TRANSACTION and "order_id" not in assigned:
             assigned["order_id"] = (pk, "the primary key of a transaction source")
         elif kind is SourceKind.PROFILE and pk.path not in {c.path for c, _ in assigned.values()}:
-            fld = "customer_id" if "customer" in pk.hints else "crm_id"
-            assigned.setdefault(fld, (pk, f"the primary key of a profile source; {_header(pk)}"))
+            # Only when the header names a customer or CRM number: a record id ("rec_id",
+            # "id") of a file full of duplicates is no person's id, and as one it would keep
+            # every duplicate apart (identity's per-customer limits on crm_id, customer_id).
+            fld = (
+                "customer_id" if "customer" in pk.hints else "crm_id" if "crm" in pk.hints else None
+            )
+            if fld is not None:
+                evidence = f"the primary key of a profile source; {_header(pk)}"
+                assigned.setdefault(fld, (pk, evidence))
     else:
         tops = sorted({c.path[0] for c in profile.columns})
         expr = "xxhash64(" + ", ".join(column_expr((t,)) for t in tops) + ")"
@@ -292,17 +303,67 @@ def propose(profile: SampleProfile) -> Proposal:
             proposal.event_time_format = c.date_pattern.spark
         assigned[table.time_field] = (c, "the event_time column")
 
+    used = {c.path for c, _ in assigned.values()} | ({pk.path} if pk else set())
+    street = _street_line(profile, assigned, used)
     for fld in table.fields:
-        if fld in assigned:
+        if fld == "address_line1" and street is not None:
+            proposal.mapping[fld] = street
+        elif fld in assigned:
             c, evidence = assigned[fld]
             proposal.mapping[fld] = Choice(column_expr(c.path), evidence)
+    if kind is SourceKind.PROFILE:
+        national = _national_id(profile, used)
+        if national is not None:
+            proposal.mapping["national_id"] = Choice(column_expr(national.path), (
+                f"{_header(national)}; {_values(national, 'id', 'are id-shaped')}; a custom "
+                "identifier (identifiers:)"))  # fmt: skip
+            proposal.identifiers.append("national_id")
+            used.add(national.path)
     for c in profile.columns:
         if "delete" in c.hints and c.share("boolean") >= 0.9:
             proposal.delete_flag = Choice(column_name(c.path), f"{_header(c)}; yes/no values")
-    used = {c.path for c, _ in assigned.values()} | ({pk.path} if pk else set())
     proposal.unmapped = [c.name for c in profile.columns if c.path not in used]
     _defaults(proposal, profile, assigned)
     return proposal
+
+
+def _street_line(
+    profile: SampleProfile, assigned: dict[str, tuple[ColumnProfile, str]], used: set[Path_]
+) -> Choice | None:
+    """The street line from two columns, when the file keeps the house number apart
+    ("street_number" 7, "address_1" "wallaby place"): both, in the file's order, else two
+    records of one address would compare a street with no number to nothing."""
+    if "address_line1" not in assigned:
+        return None
+    street = assigned["address_line1"][0]
+    numbers = [
+        c
+        for c in profile.columns
+        if c.path not in used
+        and c.hints & {"address_line1", "house_number"}
+        and c.present
+        and c.share("house_number") >= 0.8
+    ]
+    if not numbers:
+        return None
+    number = numbers[0]
+    order = [c.path for c in profile.columns]
+    first, second = sorted((number, street), key=lambda c: order.index(c.path))
+    used.add(number.path)
+    return Choice(
+        f"concat_ws(' ', {column_expr(first.path)}, {column_expr(second.path)})",
+        f"{_header(street)} and the house numbers of {_header(number)} "
+        f"({_values(number, 'house_number', 'are house numbers')})",
+    )
+
+
+def _national_id(profile: SampleProfile, used: set[Path_]) -> ColumnProfile | None:
+    """A column the header calls a person's official number (social security, national
+    insurance, tax, passport) whose values are id-shaped: a custom identifier."""
+    for c in profile.columns:
+        if c.path not in used and "national_id" in c.hints and c.share("id") >= 0.9:
+            return c
+    return None
 
 
 def _defaults(

@@ -1,7 +1,8 @@
 """Probabilistic matching, declared in YAML (``conf/rules/matching.yaml``).
 
     rule: probabilistic            # the rule name its links carry
-    priority: 30                   # their tier: below exact ids and contact points
+    priority: 10                   # their tier: below every exact rule
+    guards: uncompared             # name, date and id guards on compared fields do not hold them
     tables: [person_records]       # record tables whose records are compared
     min_fields: 2                  # a record takes part with at least this many compared values
     thresholds: {match: 0.99, review: 0.5}
@@ -162,7 +163,14 @@ class Training(_Strict):
 class MatchingRules(_Strict):
     enabled: bool = True
     rule: str = Field(default="probabilistic", pattern=_NAME)
-    priority: int = Field(default=30, ge=0, le=1000)
+    priority: int = Field(default=10, ge=0, le=1000)
+    # Which of the identity guards (conf/rules/identity.yaml) hold the scored links:
+    # ``uncompared`` (default): those on fields the model does not compare (gender, a CRM or
+    # loyalty id); the name and date conflicts and identifier limits on a field it compares
+    # do not, because the model has already weighed that field's disagreement (a register
+    # entry with a replaced first name or a mistyped id number is still the person's).
+    # ``all``: every guard, as for exact links.
+    guards: Literal["uncompared", "all"] = "uncompared"
     tables: list[str] = Field(default_factory=lambda: ["person_records"], min_length=1)
     min_fields: int = Field(default=2, ge=1)
     thresholds: Thresholds = Field(default_factory=Thresholds)
@@ -179,6 +187,11 @@ class MatchingRules(_Strict):
 
     def fields(self) -> list[str]:
         return [f for c in self.comparisons for f in c.columns()]
+
+    def guard_exemptions(self) -> frozenset[str]:
+        """The fields (and identifier types of the same name) whose guards do not hold the
+        scored links (see ``guards``)."""
+        return frozenset() if self.guards == "all" else frozenset(self.fields())
 
     def fingerprint(self) -> str:
         """A hash of everything that shapes the trained model (not thresholds, not origin):
