@@ -88,25 +88,32 @@ def load_stage_rules(
         matching, notes = resolve_fields(
             load_matching(rules_path(ctx, settings.matching_file)), mapped_fields(sources)
         )
-    if matching is not None and matching.enabled and matching.guard_exemptions():
-        # The scored links' exemption from some guards holds for their tier and every weaker
-        # one (see resolve): no exact rule may sit at or below it.
-        weaker = sorted(
-            [r.name for r in rules.enabled_identifiers if r.priority <= matching.priority]
-            + [r.name for r in rules.enabled_event_links if r.priority <= matching.priority]
-        )
-        if weaker:
-            raise ConfigError(
-                f"{matching.origin or 'matching rules'}: priority {matching.priority} with "
-                f"guards: uncompared must be below every exact rule's; {weaker} are not "
-                "(lower it, or set guards: all)"
-            )
+    if matching is not None:
+        check_matching_tier(matching, rules)
     decisions = (
         match_links.load_decisions(rules_path(ctx, settings.decisions_file))
         if settings.decisions_file
         else []
     )
     return rules, matching, decisions, notes
+
+
+def check_matching_tier(matching: MatchingRules, rules: IdentityRules) -> None:
+    """Fail when scored links exempt from some guards (``guards: uncompared``) do not form the
+    weakest tier: the exemption holds for every weaker tier too (see ``resolve``), so an exact
+    rule at or below it would escape those guards."""
+    if not matching.enabled or not matching.guard_exemptions():
+        return
+    weaker = sorted(
+        [r.name for r in rules.enabled_identifiers if r.priority <= matching.priority]
+        + [r.name for r in rules.enabled_event_links if r.priority <= matching.priority]
+    )
+    if weaker:
+        raise ConfigError(
+            f"{matching.origin or 'matching rules'}: priority {matching.priority} with guards: "
+            f"uncompared must be below every exact rule's; {weaker} are not (lower it, or set "
+            "guards: all)"
+        )
 
 
 def _slice_of_map(store: TableStore, base: int) -> int:

@@ -199,3 +199,21 @@ def test_a_crosswise_rule_is_dropped_with_an_unmapped_field() -> None:
     )
     reduced, _ = resolve_fields(rules, {"person_records": {"first_name"}})
     assert reduced.blocking == [["first_name"]]
+
+
+def test_scored_links_exempt_from_guards_must_be_the_weakest_tier() -> None:
+    from cdp.identity.rules import load_rules
+    from cdp.identity.stage import check_matching_tier
+
+    exact = load_rules(CONF.parent / "identity.yaml")
+    shipped = load_matching(CONF)
+    assert shipped.guards == "uncompared" and shipped.priority == 10
+    assert shipped.guard_exemptions() >= {"first_name", "birth_date", "national_id", "email"}
+    check_matching_tier(shipped, exact)  # below every exact rule: accepted
+    # A site's copy from before the guards setting (tier 30, above the device rules at 20).
+    old = shipped.model_copy(update={"priority": 30, "origin": "site/matching.yaml"})
+    with pytest.raises(ConfigError, match=r"site/matching.yaml: priority 30 .*'cookie', 'device'"):
+        check_matching_tier(old, exact)
+    # With every guard holding its links, any tier is fine.
+    check_matching_tier(old.model_copy(update={"guards": "all"}), exact)
+    assert old.model_copy(update={"guards": "all"}).guard_exemptions() == frozenset()
