@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 # The `cdp` of this interpreter's environment, as a user types it.
 CDP = str(Path(sys.executable).with_name("cdp"))
 SETS = {
@@ -84,7 +86,8 @@ def run_set(name: str, febrl: Path, work: Path) -> dict[str, object]:
     draft = _cdp(site, "source", "draft", "data/landing/people", "--name", "people")
     if draft.returncode:
         raise SystemExit(f"cdp source draft failed: {draft.stderr[-2000:]}")
-    mapping = re.findall(r"^  (\w+):", (site / "conf/sources/people.yaml").read_text(), re.M)
+    declared = yaml.safe_load((site / "conf/sources/people.yaml").read_text(encoding="utf-8"))
+    mapping = list(declared["mapping"])
     t0 = time.monotonic()
     run = _cdp(site, "run", "ingest", "silver", "identity", "--json")
     wall = time.monotonic() - t0

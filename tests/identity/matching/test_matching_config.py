@@ -217,3 +217,28 @@ def test_scored_links_exempt_from_guards_must_be_the_weakest_tier() -> None:
     # With every guard holding its links, any tier is fine.
     check_matching_tier(old.model_copy(update={"guards": "all"}), exact)
     assert old.model_copy(update={"guards": "all"}).guard_exemptions() == frozenset()
+
+
+def test_person_checks_name_comparisons_and_follow_the_mapped_fields() -> None:
+    with pytest.raises(ConfigError, match=r"m.yaml: person_checks\[0\]: \['national_id'\]"):
+        _rules(person_checks=[{"disagree": "first_name", "unless_agree": ["national_id"]}])
+    rules = _rules(
+        comparisons=[
+            {"name": n, "kind": k, "field": n, "optional": True}
+            for n, k in [
+                ("first_name", "forename"),
+                ("last_name", "surname"),
+                ("birth_date", "birth_date"),
+            ]
+        ],  # fmt: skip
+        blocking=[["last_name"]],
+        person_checks=[
+            {"disagree": "first_name", "unless_agree": ["birth_date", "last_name"]},
+            {"disagree": "birth_date", "unless_agree": ["last_name"]},
+        ],
+    )
+    # A company without birth dates: the check on them goes, and so does the vouching.
+    reduced, _ = resolve_fields(rules, {"person_records": {"first_name", "last_name"}})
+    assert [(c.disagree, c.unless_agree) for c in reduced.person_checks] == [
+        ("first_name", ["last_name"])
+    ]

@@ -281,3 +281,42 @@ def test_blocked_pairs_are_counted_for_plain_and_crosswise_rules(spark: SparkSes
     )
     # lee: records 1, 3, 4 (3 pairs); swapped: 1-2, 3-2 (2); crosswise + birth: 1-2 (1)
     assert count_blocked_pairs(records, rules) == [3, 2, 1]
+
+
+def test_person_checks_hold_a_pair_whose_person_level_values_disagree(
+    spark: SparkSession,
+) -> None:
+    from chispa import assert_df_equality
+
+    from cdp.identity.matching.config import PersonCheck
+    from cdp.identity.matching.step import person_checks_failed
+
+    checks = [
+        PersonCheck(disagree="first_name", unless_agree=["birth_date", "national_id"]),
+        PersonCheck(disagree="birth_date", unless_agree=["national_id"]),
+    ]
+    pairs = spark.createDataFrame(
+        [
+            # A register entry whose first name was replaced: the birth date vouches for it.
+            ("replaced_name", {"first_name": "else", "birth_date": "exact"}),
+            # A household: two first names, one birth date missing, nothing personal agrees.
+            ("household", {"first_name": "else", "birth_date": "null"}),
+            # Father and son of one name at one address: two birth dates.
+            ("namesakes", {"first_name": "exact", "birth_date": "else"}),
+            # A mistyped birth date beside an agreeing id number.
+            ("typed_date", {"first_name": "exact", "birth_date": "else", "national_id": "exact"}),
+            # Nothing disagrees outright.
+            ("typos", {"first_name": "one edit", "birth_date": "day and month transposed"}),
+            # A comparison the pair does not have (a field no source maps) is no disagreement.
+            ("no_levels", {}),
+        ],
+        "pair string, levels map<string,string>",
+    )
+    got = pairs.select("pair", person_checks_failed(checks).alias("held"))
+    expected = spark.createDataFrame(
+        [("replaced_name", False), ("household", True), ("namesakes", True),
+         ("typed_date", False), ("typos", False), ("no_levels", False)],
+        "pair string, held boolean",
+    )  # fmt: skip
+    # Row order is the input's (a projection); nullability: the expression never yields null.
+    assert_df_equality(got, expected, ignore_nullable=True)

@@ -140,6 +140,18 @@ class Thresholds(_Strict):
         return self
 
 
+class PersonCheck(_Strict):
+    """A scored pair whose comparison ``disagree`` falls in its ELSE level is no link (it goes
+    to the review queue) unless a comparison of ``unless_agree`` agrees (any level but ELSE
+    and null). Household members share a surname, an address, an e-mail, a phone: counted as
+    independent evidence those outweigh two different birth dates, and only values a person
+    has alone (a birth date, an id number) can tell that two different first names or birth
+    dates are one person's mistyped or replaced value."""
+
+    disagree: str = Field(pattern=_NAME)
+    unless_agree: list[str] = Field(default_factory=list)
+
+
 class Training(_Strict):
     seed: int = 42
     # Record pairs sampled at random for the u-probabilities (non-matches).
@@ -171,6 +183,9 @@ class MatchingRules(_Strict):
     # entry with a replaced first name or a mistyped id number is still the person's).
     # ``all``: every guard, as for exact links.
     guards: Literal["uncompared", "all"] = "uncompared"
+    # Pair-level checks on person-level comparisons (see PersonCheck), applied to every
+    # scored pair at or above the match threshold.
+    person_checks: list[PersonCheck] = Field(default_factory=list)
     tables: list[str] = Field(default_factory=lambda: ["person_records"], min_length=1)
     min_fields: int = Field(default=2, ge=1)
     thresholds: Thresholds = Field(default_factory=Thresholds)
@@ -221,6 +236,12 @@ def parse_matching(data: Any, origin: str = "matching rules") -> MatchingRules:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{origin}: comparisons: duplicate names {dupes}")
+    for i, check in enumerate(rules.person_checks):
+        unknown = sorted({check.disagree, *check.unless_agree} - set(names))
+        if unknown:
+            raise ConfigError(
+                f"{origin}: person_checks[{i}]: {unknown} name no comparison; comparisons: {names}"
+            )
     fields = set(rules.fields())
     if not (isinstance(data, dict) and "training" in data):
         # Default training passes over fields this file does not compare are left out.
@@ -308,9 +329,16 @@ def resolve_fields(
             notes.append(f"{key}: {len(groups) - len(out)} rule(s) over unmapped fields dropped")
         return out
 
+    kept_names = {c.name for c in kept}
+    checks = [
+        c.model_copy(update={"unless_agree": [n for n in c.unless_agree if n in kept_names]})
+        for c in rules.person_checks
+        if c.disagree in kept_names
+    ]
     reduced = rules.model_copy(
         update={
             "comparisons": kept,
+            "person_checks": checks,
             "blocking": usable(rules.blocking, "blocking"),
             "training": rules.training.model_copy(
                 update={

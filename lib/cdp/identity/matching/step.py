@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import reduce
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.identity.matching import links as L
-from cdp.identity.matching.config import MatchingRules
+from cdp.identity.matching.config import MatchingRules, PersonCheck
 from cdp.identity.matching.model import (
     TrainedModel,
     check_blocking,
@@ -246,8 +247,9 @@ def run_matching(
         pairs = L.without_decided(pairs, decided)
     pairs = cut(pairs)
     drop_scratch(spark)
-    accepted = pairs.where(F.col("match_probability") >= th.match)
-    review = pairs.where(F.col("match_probability") < th.match)
+    held = person_checks_failed(rules.person_checks)
+    accepted = pairs.where((F.col("match_probability") >= th.match) & ~held)
+    review = pairs.where((F.col("match_probability") < th.match) | held)
     scored_links = L.pair_links(
         accepted, rule=rules.rule, id_type=rules.rule, priority=rules.priority
     )
@@ -256,16 +258,34 @@ def run_matching(
     result.review = review.withColumn("run_id", F.lit(run_id))
     stats = pairs.agg(
         F.count(F.lit(1)).alias("scored"),
-        F.sum((F.col("match_probability") >= th.match).cast("long")).alias("links"),
+        F.sum(((F.col("match_probability") >= th.match) & ~held).cast("long")).alias("links"),
+        F.sum(((F.col("match_probability") >= th.match) & held).cast("long")).alias("held"),
     ).first()
     assert stats is not None
     result.metrics["matching.pairs_scored"] = int(stats["scored"])
     result.metrics["matching.pairs_linked"] = int(stats["links"] or 0)
     result.metrics["matching.pairs_review"] = int(stats["scored"]) - int(stats["links"] or 0)
+    result.metrics["matching.pairs_held_by_person_checks"] = int(stats["held"] or 0)
     result.metrics["matching.score_seconds"] = round(time.monotonic() - t0, 1)
     result.metrics["matching.seconds"] = round(time.monotonic() - started, 1)
     progress(
         f"matching: {n:,} records, {sum(blocked):,} blocked pairs, {stats['scored']:,} scored "
-        f">= {th.review}, {stats['links'] or 0:,} linked >= {th.match}"
+        f">= {th.review}, {stats['links'] or 0:,} linked >= {th.match}, "
+        f"{stats['held'] or 0:,} held for review by person_checks"
     )
     return result
+
+
+def person_checks_failed(checks: Sequence[PersonCheck]) -> Column:
+    """Whether a scored pair (its ``levels`` map: comparison -> level label) fails one of
+    ``checks`` (see :class:`~cdp.identity.matching.config.PersonCheck`)."""
+    levels = F.col("levels")
+    failed = F.lit(False)
+    for check in checks:
+        agrees = [
+            F.coalesce(~levels[name].isin("else", "null"), F.lit(False))
+            for name in check.unless_agree
+        ]
+        saved = reduce(lambda a, b: a | b, agrees, F.lit(False))
+        failed = failed | (F.coalesce(levels[check.disagree] == "else", F.lit(False)) & ~saved)
+    return failed
