@@ -214,6 +214,8 @@ def test_scored_links_exempt_from_guards_must_be_the_weakest_tier() -> None:
     old = shipped.model_copy(update={"priority": 30, "origin": "site/matching.yaml"})
     with pytest.raises(ConfigError, match=r"site/matching.yaml: priority 30 .*'cookie', 'device'"):
         check_matching_tier(old, exact)
+    # A file that does not say (a site's copy from before the setting) keeps every guard.
+    assert _rules().guards == "all" and _rules().guard_exemptions() == frozenset()
     # With every guard holding its links, any tier is fine.
     check_matching_tier(old.model_copy(update={"guards": "all"}), exact)
     assert old.model_copy(update={"guards": "all"}).guard_exemptions() == frozenset()

@@ -177,12 +177,14 @@ class MatchingRules(_Strict):
     rule: str = Field(default="probabilistic", pattern=_NAME)
     priority: int = Field(default=10, ge=0, le=1000)
     # Which of the identity guards (conf/rules/identity.yaml) hold the scored links:
-    # ``uncompared`` (default): those on fields the model does not compare (gender, a CRM or
-    # loyalty id); the name and date conflicts and identifier limits on a field it compares
-    # do not, because the model has already weighed that field's disagreement (a register
-    # entry with a replaced first name or a mistyped id number is still the person's).
-    # ``all``: every guard, as for exact links.
-    guards: Literal["uncompared", "all"] = "uncompared"
+    # ``uncompared`` (the shipped file's choice): those on fields the model does not compare
+    # (gender, a CRM or loyalty id); the name and date conflicts and identifier limits on a
+    # field it compares do not, because the model has already weighed that field's
+    # disagreement (a register entry with a replaced first name or a mistyped id number is
+    # still the person's); ``person_checks`` take their place. ``all`` (the default, so that
+    # a site's copy from before the setting keeps its behaviour): every guard, as for exact
+    # links.
+    guards: Literal["uncompared", "all"] = "all"
     # Pair-level checks on person-level comparisons (see PersonCheck), applied to every
     # scored pair at or above the match threshold.
     person_checks: list[PersonCheck] = Field(default_factory=list)
