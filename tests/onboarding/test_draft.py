@@ -89,6 +89,35 @@ def test_a_register_keeps_its_record_id_apart_and_maps_street_suburb_and_id_numb
     assert "a custom identifier" in lines["national_id"]
 
 
+# Line items of a retail export (the UCI "Online Retail" layout): an invoice per order over
+# several rows, a unit price and a quantity, unpadded US dates, cancellations, no customer id
+# on some rows.
+LINE_ITEMS = (
+    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom\n"
+    "536365,71053,WHITE METAL LANTERN,6,12/1/2010 8:26,3.39,17850,United Kingdom\n"
+    "536366,22633,HAND WARMER UNION JACK,6,12/13/2010 10:05,1.85,,United Kingdom\n"
+    "C536379,D,Discount,-1,12/21/2010 9:41,27.5,14527,United Kingdom\n"
+)
+
+
+def test_line_items_get_their_amount_from_quantity_and_unit_price(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    folder = _land(tmp_path, "retail", "Online Retail.csv", LINE_ITEMS.encode())
+    drafted = draft_source(config, folder, "retail")
+    (spec,) = load_sources(config)
+    assert spec.kind is SourceKind.TRANSACTION
+    assert spec.event_time == "InvoiceDate" and spec.event_time_format == "M/d/yyyy H:mm"
+    assert spec.mapping["order_id"] == "InvoiceNo"
+    assert spec.mapping["customer_id"] == "CustomerID"
+    # The unit price alone would make every line worth one unit.
+    assert spec.mapping["amount"] == (
+        "try_cast(Quantity AS decimal(18,4)) * try_cast(UnitPrice AS decimal(18,4))"
+    )
+    line = next(x for x in drafted.text.splitlines() if x.strip().startswith("amount:"))
+    assert "is a unit price" in line and "'Quantity' a quantity" in line
+
+
 def test_a_customer_csv_becomes_a_profile_source_that_loads(tmp_path: Path) -> None:
     config = _config(tmp_path)
     folder = _land(tmp_path, "kunden", "k.csv", CUSTOMERS.encode("latin-1"))

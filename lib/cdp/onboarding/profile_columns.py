@@ -50,7 +50,10 @@ HINTS: dict[str, tuple[str, ...]] = {
     # A person's official number (social security, national insurance, tax, passport).
     "national_id": ("ssn", "soc", "social", "national", "nino", "nin", "nid", "passport",
                     "personnummer", "steuerid", "taxid", "tin", "insurance", "sozialversicherung"),
-    "house_number": ("number", "no", "nr", "hausnummer", "house", "housenumber", "num"),
+    "house_number": ("hausnummer", "housenumber", "house"),
+    "quantity": ("quantity", "qty", "menge", "anzahl", "units", "pieces", "stueck", "stuck"),
+    # A price per unit, not an order's total (see propose._line_amount).
+    "unit_price": ("price", "unitprice", "preis", "einzelpreis", "stueckpreis"),
     "country": ("country", "land", "pays", "nation", "countrycode"),
     "amount": ("amount", "total", "betrag", "price", "sum", "revenue", "umsatz", "gesamt",
                "preis", "summe", "gross", "value"),
@@ -100,10 +103,16 @@ def _patterns() -> list[DatePattern]:
         ("yyyy/MM/dd", r"\d{4}/\d{2}/\d{2}", "%Y/%m/%d"),
         ("dd-MM-yyyy", r"\d{2}-\d{2}-\d{4}", "%d-%m-%Y"),
         ("yyyyMMdd", r"\d{8}", "%Y%m%d"),
+        # Unpadded days and months (spreadsheet exports: "12/1/2010 8:26"), after the padded
+        # forms so that a tie keeps those.
+        ("d/M/yyyy", r"\d{1,2}/\d{1,2}/\d{4}", "%d/%m/%Y"),
+        ("M/d/yyyy", r"\d{1,2}/\d{1,2}/\d{4}", "%m/%d/%Y"),
     ]
     times = [
         (" HH:mm:ss", r" \d{2}:\d{2}:\d{2}", " %H:%M:%S"),
         (" HH:mm", r" \d{2}:\d{2}", " %H:%M"),
+        (" H:mm:ss", r" \d{1,2}:\d{2}:\d{2}", " %H:%M:%S"),
+        (" H:mm", r" \d{1,2}:\d{2}", " %H:%M"),
         ("'T'HH:mm:ss", r"T\d{2}:\d{2}:\d{2}", "T%H:%M:%S"),
         ("'T'HH:mm:ssXXX", r"T\d{2}:\d{2}:\d{2}(?:Z|[+-]\d{2}:\d{2})", "T%H:%M:%S%z"),
         ("'T'HH:mm:ssX", r"T\d{2}:\d{2}:\d{2}(?:Z|[+-]\d{2}(?:\d{2})?)", "T%H:%M:%S%z"),

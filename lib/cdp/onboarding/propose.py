@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from cdp.onboarding.profile_columns import ColumnProfile, SampleProfile
+from cdp.onboarding.profile_columns import ColumnProfile, SampleProfile, header_tokens
 from cdp.onboarding.sample import Path_
 from cdp.silver.model import TABLE_FOR_KIND_NAME
 from cdp.sources import SourceKind
@@ -305,9 +305,12 @@ def propose(profile: SampleProfile) -> Proposal:
 
     used = {c.path for c, _ in assigned.values()} | ({pk.path} if pk else set())
     street = _street_line(profile, assigned, used)
+    line_amount = _line_amount(profile, assigned, used)
     for fld in table.fields:
         if fld == "address_line1" and street is not None:
             proposal.mapping[fld] = street
+        elif fld == "amount" and line_amount is not None:
+            proposal.mapping[fld] = line_amount
         elif fld in assigned:
             c, evidence = assigned[fld]
             proposal.mapping[fld] = Choice(column_expr(c.path), evidence)
@@ -354,6 +357,49 @@ def _street_line(
         f"concat_ws(' ', {column_expr(first.path)}, {column_expr(second.path)})",
         f"{_header(street)} and the house numbers of {_header(number)} "
         f"({_values(number, 'house_number', 'are house numbers')})",
+    )
+
+
+# Header words of an order's total: a column saying one of them is no unit price.
+_TOTAL_WORDS = frozenset(
+    ["total", "amount", "sum", "betrag", "gesamt", "summe", "revenue", "umsatz", "gross", "value"]
+)
+
+
+def _line_amount(
+    profile: SampleProfile, assigned: dict[str, tuple[ColumnProfile, str]], used: set[Path_]
+) -> Choice | None:
+    """An order line's amount when the file gives a unit price and a quantity ("Price" 2.55,
+    "Quantity" 6, as retail line-item exports do): their product, not the price. Parsed with
+    ``try_cast`` so that a value that is no number leaves the amount empty (silver then
+    quarantines the row with its reason) instead of failing the run."""
+    if "amount" not in assigned:
+        return None
+    price = assigned["amount"][0]
+    words, _ = header_tokens(price.path)
+    if "unit_price" not in price.hints or words & _TOTAL_WORDS or price.decimal_comma:
+        return None
+    quantities = [
+        c
+        for c in profile.columns
+        if c.path not in used
+        and "quantity" in c.hints
+        and c.present
+        and c.share("amount") >= 0.9
+        and not c.decimal_comma
+    ]
+    if not quantities:
+        return None
+    qty = quantities[0]
+    used.add(qty.path)
+
+    def num(c: ColumnProfile) -> str:
+        return f"try_cast({column_expr(c.path)} AS decimal(18,4))"
+
+    return Choice(
+        f"{num(qty)} * {num(price)}",
+        f"{_header(price)} is a unit price ({_values(price, 'amount', 'are amounts')}) and "
+        f"{_header(qty)} a quantity: the line's amount is their product",
     )
 
 
