@@ -393,6 +393,28 @@ def test_first_names_that_cannot_be_one_persons_split_and_their_variants_do_not(
     assert frozenset({"r1", "r2", "r3"}) not in got
 
 
+def test_a_sale_nobody_can_be_recognised_by_is_no_customer_a_person_record_is(
+    spark: SparkSession,
+) -> None:
+    from cdp.identity.stage import anonymous_records
+
+    records = spark.createDataFrame(
+        [(1, "transactions"), (2, "transactions"), (3, "person_records"), (4, "consents"),
+         (5, "transactions")],
+        "node long, record_table string",
+    )  # fmt: skip
+    # Receipt 1 carries a loyalty card (a value node links it); receipt 2 nothing; person 3
+    # nothing either (a CRM contact without e-mail is still a customer); consent 4 nothing;
+    # receipt 5 only a scored pair's link.
+    accepted = spark.createDataFrame(
+        [(101, "loyalty_id", 1, RECORD), (900, "probabilistic", 5, RECORD)],
+        "unit long, unit_type string, other long, other_type string",
+    )
+    got = anonymous_records(records, accepted)
+    expected = spark.createDataFrame([(2,), (4,)], "node long")
+    assert_df_equality(got, expected, ignore_row_order=True)
+
+
 def test_scored_links_are_held_by_the_guards_on_fields_the_model_does_not_compare(
     spark: SparkSession,
 ) -> None:

@@ -98,6 +98,20 @@ def load_stage_rules(
     return rules, matching, decisions, notes
 
 
+def anonymous_records(records: DataFrame, accepted: DataFrame) -> DataFrame:
+    """``node`` of every record outside ``person_records`` that no accepted link reaches: a
+    sale or a consent without any identifier a person can be recognised by (a cash receipt,
+    an export row whose customer id is empty). Such a record is nobody's: as its own customer
+    it would add a one-purchase "customer" per receipt line to every count and model. A
+    person record is always someone's, linked or not."""
+    reached = accepted.where(F.col("other_type") == RECORD).select(F.col("other").alias("node"))
+    return (
+        records.where(F.col("record_table") != "person_records")
+        .join(reached, "node", "left_anti")
+        .select("node")
+    )
+
+
 def check_matching_tier(matching: MatchingRules, rules: IdentityRules) -> None:
     """Fail when scored links exempt from some guards (``guards: uncompared``) do not form the
     weakest tier: the exemption holds for every weaker tier too (see ``resolve``), so an exact
@@ -219,6 +233,15 @@ def run_identity(ctx: StageContext) -> None:
         ctx.run.metric(f"links.{reason}", n)
 
     accepted = links.where(F.col("reason").isNull())
+    anonymous = cut(anonymous_records(records, accepted))
+    n_anonymous = anonymous.count()
+    ctx.run.metric("anonymous_records", n_anonymous)
+    if n_anonymous:
+        ctx.progress(
+            f"{n_anonymous:,} transaction or consent record(s) carry no identifier anyone can "
+            "be recognised by (a cash receipt, a row without a customer id): no customer"
+        )
+        records = cut(records.join(anonymous, "node", "left_anti"))
     fields = rules.attribute_fields()
     attributes = record_attributes(frames, fields) if fields else None
     if matched.cannot_tokens is not None:
