@@ -227,7 +227,7 @@ def _resolve_tiered(
     cc: Callable[[DataFrame], DataFrame],
     cut: Callable[[DataFrame], DataFrame],
     result: Resolution,
-    exempt_at: Mapping[int, frozenset[str]],
+    exempt_at: Mapping[int, frozenset[str]] | None = None,
 ) -> tuple[DataFrame, list[DataFrame]]:
     """Components built tier by tier (strongest first), repairing each tier that breaks a rule.
 
@@ -252,7 +252,7 @@ def _resolve_tiered(
     tiers = sorted((r[0] for r in links.select("priority").distinct().collect()), reverse=True)
     exempt: frozenset[str] = frozenset()
     for tier in tiers:
-        exempt = exempt | exempt_at.get(tier, frozenset())
+        exempt = exempt | (exempt_at or {}).get(tier, frozenset())
         lab = labels.select("node", "comp")
         tier_links = links.where(F.col("priority") == tier)
         ul = lab.select(F.col("node").alias("unit"), F.col("comp").alias("_uc"))
