@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from cdp.onboarding.profile_columns import ColumnProfile, SampleProfile, header_tokens
+from cdp.onboarding.profile_columns import HINTS, ColumnProfile, SampleProfile, header_tokens
 from cdp.onboarding.sample import Path_
 from cdp.silver.model import TABLE_FOR_KIND_NAME
 from cdp.sources import SourceKind
@@ -360,10 +360,9 @@ def _street_line(
     )
 
 
-# Header words of an order's total: a column saying one of them is no unit price.
-_TOTAL_WORDS = frozenset(
-    ["total", "amount", "sum", "betrag", "gesamt", "summe", "revenue", "umsatz", "gross", "value"]
-)
+# Header words of an order's total (the amount words that do not name a unit price): a
+# column saying one of them is no unit price.
+_TOTAL_WORDS = frozenset(HINTS["amount"]) - frozenset(HINTS["unit_price"])
 
 
 def _line_amount(

@@ -34,6 +34,10 @@ _FUNCTIONS: dict[str, dict[str, str]] = {
 
 # The column a forename's nickname forms are reduced to (see prepare.nickname_root).
 CANON_SUFFIX = "_canon"
+# The labels of the two levels every comparison has: a value missing on either side, and no
+# level met (what `levels` and person_checks read).
+NULL_LABEL = "null"
+ELSE_LABEL = "else"
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,10 @@ class Comparison:
     def level_labels(self) -> dict[int, str]:
         """Splink's comparison vector value (gamma) -> level label; -1 is the null level."""
         n = len(self.levels)
-        out = {-1: "null"}
+        out = {-1: NULL_LABEL}
         for i, level in enumerate(self.levels):
             out[n - i] = level.label  # levels above ELSE count down to 1
-        out[0] = "else"
+        out[0] = ELSE_LABEL
         return out
 
     def to_splink(self, dialect: Dialect = "spark") -> dict[str, Any]:
@@ -84,7 +88,7 @@ class Comparison:
         levels: list[dict[str, Any]] = [
             {
                 "sql_condition": null,
-                "label_for_charts": "null",
+                "label_for_charts": NULL_LABEL,
                 "is_null_level": True,
             }
         ]
@@ -97,7 +101,7 @@ class Comparison:
                 entry["tf_adjustment_column"] = level.tf_column or col
                 entry["tf_adjustment_weight"] = 1.0
             levels.append(entry)
-        levels.append({"sql_condition": "ELSE", "label_for_charts": "else"})
+        levels.append({"sql_condition": "ELSE", "label_for_charts": ELSE_LABEL})
         return {
             "output_column_name": self.name,
             "comparison_description": self.describe(),

@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 
 from cdp.config import ConfigError
 from cdp.identity.matching.comparisons import (
+    ELSE_LABEL,
     Comparison,
     block_columns,
     blocking_sql,
@@ -335,7 +336,7 @@ def levels_of(pairs: DataFrame, records: DataFrame, model: TrainedModel) -> Data
             whens.append(f"WHEN {sql} THEN '{label}'")
         parts += [
             F.lit(comp["output_column_name"]),
-            F.expr(f"CASE {' '.join(whens)} ELSE 'else' END"),
+            F.expr(f"CASE {' '.join(whens)} ELSE '{ELSE_LABEL}' END"),
         ]
     joined = pairs.join(left, "unique_id_l").join(right, "unique_id_r")
     return joined.select(*pairs.columns, F.create_map(*parts).alias("levels"))

@@ -19,6 +19,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.identity.matching import links as L
+from cdp.identity.matching.comparisons import ELSE_LABEL, NULL_LABEL
 from cdp.identity.matching.config import MatchingRules, PersonCheck
 from cdp.identity.matching.model import (
     TrainedModel,
@@ -283,9 +284,9 @@ def person_checks_failed(checks: Sequence[PersonCheck]) -> Column:
     failed = F.lit(False)
     for check in checks:
         agrees = [
-            F.coalesce(~levels[name].isin("else", "null"), F.lit(False))
+            F.coalesce(~levels[name].isin(ELSE_LABEL, NULL_LABEL), F.lit(False))
             for name in check.unless_agree
         ]
         saved = reduce(lambda a, b: a | b, agrees, F.lit(False))
-        failed = failed | (F.coalesce(levels[check.disagree] == "else", F.lit(False)) & ~saved)
+        failed = failed | (F.coalesce(levels[check.disagree] == ELSE_LABEL, F.lit(False)) & ~saved)
     return failed
