@@ -47,3 +47,33 @@ def test_missing_column_fails_early(spark: SparkSession) -> None:
         df.transform(S.standardize_email())
     with pytest.raises(ValueError, match="country"):
         spark.createDataFrame([("x",)], "postcode string").transform(S.standardize_postcode())
+
+
+@pytest.mark.parametrize("escaped_literals", ["false", "true"])
+def test_constant_maps_hold_quotes_backslashes_and_accents_as_given(
+    spark: SparkSession, escaped_literals: str
+) -> None:
+    # Built as one SQL expression: the values must read the same under either setting of
+    # the parser's escape handling (a user's cluster may set it).
+    from cdp.silver.std_common import map_literal, map_of_lists_literal
+
+    mapping = {"o'neil": "a\\b", "zoë": "ü'\\n", "plain": "v", "": "empty"}
+    lists = {"bob": ["robert", "rob'"], "none": []}
+    previous = spark.conf.get("spark.sql.parser.escapedStringLiterals")
+    spark.conf.set("spark.sql.parser.escapedStringLiterals", escaped_literals)
+    try:
+        row = (
+            spark.range(1)
+            .select(
+                map_literal(mapping).alias("m"),
+                map_of_lists_literal(lists).alias("l"),
+                map_literal({}).alias("e"),
+            )
+            .first()
+        )
+    finally:
+        spark.conf.set("spark.sql.parser.escapedStringLiterals", previous)
+    assert row is not None
+    assert row.m == mapping
+    assert row.l == lists
+    assert row.e == {}

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from cdp.identity.nodes import KEY_SEP
 from cdp.identity.rules import DateConflict, NameConflict
-from cdp.silver.std_common import fold_key_py
+from cdp.silver.std_common import fold_key_py, map_of_lists_literal
 
 
 def names_conflict(values: Column, rule: NameConflict) -> Column:
@@ -68,10 +68,7 @@ def same_name(rule: NameConflict) -> Callable[[Column, Column], Column]:
         for form in group:
             forms_of.setdefault(form, set()).update(group)
     known = (
-        F.map_from_arrays(
-            F.array(*[F.lit(k) for k in sorted(forms_of)]),
-            F.array(*[F.array(*[F.lit(f) for f in sorted(forms_of[k])]) for k in sorted(forms_of)]),
-        )
+        map_of_lists_literal({k: sorted(forms) for k, forms in forms_of.items()})
         if forms_of
         else None
     )

@@ -27,7 +27,7 @@ from cdp.identity.matching.comparisons import CANON_SUFFIX
 from cdp.identity.matching.config import MatchingRules
 from cdp.identity.nodes import custom_identifier, field_value, live, member_key, record_node
 from cdp.identity.rules import RECORD_TABLES
-from cdp.silver.std_common import fold_key, fold_key_py
+from cdp.silver.std_common import fold_key, fold_key_py, map_literal
 
 NAME_KINDS = ("forename", "surname")
 WORD_KINDS = ("city", "address")
@@ -79,14 +79,7 @@ def matching_input(
     """``unique_id, member_key, <field>..., [<forename>_canon]`` of every live record of
     ``rules.tables`` carrying at least ``rules.min_fields`` compared values."""
     roots = nickname_roots(nicknames or {})
-    root_map = (
-        F.map_from_arrays(
-            F.array(*[F.lit(k) for k in sorted(roots)]),
-            F.array(*[F.lit(roots[k]) for k in sorted(roots)]),
-        )
-        if roots
-        else None
-    )
+    root_map = map_literal(roots) if roots else None
     comparisons = rules.comparisons
     parts = []
     for table in sorted(set(rules.tables) & set(frames)):
