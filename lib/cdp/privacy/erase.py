@@ -54,6 +54,7 @@ from cdp.privacy.requests import (
 from cdp.privacy.resolve import Person, resolve, sql_list, table_predicate
 from cdp.privacy.suppression import (
     SUPPRESSION_TABLE,
+    add_requests_to_list,
     add_to_list,
     canonical_identifiers,
     identifier_pairs,
@@ -451,13 +452,22 @@ def _run_erasure(
     erased, person, layers = _erase(ctx, key, batch)
     ids = [r["request_id"] for r in batch]
     # Suppress first: a crash after this point never lets the person back in.
-    for r in batch:
-        entries = [
-            ("email", r["subject_email"]),
-            ("phone", r["subject_phone"]),
-            ("customer_id", r["subject_customer_id"]),
-        ]
-        add_to_list(store, entries + person.pseudonyms(key), r["request_id"], at=now)
+    add_requests_to_list(
+        store,
+        [
+            (
+                r["request_id"],
+                [
+                    ("email", r["subject_email"]),
+                    ("phone", r["subject_phone"]),
+                    ("customer_id", r["subject_customer_id"]),
+                    *person.pseudonyms(key),
+                ],
+            )
+            for r in batch
+        ],
+        at=now,
+    )
     data_root = ctx.config.data_root_uri
     # Past deliveries, wherever the export wrote them (a local folder or an S3 bucket).
     files = _rewrite_deliveries(ctx, person, ids)

@@ -12,7 +12,7 @@ standardizers, so a pseudonym computed here is the one computed from silver's va
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -117,15 +117,32 @@ def add_to_list(
     store: Any, entries: Iterable[tuple[str, str]], request_id: str, *, at: datetime | None = None
 ) -> int:
     """Add ``(id_type, pseudonym)`` entries (merge: listed once)."""
+    return add_requests_to_list(store, [(request_id, entries)], at=at)
+
+
+def add_requests_to_list(
+    store: Any,
+    requests: Sequence[tuple[str, Iterable[tuple[str, str]]]],
+    *,
+    at: datetime | None = None,
+) -> int:
+    """Add the ``(id_type, pseudonym)`` entries of several requests in one commit (merge:
+    listed once; an entry two requests share is listed under the first, as one call per
+    request in that order would list it). One commit, so that a batch of erasures is
+    suppressed all at once or not at all."""
     at = at or datetime.now(timezone.utc)
-    rows = sorted({(t, p) for t, p in entries if p})
-    if not rows:
+    first_request: dict[tuple[str, str], str] = {}
+    for request_id, entries in requests:
+        for t, p in entries:
+            if p:
+                first_request.setdefault((t, p), request_id)
+    if not first_request:
         return 0
     frame = store.spark.createDataFrame(
-        [(t, p, request_id, at) for t, p in rows], SUPPRESSION_SCHEMA
+        [(t, p, rid, at) for (t, p), rid in sorted(first_request.items())], SUPPRESSION_SCHEMA
     )
     store.merge(SUPPRESSION_TABLE, frame, keys=["id_type", "pseudonym"], update=False)
-    return len(rows)
+    return len(first_request)
 
 
 def remove_from_list(store: Any, pseudonyms: Iterable[str]) -> int:
