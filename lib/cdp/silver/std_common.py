@@ -160,23 +160,25 @@ def map_literal(mapping: Mapping[str, str]) -> Column:
     a lookup table of a few hundred entries took a few hundred Py4J round trips, and the
     identity stage spent 15 of its 100 seconds building its nickname table (on a 300-person
     demo). The optimizer folds it into one constant map either way."""
-    items = sorted(mapping.items())
-    if not items:
-        return F.expr("cast(map() as map<string,string>)")
-    keys = ", ".join(sql_literal(k) for k, _ in items)
-    values = ", ".join(sql_literal(v) for _, v in items)
-    return F.expr(f"map_from_arrays(array({keys}), array({values}))")
+    return _constant_map({k: sql_literal(v) for k, v in mapping.items()}, "string")
 
 
 def map_of_lists_literal(mapping: Mapping[str, Sequence[str]]) -> Column:
     """A constant ``map<string, array<string>>`` (see :func:`map_literal`)."""
-    items = sorted(mapping.items())
+    values = {
+        k: f"cast(array({', '.join(sql_literal(x) for x in v)}) as array<string>)"
+        for k, v in mapping.items()
+    }
+    return _constant_map(values, "array<string>")
+
+
+def _constant_map(sql_values: Mapping[str, str], value_type: str) -> Column:
+    """``map<string, value_type>`` from string keys to values already written as SQL."""
+    items = sorted(sql_values.items())
     if not items:
-        return F.expr("cast(map() as map<string,array<string>>)")
+        return F.expr(f"cast(map() as map<string,{value_type}>)")
     keys = ", ".join(sql_literal(k) for k, _ in items)
-    values = ", ".join(
-        f"cast(array({', '.join(sql_literal(x) for x in v)}) as array<string>)" for _, v in items
-    )
+    values = ", ".join(v for _, v in items)
     return F.expr(f"map_from_arrays(array({keys}), array({values}))")
 
 
