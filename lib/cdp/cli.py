@@ -195,7 +195,8 @@ def demo(config: CdpConfig, persons: int, seed: int) -> int:
 
 def print_demo_summary(config: CdpConfig, results: Sequence[StageResult]) -> None:
     """What the demo did: rows per layer, quarantine, identity quality, models, exports."""
-    from cdp.identity.evaluate import evaluate_identity, load_truth
+    from cdp.identity.evaluate import evaluate_identity, load_truth, resolved_records
+    from cdp.identity.stage import exact_rules
 
     spark, store = _open(config)
     by_stage = {r.stage: r for r in results}
@@ -213,7 +214,10 @@ def print_demo_summary(config: CdpConfig, results: Sequence[StageResult]) -> Non
     truth = Path(config.landing_uri) / "_ground_truth" / "identity"
     if store.exists(IDENTITY_MAP.name) and truth.exists():
         metrics = evaluate_identity(
-            spark, identity_map=store.read(IDENTITY_MAP.name), truth=load_truth(spark, str(truth))
+            spark,
+            identity_map=store.read(IDENTITY_MAP.name),
+            truth=load_truth(spark, str(truth)),
+            records=resolved_records(store, exact_rules(config)),
         )
         print("identity vs ground truth:")
         print(metrics.format())
@@ -262,7 +266,14 @@ def evaluate_identity_cli(config: CdpConfig, truth: str | None, source: str | No
     records of that source (pairs within it). Also prints, per link rule, the true and false
     record pairs it joined (from ``gold/identity_links``).
     """
-    from cdp.identity.evaluate import evaluate_identity, format_tiers, load_truth, tier_scores
+    from cdp.identity.evaluate import (
+        evaluate_identity,
+        format_tiers,
+        load_truth,
+        resolved_records,
+        tier_scores,
+    )
+    from cdp.identity.stage import exact_rules
 
     path = truth or str(Path(config.landing_uri) / "_ground_truth" / "identity")
     spark, store = _open(config)
@@ -274,10 +285,12 @@ def evaluate_identity_cli(config: CdpConfig, truth: str | None, source: str | No
         return 1
     truth_rows = load_truth(spark, path)
     identity_map = store.read(IDENTITY_MAP.name)
+    records = resolved_records(store, exact_rules(config))
     if source:
         identity_map = identity_map.where(identity_map["source"] == source)
         truth_rows = truth_rows.where(truth_rows["source"] == source)
-    metrics = evaluate_identity(spark, identity_map=identity_map, truth=truth_rows)
+        records = records.where(records["source"] == source) if records is not None else None
+    metrics = evaluate_identity(spark, identity_map=identity_map, truth=truth_rows, records=records)
     where = f" (source {source})" if source else ""
     print(f"identity evaluation against {path}{where}")
     print(metrics.format())

@@ -911,3 +911,31 @@ def test_evaluation_metrics_on_a_hand_made_example(spark: SparkSession) -> None:
     assert m.linkable is not None and m.linkable.records == 5
     assert m.cluster_sizes == {"1": 2, "2": 1, "3-5": 1}
     assert "precision 0.5000" in m.format()
+    assert m.left_out == 0 and m.linkable_with_left_out is None
+
+
+def test_evaluation_counts_records_left_out_of_the_map_as_their_own_customers(
+    spark: SparkSession,
+) -> None:
+    # Truth: P1 = {1,2,3,4}. The map holds 1 and 2 together; 3 (carrying an identifier) and 4
+    # (carrying none: not linkable) were resolved but left out of the map; 9 is resolved but
+    # not in the truth.
+    truth = spark.createDataFrame(
+        [("s", "1", "P1"), ("s", "2", "P1"), ("s", "3", "P1"), ("s", "4", "P1")],
+        "source string, source_record_id string, entity_id string",
+    )
+    idmap = spark.createDataFrame(
+        [("X", "s", "1", 1), ("X", "s", "2", 1)],
+        "customer_id string, source string, source_record_id string, n_identifiers int",
+    )
+    records = spark.createDataFrame(
+        [("s", "1", 1), ("s", "2", 1), ("s", "3", 1), ("s", "3", 1), ("s", "4", 0), ("s", "9", 2)],
+        "source string, source_record_id string, n_identifiers long",
+    )
+    m = evaluate_identity(spark, identity_map=idmap, truth=truth, records=records)
+    assert m.linkable is not None and m.linkable.recall == pytest.approx(1.0)
+    assert m.left_out == 1
+    s = m.linkable_with_left_out
+    assert s is not None and (s.records, s.true_pairs, s.true_positive_pairs) == (3, 3, 1)
+    assert s.recall == pytest.approx(1 / 3) and s.precision == pytest.approx(1.0)
+    assert "left out of the map" in m.format() and "recall 0.3333" in m.format()

@@ -18,9 +18,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from cdp.identity.links import identifier_links
+from cdp.identity.nodes import prepare_records, record_nodes
+from cdp.identity.rules import RECORD_TABLES, IdentityRules
+
+if TYPE_CHECKING:
+    from cdp.storage import TableStore
 
 KEYS = ["source", "source_record_id"]
 SIZE_BUCKETS = ((1, 1), (2, 2), (3, 5), (6, 10), (11, 50), (51, 100), (101, None))
@@ -52,6 +60,12 @@ class IdentityMetrics:
     all_records: PairScores
     linkable: PairScores | None  # records with n_identifiers > 0, when the map says so
     cluster_sizes: dict[str, int] = field(default_factory=dict)  # over the whole map
+    # Records carrying an identifier that the stage kept out of the map (merge protection
+    # rejected every value they carry; in the truth too), and the linkable scores with each
+    # of them counted as a customer of its own: a reader sees that leaving a record out is
+    # not how the recall above was earned.
+    left_out: int = 0
+    linkable_with_left_out: PairScores | None = None
 
     def format(self) -> str:
         """A human-readable report."""
@@ -70,6 +84,16 @@ class IdentityMetrics:
                 f" / true {s.true_pairs:,})",
                 f"  over-merged clusters {s.over_merged_clusters:,} (true entities involved "
                 f"{s.over_merged_entities:,}); split true entities {s.split_entities:,}",
+            ]
+        s = self.linkable_with_left_out
+        if self.left_out and s is not None:
+            lines += [
+                f"left out of the map though they carry an identifier (every value rejected by "
+                f"merge protection): {self.left_out:,} records; linkable with each of them as "
+                "a customer of its own:",
+                f"  pairwise precision {s.precision:.4f}  recall {s.recall:.4f}  F1 {s.f1:.4f}"
+                f"  (TP {s.true_positive_pairs:,} / predicted {s.predicted_pairs:,}"
+                f" / true {s.true_pairs:,})",
             ]
         sizes = ", ".join(f"{k}: {v:,}" for k, v in self.cluster_sizes.items())
         lines.append(f"cluster sizes (records per customer): {sizes}")
@@ -150,13 +174,21 @@ def cluster_size_histogram(identity_map: DataFrame) -> dict[str, int]:
 
 
 def evaluate_identity(
-    spark: SparkSession, *, identity_map: DataFrame, truth: DataFrame
+    spark: SparkSession,
+    *,
+    identity_map: DataFrame,
+    truth: DataFrame,
+    records: DataFrame | None = None,
 ) -> IdentityMetrics:
     """Pairwise precision / recall / F1 of ``identity_map`` against ``truth``.
 
     ``identity_map``: at least ``customer_id, source, source_record_id`` (optionally
     ``n_identifiers``). ``truth``: ``source, source_record_id, entity_id`` (any type; rows
     with a null entity are ignored). A record listed twice in the truth counts once.
+    ``records``: ``source, source_record_id, n_identifiers`` of every record the stage
+    resolved (:func:`resolved_records`); those missing from the map are counted as
+    ``left_out``, and the ones carrying an identifier are scored as customers of their own
+    beside the linkable records.
     """
     truth_rows = (
         truth.where(F.col("entity_id").isNotNull())
@@ -175,6 +207,28 @@ def evaluate_identity(
         )
         all_scores = pair_scores(joined)
         linkable = pair_scores(joined.where(F.col("n_identifiers") > 0)) if has_n else None
+        left_out, with_left_out = 0, None
+        if records is not None:
+            missing = (
+                records.where(F.col("n_identifiers") > 0)
+                .select(*KEYS)
+                .dropDuplicates(KEYS)
+                .join(mapped, KEYS, "left_anti")
+                .join(truth_rows, KEYS)
+                .withColumn("customer_id", F.concat_ws("|", F.lit("left-out"), *KEYS))
+                .cache()
+            )
+            try:
+                left_out = missing.count()
+                if left_out:
+                    kept = joined.where(F.col("n_identifiers") > 0) if has_n else joined
+                    with_left_out = pair_scores(
+                        kept.select(*KEYS, "customer_id", "entity_id").unionByName(
+                            missing.select(*KEYS, "customer_id", "entity_id")
+                        )
+                    )
+            finally:
+                missing.unpersist()
     finally:
         joined.unpersist()
     return IdentityMetrics(
@@ -184,6 +238,29 @@ def evaluate_identity(
         all_records=all_scores,
         linkable=linkable,
         cluster_sizes=cluster_size_histogram(identity_map),
+        left_out=left_out,
+        linkable_with_left_out=with_left_out,
+    )
+
+
+def resolved_records(store: TableStore, rules: IdentityRules) -> DataFrame | None:
+    """``source, source_record_id, n_identifiers`` of every live record the identity stage
+    resolves (the record tables present), or None when there is none. ``n_identifiers``
+    counts the identifier values the record carries, accepted by merge protection or not,
+    as the stage counts them for the map."""
+    frames = {n: store.read(t.table) for n, t in RECORD_TABLES.items() if store.exists(t.table)}
+    if not frames:
+        return None
+    prepared = prepare_records(frames, rules)
+    counts = (
+        identifier_links(prepared, rules)
+        .groupBy(F.col("other").alias("node"))
+        .agg(F.countDistinct("unit").alias("n_identifiers"))
+    )
+    return (
+        record_nodes(prepared)
+        .join(counts, "node", "left")
+        .select(*KEYS, F.coalesce("n_identifiers", F.lit(0)).alias("n_identifiers"))
     )
 
 

@@ -9,8 +9,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.config import CdpConfig
-from cdp.identity.evaluate import SIZE_BUCKETS, evaluate_identity, load_truth
-from cdp.identity.stage import MAP_TABLE, REJECTED_TABLE
+from cdp.identity.evaluate import SIZE_BUCKETS, evaluate_identity, load_truth, resolved_records
+from cdp.identity.stage import MAP_TABLE, REJECTED_TABLE, exact_rules
 from cdp.report_page import Section, count_chart, size_bucket_label
 from cdp.report_runs import RunRow, Runs, group_counts
 from cdp.storage import TableStore
@@ -47,7 +47,7 @@ def identity_section(
     _add_rejected_links(sec, store, None if run is None else run[0])
     truth = truth_path or str(Path(config.landing_uri) / "_ground_truth" / "identity")
     if "://" not in truth and Path(truth).exists():
-        _add_pairwise_quality(sec, spark, store, truth)
+        _add_pairwise_quality(sec, spark, store, config, truth)
     return sec
 
 
@@ -81,12 +81,21 @@ def _add_rejected_links(sec: Section, store: TableStore, run: RunRow | None) -> 
         )
 
 
-def _add_pairwise_quality(sec: Section, spark: SparkSession, store: TableStore, truth: str) -> None:
+def _add_pairwise_quality(
+    sec: Section, spark: SparkSession, store: TableStore, config: CdpConfig, truth: str
+) -> None:
     metrics = evaluate_identity(
-        spark, identity_map=store.read(MAP_TABLE), truth=load_truth(spark, truth)
+        spark,
+        identity_map=store.read(MAP_TABLE),
+        truth=load_truth(spark, truth),
+        records=resolved_records(store, exact_rules(config)),
     )
     rows = []
-    for name, s in (("all records", metrics.all_records), ("linkable", metrics.linkable)):
+    for name, s in (
+        ("all records", metrics.all_records),
+        ("linkable", metrics.linkable),
+        (f"linkable + {metrics.left_out:,} left out of the map", metrics.linkable_with_left_out),
+    ):
         if s is not None:
             rows.append(
                 (

@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 
 from cdp import faults
 from cdp import tables as T
+from cdp.config import CdpConfig
 from cdp.errors import ConfigError
 from cdp.identity.checkpoint import cut
 from cdp.identity.email_names import email_name_verdicts
@@ -71,17 +72,26 @@ def rules_path(ctx: StageContext, name: str | None = None) -> Path:
     return ctx.config.conf_path(name if name is not None else settings.rules_file)
 
 
+def exact_rules(config: CdpConfig) -> IdentityRules:
+    """The stage's exact rules (``identity.rules_file``), with the sources' custom
+    identifiers."""
+    from cdp.sources import custom_identifiers, load_sources
+
+    path = config.conf_path(config.identity.rules_file)
+    return load_rules(path, custom=custom_identifiers(load_sources(config)))
+
+
 def load_stage_rules(
     ctx: StageContext,
 ) -> tuple[IdentityRules, MatchingRules | None, list[match_links.Decision], list[str]]:
     """Every rule file of the stage, validated against the declared sources before any data
     is read: the exact rules, the matching rules (comparisons on fields no source maps fail,
     or are skipped when optional) and the steward's decisions."""
-    from cdp.sources import custom_identifiers, load_sources, mapped_fields
+    from cdp.sources import load_sources, mapped_fields
 
     settings: IdentityConfig = ctx.config.identity
     sources = load_sources(ctx.config)
-    rules = load_rules(rules_path(ctx), custom=custom_identifiers(sources))
+    rules = exact_rules(ctx.config)
     notes: list[str] = []
     matching = None
     if settings.matching_file:
