@@ -77,6 +77,39 @@ def test_level_labels_follow_splink_gamma_order() -> None:
     assert labels[4] == "exact" and labels[1] == "one character off"
 
 
+@pytest.mark.parametrize(
+    "left, right, expected",
+    [
+        ("1959-03-31", "1959-03-31", "exact"),
+        ("1945-02-08", "1945-08-02", "day and month transposed"),
+        ("1959-03-31", "1960-03-31", "year off"),  # one year apart, two digits differ
+        ("1970-03-31", "1969-03-31", "year off"),
+        ("1959-03-31", "1958-03-31", "year off"),
+        ("1959-03-31", "1969-03-31", "year off"),  # one digit mistyped
+        ("1959-03-31", "1959-03-21", "one character off"),
+        ("1959-03-31", "1961-03-31", "else"),  # two years apart
+        ("1959-03-31", "1957-04-30", "else"),
+        ("1959-03-31", None, "null"),
+    ],
+)
+def test_birth_date_levels_on_duckdb(left: str, right: str | None, expected: str) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    levels = splink_settings(_rules(), "duckdb")["comparisons"][2]["comparison_levels"]
+    labels = build_comparisons(_rules())[2].level_labels()  # by gamma: -1 null, 0 else ...
+    gammas = [-1, *range(len(levels) - 2, -1, -1)]  # Splink's order: null, best ... else
+    row = "SELECT ?::DATE::VARCHAR AS birth_date_l, ?::DATE::VARCHAR AS birth_date_r"
+    got = None
+    for gamma, level in zip(gammas, levels, strict=True):
+        cond = level["sql_condition"]
+        if (
+            cond == "ELSE"
+            or duckdb.execute(f"SELECT ({cond}) FROM ({row})", [left, right]).fetchone()[0]
+        ):
+            got = labels[gamma]
+            break
+    assert got == expected
+
+
 def test_location_is_one_comparison_over_three_fields() -> None:
     rules = _rules(
         comparisons=[

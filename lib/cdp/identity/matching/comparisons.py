@@ -151,10 +151,14 @@ def _levels(spec: ComparisonSpec, partner: str | None) -> tuple[Level, ...]:
                 "substr({l}, 1, 4) = substr({r}, 1, 4) AND substr({l}, 6, 2) = substr({r}, 9, 2)"
                 " AND substr({l}, 9, 2) = substr({r}, 6, 2)",
             ),
+            # A year one off either way (1959 / 1960: an age turned into a birth year) or
+            # with one digit mistyped (1959 / 1958, 1969), day and month the same.
             Level(
                 "year off",
                 "substr({l}, 6, 5) = substr({r}, 6, 5)"
-                " AND {dl}(substr({l}, 1, 4), substr({r}, 1, 4)) <= 1",
+                " AND ({dl}(substr({l}, 1, 4), substr({r}, 1, 4)) <= 1"
+                " OR abs(try_cast(substr({l}, 1, 4) AS INT)"
+                " - try_cast(substr({r}, 1, 4) AS INT)) = 1)",
             ),
             Level("one character off", "{dl}({l}, {r}) <= 1"),
         )
