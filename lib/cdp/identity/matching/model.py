@@ -1,4 +1,5 @@
-"""Training and scoring a Fellegi-Sunter model with Splink's Spark backend.
+"""Training and scoring a Fellegi-Sunter model with Splink: scoring on Spark, training on
+Spark or (the default) in DuckDB on a bounded sample.
 
 The session is passed in. Splink's similarity functions (Jaro-Winkler, Damerau-Levenshtein)
 are Scala UDFs in a jar inside the ``splink`` wheel; the session factory puts it on the
@@ -12,8 +13,11 @@ Training, seeded and deterministic for a given input:
 3. m-probabilities by expectation maximisation over several blocking passes, each sampled
    down to ``em_max_pairs`` pairs by Splink's hash filter.
 
-Scoring generates the pairs of the blocking rules and returns them as a Spark DataFrame;
-nothing is collected to the driver but the model's parameters.
+Training with ``training.engine: duckdb`` fits the same steps with Splink's DuckDB backend in
+the driver, on a seeded sample of at most ``training.max_records`` records (collected as
+Arrow: a bounded sample, never the table), then writes the fitted probabilities into the Spark
+dialect's settings. Scoring generates the pairs of the blocking rules on Spark and returns
+them as a Spark DataFrame; nothing is collected to the driver but the model's parameters.
 """
 
 from __future__ import annotations
@@ -206,11 +210,17 @@ def check_blocking(records: DataFrame, rules: MatchingRules) -> list[int]:
 
 
 def train(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> TrainedModel:
-    """Train the model of ``rules`` on ``records`` (see :func:`prepare.matching_input`)."""
+    """Train the model of ``rules`` on ``records`` (see :func:`prepare.matching_input`), with
+    the engine ``rules.training.engine`` names; the model scores on Spark either way."""
+    if rules.training.engine == "duckdb":
+        return _train_in_duckdb(records, rules)
+    return _train_on_spark(spark, records, rules)
+
+
+def _fit(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]]:
+    """The training steps on ``linker`` (any backend): prior, u by random sampling, EM."""
     from splink import block_on
 
-    settings = splink_settings(rules, "spark")
-    linker = _linker(spark, records, settings)
     training = rules.training
     forenames = _forenames(rules)
 
@@ -222,7 +232,6 @@ def train(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> Trai
         linker.training.estimate_probability_two_random_records_match(
             [rule(r) for r in training.prior_rules], recall=training.prior_recall
         )
-    n = records.count()
     # Every pair when there are fewer than the budget; one chunk: the early stop per level
     # saves nothing on data this size and costs a Spark job per chunk.
     linker.training.estimate_u_using_random_sampling(
@@ -242,8 +251,79 @@ def train(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> Trai
                 "iterations": len(getattr(session, "_core_model_settings_history", [])),
             }
         )
+    return sessions
+
+
+def _train_on_spark(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> TrainedModel:
+    linker = _linker(spark, records, splink_settings(rules, "spark"))
+    n = records.count()
+    sessions = _fit(linker, rules, n)
     trained = smoothed(linker.misc.save_model_to_json())
     return TrainedModel(trained, rules.fingerprint(), n, sessions)
+
+
+def training_sample(records: DataFrame, rules: MatchingRules, total: int) -> DataFrame:
+    """At most about ``training.max_records`` of ``records``, chosen by a seeded hash of each
+    record's id (the same records on every run over the same input), in id order."""
+    limit = rules.training.max_records
+    if total > limit:
+        buckets = 1 << 20
+        keep = int(buckets * limit / total)
+        bucket = F.pmod(F.xxhash64("unique_id", F.lit(rules.training.seed)), F.lit(buckets))
+        records = records.where(bucket < keep)
+    return records.orderBy("unique_id")
+
+
+def _train_in_duckdb(records: DataFrame, rules: MatchingRules) -> TrainedModel:
+    """Fit on a bounded sample in DuckDB (in this process), then carry every fitted
+    probability over to the Spark dialect's settings, comparison by comparison and level by
+    level (the two dialects differ only in function names)."""
+    import duckdb
+    from splink import DuckDBAPI, Linker
+
+    total = records.count()
+    sample = training_sample(records, rules, total).toArrow()
+    con = duckdb.connect()
+    # One thread: DuckDB's seeded sampling repeats itself only single-threaded, and the model
+    # must come out the same from the same records.
+    con.execute("SET threads = 1")
+    con.register("records_arrow", sample)
+    con.execute("CREATE TABLE records AS SELECT * FROM records_arrow")
+    con.unregister("records_arrow")
+    try:
+        db_api = DuckDBAPI(connection=con)
+        linker = Linker(
+            db_api.register("records"), splink_settings(rules, "duckdb"), log_level=None
+        )
+        sessions = _fit(linker, rules, sample.num_rows)
+        fitted = smoothed(linker.misc.save_model_to_json())
+    finally:
+        con.close()
+    settings = spark_settings_of(fitted, rules)
+    return TrainedModel(settings, rules.fingerprint(), sample.num_rows, sessions)
+
+
+def spark_settings_of(fitted: dict[str, Any], rules: MatchingRules) -> dict[str, Any]:
+    """``fitted`` (a model saved by another backend) in Spark's SQL: every level's condition
+    and every blocking rule from :func:`splink_settings` for Spark, the rest as fitted."""
+    spark = splink_settings(rules, "spark")
+    out = dict(fitted, sql_dialect="spark")
+    out.pop("linker_uid", None)  # a random name per Linker: not part of the model
+    out["blocking_rules_to_generate_predictions"] = spark["blocking_rules_to_generate_predictions"]
+    comparisons = []
+    for theirs, ours in zip(fitted["comparisons"], spark["comparisons"], strict=True):
+        if theirs["output_column_name"] != ours["output_column_name"]:
+            raise ValueError(f"fitted comparison {theirs['output_column_name']!r} out of order")
+        levels = []
+        for level, spark_level in zip(
+            theirs["comparison_levels"], ours["comparison_levels"], strict=True
+        ):
+            if level.get("label_for_charts") != spark_level.get("label_for_charts"):
+                raise ValueError(f"fitted level {level.get('label_for_charts')!r} out of order")
+            levels.append(dict(level, sql_condition=spark_level["sql_condition"]))
+        comparisons.append(dict(theirs, comparison_levels=levels))
+    out["comparisons"] = comparisons
+    return out
 
 
 # A level no training pair fell into gets m (or u) of 0 from EM, a weight of minus infinity

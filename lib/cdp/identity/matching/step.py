@@ -78,6 +78,8 @@ class ModelStore:
                 "tables": rules.tables,
                 "min_fields": rules.min_fields,
                 "seed": rules.training.seed,
+                "engine": rules.training.engine,
+                "max_records": rules.training.max_records,
                 "u_max_pairs": rules.training.u_max_pairs,
                 "em_blocking": rules.training.em_blocking,
                 "em_max_pairs": rules.training.em_max_pairs,

@@ -1,0 +1,116 @@
+"""Training and scoring (lib/cdp/identity/matching/model.py) on a small hand-made input: the
+DuckDB engine's sample, its determinism, and its model scoring on Spark."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from cdp.identity.matching.config import MatchingRules, parse_matching
+from cdp.identity.matching.model import score, spark_settings_of, train, training_sample
+
+NICKNAMES = Path(__file__).resolve().parents[3] / "conf" / "rules" / "nicknames.yaml"
+FIRST = ["anna", "ben", "carla", "david", "emma", "farid", "grace", "hugo", "ines", "jonas"]
+LAST = ["adams", "baker", "clarke", "dalton", "evans", "fischer", "garcia", "hughes"]
+STREETS = ["oak road", "elm street", "ash lane", "pine close", "mill way"]
+
+
+def _rules(**training: Any) -> MatchingRules:
+    return parse_matching(
+        {
+            "nicknames_file": str(NICKNAMES),
+            "comparisons": [
+                {"name": "first_name", "kind": "forename", "field": "first_name"},
+                {"name": "last_name", "kind": "surname", "field": "last_name"},
+                {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
+                {
+                    "name": "location",
+                    "kind": "location",
+                    "fields": ["address_line1", "postcode", "city"],
+                },
+            ],
+            "blocking": [["last_name"], ["birth_date"]],
+            "training": {
+                "em_blocking": [["birth_date"], ["first_name", "last_name"]],
+                "prior_rules": [["first_name", "last_name", "birth_date"]],
+                **training,
+            },
+        },
+        origin="m.yaml",
+    )
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    i = rng.randrange(1, len(word))
+    return word[:i] + word[i + 1 :]
+
+
+def records(spark: SparkSession, people: int = 60) -> DataFrame:
+    """Two records per person (the second with a typo in one name half the time), as
+    ``prepare.matching_input`` shapes them: ``unique_id``, ``member_key`` and the fields."""
+    rng = random.Random(7)
+    rows = []
+    for p in range(people):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        born = f"19{rng.randrange(40, 99)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+        street = f"{rng.randrange(1, 200)} {rng.choice(STREETS)}"
+        postcode = f"LS{rng.randrange(1, 30)} {rng.randrange(1, 9)}AB"
+        for k in range(2):
+            f, la = first, last
+            if k == 1 and rng.random() < 0.5:
+                f, la = (_typo(f, rng), la) if rng.random() < 0.5 else (f, _typo(la, rng))
+            uid = p * 2 + k
+            rows.append(
+                (uid, f"person_records|crm|{uid}", f, f, la, born, street, postcode, "leeds")
+            )
+    return spark.createDataFrame(
+        rows,
+        "unique_id long, member_key string, first_name string, first_name_canon string, "
+        "last_name string, birth_date string, address_line1 string, postcode string, city string",
+    )
+
+
+def test_duckdb_training_is_deterministic_and_scores_on_spark(spark: SparkSession) -> None:
+    rules = _rules()
+    recs = records(spark)
+    first, again = train(spark, recs, rules), train(spark, recs, rules)
+    assert first.settings == again.settings  # the same records give the same model
+    assert first.records == 120 and len(first.em_sessions) == 2
+    text = str(first.settings["comparisons"])
+    # Fitted in DuckDB, written in Spark's SQL for scoring.
+    assert "jaro_winkler(" in text and "jaro_winkler_similarity" not in text
+    assert first.settings["sql_dialect"] == "spark"
+    weights = {(r["comparison"], r["level"]): r["match_weight"] for r in first.match_weights()}
+    assert weights[("first_name", "exact")] > 0 and weights[("last_name", "exact")] > 0
+    pairs = score(spark, recs, first, 0.5).collect()
+    same_person = {
+        (r["unique_id_l"], r["unique_id_r"])
+        for r in pairs
+        if r["unique_id_l"] // 2 == r["unique_id_r"] // 2
+    }
+    assert len(same_person) >= 55  # of 60 true pairs, each with at most one typo
+
+
+def test_the_training_sample_is_bounded_seeded_and_in_id_order(spark: SparkSession) -> None:
+    recs = records(spark, people=200)  # 400 records
+    small = _rules(max_records=100)
+    ids = [r["unique_id"] for r in training_sample(recs, small, 400).collect()]
+    assert 60 <= len(ids) <= 140 and ids == sorted(ids)
+    assert ids == [r["unique_id"] for r in training_sample(recs, small, 400).collect()]
+    other_seed = _rules(max_records=100, seed=43)
+    assert ids != [r["unique_id"] for r in training_sample(recs, other_seed, 400).collect()]
+    assert training_sample(recs, _rules(), 400).count() == 400  # under the limit: every record
+
+
+def test_a_fitted_model_out_of_order_is_refused() -> None:
+    rules = _rules()
+    from cdp.identity.matching.comparisons import splink_settings
+
+    fitted = splink_settings(rules, "duckdb")
+    fitted["comparisons"] = list(reversed(fitted["comparisons"]))
+    with pytest.raises(ValueError, match="out of order"):
+        spark_settings_of(fitted, rules)
