@@ -6,8 +6,10 @@
 ``--matching-only``.) On the silver ``person_records`` of a data root:
 
 * the matching input (:func:`cdp.identity.matching.prepare.matching_input`), materialized once;
-* the Spark step as the identity stage runs it: ``check_blocking`` (pairs per blocking rule),
-  ``train``, ``score`` at the review threshold (materialized), each timed;
+* the step as the identity stage runs it: ``check_blocking`` (pairs per blocking rule) on
+  Spark, ``train`` with the configured engine (``training.engine``: DuckDB in the driver on a
+  bounded sample by default, or Splink's Spark backend), ``score`` at the review threshold on
+  Spark (materialized), each timed;
 * the peer, in this process on the *same* records collected to Arrow: Splink's DuckDB backend
   with ``splink_settings(rules, "duckdb")`` (the same comparisons in DuckDB SQL), trained with
   the same steps as ``model.train`` (prior, u by random sampling with the same budget and seed,
@@ -297,7 +299,9 @@ def bench_matching(
             f"{sum(blocked):,} / {sum(duck_blocked):,}",
         )
     )
-    print(_row("train", train_s, duck_train_s, "-"))
+    engine = rules.training.engine
+    limit = rules.training.max_records
+    print(_row(f"train (stage: {engine} engine, <= {limit:,} records)", train_s, duck_train_s, "-"))
     print(
         _row(
             f"score (>= review {review_t})",
