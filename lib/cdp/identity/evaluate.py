@@ -79,9 +79,7 @@ class IdentityMetrics:
             lines += [
                 f"{name} ({s.records:,} records, {s.entities:,} true entities, "
                 f"{s.clusters:,} clusters):",
-                f"  pairwise precision {s.precision:.4f}  recall {s.recall:.4f}  F1 {s.f1:.4f}"
-                f"  (TP {s.true_positive_pairs:,} / predicted {s.predicted_pairs:,}"
-                f" / true {s.true_pairs:,})",
+                _score_line(s),
                 f"  over-merged clusters {s.over_merged_clusters:,} (true entities involved "
                 f"{s.over_merged_entities:,}); split true entities {s.split_entities:,}",
             ]
@@ -91,13 +89,18 @@ class IdentityMetrics:
                 f"left out of the map though they carry an identifier (every value rejected by "
                 f"merge protection): {self.left_out:,} records; linkable with each of them as "
                 "a customer of its own:",
-                f"  pairwise precision {s.precision:.4f}  recall {s.recall:.4f}  F1 {s.f1:.4f}"
-                f"  (TP {s.true_positive_pairs:,} / predicted {s.predicted_pairs:,}"
-                f" / true {s.true_pairs:,})",
+                _score_line(s),
             ]
         sizes = ", ".join(f"{k}: {v:,}" for k, v in self.cluster_sizes.items())
         lines.append(f"cluster sizes (records per customer): {sizes}")
         return "\n".join(lines)
+
+
+def _score_line(s: PairScores) -> str:
+    return (
+        f"  pairwise precision {s.precision:.4f}  recall {s.recall:.4f}  F1 {s.f1:.4f}"
+        f"  (TP {s.true_positive_pairs:,} / predicted {s.predicted_pairs:,} / true {s.true_pairs:,})"
+    )
 
 
 def _pairs(n: str) -> F.Column:
