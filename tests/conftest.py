@@ -28,9 +28,8 @@ FOLDER_MARKERS = {"scenarios": "scenario", "e2e": "e2e"}
 # `heavy` groups are not in CI's run; their figures order a `pytest -m heavy` run.
 GROUP_SECONDS = {
     "infra/test_cluster.py": 950,  # heavy
-    "demo": 495,
+    "demo": 655,  # the demo run, and the erasure scenario and e2e checks on copies of it
     "identity/test_identity_stage.py": 335,
-    "privacy/test_privacy_erasure.py": 325,
     "models/test_models_stages.py": 130,
     "test_stage_faults.py": 125,  # CI runs silver's case alone; `-m heavy` the rest (~700 s)
     "scenarios/test_transactions_only.py": 110,

@@ -1,4 +1,4 @@
-"""End to end on generated data with known ground truth: generate -> ingest -> silver.
+"""End to end on generated data with known ground truth: the shared demo run (`cdp demo`).
 
 Checks the accounting identities against the generator's own manifest (rows written per
 source, bad records injected) and that silver records trace back to true persons.
@@ -7,34 +7,48 @@ source, bad records injected) and that silver records trace back to true persons
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.bronze.tables import QUARANTINE_TABLE
 from cdp.config import load_config
-from cdp.generate import generate_landing
 from cdp.runner import run_stage
-from cdp.storage import open_store
+from cdp.storage import TableStore, open_store
 from conftest import DemoRun
 
 pytestmark = pytest.mark.slow
 
 
+def _run_of(store: TableStore, stage: str) -> Row:
+    """The demo's (only) run of ``stage`` in ``ops/run_log``."""
+    runs = store.read("ops/run_log").where(F.col("job") == stage).collect()
+    assert len(runs) == 1, [r["run_id"] for r in runs]
+    return runs[0]
+
+
 def test_generated_company_flows_through_bronze_and_silver(
-    spark: SparkSession, tmp_path: Path
+    spark: SparkSession, demo_run: DemoRun, tmp_path: Path
 ) -> None:
-    landing = tmp_path / "landing"
-    report = generate_landing(spark, out_dir=str(landing), persons=400, seed=11)
-    manifest = json.loads(Path(report.manifest_path).read_text())
+    """The demo's ingest and silver runs, read back from a copy of its data root (the landing
+    zone stays where the demo wrote it: ``ops/ingested_files`` names files by their path)."""
+    demo_run.check()
+    landing = demo_run.data_root / "landing"
+    shutil.copytree(
+        demo_run.data_root,
+        tmp_path / "data",
+        ignore=lambda folder, names: ["landing"] if Path(folder) == demo_run.data_root else [],
+    )
+    manifest = json.loads((landing / "_ground_truth" / "manifest.json").read_text())
     config = load_config(
         env="test", overrides={"data_root": str(tmp_path / "data"), "landing_root": str(landing)}
     )
     store = open_store(spark, config)
 
-    ingest = run_stage("ingest", spark=spark, config=config)
+    ingest = _run_of(store, "ingest")
     quarantine = store.read(QUARANTINE_TABLE)
     for source, rows_in_files in manifest["rows"].items():
         landed = store.read(f"bronze/{source}").count()
@@ -44,7 +58,7 @@ def test_generated_company_flows_through_bronze_and_silver(
         bad = manifest["bad_records"].get(source, {})
         structural = bad.get("malformed_json", 0) + bad.get("wrong_column_count", 0)
         assert held == structural, (source, held, bad)
-    assert sum(ingest.rows_written.values()) + sum(ingest.rows_quarantined.values()) == sum(
+    assert sum(ingest["rows_written"].values()) + sum(ingest["rows_quarantined"].values()) == sum(
         manifest["rows"].values()
     )
     # Schema drift of drop 2 did not break anything and nothing was silently dropped.
@@ -55,11 +69,10 @@ def test_generated_company_flows_through_bronze_and_silver(
     again = run_stage("ingest", spark=spark, config=config)
     assert again.rows_written == {} and again.rows_quarantined == {}
 
-    silver = run_stage("silver", spark=spark, config=config)
-    log = store.read("ops/run_log").where(f"run_id = '{silver.run_id}'").collect()[0]
-    m = {k: int(v) for k, v in log.metrics.items() if v.lstrip("-").isdigit()}
+    silver = _run_of(store, "silver")
+    m = {k: int(v) for k, v in silver["metrics"].items() if v.lstrip("-").isdigit()}
     # The run log names, by content hash, every rule and source file the run read.
-    files = {k: v for k, v in log.metrics.items() if k.startswith("config_file:")}
+    files = {k: v for k, v in silver["metrics"].items() if k.startswith("config_file:")}
     assert files["config_file:silver.rules_file"].startswith("sha256:")
     assert files["config_file:sources_dirs:crm_contacts.yaml"] != "sha256:absent"
     tables = {
@@ -69,7 +82,7 @@ def test_generated_company_flows_through_bronze_and_silver(
         "events": ["web_events", "email_engagement", "support_tickets"],
     }
     for table, sources in tables.items():
-        read = sum(silver.rows_read.get(f"bronze/{s}", 0) for s in sources)
+        read = sum(silver["rows_read"].get(f"bronze/{s}", 0) for s in sources)
         bronze_rows = sum(store.read(f"bronze/{s}").count() for s in sources)
         assert read == bronze_rows, table
         silver_rows = store.read(f"silver/{table}").count()
@@ -77,7 +90,7 @@ def test_generated_company_flows_through_bronze_and_silver(
             silver_rows
             + m[f"{table}.exact_duplicates_collapsed"]
             + m[f"{table}.older_versions_superseded"]
-            + silver.rows_quarantined.get(f"silver/{table}", 0)
+            + silver["rows_quarantined"].get(f"silver/{table}", 0)
         )
         assert accounted == read, (table, accounted, read)
 

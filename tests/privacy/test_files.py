@@ -113,6 +113,22 @@ def test_rewrites_a_local_export_folder(tmp_path: Path) -> None:
     _check_rewritten(sink)
 
 
+def test_an_audience_delivered_empty_is_left_as_it_is(tmp_path: Path) -> None:
+    """An audience with no members is exported as a zero-row file (the demo's first run has
+    one): the rewrite reads past it instead of failing the privacy stage."""
+    sink = open_sink(ExportConfig(), default_target=str(tmp_path / "exports"))
+    _deliver(sink)
+    empty = pa.table(
+        {"customer_id": pa.array([], pa.string()), "email_sha256": pa.array([], pa.string())}
+    )
+    buf = io.BytesIO()
+    pq.write_table(empty, buf)
+    sink.put_bytes(buf.getvalue(), "lapsed/dt=2026-01-01/run=r1/part-00000.parquet", "x")
+    _check_rewritten(sink)
+    body = sink.get_bytes("lapsed/dt=2026-01-01/run=r1/part-00000.parquet")
+    assert body == buf.getvalue()
+
+
 @pytest.fixture()
 def s3() -> Iterator[str]:
     with moto_s3(BUCKET) as endpoint:

@@ -1,11 +1,11 @@
 """Erasure on generated data: requests as data, the privacy stage, and suppression that holds.
 
-A small landing zone runs through ingest -> silver -> identity -> profile -> audiences ->
-export; then a handful of people chosen across sources (one already exported, one with a row
+A copy of the shared demo run (every stage, models included, on a small generated landing
+zone) gets one more audience and export; then a handful of people chosen across sources (one already exported, one with a row
 in the bronze quarantine, one sharing a phone with someone who stays) are erased with
 ``cdp forget`` requests and the ``privacy`` stage. Afterwards none of their e-mails, phones,
 names or record ids (nor the plain SHA-256 of their e-mail) is in any file under the data
-root (Parquet cell values, JSON/CSV/log text); the other customers' profiles are unchanged;
+root, the MLflow store and the model stages' tables included (Parquet cell values, JSON/CSV/log text); the other customers' profiles are unchanged;
 and a rebuild of every stage from the same landing zone does not bring them back (the
 suppression list drops their rows at ingest), while everyone else keeps their customer id and
 audiences.
@@ -28,15 +28,14 @@ from pyspark.sql import functions as F
 
 from cdp import tables as T
 from cdp.config import CdpConfig, load_config
-from cdp.generate import generate_landing
 from cdp.privacy.erase import PROOF_TABLE
 from cdp.privacy.requests import REQUESTS_TABLE, Subject, record_forget
 from cdp.runner import run_stage
 from cdp.storage import TableStore, open_store
+from conftest import DemoRun
 
 pytestmark = pytest.mark.slow
 
-PERSONS = 150
 ERASED = 20  # the issue's scenario: 20 people chosen across sources
 KEPT_TABLES = {  # what a rebuild from landing keeps: the privacy and audit records
     T.PRIVACY_REQUESTS.name,
@@ -54,12 +53,23 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    spark: SparkSession, demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """A copy of the shared demo run's data root (every stage has run on it), its landing zone
+    read where the demo left it (outside the copy, so that the scans below look at what the
+    platform keeps, not at the company's own files), plus one audience of profile traits."""
+    demo_run.check()
     base = tmp_path_factory.mktemp("privacy")
-    landing = base / "landing"
-    generate_landing(spark, out_dir=str(landing), persons=PERSONS, seed=7)
-    # One audience of profile traits only (the shipped ones that need models would need the
-    # train and score stages too): most people are members, so erased people were exported.
+    landing = demo_run.data_root / "landing"
+    # The landing path stays the demo's own: ops/ingested_files names files by their path, so
+    # the copy's next ingest sees exactly the files the demo took in.
+    shutil.copytree(
+        demo_run.data_root,
+        base / "data",
+        ignore=lambda folder, names: ["landing"] if Path(folder) == demo_run.data_root else [],
+    )
+    # Most people are members, so erased people were exported.
     audience = base / "audiences" / "reachable.yaml"
     audience.parent.mkdir()
     audience.write_text(
@@ -74,7 +84,7 @@ def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "activation.audiences_dirs": [str(audience)],
         },
     )
-    for stage in ("ingest", "silver", "identity", "profile", "audiences", "export"):
+    for stage in ("audiences", "export"):
         run_stage(stage, spark=spark, config=config)
     yield World(config, open_store(spark, config), base / "data")
 

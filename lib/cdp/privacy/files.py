@@ -61,7 +61,9 @@ def export_digests(
 
 def _mask(table: pa.Table, person: Person, id_key: bytes | None) -> pa.Array:
     ids, emails, phones = export_digests(person, id_key)
-    hit = pa.array([False] * table.num_rows)
+    # Typed: an audience delivered with no members has a zero-row file, and an untyped empty
+    # array is of Arrow's null type, which `or` refuses.
+    hit = pa.array([False] * table.num_rows, type=pa.bool_())
     for col, values in (
         ("customer_id", ids),
         ("email_sha256", emails),
