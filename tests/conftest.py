@@ -28,7 +28,7 @@ FOLDER_MARKERS = {"scenarios": "scenario", "e2e": "e2e"}
 # `heavy` groups are not in CI's run; their figures order a `pytest -m heavy` run.
 GROUP_SECONDS = {
     "infra/test_cluster.py": 950,  # heavy
-    "demo": 655,  # the demo run, and the erasure scenario and e2e checks on copies of it
+    "demo": 700,  # the demo run, and the erasure scenario and e2e checks on copies of it
     "identity/test_identity_stage.py": 335,
     "models/test_models_stages.py": 130,
     "test_stage_faults.py": 125,  # CI runs silver's case alone; `-m heavy` the rest (~700 s)
@@ -135,12 +135,15 @@ class DemoRun:
         assert self.returncode == 0, self.output[-4000:]
 
 
-# Demo flags kept small so the whole chain fits a 2-core CI box: one model candidate per family.
+# Demo flags kept small so the whole chain fits a 2-core CI box: one model candidate per family,
+# five boosting rounds (as the model and scenario tests use) instead of thirty.
 DEMO_ARGS = ["--persons", "300", "--seed", "5", "--env", "test"] + [
     "--set",
     "models.search.time_budget_seconds=1",
     "--set",
     "models.search.lr_max_iter=20",
+    "--set",
+    "models.search.gbt_max_iter=[5]",
 ]
 
 

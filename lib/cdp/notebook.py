@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from cdp import tables as T
 from cdp.audiences.spec import AudienceSpec
 from cdp.config import CdpConfig, load_config
+from cdp.export.sink import NOTEBOOK_EXPORTS
 from cdp.runlog import RunRecorder, make_run_id, utcnow
 from cdp.stage import StageContext
 from cdp.storage import TableStore, open_store
@@ -35,9 +36,6 @@ IDENTITY_MAP = T.IDENTITY_MAP.name
 IDENTIFIERS = T.IDENTITY_IDENTIFIERS.name
 PROFILE = T.CUSTOMER_PROFILE.name
 PERSONS = T.PERSON_RECORDS.name
-# Where the audience-builder notebook exports: never <data_root>/exports, which belongs to
-# the export stage (and which its tests count).
-NOTEBOOK_EXPORTS = "notebook_exports"
 # Person-record columns shown for a cluster (those present are shown).
 RECORD_COLUMNS = (
     "first_name",
@@ -331,7 +329,9 @@ def audience_overlap(ws: Workspace, segment: Segment) -> pd.DataFrame:
 def export_segment(ws: Workspace, segment: Segment, target: str | None = None) -> dict[str, Any]:
     """Export the segment's consented members with the export stage's own code (files,
     manifest, ``_SUCCESS``) to ``target``, by default ``<data_root>/notebook_exports``;
-    returns the manifest. The configured format and identifier hashing apply."""
+    returns the manifest. The configured format and identifier hashing apply. The privacy
+    stage rewrites the default folder on erasure, as it does the export stage's target; a
+    ``target`` given here is one it does not know of."""
     from cdp.export.sink import open_sink
     from cdp.export.stage import Evaluation, export_members, local_staging_root
 

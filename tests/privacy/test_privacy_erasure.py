@@ -1,7 +1,7 @@
 """Erasure on generated data: requests as data, the privacy stage, and suppression that holds.
 
 A copy of the shared demo run (every stage, models included, on a small generated landing
-zone) gets one more audience and export; then a handful of people chosen across sources (one already exported, one with a row
+zone) gets one more audience and export, and a segment exported from a notebook; then a handful of people chosen across sources (one already exported, one with a row
 in the bronze quarantine, one sharing a phone with someone who stays) are erased with
 ``cdp forget`` requests and the ``privacy`` stage. Afterwards none of their e-mails, phones,
 names or record ids (nor the plain SHA-256 of their e-mail) is in any file under the data
@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 
 from cdp import tables as T
 from cdp.config import CdpConfig, load_config
+from cdp.notebook import evaluate_segment, export_segment, open_workspace
 from cdp.privacy.erase import PROOF_TABLE
 from cdp.privacy.requests import REQUESTS_TABLE, Subject, record_forget
 from cdp.runner import run_stage
@@ -86,6 +87,15 @@ def world(
     )
     for stage in ("audiences", "export"):
         run_stage(stage, spark=spark, config=config)
+    # A segment exported from a notebook (the audience-builder's way) to its default folder
+    # under the data root: a delivery the privacy stage has to find too.
+    ws = open_workspace(env="test", data_root=config.data_root_uri, spark=spark)
+    segment = evaluate_segment(
+        ws,
+        "name: nb_reachable\ndescription: anyone with an e-mail\npurpose: marketing\n"
+        "channel: email\nrule: email IS NOT NULL\n",
+    )
+    assert export_segment(ws, segment)["row_count"] > 0
     yield World(config, open_store(spark, config), base / "data")
 
 

@@ -28,6 +28,10 @@ from cdp.export.settings import PLAINTEXT_REFUSED, ExportConfig
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+# Where notebooks export segments unless told otherwise (cdp.notebook.export_segment), under
+# the data root: never <data_root>/exports, which belongs to the export stage (and which its
+# tests count). The privacy stage rewrites it on erasure as it does the export target.
+NOTEBOOK_EXPORTS = "notebook_exports"
 MIB = 1024 * 1024
 
 # S3 error codes worth another try; anything else (AccessDenied, NoSuchBucket ...) is final.

@@ -430,19 +430,28 @@ def run_privacy(ctx: StageContext) -> None:
 
 
 def _rewrite_deliveries(ctx: StageContext, person: Person, ids: list[str]) -> list[FileErasure]:
-    """Rewrite the export's past files that hold the person, through the export's own sink
-    (so an S3 target is rewritten with its encryption and bucket-owner settings)."""
+    """Rewrite the past files that hold the person, wherever this platform delivered them: the
+    export stage's target, through its own sink (so an S3 target is rewritten with its
+    encryption and bucket-owner settings), and the folder notebooks export segments to by
+    default (:func:`cdp.notebook.export_segment`)."""
     from cdp.export.identifiers import destination_key
-    from cdp.export.sink import open_sink
+    from cdp.export.sink import NOTEBOOK_EXPORTS, open_sink
 
+    root = ctx.config.data_root_uri
     cfg = ctx.config.activation.export
-    target = cfg.target or f"{ctx.config.data_root_uri}/exports"
-    local = "://" not in target or target.startswith("file://")
-    if local and not Path(target.removeprefix("file://")).is_dir():
-        return []  # nothing was ever exported
-    sink = open_sink(cfg, default_target=f"{ctx.config.data_root_uri}/exports")
-    id_key = destination_key(ctx.config.privacy_key(), sink.root)
-    return rewrite_exports(sink, person, ids, id_key)
+    notebooks = cfg.model_copy(
+        update={"target": f"{root}/{NOTEBOOK_EXPORTS}", "endpoint_url": None}
+    )
+    done: list[FileErasure] = []
+    for sink_cfg in (cfg, notebooks):
+        target = sink_cfg.target or f"{root}/exports"
+        local = "://" not in target or target.startswith("file://")
+        if local and not Path(target.removeprefix("file://")).is_dir():
+            continue  # nothing was ever delivered there
+        sink = open_sink(sink_cfg, default_target=f"{root}/exports")
+        id_key = destination_key(ctx.config.privacy_key(), sink.root)
+        done += rewrite_exports(sink, person, ids, id_key)
+    return done
 
 
 def _run_erasure(
