@@ -20,27 +20,28 @@ DEMO_TIMEOUT_SECONDS = 2400
 # these folders hold the scenario and end-to-end tests and mark them (`pytest -m "not e2e"`).
 FOLDER_MARKERS = {"scenarios": "scenario", "e2e": "e2e"}
 # Worker-seconds of the longest groups (one module, or every reader of the demo), measured in
-# a full run of CI's command on 2 cores (2026-12-05, after the planning-cost fixes: 1,150 s
-# for 2,258 worker-seconds). Two workers finish together only when the longest groups start
+# a full run of CI's command on 2 cores from a fresh clone (2026-12-05, night: 1,172 s for
+# 2,278 worker-seconds). Two workers finish together only when the longest groups start
 # first: collected in this order, and CI passes --no-loadscope-reorder so that pytest-xdist
 # keeps it (by default it orders groups by their number of tests, and the erasure scenario
 # ran alone for the last 8 minutes). Unlisted groups follow, in collection order. The
 # `heavy` groups are not in CI's run; their figures order a `pytest -m heavy` run.
 GROUP_SECONDS = {
     "infra/test_cluster.py": 950,  # heavy
-    "demo": 700,  # the demo run, and the erasure scenario and e2e checks on copies of it
-    "identity/test_identity_stage.py": 335,
-    "models/test_models_stages.py": 130,
-    "test_stage_faults.py": 125,  # CI runs silver's case alone; `-m heavy` the rest (~700 s)
-    "scenarios/test_transactions_only.py": 110,
-    "infra/test_infra_submit.py": 85,
-    "storage/test_table_store_faults.py": 75,
-    "silver/test_silver_stage.py": 75,
-    "scenarios/test_onboarding_own_files.py": 65,
+    "demo": 720,  # the demo run, and the erasure scenario and e2e checks on copies of it
+    "identity/test_identity_stage.py": 370,
+    "models/test_models_stages.py": 165,
+    "test_stage_faults.py": 120,  # CI runs silver's case alone; `-m heavy` the rest (~700 s)
+    "scenarios/test_transactions_only.py": 105,
+    "scenarios/test_onboarding_own_files.py": 95,
+    "storage/test_table_store_faults.py": 80,
+    "infra/test_infra_submit.py": 75,
+    "test_cli.py": 70,
+    "silver/test_silver_stage.py": 70,
     "identity/matching/test_matching_step.py": 55,
-    "test_cli.py": 55,
     "generate/test_generate.py": 50,
-    "identity/test_components.py": 50,
+    "storage/test_table_store.py": 45,
+    "identity/test_components.py": 40,
 }
 
 
