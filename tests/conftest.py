@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -134,6 +135,22 @@ class DemoRun:
 
     def check(self) -> None:
         assert self.returncode == 0, self.output[-4000:]
+
+    @property
+    def landing(self) -> Path:
+        return self.data_root / "landing"
+
+    def copy_data_root(self, dest: Path) -> Path:
+        """A copy of the demo's data root at ``dest``, for a test that writes; the landing zone
+        is left out and stays at :attr:`landing`: ``ops/ingested_files`` names files by their
+        path, so the copy's next ingest sees exactly the files the demo took in."""
+        self.check()
+        shutil.copytree(
+            self.data_root,
+            dest,
+            ignore=lambda folder, names: ["landing"] if Path(folder) == self.data_root else [],
+        )
+        return dest
 
 
 # Demo flags kept small so the whole chain fits a 2-core CI box: one model candidate per family,

@@ -7,7 +7,6 @@ source, bad records injected) and that silver records trace back to true persons
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -35,13 +34,8 @@ def test_generated_company_flows_through_bronze_and_silver(
 ) -> None:
     """The demo's ingest and silver runs, read back from a copy of its data root (the landing
     zone stays where the demo wrote it: ``ops/ingested_files`` names files by their path)."""
-    demo_run.check()
-    landing = demo_run.data_root / "landing"
-    shutil.copytree(
-        demo_run.data_root,
-        tmp_path / "data",
-        ignore=lambda folder, names: ["landing"] if Path(folder) == demo_run.data_root else [],
-    )
+    landing = demo_run.landing
+    demo_run.copy_data_root(tmp_path / "data")
     manifest = json.loads((landing / "_ground_truth" / "manifest.json").read_text())
     config = load_config(
         env="test", overrides={"data_root": str(tmp_path / "data"), "landing_root": str(landing)}

@@ -60,16 +60,9 @@ def world(
     """A copy of the shared demo run's data root (every stage has run on it), its landing zone
     read where the demo left it (outside the copy, so that the scans below look at what the
     platform keeps, not at the company's own files), plus one audience of profile traits."""
-    demo_run.check()
     base = tmp_path_factory.mktemp("privacy")
-    landing = demo_run.data_root / "landing"
-    # The landing path stays the demo's own: ops/ingested_files names files by their path, so
-    # the copy's next ingest sees exactly the files the demo took in.
-    shutil.copytree(
-        demo_run.data_root,
-        base / "data",
-        ignore=lambda folder, names: ["landing"] if Path(folder) == demo_run.data_root else [],
-    )
+    landing = demo_run.landing
+    demo_run.copy_data_root(base / "data")
     # Most people are members, so erased people were exported.
     audience = base / "audiences" / "reachable.yaml"
     audience.parent.mkdir()
