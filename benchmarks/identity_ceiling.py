@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
@@ -60,14 +61,23 @@ def _components(keys: pd.Series, edges: list[tuple[object, object]]) -> dict[str
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-root", required=True)
-    ap.add_argument("--env", default="test")
-    args = ap.parse_args(argv)
-    root = Path(args.data_root)
+@dataclass
+class Ceilings:
+    """Linkable recall of the run and the two ceilings (module docstring), over
+    ``linkable_records`` records and ``true_pairs`` true pairs; ``split_kinds``: the true
+    pairs split even in the unreachable ceiling, by what their sides have in common."""
 
-    ws = open_workspace(env=args.env, data_root=str(root))
+    linkable_records: int
+    true_pairs: int
+    run: float
+    perfect_guards: float
+    truth_split: float
+    split_kinds: collections.Counter[str]
+
+
+def measure(root: Path, env: str = "test") -> Ceilings:
+    """:class:`Ceilings` of the identity run under ``root`` (its landing at ``root/landing``)."""
+    ws = open_workspace(env=env, data_root=str(root))
     rules = exact_rules(ws.config)
     frames = {
         n: ws.store.read(t.table) for n, t in RECORD_TABLES.items() if ws.store.exists(t.table)
@@ -157,12 +167,22 @@ def main(argv: list[str] | None = None) -> int:
                     kind = "share nothing"
                 kinds[kind] += na * nb
 
-    print(f"data root {root}: {len(linkable):,} linkable records, {true_pairs:,} true pairs")
-    print(f"  linkable recall of the run (left-out records on their own): {got:.4f}")
-    print(f"  ceiling, shared values dropped (perfect guards):            {single_ceiling:.4f}")
-    print(f"  ceiling, values split by the truth (unreachable):           {split_ceiling:.4f}")
+    return Ceilings(len(linkable), true_pairs, got, single_ceiling, split_ceiling, kinds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--env", default="test")
+    args = ap.parse_args(argv)
+    root = Path(args.data_root)
+    c = measure(root, args.env)
+    print(f"data root {root}: {c.linkable_records:,} linkable records, {c.true_pairs:,} true pairs")
+    print(f"  linkable recall of the run (left-out records on their own): {c.run:.4f}")
+    print(f"  ceiling, shared values dropped (perfect guards):            {c.perfect_guards:.4f}")
+    print(f"  ceiling, values split by the truth (unreachable):           {c.truth_split:.4f}")
     print("  true pairs split even in the last ceiling, by what their sides have in common:")
-    for kind, n in kinds.most_common():
+    for kind, n in c.split_kinds.most_common():
         print(f"    {n:7,}  {kind}")
     return 0
 

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from cdp.generate import SOURCE_NAMES, GenerateReport, Timeline, generate_landing
 from cdp.generate.persons import GenContext, persons_frame
 from cdp.generate.register import REGISTER_COLUMNS, person_register
+from cdp.generate.transactions import purchases_frame
 
 PERSONS = 300
 SEED = 42
@@ -367,6 +368,47 @@ def test_labels_have_both_classes_and_match_purchases(
         .select("person_id", F.coalesce("expected", F.lit(False)).alias("expected"))
     )
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+@pytest.fixture(scope="module")
+def purchase_process(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Any, Any]:
+    """Persons and purchases (pandas) of 5,000 persons straight from the frames: enough
+    buyers for the shape of the purchase process, without writing a landing."""
+    timeline = Timeline.build("2024-01-01", "2025-12-31")
+    ctx = GenContext(spark=spark, seed=SEED, persons=5000, timeline=timeline, partitions=2)
+    staged = str(tmp_path_factory.mktemp("persons") / "persons")
+    persons_frame(ctx).write.parquet(staged)  # as generate_landing does: one plan per frame
+    people = spark.read.parquet(staged)
+    bought = purchases_frame(ctx, people).select("person_id", "purchase_ts")
+    columns = ["person_id", "activity", "purchase_rate", "first_purchase_ts", "churn_ts"]
+    return people.select(*columns).toPandas(), bought.toPandas()
+
+
+def test_purchase_process_looks_like_retail(purchase_process: tuple[Any, Any]) -> None:
+    """Issue 26 item 5: most buyers buy once, a few buy often, December sells more than
+    June, and nobody buys after dropping out."""
+    people, bought = purchase_process
+    per_buyer = bought.groupby("person_id").size()
+    assert 0.45 < (per_buyer == 1).mean() < 0.7  # most buyers buy once in the window
+    assert per_buyer.quantile(0.9) >= 4 and per_buyer.max() >= 20  # and a long tail
+    months = (bought["purchase_ts"] // 86_400).astype("datetime64[D]").dt.month
+    assert (months == 12).sum() > 1.5 * (months == 6).sum()  # the season
+    churned = bought.merge(people, on="person_id")
+    after = churned["churn_ts"].notna() & (churned["purchase_ts"] > churned["churn_ts"] + 86_400)
+    assert not after.any()  # a drop-out is final (a store's day may round up to 21:00)
+    first = (
+        churned.groupby("person_id")["purchase_ts"]
+        .min()
+        .to_frame()
+        .join(people.set_index("person_id")["first_purchase_ts"])
+    )
+    assert (first["purchase_ts"] >= first["first_purchase_ts"] - 86_400).all()
+    # Rates differ between people of the same activity (log-normal spread, not a formula).
+    buyers = people[people["purchase_rate"] > 0]
+    similar = buyers[(buyers["activity"] > 0.2) & (buyers["activity"] < 0.25)]["purchase_rate"]
+    assert similar.quantile(0.9) > 3 * similar.quantile(0.1)
 
 
 # ------------------------------------------------------------------------------------------
@@ -718,9 +760,10 @@ def test_report_matches_manifest(landing: GenerateReport, manifest: dict[str, An
         landing.seed = 1  # type: ignore[misc]
     sizes = {name: rows / PERSONS for name, rows in landing.rows.items()}
     assert 0.5 < sizes["crm_contacts"] < 1.2
-    assert 2 < sizes["ecommerce_orders"] < 4.5
+    # About two purchases per person (most buyers buy once), split between the channels.
+    assert 0.8 < sizes["ecommerce_orders"] < 2.5
     assert 6 < sizes["web_events"] <= 12
-    assert 0.8 < sizes["pos_transactions"] < 2.5
+    assert 0.4 < sizes["pos_transactions"] < 1.6
     assert 0.4 < sizes["person_register"] < 0.9
 
 

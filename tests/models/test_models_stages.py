@@ -509,16 +509,21 @@ def test_a_candidate_that_loses_to_the_heuristic_out_of_time_is_not_promoted(
     run = client.get_run(candidate.run_id)
     assert run.data.tags["cdp.promoted"] == "false"
     assert run.data.metrics["oot_roc_auc"] == pytest.approx(0.5)
-    # No champion before: the heuristic takes the alias, as a model of its own.
+    # No champion before: the better free scorer on the holdout (the heuristic, or BG/NBD
+    # alone where the features carry a fit and it ranks better) takes the alias, as a model.
     fallback = m[f"{model}.heuristic_fallback_version"]
     champion = client.get_model_version_by_alias(name, "champion")
     assert str(champion.version) == fallback == "2"
-    assert champion.tags["scorer"] == "heuristic"
+    heuristic = float(m[f"{model}.heuristic_holdout_roc_auc"])
+    btyd = float(m.get(f"{model}.btyd_holdout_roc_auc", "0"))
+    scorer, prefix = ("bg/nbd", "btyd") if btyd > heuristic else ("heuristic", "heuristic")
+    assert champion.tags["scorer"] == scorer
+    assert m[f"{model}.fallback_scorer"] in ("the heuristic", "BG/NBD alone")
     fallback_run = client.get_run(champion.run_id)
     assert fallback_run.data.tags["cdp.kind"] == "heuristic_fallback"
-    # Its order is the heuristic's (a one-input logistic calibration of it).
+    # Its order is the scorer's (a one-input logistic calibration of it).
     assert fallback_run.data.metrics["holdout_roc_auc"] == pytest.approx(
-        float(m[f"{model}.heuristic_holdout_roc_auc"]), abs=2e-3
+        float(m[f"{model}.{prefix}_holdout_roc_auc"]), abs=2e-3
     )
 
     # Score and the audiences read it like any champion: probabilities and deciles.

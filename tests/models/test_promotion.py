@@ -6,12 +6,15 @@ from __future__ import annotations
 from datetime import date, datetime
 from types import SimpleNamespace
 
+import pytest
+
+from cdp.models.heuristic_fallback import best_free_scorer
 from cdp.models.out_of_time import OutOfTime, earlier_as_of, history_gap
 from cdp.models.promotion import decide
 from cdp.models.report_section import MEASURE_HEADERS, models_section
-from cdp.models.settings import ModelsConfig
+from cdp.models.settings import ModelsConfig, ModelSpec
 from cdp.models.train import Evaluation
-from cdp.models.train_record import HEURISTIC_HOLDOUT, HOLDOUT
+from cdp.models.train_record import BTYD_HOLDOUT, HEURISTIC_HOLDOUT, HOLDOUT
 from cdp.models.train_stage import log_run_metrics
 from cdp.report_runs import RunRow
 from cdp.runlog import RunRecorder
@@ -55,6 +58,36 @@ def test_a_margin_over_the_heuristic_can_be_required() -> None:
     assert not got.promote and got.loses_to_heuristic and "+ 0.015" in got.reason
 
 
+def test_bg_nbd_alone_gates_like_the_heuristic_where_the_features_carry_a_fit() -> None:
+    """Seed 1 of the generated benchmark (issue 26): the model beat the heuristic out of time
+    but not BG/NBD's expected purchases alone on PR-AUC."""
+    model_oot, heuristic, btyd = _ev(0.8406, 0.4583), _ev(0.7618, 0.4573), _ev(0.7712, 0.4844)
+    args = {"holdout": _ev(0.83, 0.47), "heuristic": heuristic, "out_of_time": model_oot}
+    got = decide(settings=ModelsConfig(), btyd=btyd, **args)
+    assert not got.promote and got.loses_to_heuristic
+    assert (
+        got.reason == "loses to the BG/NBD alone out of time: pr_auc 0.4583 < BG/NBD alone 0.4844"
+    )
+    no_fit = decide(settings=ModelsConfig(), btyd=None, **args)
+    assert no_fit.promote and "not below the heuristic out of time" in no_fit.reason
+    off = ModelsConfig.model_validate({"out_of_time": {"btyd_gate": False}})
+    assert decide(settings=off, btyd=btyd, **args).promote
+    ahead = decide(settings=ModelsConfig(), btyd=_ev(0.77, 0.45), **args)
+    assert ahead.promote and "not below the heuristic and BG/NBD alone out of time" in ahead.reason
+
+
+def test_the_fallback_serves_the_better_free_scorer() -> None:
+    spec, settings = ModelSpec(name="purchase_90d", label="purchase"), ModelsConfig()
+    heuristic = _ev(0.76, 0.45)
+    assert best_free_scorer(spec, settings, heuristic, None).name == "heuristic"
+    assert best_free_scorer(spec, settings, heuristic, _ev(0.75, 0.5)).name == "heuristic"
+    btyd = best_free_scorer(spec, settings, heuristic, _ev(0.77, 0.44))  # selection: ROC-AUC
+    assert btyd.name == "bg/nbd" and btyd.inputs == ("btyd_expected_purchases_90d",)
+    assert btyd.rank_sql == "coalesce(cast(btyd_expected_purchases_90d AS DOUBLE), 0D)"
+    churn = ModelSpec(name="churn_90d", label="churn", population="active")
+    assert best_free_scorer(churn, settings, heuristic, _ev(0.77, 0.44)).rank_sql.startswith("(-")
+
+
 def test_without_the_check_the_holdout_is_the_evidence() -> None:
     loses = decide(holdout=_ev(0.75, 0.52), heuristic=HEURISTIC, settings=ModelsConfig())
     assert not loses.promote and loses.reason.startswith("loses to the heuristic on the holdout")
@@ -95,14 +128,21 @@ def _page(metrics: dict[str, float], **kw: object) -> str:
 def test_the_report_shows_the_out_of_time_line_next_to_the_holdout_line() -> None:
     """Logged through the train stage's code, read through the report's."""
     model, heuristic, champion = _ev(0.759, 0.48), HEURISTIC, _ev(0.76, 0.49)
-    oot = OutOfTime(date(2024, 12, 1), _ev(0.749, 0.47), heuristic, champion)
-    metrics = {**model.metrics(HOLDOUT), **heuristic.metrics(HEURISTIC_HOLDOUT), **oot.metrics()}
+    btyd = _ev(0.765, 0.5)  # BG/NBD alone: one column (fitted before as_of)
+    oot = OutOfTime(date(2024, 12, 1), _ev(0.749, 0.47), heuristic, champion, btyd=btyd)
+    metrics = {
+        **model.metrics(HOLDOUT),
+        **heuristic.metrics(HEURISTIC_HOLDOUT),
+        **btyd.metrics(BTYD_HOLDOUT),
+        **oot.metrics(),
+    }
+    assert oot.metrics()["btyd_oot_roc_auc"] == pytest.approx(0.765)
     decision = decide(
         holdout=model, heuristic=heuristic, settings=ModelsConfig(), out_of_time=oot.model
     )
     page = _page(metrics, decision=decision, out_of_time=oot, fallback_version="5")
     assert all(h in page for h in MEASURE_HEADERS)
-    cells = ["0.7590", "0.7710", "0.7490", "0.7710", "0.7600"]  # holdout, then out of time
+    cells = ["0.7590", "0.7710", "0.7650", "0.7490", "0.7710", "0.7600"]  # holdout, then OOT
     assert (
         "<tr><td>model_a</td><td>ROC-AUC</td>"
         + "".join(f"<td class='num'>{c}</td>" for c in cells)

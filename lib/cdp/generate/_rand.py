@@ -8,6 +8,7 @@ used because their values depend on partitioning or are not reproducible at all.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from pyspark.sql import Column
@@ -92,6 +93,46 @@ def permute(ids: Column, multiplier: int, offset: int, modulus: int) -> Column:
 def digits(value: Column, width: int) -> Column:
     """Zero-padded decimal string of an integer column."""
     return F.lpad(value.cast("string"), width, "0")
+
+
+def standard_normal(u: Column, u2: Column) -> Column:
+    """A N(0, 1) draw from two independent uniform columns (Box-Muller)."""
+    return F.sqrt(-2.0 * F.log(F.greatest(u, F.lit(1e-12)))) * F.cos(2 * math.pi * u2)
+
+
+def exponential(u: Column, mean: Column | float) -> Column:
+    """An exponential draw with the given mean from a uniform column."""
+    return -F.log(F.greatest(F.lit(1.0) - u, F.lit(1e-12))) * mean
+
+
+_POISSON_TERMS = 40  # inverse-CDF terms; means at or above _POISSON_NORMAL use the normal
+_POISSON_NORMAL = 20.0
+
+
+def poisson(mean: Column, u: Column, u2: Column) -> Column:
+    """A Poisson(``mean``) count (int) from two independent uniform columns.
+
+    Below a mean of 20 the exact inverse CDF over the first 40 terms (one ``aggregate`` per
+    row: no explode, no shuffle); from 20 up the normal approximation (Box-Muller with ``u``
+    and ``u2``), whose error there is far below what a test fixture needs.
+    """
+    m = F.greatest(mean.cast("double"), F.lit(0.0))
+
+    def step(acc: Column, k: Column) -> Column:
+        term = acc["term"] * m / (k + 1)
+        return F.struct(
+            term.alias("term"),
+            (acc["cdf"] + term).alias("cdf"),
+            (acc["n"] + (u > acc["cdf"]).cast("int")).alias("n"),
+        )
+
+    start = F.struct(F.exp(-m).alias("term"), F.exp(-m).alias("cdf"), F.lit(0).alias("n"))
+    exact = F.aggregate(
+        F.sequence(F.lit(0), F.lit(_POISSON_TERMS - 1)), start, step, lambda acc: acc["n"]
+    )
+    normal = F.greatest(F.floor(m + F.sqrt(m) * standard_normal(u, u2) + 0.5), F.lit(0))
+    normal = normal.cast("int")
+    return F.when(m < _POISSON_NORMAL, exact).otherwise(normal)
 
 
 def seq(n: Column) -> Column:

@@ -46,7 +46,7 @@ SOURCE_NAMES: tuple[str, ...] = (
     "person_register",
 )
 _PERSONS_PER_PARTITION = 25_000
-_PURCHASES_PER_PERSON = 4.5  # sizing hint for the purchases ground truth files
+_PURCHASES_PER_PERSON = 2.0  # sizing hint for the purchases ground truth files
 
 
 @dataclass(frozen=True)

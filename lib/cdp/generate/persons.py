@@ -14,7 +14,17 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp.generate import _vocab as V
-from cdp.generate._rand import Vocab, digits, permute, pick, randint, uniform, weighted
+from cdp.generate._rand import (
+    Vocab,
+    digits,
+    exponential,
+    permute,
+    pick,
+    randint,
+    standard_normal,
+    uniform,
+    weighted,
+)
 from cdp.generate.timeline import DAY, Timeline
 
 # Identifiers derived from a permutation of the person id are unique below this bound.
@@ -28,6 +38,7 @@ _MUL_ACCOUNT = 4_398_047
 _MUL_MEMBER = 1_618_033
 _MUL_CARD = 7_346_519
 MUL_CRM_SECOND = 2_236_067
+_YEAR = 365.25 * DAY
 
 
 @dataclass(frozen=True)
@@ -278,28 +289,42 @@ def persons_frame(ctx: GenContext) -> DataFrame:
         .withColumn("new_postcode", F.when(moved, postcode2))
     )
 
-    # Behaviour. `activity` drives purchase frequency, spend, browsing and email engagement;
-    # a churn date ends buying (and most browsing) for some people, more often the less active.
+    # Behaviour. `activity` drives purchase frequency, spend, browsing and email engagement.
+    # Buying has the shape real retail logs show (and BTYD models assume): a first purchase
+    # soon after first contact, repeat purchases at a rate that differs a lot between people
+    # of the same activity (log-normal), and a silent drop-out after an exponential lifetime
+    # (`churn_ts`), so most buyers buy once or twice and a few buy often. Browsing and e-mail
+    # fade after `churn_ts` too: engagement tells of a drop-out that recency cannot see yet.
+    # People who never buy lose interest at a uniform date, more often the less active.
     df = df.withColumn("activity", F.pow(uniform(s, "activity", pid), 1.5))
     act = F.col("activity")
     first_seen = (tl.start_ts - 365 * DAY) + F.floor(
         uniform(s, "first.seen", pid) * ((tl.end_ts - 30 * DAY) - (tl.start_ts - 365 * DAY))
     )
     df = df.withColumn("first_seen_ts", first_seen.cast("long"))
+    buyer = uniform(s, "buyer", pid) < 0.88
+    spread = standard_normal(uniform(s, "rate.z1", pid), uniform(s, "rate.z2", pid))
+    # exp(sigma * z - sigma^2 / 2): a log-normal factor with mean 1 (sigma 1).
+    rate = (0.3 + 4.5 * F.pow(act, 1.2)) * F.exp(1.0 * spread - 0.5)
+    df = df.withColumn("purchase_rate", F.when(buyer, rate).otherwise(F.lit(0.0)))
+    first_buy = F.col("first_seen_ts") + F.floor(
+        exponential(uniform(s, "first.buy", pid), 21 * DAY)
+    )
+    df = df.withColumn("first_purchase_ts", F.when(buyer, first_buy.cast("long")))
+    lifetime = exponential(uniform(s, "lifetime", pid), (0.4 + 3.0 * act) * _YEAR)
+    buyer_churn = F.col("first_purchase_ts") + F.floor(lifetime)
     churns = uniform(s, "churns", pid) < (0.2 + 0.4 * (1 - act))
-    churn_at = (
+    browser_churn = F.when(
+        churns,
         F.col("first_seen_ts")
         + 60 * DAY
         + F.floor(
             uniform(s, "churn.ts", pid)
             * (F.lit(tl.end_ts + 200 * DAY) - F.col("first_seen_ts") - 60 * DAY)
-        )
+        ),
     )
-    df = df.withColumn("churn_ts", F.when(churns & (churn_at < tl.end_ts), churn_at.cast("long")))
-    buyer = uniform(s, "buyer", pid) < 0.88
-    df = df.withColumn(
-        "purchase_rate", F.when(buyer, 0.45 + 10.5 * F.pow(act, 1.2)).otherwise(F.lit(0.0))
-    )
+    churn_at = F.when(buyer, buyer_churn).otherwise(browser_churn)
+    df = df.withColumn("churn_ts", F.when(churn_at < tl.end_ts, churn_at.cast("long")))
     uo = uniform(s, "online.share", pid)
     df = df.withColumn(
         "online_share", F.when(uo < 0.3, 1.0).when(uo < 0.5, 0.0).otherwise(F.lit(0.7))

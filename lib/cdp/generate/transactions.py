@@ -1,18 +1,21 @@
 """Purchases (the ground truth behind labels) and the two sources built from them.
 
-Each person buys at a rate set by their activity, only between first contact and churn;
-each purchase goes online (``ecommerce_orders``) or to a store (``pos_transactions``)
-according to the person's channel preference.
+A buyer makes a first purchase soon after first contact and repeat purchases at their own
+rate until they drop out (see :func:`purchases_frame`); each purchase goes online
+(``ecommerce_orders``) or to a store (``pos_transactions``) according to the person's channel
+preference.
 """
 
 from __future__ import annotations
+
+import math
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdp.generate import _vocab as V
 from cdp.generate._frame import EmptyFile, SourceFrame, drop_label, fmt_ts, with_duplicates
-from cdp.generate._rand import digits, hex_id, pick, randint, seq, uniform, weighted
+from cdp.generate._rand import digits, hex_id, pick, poisson, randint, seq, uniform, weighted
 from cdp.generate.noise import (
     EmailNoise,
     NameNoise,
@@ -54,27 +57,54 @@ _CARRY = [
 
 
 def purchases_frame(ctx: GenContext, persons: DataFrame) -> DataFrame:
-    """One row per purchase: person, id, kind (online/store), epoch time, basket scale."""
+    """One row per purchase: person, id, kind (online/store), epoch time, basket scale.
+
+    A buyer's first purchase is at ``first_purchase_ts``; repeat purchases follow as a Poisson
+    process at ``purchase_rate`` per year until ``churn_ts`` (the drop-out), thinned by the
+    season (:func:`_season`). Only what falls inside the data window is kept: a customer
+    acquired before it shows up with their repeat purchases alone, as in a real export.
+    """
     s, tl = ctx.seed, ctx.timeline
     pid = F.col("person_id")
-    w0 = F.greatest(F.col("first_seen_ts"), F.lit(tl.start_ts))
+    first = F.col("first_purchase_ts")
+    w0 = F.greatest(first, F.lit(tl.start_ts))
     w1 = F.least(F.coalesce(F.col("churn_ts"), F.lit(tl.end_ts)), F.lit(tl.end_ts))
     years = F.greatest(w1 - w0, F.lit(0)) / _YEAR
-    expected = F.col("purchase_rate") * years
-    n = F.least(
-        F.floor(expected * (0.6 + 0.8 * uniform(s, "n.buy", pid)) + uniform(s, "n.buy.frac", pid)),
-        F.lit(_MAX_PURCHASES),
-    ).cast("int")
-    df = persons.select(*_CARRY, w0.alias("w0"), w1.alias("w1"), n.alias("n_purchases"))
-    df = df.withColumn("seq", F.explode(seq(F.col("n_purchases"))))
+    # Candidates at the rate divided by the season's mean acceptance, so that thinning keeps
+    # ``purchase_rate`` purchases a year on average.
+    candidates = F.coalesce(F.col("purchase_rate") * years / _SEASON_MEAN, F.lit(0.0))
+    repeats = F.least(
+        poisson(candidates, uniform(s, "n.buy", pid), uniform(s, "n.buy.z", pid)),
+        F.lit(_MAX_PURCHASES - 1),
+    )
+    df = persons.select(
+        *_CARRY,
+        first.alias("first_ts"),
+        w0.alias("w0"),
+        w1.alias("w1"),
+        F.coalesce(repeats, F.lit(0)).alias("n_repeats"),
+    )
+    df = df.filter(F.col("first_ts").isNotNull())
+    # seq 0 is the first purchase, 1..n the repeat candidates.
+    df = df.withColumn("seq", F.explode(seq(F.col("n_repeats") + 1)))
     k = F.col("seq")
-    ts = F.col("w0") + F.floor(uniform(s, "buy.ts", pid, k) * (F.col("w1") - F.col("w0")))
+    repeat_ts = F.col("w0") + F.floor(uniform(s, "buy.ts", pid, k) * (F.col("w1") - F.col("w0")))
+    ts = F.when(k == 0, F.col("first_ts")).otherwise(repeat_ts)
+    in_window = (ts >= tl.start_ts) & (ts < tl.end_ts)
+    kept = F.when(k == 0, in_window).otherwise(
+        in_window & (uniform(s, "buy.season", pid, k) < _season(ts))
+    )
+    df = df.withColumn("ts", ts).filter(kept)
     online = uniform(s, "buy.kind", pid, k) < F.col("online_share")
     # Stores trade 08:00-21:00; online orders come in around the clock.
     in_store_hours = (
-        F.floor(ts / DAY) * DAY + 8 * 3600 + F.floor(uniform(s, "buy.hour", pid, k) * 13 * 3600)
+        F.floor(F.col("ts") / DAY) * DAY
+        + 8 * 3600
+        + F.floor(uniform(s, "buy.hour", pid, k) * 13 * 3600)
     )
-    df = df.withColumn("purchase_ts", F.when(online, ts).otherwise(in_store_hours).cast("long"))
+    df = df.withColumn(
+        "purchase_ts", F.when(online, F.col("ts")).otherwise(in_store_hours).cast("long")
+    )
     df = df.withColumn("kind", F.when(online, F.lit("online")).otherwise(F.lit("store")))
     df = df.withColumn(
         "purchase_id",
@@ -82,7 +112,21 @@ def purchases_frame(ctx: GenContext, persons: DataFrame) -> DataFrame:
             online, F.concat(F.lit("ORD-"), F.upper(hex_id(s, "order", pid, k, length=16)))
         ).otherwise(F.concat(F.lit("R"), F.upper(hex_id(s, "receipt", pid, k, length=16)))),
     )
-    return df.drop("w0", "w1", "n_purchases")
+    return df.drop("first_ts", "w0", "w1", "n_repeats", "ts")
+
+
+# Seasonality: the acceptance of a candidate purchase peaks in mid-December and is a third of
+# that in mid-June (amplitude 0.5), as in most consumer retail; its mean over a year is 2/3.
+_SEASON_AMPLITUDE = 0.5
+_SEASON_PEAK_DAY = 350  # day of the year
+_SEASON_MEAN = 1 / (1 + _SEASON_AMPLITUDE)
+
+
+def _season(ts: Column) -> Column:
+    """Acceptance in (0, 1] of a purchase at epoch second ``ts``."""
+    day_of_year = (ts / DAY) % 365.2425  # 1970-01-01 is day 0; the drift is under a day
+    phase = 2 * math.pi * (day_of_year - _SEASON_PEAK_DAY) / 365.2425
+    return (1 + _SEASON_AMPLITUDE * F.cos(phase)) / (1 + _SEASON_AMPLITUDE)
 
 
 def ground_truth_purchases(purchases: DataFrame) -> DataFrame:

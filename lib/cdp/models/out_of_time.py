@@ -51,7 +51,7 @@ from cdp.models.train import (
     split_customers,
     with_score,
 )
-from cdp.models.train_record import CHAMPION_OOT, HEURISTIC_OOT, OUT_OF_TIME
+from cdp.models.train_record import BTYD_OOT, CHAMPION_OOT, HEURISTIC_OOT, OUT_OF_TIME
 from cdp.models.train_steps import ChampionCheck, HoldoutEvaluations, SearchResult, labelled_data
 from cdp.stage import StageContext
 
@@ -66,12 +66,14 @@ class OutOfTime:
     model: Evaluation | None = None
     heuristic: Evaluation | None = None
     champion: Evaluation | None = None
+    btyd: Evaluation | None = None  # BG/NBD alone: fitted before as_of, so its holdout values
     skipped: str | None = None
     # Features without a value at train_as_of, which the earlier fit had to leave out.
     dropped: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float]:
-        """``oot_*``, ``heuristic_oot_*`` and ``champion_oot_*`` (empty when skipped)."""
+        """``oot_*``, ``heuristic_oot_*``, ``champion_oot_*`` and ``btyd_oot_*`` (empty when
+        skipped)."""
         if self.model is None:
             return {}
         out = self.model.metrics(OUT_OF_TIME)
@@ -79,6 +81,8 @@ class OutOfTime:
             out.update(self.heuristic.metrics(HEURISTIC_OOT))
         if self.champion is not None:
             out.update(self.champion.metrics(CHAMPION_OOT))
+        if self.btyd is not None:
+            out.update(self.btyd.metrics(BTYD_OOT))
         return out
 
 
@@ -175,7 +179,9 @@ def out_of_time_check(
         ctx.progress(f"{spec.name}: out-of-time check skipped: {reason}")
         return OutOfTime(train_as_of, skipped=reason)
     ev = evaluate(with_score(model.transform(holdout)), deciles=settings.calibration_bins)
-    result = OutOfTime(train_as_of, ev, evals.heuristic, champion.holdout, dropped=dropped)
+    result = OutOfTime(
+        train_as_of, ev, evals.heuristic, champion.holdout, btyd=evals.btyd, dropped=dropped
+    )
     heur = evals.heuristic
     ctx.progress(
         f"{spec.name}: out of time ({found.chosen.candidate.label} fitted at {train_as_of}, "
@@ -184,6 +190,11 @@ def out_of_time_check(
         + (
             f"; champion {champion.holdout.roc_auc:.4f}/{champion.holdout.pr_auc:.4f}"
             if champion.holdout is not None
+            else ""
+        )
+        + (
+            f"; BG/NBD alone {evals.btyd.roc_auc:.4f}/{evals.btyd.pr_auc:.4f}"
+            if evals.btyd is not None
             else ""
         )
         + (f"; left out (no value at {train_as_of}): {', '.join(dropped)}" if dropped else "")

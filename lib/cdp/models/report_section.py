@@ -1,5 +1,5 @@
 """The models' part of the run report: holdout measures of each model beside the
-recency/frequency heuristic, the out-of-time line next to them (the model's configuration
+recency/frequency heuristic and BG/NBD alone, the out-of-time line next to them (the model's configuration
 fitted one horizon earlier, the heuristic and the champion on the same customers), the
 promotion decision, the versions trained, given an alias and scored, and the ROC and lift
 charts the train stage logged to MLflow.
@@ -20,6 +20,7 @@ from cdp.models.inputs import AS_OF_METRIC, model_metric
 from cdp.models.score_stage import SCORED_VERSION
 from cdp.models.train import LIFT_TOP_DECILE, LOG_LOSS, PR_AUC, ROC_AUC
 from cdp.models.train_record import (
+    BTYD_HOLDOUT,
     CHAMPION_OOT,
     HEURISTIC_HOLDOUT,
     HEURISTIC_OOT,
@@ -28,6 +29,7 @@ from cdp.models.train_record import (
 )
 from cdp.models.train_stage import (
     ALIAS,
+    FALLBACK_SCORER,
     FALLBACK_VERSION,
     MLFLOW_RUN_ID,
     OOT_SKIPPED,
@@ -53,12 +55,15 @@ CHARTS = ("roc", "lift")  # the figures (registry.charts) the page shows per mod
 
 
 # The columns of the measures table: the holdout line, then the out-of-time line next to it.
-LINES = (HOLDOUT, HEURISTIC_HOLDOUT, OUT_OF_TIME, HEURISTIC_OOT, CHAMPION_OOT)
+# BG/NBD alone is fitted strictly before as_of, so its holdout value is its out-of-time value:
+# one column.
+LINES = (HOLDOUT, HEURISTIC_HOLDOUT, BTYD_HOLDOUT, OUT_OF_TIME, HEURISTIC_OOT, CHAMPION_OOT)
 MEASURE_HEADERS = [
     "model",
     "measure",
     "holdout: model",
     "holdout: recency/frequency heuristic",
+    "BG/NBD expected purchases alone (fitted before as_of)",
     "out of time: model",
     "out of time: heuristic",
     "out of time: champion",
@@ -98,9 +103,10 @@ def decision_lines(metrics: dict[str, str], models: Sequence[str]) -> list[str]:
             lines.append(f"{model}: version {version} is {alias}: {promotion}.")
         fallback = metrics.get(model_metric(model, FALLBACK_VERSION))
         if fallback:
+            scorer = metrics.get(model_metric(model, FALLBACK_SCORER)) or "the heuristic"
             lines.append(
-                f"{model}: no champion had earned the alias, so the heuristic scores: "
-                f"version {fallback} (the heuristic) is the champion."
+                f"{model}: no champion had earned the alias, so {scorer} scores: "
+                f"version {fallback} ({scorer}) is the champion."
             )
     return lines
 

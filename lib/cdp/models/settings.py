@@ -81,19 +81,24 @@ class OutOfTimeConfig(_Strict):
     """The train stage's out-of-time check (:mod:`cdp.models.out_of_time`): the chosen
     candidate's configuration fitted one horizon earlier (features at ``as_of - horizon``,
     labels up to ``as_of``) and scored on the holdout customers at ``as_of``, beside the
-    recency/frequency heuristic and the champion on the same rows.
+    recency/frequency heuristic, BG/NBD's expected purchases alone and the champion on the
+    same rows.
 
-    A candidate below the heuristic there on any of ``gate_metrics`` (by ``min_margin``) is
-    registered but never given the ``champion`` alias. Where the check cannot run (too little
+    A candidate below the heuristic there on any of ``gate_metrics`` (by ``min_margin``), or
+    below BG/NBD alone (``btyd_gate``), is registered but never given the ``champion`` alias. Where the check cannot run (too little
     history, or ``enabled: false``) the same gate reads the holdout measures instead."""
 
     enabled: bool = True
     gate_metrics: list[Metric] = Field(default_factory=lambda: list(_GATE_METRICS))
-    # The candidate must reach the heuristic's value plus this on every gate metric.
+    # The candidate must reach the free scorers' values plus this on every gate metric.
     min_margin: float = Field(default=0.0, ge=0)
-    # With no usable champion and a candidate that lost to the heuristic, register the
-    # heuristic itself (a logistic calibration of it) as the champion, so that score and the
-    # audiences run on the better ranking; false: no champion, and score says why.
+    # BG/NBD's expected purchases alone (a BTYD feature, fitted before as_of) gates like the
+    # heuristic where the features carry a fit.
+    btyd_gate: bool = True
+    # With no usable champion and a candidate that lost to a free scorer, register the better
+    # free scorer on the selection metric (heuristic or BG/NBD alone, a logistic calibration
+    # of its rank) as the champion, so that score and the audiences run on the better
+    # ranking; false: no champion, and score says why.
     heuristic_fallback: bool = True
 
 

@@ -204,23 +204,44 @@ def heuristic_score(label_kind: str) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-HEURISTIC_RANK = "heuristic_rank"
+def btyd_sql(label_kind: str, column: str) -> str:
+    """BG/NBD alone as a SQL rank: the expected purchases over the label horizon (``column``,
+    a BTYD feature fitted strictly before the features' ``as_of``); a customer without a
+    purchase history expects none. For churn the opposite ranking, like the heuristic."""
+    expected = f"coalesce(cast({column} AS DOUBLE), 0D)"
+    return f"(-{expected})" if label_kind == "churn" else expected
 
 
-def heuristic_pipeline(label_kind: str) -> Pipeline:
-    """The heuristic as a model: its rank (:func:`heuristic_sql`) through a one-input logistic
-    regression, which keeps the heuristic's order (a positive slope) and turns it into a
-    probability, so the score stage, the deciles and the audiences take it like any champion.
-    A Spark pipeline of built-in stages: MLflow saves and loads it like the others."""
+def btyd_score(label_kind: str, column: str) -> Callable[[DataFrame], DataFrame]:
+    """BG/NBD alone as a scorer (:func:`btyd_sql`); only the order matters for AUC and lift."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        return df.withColumn(SCORE, F.expr(btyd_sql(label_kind, column)))
+
+    return transform
+
+
+RANK = "free_scorer_rank"
+
+
+def rank_pipeline(rank_sql: str) -> Pipeline:
+    """A free scorer as a model: its rank (a SQL expression over feature columns, such as
+    :func:`heuristic_sql` or :func:`btyd_sql`) through a one-input logistic regression, which
+    keeps the order (a positive slope) and turns it into a probability, so the score stage,
+    the deciles and the audiences take it like any champion. A Spark pipeline of built-in
+    stages: MLflow saves and loads it like the others."""
     return Pipeline(
         stages=[
-            SQLTransformer(
-                statement=f"SELECT *, {heuristic_sql(label_kind)} AS {HEURISTIC_RANK} FROM __THIS__"
-            ),
-            VectorAssembler(inputCols=[HEURISTIC_RANK], outputCol="features"),
+            SQLTransformer(statement=f"SELECT *, {rank_sql} AS {RANK} FROM __THIS__"),
+            VectorAssembler(inputCols=[RANK], outputCol="features"),
             LogisticRegression(labelCol=LABEL, featuresCol="features", maxIter=50),
         ]
     )
+
+
+def heuristic_pipeline(label_kind: str) -> Pipeline:
+    """The heuristic as a model (:func:`rank_pipeline`)."""
+    return rank_pipeline(heuristic_sql(label_kind))
 
 
 # -- evaluation -------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ HOLDOUT = "holdout_"
 VALIDATION = "validation_"
 BASELINE_LR_HOLDOUT = "baseline_lr_holdout_"
 HEURISTIC_HOLDOUT = "heuristic_holdout_"
+# BG/NBD's expected purchases alone (fitted before as_of, so holdout and out of time coincide).
+BTYD_HOLDOUT = "btyd_holdout_"
 CHAMPION_HOLDOUT = "champion_holdout_"
 # The out-of-time check (cdp.models.out_of_time): the chosen configuration fitted one horizon
 # earlier, the heuristic and the champion, on the holdout customers at as_of (the names the
@@ -36,6 +38,7 @@ CHAMPION_HOLDOUT = "champion_holdout_"
 OUT_OF_TIME = "oot_"
 HEURISTIC_OOT = "heuristic_oot_"
 CHAMPION_OOT = "champion_oot_"
+BTYD_OOT = "btyd_oot_"
 
 
 def training_metrics(
@@ -50,6 +53,8 @@ def training_metrics(
     metrics.update(found.chosen.validation.metrics(VALIDATION))
     metrics.update(evals.lr.metrics(BASELINE_LR_HOLDOUT))
     metrics.update(evals.heuristic.metrics(HEURISTIC_HOLDOUT))
+    if evals.btyd is not None:
+        metrics.update(evals.btyd.metrics(BTYD_HOLDOUT))
     if champion.holdout is not None:
         metrics.update(champion.holdout.metrics(CHAMPION_HOLDOUT))
     metrics["search_seconds"] = found.seconds
@@ -162,6 +167,8 @@ def training_figures(
 ) -> dict[str, Any]:
     """Importance, ROC, lift (model, LR, heuristic) and calibration figures."""
     curves = {"model": evals.model, "logistic regression": evals.lr, "heuristic": evals.heuristic}
+    if evals.btyd is not None:
+        curves["BG/NBD alone"] = evals.btyd
     return R.charts(
         importances=imp,
         roc={name: ev.roc_curve for name, ev in curves.items()},

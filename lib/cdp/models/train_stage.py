@@ -21,7 +21,7 @@ from pyspark import StorageLevel
 
 from cdp.models import registry as R
 from cdp.models.features_stage import left_out_features
-from cdp.models.heuristic_fallback import register_heuristic_fallback
+from cdp.models.heuristic_fallback import best_free_scorer, register_heuristic_fallback
 from cdp.models.inputs import (
     Inputs,
     check_horizon,
@@ -37,6 +37,8 @@ from cdp.models.promotion import Decision, decide
 from cdp.models.settings import ModelsConfig, ModelSpec
 from cdp.models.train import LIFT_TOP_DECILE, LOG_LOSS, PR_AUC, ROC_AUC, Evaluation, split_customers
 from cdp.models.train_record import (
+    BTYD_HOLDOUT,
+    BTYD_OOT,
     CHAMPION_OOT,
     HEURISTIC_HOLDOUT,
     HEURISTIC_OOT,
@@ -46,6 +48,7 @@ from cdp.models.train_record import (
 )
 from cdp.models.train_steps import (
     ChampionCheck,
+    HoldoutEvaluations,
     champion_on_holdout,
     check_classes,
     evaluate_holdout,
@@ -59,9 +62,17 @@ from cdp.stage import StageContext
 # Run-log metrics of a train run, each per model as ``<model>.<name>`` (see model_metric);
 # the report (cdp.models.report_section) reads them by these names.
 # The holdout and out-of-time measures come under the MLflow names (train_record.HOLDOUT,
-# HEURISTIC_HOLDOUT, OUT_OF_TIME, HEURISTIC_OOT, CHAMPION_OOT).
+# HEURISTIC_HOLDOUT, BTYD_HOLDOUT, OUT_OF_TIME, HEURISTIC_OOT, CHAMPION_OOT, BTYD_OOT).
 RUN_LOG_MEASURES = (ROC_AUC, PR_AUC, LOG_LOSS, LIFT_TOP_DECILE)
-RUN_LOG_PREFIXES = (HOLDOUT, HEURISTIC_HOLDOUT, OUT_OF_TIME, HEURISTIC_OOT, CHAMPION_OOT)
+RUN_LOG_PREFIXES = (
+    HOLDOUT,
+    HEURISTIC_HOLDOUT,
+    BTYD_HOLDOUT,
+    OUT_OF_TIME,
+    HEURISTIC_OOT,
+    CHAMPION_OOT,
+    BTYD_OOT,
+)
 MLFLOW_RUN_ID = "mlflow_run_id"
 VERSION = "version"
 ALIAS = "alias"
@@ -75,6 +86,8 @@ OOT_TRAIN_AS_OF = "oot_train_as_of"  # where the out-of-time check fitted
 OOT_SKIPPED = "oot_skipped"  # why the out-of-time check did not run
 # The version of the heuristic registered as champion (cdp.models.heuristic_fallback).
 FALLBACK_VERSION = "heuristic_fallback_version"
+# Which free scorer it is, in words ("the heuristic", "BG/NBD alone").
+FALLBACK_SCORER = "fallback_scorer"
 
 
 @dataclass
@@ -183,7 +196,7 @@ def train_model(
             oot = out_of_time_check(
                 ctx, spec, as_of, inputs, found, split.holdout, evals, champion, settings
             )
-            decision = decide_promotion(evals.model, evals.heuristic, oot, champion, settings)
+            decision = decide_promotion(evals, oot, champion, settings)
         logged, metrics = log_training_run(
             ctx,
             registry,
@@ -212,6 +225,7 @@ def train_model(
                 and not usable_champion
                 and settings.out_of_time.heuristic_fallback
             ):
+                scorer = best_free_scorer(spec, settings, evals.heuristic, evals.btyd)
                 fallback, _ = register_heuristic_fallback(
                     ctx,
                     registry,
@@ -222,7 +236,9 @@ def train_model(
                     counts["train"][0],
                     settings,
                     decision.reason,
+                    scorer,
                 )
+                ctx.run.metric(model_metric(spec.name, FALLBACK_SCORER), scorer.label)
         log_run_metrics(
             ctx,
             spec,
@@ -256,20 +272,20 @@ def train_model(
 
 
 def decide_promotion(
-    model: Evaluation,
-    heuristic: Evaluation,
+    evals: HoldoutEvaluations,
     oot: OutOfTime,
     champion: ChampionCheck,
     settings: ModelsConfig,
 ) -> Decision:
     """:func:`cdp.models.promotion.decide` on what the stage measured."""
     return decide(
-        holdout=model,
-        heuristic=heuristic,
+        holdout=evals.model,
+        heuristic=evals.heuristic,
         settings=settings,
         out_of_time=oot.model,
         champion=champion.holdout,
         champion_version=champion.info.version if champion.info else None,
+        btyd=evals.btyd,
     )
 
 

@@ -1,6 +1,7 @@
 """The steps of training one model, in the order the train stage runs them: labelled data,
 the split (both classes in every part), the candidate search, the holdout evaluation (beside
-logistic regression, the recency/frequency heuristic and the current champion) and the alias
+logistic regression, the recency/frequency heuristic, BG/NBD alone and the current champion)
+and the alias
 given (the rule itself is ``promotion``, the out-of-time check ``out_of_time``). Each returns
 what the next needs; the MLflow record is ``train_record``.
 """
@@ -17,7 +18,7 @@ from pyspark.sql import functions as F
 
 from cdp.models import registry as R
 from cdp.models.features_stage import features_at
-from cdp.models.inputs import Inputs
+from cdp.models.inputs import Inputs, scalar
 from cdp.models.labels import LABEL, build_labels, labelled
 from cdp.models.promotion import Decision
 from cdp.models.settings import ModelsConfig, ModelSpec
@@ -26,6 +27,7 @@ from cdp.models.train import (
     Split,
     Trial,
     best,
+    btyd_score,
     cap_rows,
     evaluate,
     feature_columns,
@@ -36,6 +38,7 @@ from cdp.models.train import (
     with_score,
 )
 from cdp.stage import StageContext
+from cdp.value.score import feature_columns as btyd_feature_columns
 
 PARTS = ("train", "validation", "holdout")
 
@@ -55,12 +58,14 @@ class SearchResult:
 
 @dataclass
 class HoldoutEvaluations:
-    """The chosen model, the best LR and the heuristic on the same holdout customers."""
+    """The chosen model, the best LR, the heuristic and BG/NBD alone (None without a BTYD
+    fit) on the same holdout customers."""
 
     chosen_scored: DataFrame
     model: Evaluation
     lr: Evaluation
     heuristic: Evaluation
+    btyd: Evaluation | None = None
 
 
 @dataclass
@@ -163,12 +168,30 @@ def evaluate_holdout(
         else evaluate(with_score(found.lr.model.transform(holdout)), deciles=bins)
     )
     heur_eval = evaluate(holdout.transform(heuristic_score(spec.label)), probabilities=False)
+    btyd_eval = evaluate_btyd(holdout, spec, settings)
     ctx.progress(
         f"{spec.name}: holdout roc_auc {chosen_eval.roc_auc:.4f} pr_auc {chosen_eval.pr_auc:.4f} "
         f"({found.chosen.candidate.label}); LR {lr_eval.roc_auc:.4f}/{lr_eval.pr_auc:.4f}; "
         f"heuristic {heur_eval.roc_auc:.4f}/{heur_eval.pr_auc:.4f}"
+        + (
+            f"; BG/NBD alone {btyd_eval.roc_auc:.4f}/{btyd_eval.pr_auc:.4f}"
+            if btyd_eval is not None
+            else ""
+        )
     )
-    return HoldoutEvaluations(chosen_scored, chosen_eval, lr_eval, heur_eval)
+    return HoldoutEvaluations(chosen_scored, chosen_eval, lr_eval, heur_eval, btyd_eval)
+
+
+def evaluate_btyd(holdout: DataFrame, spec: ModelSpec, settings: ModelsConfig) -> Evaluation | None:
+    """BG/NBD's expected purchases alone (:func:`btyd_score`) on the holdout, the peer a
+    model must beat besides the heuristic (issue 26); None when the features carry no BTYD
+    fit (the option off, too few buyers, PyMC-Marketing absent)."""
+    column, _ = btyd_feature_columns(settings.labels.horizon_days)
+    if column not in holdout.columns:
+        return None
+    if scalar(holdout.agg(F.count(column))) in (None, 0):
+        return None
+    return evaluate(holdout.transform(btyd_score(spec.label, column)), probabilities=False)
 
 
 def champion_on_holdout(
