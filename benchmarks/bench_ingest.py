@@ -38,8 +38,11 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_config(work: Path, driver_memory: str) -> CdpConfig:
-    """The benchmarks' configuration: data and landing under ``work``, UI off, quiet logs."""
+def bench_config(
+    work: Path, driver_memory: str, extra: dict[str, object] | None = None
+) -> CdpConfig:
+    """The benchmarks' configuration: data and landing under ``work``, UI off, quiet logs;
+    ``extra``: more overrides (dotted keys)."""
     return load_config(
         env="local",
         # The generated landing zone is the demo's: its sources come with the demo profile.
@@ -50,6 +53,7 @@ def bench_config(work: Path, driver_memory: str) -> CdpConfig:
             "spark.ui_enabled": False,
             "spark.driver_memory": driver_memory,
             "log.level": "WARNING",
+            **(extra or {}),
         },
     )
 

@@ -22,13 +22,15 @@ import sys
 import time
 from pathlib import Path
 
-from cdp.config import demo_overlay, load_config
 from cdp.generate import generate_landing
 from cdp.models.inputs import model_metric
 from cdp.models.train_record import BTYD_OOT, HEURISTIC_OOT, OUT_OF_TIME
 from cdp.models.train_stage import PROMOTION
 from cdp.runner import run_stage
 from cdp.session import build_session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ingest import bench_config  # noqa: E402
 
 STAGES = ("ingest", "silver", "identity", "value", "features", "train")
 MODELS = ("purchase_90d", "churn_90d")
@@ -41,18 +43,7 @@ def run_seed(work: Path, persons: int, seed: int, budget: int, driver_memory: st
     """The train run's metrics (run log) for one freshly generated and processed seed."""
     root = work / f"p{persons}-s{seed}"
     shutil.rmtree(root, ignore_errors=True)
-    config = load_config(
-        env="local",
-        conf_files=[demo_overlay()],  # the sources cdp generate writes
-        overrides={
-            "data_root": str(root / "data"),
-            "landing_root": str(root / "landing"),
-            "spark.ui_enabled": False,
-            "spark.driver_memory": driver_memory,
-            "log.level": "WARNING",
-            "models.search.time_budget_seconds": budget,
-        },
-    )
+    config = bench_config(root, driver_memory, {"models.search.time_budget_seconds": budget})
     spark = build_session(config)
     t0 = time.perf_counter()
     generate_landing(spark, out_dir=str(root / "landing"), persons=persons, seed=seed)
