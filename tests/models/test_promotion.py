@@ -151,6 +151,9 @@ def test_the_report_shows_the_out_of_time_line_next_to_the_holdout_line() -> Non
     assert "fitted at 2024-12-01" in page
     assert "version 4 is challenger: loses to the heuristic out of time: roc_auc 0.7490" in page
     assert "version 5 (the heuristic) is the champion" in page
+    bg_nbd = _page(metrics, decision=decision, out_of_time=oot, fallback_version="5",
+                   fallback_scorer="BG/NBD alone")  # fmt: skip
+    assert "so BG/NBD alone scores: version 5 (BG/NBD alone) is the champion" in bg_nbd
 
 
 def test_the_report_says_when_the_check_was_skipped() -> None:

@@ -120,6 +120,7 @@ def log_run_metrics(
     decision: Decision | None = None,
     out_of_time: OutOfTime | None = None,
     fallback_version: str | None = None,
+    fallback_scorer: str | None = None,
 ) -> None:
     """The run-log metrics of one model: the holdout and out-of-time measures of the model,
     the heuristic and the champion (those it has: the heuristic is no probability, so no log
@@ -137,6 +138,7 @@ def log_run_metrics(
         ctx.run.metric(model_metric(spec.name, PROMOTION), decision.reason)
     if fallback_version is not None:
         ctx.run.metric(model_metric(spec.name, FALLBACK_VERSION), fallback_version)
+        ctx.run.metric(model_metric(spec.name, FALLBACK_SCORER), fallback_scorer or "the heuristic")
     ctx.run.metric(model_metric(spec.name, MLFLOW_RUN_ID), logged.run_id)
     if logged.version:
         ctx.run.metric(model_metric(spec.name, VERSION), logged.version)
@@ -215,6 +217,7 @@ def train_model(
         )
         alias: str | None = None
         fallback: str | None = None
+        fallback_scorer: str | None = None
         if decision is not None and logged.version is not None:
             alias = move_alias(
                 ctx, registry, spec, as_of, logged.version, evals.model, decision, settings
@@ -238,7 +241,7 @@ def train_model(
                     decision.reason,
                     scorer,
                 )
-                ctx.run.metric(model_metric(spec.name, FALLBACK_SCORER), scorer.label)
+                fallback_scorer = scorer.label
         log_run_metrics(
             ctx,
             spec,
@@ -249,6 +252,7 @@ def train_model(
             decision=decision,
             out_of_time=oot,
             fallback_version=fallback,
+            fallback_scorer=fallback_scorer,
         )
         return TrainOutcome(
             model_name=spec.name,
