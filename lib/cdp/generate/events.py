@@ -19,9 +19,8 @@ from cdp.generate._frame import ISO_MS_Z, ISO_Z, SourceFrame, drop_label, fmt_ts
 from cdp.generate._rand import hex_id, pick, pick_at, seq, uniform, uuid_like, weighted
 from cdp.generate.noise import EmailNoise, email_variant
 from cdp.generate.persons import GenContext
-from cdp.generate.timeline import DAY
+from cdp.generate.timeline import DAY, YEAR
 
-_YEAR = 365.25 * DAY
 WEB_VISITOR_SHARE = 0.3  # anonymous visitors per person
 
 
@@ -45,7 +44,7 @@ def _person_cookies(ctx: GenContext, persons: DataFrame) -> DataFrame:
         .otherwise(F.when(c == 0, 0.55).when(c == 1, 0.3).otherwise(0.15))
     )
     rate = 0.5 + 5.0 * F.pow(F.col("activity"), 1.2)
-    years = F.greatest(cw1 - cw0, F.lit(0)) / _YEAR
+    years = F.greatest(cw1 - cw0, F.lit(0)) / YEAR
     n_sessions = F.floor(
         rate * years * share * (0.6 + 0.8 * uniform(s, "web.ns", ckey))
         + uniform(s, "web.nsf", ckey)

@@ -25,7 +25,7 @@ from cdp.generate._rand import (
     uniform,
     weighted,
 )
-from cdp.generate.timeline import DAY, Timeline
+from cdp.generate.timeline import DAY, YEAR, Timeline
 
 # Identifiers derived from a permutation of the person id are unique below this bound.
 MAX_PERSONS = 8_000_000
@@ -38,7 +38,6 @@ _MUL_ACCOUNT = 4_398_047
 _MUL_MEMBER = 1_618_033
 _MUL_CARD = 7_346_519
 MUL_CRM_SECOND = 2_236_067
-_YEAR = 365.25 * DAY
 
 
 @dataclass(frozen=True)
@@ -311,7 +310,7 @@ def persons_frame(ctx: GenContext) -> DataFrame:
         exponential(uniform(s, "first.buy", pid), 21 * DAY)
     )
     df = df.withColumn("first_purchase_ts", F.when(buyer, first_buy.cast("long")))
-    lifetime = exponential(uniform(s, "lifetime", pid), (0.4 + 3.0 * act) * _YEAR)
+    lifetime = exponential(uniform(s, "lifetime", pid), (0.4 + 3.0 * act) * YEAR)
     buyer_churn = F.col("first_purchase_ts") + F.floor(lifetime)
     churns = uniform(s, "churns", pid) < (0.2 + 0.4 * (1 - act))
     browser_churn = F.when(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 DAY = 86_400
+YEAR = 365.25 * DAY
 
 
 def _epoch(d: date) -> int:

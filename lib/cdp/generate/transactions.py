@@ -26,9 +26,8 @@ from cdp.generate.noise import (
     phone_variant,
 )
 from cdp.generate.persons import CITIES, GenContext
-from cdp.generate.timeline import DAY
+from cdp.generate.timeline import DAY, YEAR
 
-_YEAR = 365.25 * DAY
 _MAX_PURCHASES = 150
 
 # Person columns the transaction sources need, carried through the explode.
@@ -69,7 +68,7 @@ def purchases_frame(ctx: GenContext, persons: DataFrame) -> DataFrame:
     first = F.col("first_purchase_ts")
     w0 = F.greatest(first, F.lit(tl.start_ts))
     w1 = F.least(F.coalesce(F.col("churn_ts"), F.lit(tl.end_ts)), F.lit(tl.end_ts))
-    years = F.greatest(w1 - w0, F.lit(0)) / _YEAR
+    years = F.greatest(w1 - w0, F.lit(0)) / YEAR
     # Candidates at the rate divided by the season's mean acceptance, so that thinning keeps
     # ``purchase_rate`` purchases a year on average.
     candidates = F.coalesce(F.col("purchase_rate") * years / _SEASON_MEAN, F.lit(0.0))

@@ -1,6 +1,7 @@
 """The models' part of the run report: holdout measures of each model beside the
-recency/frequency heuristic and BG/NBD alone, the out-of-time line next to them (the model's configuration
-fitted one horizon earlier, the heuristic and the champion on the same customers), the
+recency/frequency heuristic and BG/NBD alone, the out-of-time line next to them (the model's
+configuration fitted one horizon earlier, the heuristic and the champion on the same
+customers), the
 promotion decision, the versions trained, given an alias and scored, and the ROC and lift
 charts the train stage logged to MLflow.
 

@@ -85,8 +85,9 @@ class OutOfTimeConfig(_Strict):
     same rows.
 
     A candidate below the heuristic there on any of ``gate_metrics`` (by ``min_margin``), or
-    below BG/NBD alone (``btyd_gate``), is registered but never given the ``champion`` alias. Where the check cannot run (too little
-    history, or ``enabled: false``) the same gate reads the holdout measures instead."""
+    below BG/NBD alone (``btyd_gate``), is registered but never given the ``champion`` alias.
+    Where the check cannot run (too little history, or ``enabled: false``) the same gate reads
+    the holdout measures instead."""
 
     enabled: bool = True
     gate_metrics: list[Metric] = Field(default_factory=lambda: list(_GATE_METRICS))

@@ -183,7 +183,7 @@ HEURISTIC_INPUTS = ("orders_365d", "recency_days")
 
 def heuristic_sql(label_kind: str) -> str:
     """The recency/frequency rule as a SQL expression: one text for the evaluation
-    (:func:`heuristic_score`) and for the fallback model (:func:`heuristic_pipeline`)."""
+    (:func:`heuristic_score`) and for the fallback model (:func:`rank_pipeline`)."""
     rf = (
         "(log1p(coalesce(cast(orders_365d AS DOUBLE), 0D))"
         " - coalesce(cast(recency_days AS DOUBLE), 3650D) / 365D)"
@@ -237,11 +237,6 @@ def rank_pipeline(rank_sql: str) -> Pipeline:
             LogisticRegression(labelCol=LABEL, featuresCol="features", maxIter=50),
         ]
     )
-
-
-def heuristic_pipeline(label_kind: str) -> Pipeline:
-    """The heuristic as a model (:func:`rank_pipeline`)."""
-    return rank_pipeline(heuristic_sql(label_kind))
 
 
 # -- evaluation -------------------------------------------------------------------------------
