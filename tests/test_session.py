@@ -15,7 +15,7 @@ from cdp.session import ensure_java, jvm_class_available
 def test_embedded_session_settings(spark: SparkSession) -> None:
     conf = spark.conf
     assert conf.get("spark.sql.session.timeZone") == "UTC"
-    assert conf.get("spark.sql.shuffle.partitions") == "2"
+    assert conf.get("spark.sql.shuffle.partitions") == "1"
     assert conf.get("spark.ui.enabled") == "false"
     assert spark.sparkContext.getCheckpointDir() is not None
     assert "_checkpoints" in spark.sparkContext.getCheckpointDir()
