@@ -282,6 +282,12 @@ def test_a_mistyped_birth_date_or_swapped_names_are_no_conflict_other_dates_are(
         # Two birth dates years apart behind one crm id: two people.
         person("b1", crm_id="B", birth_date=date(1970, 1, 1), first_name="Anna", last_name="Ek"),
         person("b2", crm_id="B", birth_date=date(1985, 6, 6), first_name="Anna", last_name="Ek"),
+        # Names swapped and one of them mistyped: one person ...
+        person("d1", crm_id="D", first_name="Samuel", last_name="Brown"),
+        person("d2", crm_id="D", first_name="Brosn", last_name="Samuel"),
+        # ... but a swap whose other name is another name is two people.
+        person("e1", crm_id="E", first_name="Samuel", last_name="Brown"),
+        person("e2", crm_id="E", first_name="Green", last_name="Samuel"),
     )
     rules = rules_with(
         limits={},
@@ -292,6 +298,8 @@ def test_a_mistyped_birth_date_or_swapped_names_are_no_conflict_other_dates_are(
     got, res, links = groups(spark, {"person_records": df}, rules)
     assert frozenset({"a1", "a2", "a3"}) in got and frozenset({"c1", "c2"}) in got
     assert frozenset({"b1"}) in got and frozenset({"b2"}) in got
+    assert frozenset({"d1", "d2"}) in got
+    assert frozenset({"e1"}) in got and frozenset({"e2"}) in got
     reasons = {r["reason"] for r in links.where(F.col("reason").isNotNull()).collect()}
     assert reasons == {"shared:distinct_birth_date"}  # crm id B, not A
     with pytest.raises(ConfigError, match="date_conflicts and in attribute_limits"):
