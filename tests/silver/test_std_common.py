@@ -33,6 +33,39 @@ def test_convention_out_keeps_input_column(spark: SparkSession) -> None:
     check(got, expected)
 
 
+def test_emit_replaces_columns_as_with_columns_does_whatever_their_case(
+    spark: SparkSession,
+) -> None:
+    # emit builds its outputs in one projection; the result must be what
+    # `withColumns(outputs).drop(temporaries)` gives: a replaced column keeps its place and
+    # takes the new name (Spark matches names case-insensitively), new ones come last.
+    from pyspark.sql import functions as F
+
+    from cdp.silver.std_common import emit, temp
+
+    df = spark.createDataFrame(
+        [(1, " a ", "old", "x"), (2, None, "old", "y")],
+        "id int, v string, V_STATUS string, other string",
+    ).withColumn(temp("v", "clean"), F.trim("v"))
+    value, empty = F.upper(F.col(temp("v", "clean"))), F.col("v").isNull()
+    got = emit(df, src="v", out="v", value=value, empty=empty, extra={"v_len": F.length})
+    staged = df.withColumns({"_val": value, "_empty": F.coalesce(empty, F.lit(False))})
+    final = F.when(~F.col("_empty"), F.col("_val"))
+    reference = staged.withColumns(
+        {
+            "v": final,
+            "v_raw": F.col("v").cast("string"),
+            "v_status": F.when(F.col("_empty"), "empty")
+            .when(F.col("_val").isNull(), "invalid")
+            .otherwise("ok"),
+            "v_len": F.length(final),
+        }
+    ).drop("_val", "_empty", temp("v", "clean"))
+    assert got.columns == ["id", "v", "v_status", "other", "v_raw", "v_len"]
+    assert got.columns == reference.columns
+    assert sorted(got.collect()) == sorted(reference.collect())
+
+
 def test_raw_is_the_input_as_string_for_non_string_columns(spark: SparkSession) -> None:
     # A phone read as a number by schema inference still keeps a raw text.
     df = spark.createDataFrame([(1, 442079460958)], "id int, v long")

@@ -247,8 +247,28 @@ def emit(
     }
     for name, build in (extra or {}).items():
         columns[name] = build(final)
+    # One projection for what `withColumns(columns).drop(temporaries)` would give, in the same
+    # column order (replaced columns in place, new ones at the end): every projection is a
+    # plan Spark analyses again at each later step, and a source's standardizers stack a few
+    # dozen (measured: 20 ms per step on a shallow plan, 80 ms at 300 deep).
+    # Names match as Spark's resolver matches them (case-insensitively by default), and a
+    # replaced column takes the new name, as in `withColumns`.
     prefix = temp(out, "")
-    return staged.withColumns(columns).drop(*[c for c in staged.columns if c.startswith(prefix)])
+    present = staged.columns
+    case_sensitive = staged.sparkSession.conf.get("spark.sql.caseSensitive", "false") == "true"
+
+    def key(name: str) -> str:
+        return name if case_sensitive else name.lower()
+
+    by_key = {key(name): name for name in columns}
+    kept = [
+        columns[by_key[key(c)]].alias(by_key[key(c)]) if key(c) in by_key else F.col(f"`{c}`")
+        for c in present
+        if not c.startswith(prefix)
+    ]
+    present_keys = {key(c) for c in present}
+    added = [value.alias(name) for name, value in columns.items() if key(name) not in present_keys]
+    return staged.select(*kept, *added)
 
 
 def no_value(out: str) -> Transform:
