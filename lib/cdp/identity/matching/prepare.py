@@ -6,7 +6,9 @@ One row per live record of the compared tables: ``unique_id`` (the record's grap
 * names folded (case, accents, punctuation: :func:`cdp.silver.std_common.fold_key`), a
   forename also as ``<field>_canon``, the root of its known forms (Bob, Bobby -> robert);
 * dates as ``yyyy-MM-dd``; postcodes upper-case with one blank; cities and street lines
-  folded word by word; e-mails and phones as silver standardized them;
+  folded word by word, a street type in one short form whether written out or abbreviated
+  ("Mill Lane" / "Mill Ln", "Goethestraße" / "Goethestr."); e-mails and phones as silver
+  standardized them;
 * custom identifiers (``attributes[<name>]`` of sources that declare them) upper-case, letters
   and digits only ("qq 12 34 56 c" -> "QQ123456C").
 
@@ -31,6 +33,36 @@ from cdp.silver.std_common import fold_key, fold_key_py, map_literal
 
 NAME_KINDS = ("forename", "surname")
 WORD_KINDS = ("city", "address")
+# Street types in the short form postal standards use (USPS Publication 28 for English,
+# "Str." for German and Dutch), keyed by the folded word: one person's two records write
+# "Church Lane" and "Church Ln", "Schillerstraße" and "Schillerstr.", and only an equal street
+# line reaches the location comparison's strongest levels.
+STREET_TYPES = {
+    "avenue": "ave",
+    "av": "ave",
+    "boulevard": "blvd",
+    "bd": "blvd",
+    "close": "cl",
+    "court": "ct",
+    "crescent": "cres",
+    "drive": "dr",
+    "gardens": "gdns",
+    "highway": "hwy",
+    "lane": "ln",
+    "mount": "mt",
+    "parkway": "pkwy",
+    "place": "pl",
+    "platz": "pl",
+    "road": "rd",
+    "saint": "st",
+    "square": "sq",
+    "street": "st",
+    "terrace": "ter",
+    "strasse": "str",
+    "straat": "str",
+}
+# A German or Dutch street name is one word ending in its type: the ending is abbreviated.
+_STREET_SUFFIX = r"(strasse|straat)$"
 
 
 def nickname_roots(nicknames: Mapping[str, Sequence[str]]) -> dict[str, str]:
@@ -53,6 +85,19 @@ def _folded_words(c: Column) -> Column:
     return F.nullif(F.array_join(F.filter(folded, lambda w: w != ""), " "), F.lit(""))
 
 
+def _street_words(c: Column) -> Column:
+    """:func:`_folded_words` of a street line, each street type in its short form."""
+    types = map_literal(STREET_TYPES)
+    words = F.split(_folded_words(c), " ")
+    short = F.transform(
+        words,
+        lambda w: F.coalesce(
+            F.try_element_at(types, w), F.regexp_replace(w, _STREET_SUFFIX, "str")
+        ),
+    )
+    return F.array_join(short, " ")
+
+
 def _value(df: DataFrame, field: str, kind: str) -> Column:
     canonical = set().union(*(t.fields for t in RECORD_TABLES.values()))
     if field not in canonical:
@@ -66,6 +111,8 @@ def _value(df: DataFrame, field: str, kind: str) -> Column:
         return F.date_format(F.to_date(value), "yyyy-MM-dd")
     if kind == "postcode":
         return F.nullif(F.upper(F.regexp_replace(F.trim(value), r"\s+", " ")), F.lit(""))
+    if kind == "address":
+        return _street_words(value)
     if kind in WORD_KINDS:
         return _folded_words(value)
     return value
