@@ -132,6 +132,48 @@ def test_location_is_one_comparison_over_three_fields() -> None:
 
 
 @pytest.mark.parametrize(
+    "left, right, expected",
+    [
+        (("1 mill ln", "LS1 1AA", "leeds"), ("1 mill ln", "LS1 1AA", "leeds"), "same street and postcode"),
+        (("1 mill ln", None, "leeds"), ("1 mill ln", "LS1 1AA", "leeds"), "same street"),
+        # A street line alone on one side: nothing disagrees (it was ELSE).
+        (("1 mill ln", None, None), ("1 mill ln", "LS1 1AA", "leeds"), "same street, nothing else to compare"),
+        (("1 mill ln", "LS2 2BB", None), ("1 mill ln", "LS1 1AA", "leeds"), "else"),
+        (("1 mill lane", "LS1 1AA", None), ("1 mill ln", "LS1 1AA", "leeds"), "similar street, same postcode"),
+        (("9 oak rd", "LS1 1AA", None), ("1 mill ln", "LS1 1AA", "leeds"), "same postcode"),
+        ((None, None, None), ("1 mill ln", "LS1 1AA", "leeds"), "null"),
+    ],
+)  # fmt: skip
+def test_location_levels_on_duckdb(left: tuple, right: tuple, expected: str) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    rules = _rules(
+        comparisons=[
+            {
+                "name": "location",
+                "kind": "location",
+                "fields": ["address_line1", "postcode", "city"],
+            }
+        ],
+        blocking=[["postcode"]],
+    )
+    levels = splink_settings(rules, "duckdb")["comparisons"][0]["comparison_levels"]
+    labels = build_comparisons(rules)[0].level_labels()
+    gammas = [-1, *range(len(levels) - 2, -1, -1)]
+    names = ("address_line1", "postcode", "city")
+    row = "SELECT " + ", ".join(f"?::VARCHAR AS {n}_{side}" for side in ("l", "r") for n in names)
+    got = None
+    for gamma, level in zip(gammas, levels, strict=True):
+        cond = level["sql_condition"]
+        if (
+            cond == "ELSE"
+            or duckdb.execute(f"SELECT ({cond}) FROM ({row})", [*left, *right]).fetchone()[0]
+        ):
+            got = labels[gamma]
+            break
+    assert got == expected
+
+
+@pytest.mark.parametrize(
     ("over", "message"),
     [
         ({"thresholds": {"match": 1.5}}, "m.yaml: thresholds.match"),

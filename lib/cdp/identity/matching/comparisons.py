@@ -176,6 +176,13 @@ def _levels(spec: ComparisonSpec, partner: str | None) -> tuple[Level, ...]:
         return (
             Level("same street and postcode", f"{a}_l = {a}_r AND {p}_l = {p}_r"),
             Level("same street", f"{a}_l = {a}_r AND ({c}_l = {c}_r OR {p}_l = {p}_r)"),
+            # One side gives its street alone: nothing disagrees, and without this level the
+            # equal streets fell to ELSE and counted against the pair.
+            Level(
+                "same street, nothing else to compare",
+                f"{a}_l = {a}_r AND ({p}_l IS NULL OR {p}_r IS NULL)"
+                f" AND ({c}_l IS NULL OR {c}_r IS NULL)",
+            ),
             Level(
                 "similar street, same postcode",
                 f"{{jw}}({a}_l, {a}_r) >= 0.9 AND {p}_l = {p}_r",
