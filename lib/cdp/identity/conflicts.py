@@ -37,7 +37,10 @@ def names_conflict(values: Column, rule: NameConflict) -> Column:
         # "Samuel Brosn" are one person's names, swapped and mistyped once (both errors are
         # common in typed records; measured on the generated register, where exact swaps
         # only split such pairs).
-        swapped = same(first(x), last(y)) & same(last(x), first(y))
+        # Only between two full names: a missing last name ("" or null) is a prefix of any
+        # name, and would make every first name a swap of every other.
+        both_full = (F.length(last(x)) > 0) & (F.length(last(y)) > 0)
+        swapped = both_full & same(first(x), last(y)) & same(last(x), first(y))
         return same(first(x), first(y)) | F.coalesce(swapped, F.lit(False))
 
     return F.exists(values, lambda x: F.exists(values, lambda y: ~compatible(x, y)))
