@@ -16,6 +16,9 @@ from cdp.models.features import KEY, attributed_transactions, is_active
 from cdp.models.settings import LabelConfig, ModelSpec
 
 LABEL = "label"
+# On training data of a model that learns beyond its population (``train_population``): true
+# for the rows of the scored population. Splits keep only those in validation and holdout.
+IN_POPULATION = "_in_population"
 
 
 def build_labels(
@@ -42,10 +45,28 @@ def build_labels(
 
 
 def labelled(
-    features: DataFrame, labels_df: DataFrame, spec: ModelSpec, config: LabelConfig
+    features: DataFrame,
+    labels_df: DataFrame,
+    spec: ModelSpec,
+    config: LabelConfig,
+    *,
+    training: bool = False,
 ) -> DataFrame:
-    """The features of ``spec``'s population with a double ``label`` column."""
+    """The features of ``spec``'s population with a double ``label`` column.
+
+    ``training``: for a model that learns beyond its population
+    (:attr:`ModelSpec.trains_beyond_population`), every customer, with :data:`IN_POPULATION`
+    saying who is in the population; a churn label there reads "no purchase in the horizon",
+    which is the churn label on the active customers."""
     joined = features.join(labels_df.select(KEY, "purchased", "churned"), KEY, "left")
+    purchased = F.coalesce(F.col("purchased"), F.lit(0))
+    if training and spec.trains_beyond_population:
+        label = purchased if spec.label == "purchase" else 1 - purchased
+        return joined.select(
+            *[c for c in features.columns],
+            label.cast("double").alias(LABEL),
+            is_active(config.lookback_days).alias(IN_POPULATION),
+        )
     if spec.population == "active" or spec.label == "churn":
         joined = joined.where(is_active(config.lookback_days))
     column = "purchased" if spec.label == "purchase" else "churned"

@@ -42,7 +42,18 @@ class ModelSpec(_Strict):
     label: Literal["purchase", "churn"]
     # active: only customers with a purchase in the lookback window (churn needs it).
     population: Literal["all", "active"] = "all"
+    # The customers the model learns from; null: its population. A churn model trained on
+    # "all" learns "no purchase in the horizon" from every known customer (the active ones
+    # and those who lapsed earlier, whose future says as much about what precedes a last
+    # purchase) and is still validated, tested, gated and scored on its population only.
+    train_population: Literal["all", "active"] | None = None
     enabled: bool = True
+
+    @property
+    def trains_beyond_population(self) -> bool:
+        """Training rows include customers outside the scored population."""
+        scored_active = self.population == "active" or self.label == "churn"
+        return scored_active and self.train_population == "all"
 
 
 class ConsentFlag(_Strict):
@@ -108,7 +119,7 @@ class ModelsConfig(_Strict):
     models: list[ModelSpec] = Field(
         default_factory=lambda: [
             ModelSpec(name="purchase_90d", label="purchase"),
-            ModelSpec(name="churn_90d", label="churn", population="active"),
+            ModelSpec(name="churn_90d", label="churn", population="active", train_population="all"),
         ]
     )
     labels: LabelConfig = Field(default_factory=LabelConfig)

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from cdp.models.features import KEY, NON_FEATURE_COLUMNS
-from cdp.models.labels import LABEL
+from cdp.models.labels import IN_POPULATION, LABEL
 from cdp.models.settings import ModelsConfig, SearchConfig
 
 SCORE = "score"
@@ -91,7 +91,13 @@ def split_customers(df: DataFrame, settings: ModelsConfig) -> Split:
     holdout = b.where(F.col("_bucket") < h)
     validation = b.where((F.col("_bucket") >= h) & (F.col("_bucket") < v))
     train = b.where(F.col("_bucket") >= v)
-    return Split(train.drop("_bucket"), validation.drop("_bucket"), holdout.drop("_bucket"))
+    if IN_POPULATION in df.columns:
+        # A model that learns beyond its population (labels.labelled(training=True)): it
+        # trains on every customer of its part and is measured on its population only.
+        validation = validation.where(F.col(IN_POPULATION))
+        holdout = holdout.where(F.col(IN_POPULATION))
+    drop = ["_bucket", IN_POPULATION]
+    return Split(train.drop(*drop), validation.drop(*drop), holdout.drop(*drop))
 
 
 def cap_rows(df: DataFrame, total: int, max_rows: int | None, salt: str) -> DataFrame:

@@ -80,7 +80,9 @@ class ChampionCheck:
 def labelled_data(
     ctx: StageContext, spec: ModelSpec, as_of: date, inputs: Inputs, settings: ModelsConfig
 ) -> DataFrame:
-    """The features at ``as_of`` of ``spec``'s population with its labels (not persisted)."""
+    """The features at ``as_of`` of the customers ``spec`` trains on, with their labels (not
+    persisted); :func:`cdp.models.train.split_customers` keeps validation and holdout to
+    its population."""
     features = features_at(ctx, inputs, as_of)
     labels_df = build_labels(
         transactions=inputs.frames["transactions"],
@@ -88,7 +90,7 @@ def labelled_data(
         as_of=as_of,
         labels=settings.labels,
     )
-    return labelled(features, labels_df, spec, settings.labels)
+    return labelled(features, labels_df, spec, settings.labels, training=True)
 
 
 def split_counts(split: Split) -> dict[str, tuple[int, int]]:
