@@ -110,3 +110,6 @@ def test_split_trains_on_everyone_and_measures_on_the_population(spark: SparkSes
     assert parts["holdout"] == {r[0] for r in plain.holdout.collect()} & inside
     assert parts["train"] == {r[0] for r in plain.train.collect()}
     assert split.train.where(F.col(LABEL).isNull()).count() == 0
+    # What a calibration to the population fits on: the train part's population customers.
+    assert {r["customer_id"] for r in split.population_train.collect()} == parts["train"] & inside
+    assert plain.population_train is plain.train

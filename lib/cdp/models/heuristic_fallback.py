@@ -93,7 +93,11 @@ def register_heuristic_fallback(
     the ``champion`` alias. Returns its version and its holdout evaluation. ``reason``: why
     no model took the alias."""
     scorer = scorer or heuristic_scorer(spec)
-    train = cap_rows(split.train, train_rows, settings.max_train_rows, settings.split_salt)
+    # A rank calibrated to the population it scores (a churn model may learn from everyone;
+    # its free scorer's probabilities are of churn among the active customers).
+    train = cap_rows(
+        split.population_train, train_rows, settings.max_train_rows, settings.split_salt
+    )
     model = drop_training_summaries(rank_pipeline(scorer.rank_sql).fit(train))
     holdout_eval = evaluate(
         with_score(model.transform(split.holdout)), deciles=settings.calibration_bins

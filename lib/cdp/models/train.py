@@ -80,6 +80,13 @@ class Split:
     train: DataFrame
     validation: DataFrame
     holdout: DataFrame
+    # The train part's customers of the model's population: the same as ``train`` unless the
+    # model learns beyond its population (what a calibration to the population fits on).
+    train_in_population: DataFrame | None = None
+
+    @property
+    def population_train(self) -> DataFrame:
+        return self.train if self.train_in_population is None else self.train_in_population
 
 
 def split_customers(df: DataFrame, settings: ModelsConfig) -> Split:
@@ -91,12 +98,16 @@ def split_customers(df: DataFrame, settings: ModelsConfig) -> Split:
     holdout = b.where(F.col("_bucket") < h)
     validation = b.where((F.col("_bucket") >= h) & (F.col("_bucket") < v))
     train = b.where(F.col("_bucket") >= v)
+    drop = ["_bucket", IN_POPULATION]
     if IN_POPULATION in df.columns:
         # A model that learns beyond its population (labels.labelled(training=True)): it
         # trains on every customer of its part and is measured on its population only.
-        validation = validation.where(F.col(IN_POPULATION))
-        holdout = holdout.where(F.col(IN_POPULATION))
-    drop = ["_bucket", IN_POPULATION]
+        return Split(
+            train.drop(*drop),
+            validation.where(F.col(IN_POPULATION)).drop(*drop),
+            holdout.where(F.col(IN_POPULATION)).drop(*drop),
+            train.where(F.col(IN_POPULATION)).drop(*drop),
+        )
     return Split(train.drop(*drop), validation.drop(*drop), holdout.drop(*drop))
 
 
