@@ -223,7 +223,13 @@ def print_demo_summary(config: CdpConfig, results: Sequence[StageResult]) -> Non
         print(metrics.format())
     train = by_stage.get("train")
     if train is not None:
-        models = sorted({k.split(".", 1)[0] for k in train.metrics if "." in k})
+        # The configured models that left metrics (other keys hold dots too: the digests of
+        # the configuration files, ``config_file:<name>``, are not models).
+        models = sorted(
+            spec.name
+            for spec in config.models.models
+            if any(k.startswith(spec.name + ".") for k in train.metrics)
+        )
         for model in models:
             m = train.metrics
             print(

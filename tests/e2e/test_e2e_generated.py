@@ -111,6 +111,9 @@ def test_cdp_demo_runs_the_whole_chain(demo_run: DemoRun) -> None:
     precision = re.search(r"all evaluated records.*?\n\s+pairwise precision ([0-9.]+)", out)
     assert precision is not None, out[-3000:]
     assert float(precision.group(1)) >= 0.95
+    # One summary line per configured model, and only those (run-log keys of the
+    # configuration files' digests hold dots too and once read as models).
+    assert re.findall(r"^model (\S+): holdout", out, flags=re.M) == ["churn_90d", "purchase_90d"]
     aucs = re.findall(r"holdout ROC-AUC ([0-9.]+) \(heuristic ([0-9.]+)\)", out)
     assert aucs, out[-3000:]
     assert all(0.5 < float(model) <= 1.0 for model, _heuristic in aucs)

@@ -119,7 +119,7 @@ class ModelsConfig(_Strict):
     models: list[ModelSpec] = Field(
         default_factory=lambda: [
             ModelSpec(name="purchase_90d", label="purchase"),
-            ModelSpec(name="churn_90d", label="churn", population="active", train_population="all"),
+            ModelSpec(name="churn_90d", label="churn", population="active"),
         ]
     )
     labels: LabelConfig = Field(default_factory=LabelConfig)
