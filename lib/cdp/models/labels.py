@@ -59,15 +59,15 @@ def labelled(
     saying who is in the population; a churn label there reads "no purchase in the horizon",
     which is the churn label on the active customers."""
     joined = features.join(labels_df.select(KEY, "purchased", "churned"), KEY, "left")
-    purchased = F.coalesce(F.col("purchased"), F.lit(0))
     if training and spec.trains_beyond_population:
+        purchased = F.coalesce(F.col("purchased"), F.lit(0))
         label = purchased if spec.label == "purchase" else 1 - purchased
         return joined.select(
-            *[c for c in features.columns],
+            *features.columns,
             label.cast("double").alias(LABEL),
             is_active(config.lookback_days).alias(IN_POPULATION),
         )
-    if spec.population == "active" or spec.label == "churn":
+    if spec.scores_active:
         joined = joined.where(is_active(config.lookback_days))
     column = "purchased" if spec.label == "purchase" else "churned"
     return joined.withColumn(LABEL, F.coalesce(F.col(column), F.lit(0)).cast("double")).drop(
@@ -77,6 +77,6 @@ def labelled(
 
 def population(features: DataFrame, spec: ModelSpec, config: LabelConfig) -> DataFrame:
     """The customers ``spec`` is scored on (churn: only active ones)."""
-    if spec.population == "active" or spec.label == "churn":
+    if spec.scores_active:
         return features.where(is_active(config.lookback_days))
     return features

@@ -50,10 +50,14 @@ class ModelSpec(_Strict):
     enabled: bool = True
 
     @property
+    def scores_active(self) -> bool:
+        """Scored (and measured) on the active customers only: churn always is."""
+        return self.population == "active" or self.label == "churn"
+
+    @property
     def trains_beyond_population(self) -> bool:
         """Training rows include customers outside the scored population."""
-        scored_active = self.population == "active" or self.label == "churn"
-        return scored_active and self.train_population == "all"
+        return self.scores_active and self.train_population == "all"
 
 
 class ConsentFlag(_Strict):
