@@ -139,7 +139,11 @@ def _job_cluster() -> dict[str, Any]:
             # Maven libraries and the JVM GraphFrames classes need a dedicated (single-user)
             # cluster under Unity Catalog.
             "data_security_mode": "SINGLE_USER",
-            "spark_conf": {"spark.sql.session.timeZone": "UTC"},
+            "spark_conf": {
+                "spark.sql.session.timeZone": "UTC",
+                # See lib/cdp/session.py: a static setting, so on the cluster.
+                "spark.python.sql.dataFrameDebugging.enabled": "false",
+            },
             "spark_env_vars": {
                 "CDP_ENV": "${var.cdp_env}",
                 "CDP_DATA_ROOT": "${var.data_root}",

@@ -95,6 +95,9 @@ fi
 ARGS+=(--conf "spark.driver.extraJavaOptions=-Duser.timezone=UTC")
 ARGS+=(--conf "spark.executor.extraJavaOptions=-Duser.timezone=UTC")
 ARGS+=(--conf "spark.sql.session.timeZone=UTC")
+# No Python call site recorded per Column call (eight py4j round trips each; see
+# lib/cdp/session.py). Static, so it is set here; --spark-conf ...=true brings it back.
+ARGS+=(--conf "spark.python.sql.dataFrameDebugging.enabled=false")
 
 ARCHIVES=()
 if [ "$ENV_ARCHIVE" = 1 ] && [ -n "$ENV_PACK_NAME" ] && [ -f "$DIST/$ENV_PACK_NAME" ]; then

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from cdp.session import ensure_java, jvm_class_available
+from cdp.session import DATAFRAME_DEBUGGING, ensure_java, jvm_class_available
 
 
 def test_embedded_session_settings(spark: SparkSession) -> None:
@@ -21,6 +21,17 @@ def test_embedded_session_settings(spark: SparkSession) -> None:
     assert "_checkpoints" in spark.sparkContext.getCheckpointDir()
     assert jvm_class_available(spark, "org.apache.spark.sql.SparkSession")
     assert not jvm_class_available(spark, "com.example.DoesNotExist")
+
+
+def test_column_calls_do_not_record_their_python_call_site(spark: SparkSession) -> None:
+    """PySpark's per-call origin tracking (eight py4j round trips per Column function) is off
+    in the embedded session, and PySpark itself reads it as off."""
+    from pyspark.errors.utils import is_debugging_enabled
+    from pyspark.sql import functions as F
+
+    assert spark.conf.get(DATAFRAME_DEBUGGING) == "false"
+    F.col("any")  # a Column call, as a stage makes thousands of
+    assert is_debugging_enabled() is False
 
 
 def test_java_fallback_uses_the_jdk_from_the_wheel(

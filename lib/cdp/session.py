@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 MIN_JAVA = 17
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+# PySpark 4 records the Python call site of every Column function in the JVM (for the
+# "DataFrame query context" of an error): about eight py4j round trips per F.col, F.when
+# ... call. The stages build wide projections from Python, so that was most of their driver
+# time: silver on the 300-person demo made 122,285 round trips with it and 48,276 without
+# (55 s -> 37 s). PySpark documents the switch as the way "to reduce performance slowdown".
+# Errors still name the failing expression and column; they lose the Python line. A site
+# that wants it back sets it to "true" under spark.conf. It is a static setting: under
+# spark-submit it comes from infra/submit.sh's --conf; a session that exists is taken as is.
+DATAFRAME_DEBUGGING = "spark.python.sql.dataFrameDebugging.enabled"
 
 
 def _java_major(java_bin: str) -> int | None:
@@ -113,6 +122,7 @@ def build_session(config: CdpConfig) -> SparkSession:
         .config("spark.sql.warehouse.dir", str(Path(config.data_root_uri) / "_warehouse"))
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
+        .config(DATAFRAME_DEBUGGING, "false")
     )
     if config.storage.backend.value == "delta-spark":
         builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
@@ -129,6 +139,7 @@ def build_session(config: CdpConfig) -> SparkSession:
         if key != "spark.jars":
             builder = builder.config(key, value)
     session = builder.getOrCreate()
+    _forget_cached_debugging_switch()
     _apply_runtime_settings(session, config, embedded=True)
     return session
 
@@ -162,6 +173,18 @@ def _apply_runtime_settings(session: SparkSession, config: CdpConfig, *, embedde
         session.sparkContext.setLogLevel(config.spark.log_level)
     except Exception:  # Spark Connect sessions have no SparkContext
         log.debug("no SparkContext on this session; checkpoint dir not set")
+
+
+def _forget_cached_debugging_switch() -> None:
+    """PySpark reads the debugging switch once per process, at the first Column call made
+    while a session is active (or as off when none is); a session created or reconfigured
+    here must be read afresh."""
+    try:
+        from pyspark.errors import utils as error_utils
+    except ImportError:  # pragma: no cover - every supported pyspark has the module
+        return
+    if hasattr(error_utils, "_enable_debugging_cache"):
+        error_utils._enable_debugging_cache = None
 
 
 GRAPHFRAMES_PACKAGE = "io.graphframes:graphframes-spark4_2.13:0.12.1"

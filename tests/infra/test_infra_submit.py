@@ -113,6 +113,8 @@ def test_submit_ships_the_packed_environment_and_conf(dist: Path) -> None:
     assert "spark.pyspark.python=./environment/bin/python" in cluster
     assert "spark.pyspark.driver.python=./environment/bin/python" in cluster
     assert "spark.yarn.appMasterEnv.CDP_CONF_DIR=./cdp-conf" in cluster
+    # A static setting the embedded session sets in its builder (lib/cdp/session.py).
+    assert "spark.python.sql.dataFrameDebugging.enabled=false" in cluster
     assert "spark.executorEnv.MLFLOW_TRACKING_URI=http://mlflow.example:5000" in cluster
     assert "spark.yarn.appMasterEnv.MLFLOW_TRACKING_URI=http://mlflow.example:5000" in cluster
     assert cluster.rstrip().endswith("cdp_job.py score --env cluster --as-of 2025-06-30")
