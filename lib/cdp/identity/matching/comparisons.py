@@ -11,8 +11,10 @@ folded (case, accents, punctuation), dates as ``yyyy-MM-dd``, postcodes upper-ca
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal
 
 from cdp.identity.matching.config import (
@@ -40,10 +42,59 @@ NULL_LABEL = "null"
 ELSE_LABEL = "else"
 
 
+# Cheap necessary conditions in front of the similarity functions. Scoring at 1M person
+# records spent 1,126 s in Splink's Scala UDFs, 14 to 16 calls per non-matching pair
+# (benchmarks/RESULTS.md); a level's SQL is an AND, which Spark and DuckDB evaluate left to
+# right and stop at the first false, so a guard that fails skips the UDF. Each guard follows
+# from the function's definition, so a level holds with it exactly when it holds without:
+# - ONE_EDIT(a, b), Damerau-Levenshtein <= 1: the lengths differ by at most one, and the
+#   (plain) Levenshtein distance is at most 2 (an adjacent transposition is two
+#   substitutions), which Spark computes natively with an early exit (levenshtein(a, b, 2)
+#   is -1 beyond 2).
+# - JW_MIN(a, b, t), Jaro-Winkler >= t: Jaro <= (m/|a| + m/|b| + 1) / 3 with m matching
+#   characters, m <= min(|a|, |b|), so Jaro <= (2 + min/max) / 3; Winkler's prefix bonus
+#   (at most 4 characters x 0.1) gives JW <= 0.4 + 0.6 Jaro <= 0.8 + 0.2 min/max. Hence
+#   JW >= t needs min/max >= 5t - 4 (0.6 for 0.92): no cut at all for t <= 0.8.
+# tests/identity/matching/test_matching_config.py checks guarded against bare levels on
+# pairs of real-looking and noisy values.
+_ONE_EDIT = re.compile(r"ONE_EDIT\((\w+), (\w+)\)")
+_JW_MIN = re.compile(r"JW_MIN\((\w+), (\w+), ([0-9.]+)\)")
+
+
+def _expand_guards(sql: str, dialect: Dialect, *, guarded: bool = True) -> str:
+    """``sql`` with its ONE_EDIT / JW_MIN macros written out for ``dialect`` (``guarded``
+    False: the similarity function alone, what the guards must agree with)."""
+    fn = _FUNCTIONS[dialect]
+
+    def one_edit(m: re.Match[str]) -> str:
+        a, b = m.group(1), m.group(2)
+        bare = f"{fn['dl']}({a}, {b}) <= 1"
+        if not guarded:
+            return bare
+        near = f"abs(length({a}) - length({b})) <= 1"
+        if dialect == "spark":
+            near += f" AND levenshtein({a}, {b}, 2) >= 0"
+        return f"{near} AND {bare}"
+
+    def jw_min(m: re.Match[str]) -> str:
+        a, b, t = m.group(1), m.group(2), m.group(3)
+        bare = f"{fn['jw']}({a}, {b}) >= {t}"
+        ratio = Fraction(t) * 5 - 4
+        if not guarded or ratio <= 0:
+            return bare
+        # min/max >= p/q as q*min >= p*max: integers, no rounding.
+        lo, hi = f"least(length({a}), length({b}))", f"greatest(length({a}), length({b}))"
+        return f"{ratio.denominator} * {lo} >= {ratio.numerator} * {hi} AND {bare}"
+
+    return _JW_MIN.sub(jw_min, _ONE_EDIT.sub(one_edit, sql))
+
+
 @dataclass(frozen=True)
 class Level:
     label: str
-    sql: str  # with {l} / {r} for the pair's two values, {jw} / {dl} for the functions
+    # With {l} / {r} for the pair's two values, {jw} / {dl} for the functions, and the
+    # guarded forms ONE_EDIT(a, b) / JW_MIN(a, b, t) over plain columns (_expand_guards).
+    sql: str
     tf: bool = False  # term-frequency adjusted (exact levels only)
     tf_column: str | None = None  # the column whose frequency adjusts it (default: the field)
 
@@ -73,15 +124,18 @@ class Comparison:
         out[0] = ELSE_LABEL
         return out
 
-    def to_splink(self, dialect: Dialect = "spark") -> dict[str, Any]:
+    def to_splink(self, dialect: Dialect = "spark", *, guarded: bool = True) -> dict[str, Any]:
+        """Splink's comparison dictionary. ``guarded`` False drops the cheap conditions in
+        front of the similarity functions (the same levels, slower; for the tests)."""
         fn = _FUNCTIONS[dialect]
         col = self.field
         left, right = f"{col}_l", f"{col}_r"
 
         def sql(template: str) -> str:
-            return template.format(
+            text = template.format(
                 l=left, r=right, jw=fn["jw"], dl=fn["dl"], c=col, canon=col + CANON_SUFFIX
             )
+            return _expand_guards(text, dialect, guarded=guarded)
 
         cols = self.columns or (col,)
         null = " AND ".join(f"({c}_l IS NULL OR {c}_r IS NULL)" for c in cols)
@@ -128,11 +182,11 @@ def _levels(spec: ComparisonSpec, partner: str | None) -> tuple[Level, ...]:
             out.append(Level("swapped", swap))
             # Written the other way round and one of them mistyped: the swap is as rare by
             # chance, and "one edit" between a first and a last name would miss it.
-            near = f"{{dl}}({{l}}, {partner}_r) <= 1 AND {{dl}}({partner}_l, {{r}}) <= 1"
+            near = f"ONE_EDIT({{l}}, {partner}_r) AND ONE_EDIT({partner}_l, {{r}})"
             out.append(Level("swapped, one edit", near))
         out += [
-            Level("one edit", "{dl}({l}, {r}) <= 1"),
-            Level("similar", "{jw}({l}, {r}) >= 0.92"),
+            Level("one edit", "ONE_EDIT({l}, {r})"),
+            Level("similar", "JW_MIN({l}, {r}, 0.92)"),
         ]
         if kind == "forename":
             out.append(
@@ -160,12 +214,12 @@ def _levels(spec: ComparisonSpec, partner: str | None) -> tuple[Level, ...]:
                 " OR abs(try_cast(substr({l}, 1, 4) AS INT)"
                 " - try_cast(substr({r}, 1, 4) AS INT)) = 1)",
             ),
-            Level("one character off", "{dl}({l}, {r}) <= 1"),
+            Level("one character off", "ONE_EDIT({l}, {r})"),
         )
     if kind == "postcode":
         return (
             exact,
-            Level("one character off", "{dl}({l}, {r}) <= 1"),
+            Level("one character off", "ONE_EDIT({l}, {r})"),
             Level("same district", "split_part({l}, ' ', 1) = split_part({r}, ' ', 1)"),
         )
     if kind == "location":
@@ -185,33 +239,33 @@ def _levels(spec: ComparisonSpec, partner: str | None) -> tuple[Level, ...]:
             ),
             Level(
                 "similar street, same postcode",
-                f"{{jw}}({a}_l, {a}_r) >= 0.9 AND {p}_l = {p}_r",
+                f"{p}_l = {p}_r AND JW_MIN({a}_l, {a}_r, 0.9)",
             ),
             Level("same postcode", f"{p}_l = {p}_r", tf=tf, tf_column=p),
             Level("same city", f"{c}_l = {c}_r", tf=tf, tf_column=c),
         )
     if kind == "city":
-        return (exact, Level("similar", "{jw}({l}, {r}) >= 0.9"))
+        return (exact, Level("similar", "JW_MIN({l}, {r}, 0.9)"))
     if kind == "address":
         return (
             exact,
-            Level("similar", "{jw}({l}, {r}) >= 0.92"),
+            Level("similar", "JW_MIN({l}, {r}, 0.92)"),
             Level("alike", "{jw}({l}, {r}) >= 0.8"),
         )
     if kind == "email":
         return (
             exact,
             Level("same local part", "split_part({l}, '@', 1) = split_part({r}, '@', 1)"),
-            Level("similar", "{jw}({l}, {r}) >= 0.9"),
+            Level("similar", "JW_MIN({l}, {r}, 0.9)"),
         )
     if kind == "phone":
         return (
             exact,
             Level("same last 8 digits", "right({l}, 8) = right({r}, 8)"),
-            Level("one digit off", "{dl}({l}, {r}) <= 1"),
+            Level("one digit off", "ONE_EDIT({l}, {r})"),
         )
     if kind == "identifier":
-        return (exact, Level("one character off", "{dl}({l}, {r}) <= 1"))
+        return (exact, Level("one character off", "ONE_EDIT({l}, {r})"))
     if kind == "exact":
         return (exact,)
     raise ValueError(f"unknown comparison kind {kind!r}")  # pragma: no cover - Literal-checked
@@ -275,16 +329,21 @@ def prediction_rules(rules: MatchingRules) -> list[list[str]]:
 
 
 def splink_settings(
-    rules: MatchingRules, dialect: Dialect = "spark", *, unique_id: str = "unique_id"
+    rules: MatchingRules,
+    dialect: Dialect = "spark",
+    *,
+    unique_id: str = "unique_id",
+    guarded: bool = True,
 ) -> dict[str, Any]:
-    """The Splink settings dictionary (untrained) of ``rules``."""
+    """The Splink settings dictionary (untrained) of ``rules`` (``guarded``: see
+    :func:`_expand_guards`)."""
     comparisons = build_comparisons(rules)
     forenames = [str(c.field) for c in rules.comparisons if c.kind == "forename"]
     return {
         "link_type": "dedupe_only",
         "unique_id_column_name": unique_id,
         "probability_two_random_records_match": 1e-5,
-        "comparisons": [c.to_splink(dialect) for c in comparisons],
+        "comparisons": [c.to_splink(dialect, guarded=guarded) for c in comparisons],
         "blocking_rules_to_generate_predictions": [
             {"blocking_rule": blocking_sql(b, forenames), "sql_dialect": dialect}
             for b in prediction_rules(rules)
