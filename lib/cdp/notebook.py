@@ -330,8 +330,8 @@ def export_segment(ws: Workspace, segment: Segment, target: str | None = None) -
     """Export the segment's consented members with the export stage's own code (files,
     manifest, ``_SUCCESS``) to ``target``, by default ``<data_root>/notebook_exports``;
     returns the manifest. The configured format and identifier hashing apply. The privacy
-    stage rewrites the default folder on erasure, as it does the export stage's target; a
-    ``target`` given here is one it does not know of."""
+    stage rewrites the delivery on erasure wherever it went: the export's audit row records
+    ``target`` (see :func:`cdp.privacy.erase.audited_targets`)."""
     from cdp.export.sink import open_sink
     from cdp.export.stage import Evaluation, export_members, local_staging_root
 

@@ -51,6 +51,7 @@ class World:
     config: CdpConfig
     store: TableStore
     root: Path
+    own_target: Path  # a folder outside the data root that a notebook exported a segment to
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,11 @@ def world(
         "channel: email\nrule: email IS NOT NULL\n",
     )
     assert export_segment(ws, segment)["row_count"] > 0
-    yield World(config, open_store(spark, config), base / "data")
+    # The same segment to an analyst's own folder, which no configuration names: the export's
+    # audit row is how the privacy stage finds it again.
+    own_target = base / "analyst_exports"
+    assert export_segment(ws, segment, target=str(own_target))["row_count"] > 0
+    yield World(config, open_store(spark, config), base / "data", own_target)
 
 
 def _people(store: TableStore) -> dict[str, dict[str, set[str]]]:
@@ -260,6 +265,9 @@ def test_erasure_holds_across_layers_and_rebuilds(spark: SparkSession, world: Wo
     }
 
     memberships_before = _memberships(store, erased)
+    # The analyst's folder holds erased people's hashed e-mails before the erasure (so the
+    # check after it can fail).
+    assert any(leak.endswith(": sha256") for leak in _leaks(world.own_target, theirs))
 
     subjects = [Subject(email=_own_emails(people, c)[0]) for c in erased]
     ids = record_forget(world.config, store, subjects)
@@ -295,7 +303,7 @@ def test_erasure_holds_across_layers_and_rebuilds(spark: SparkSession, world: Wo
     audit = store.read(T.AUDIT_LOG.name).where("action = 'erase'").count()
     assert audit >= 1
 
-    leaks = _leaks(root, theirs)
+    leaks = _leaks(root, theirs) + _leaks(world.own_target, theirs)
     assert not leaks, leaks[:20]
     after = {
         r["customer_id"]: r.asDict(recursive=True)

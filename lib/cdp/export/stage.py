@@ -242,7 +242,7 @@ def _already_delivered(
     died before writing it."""
     destination = sink.uri(prefix)
     if not audit_recorded(ctx.store, AUDIT_TABLE, destination):
-        _audit(ctx, spec, manifest, destination, int(manifest["row_count"]))
+        _audit(ctx, spec, manifest, destination, int(manifest["row_count"]), sink.root)
     ctx.run.wrote(f"export/{spec.name}", 0)
     ctx.run.metric(export_metric(spec.name, URI), destination)
     ctx.run.metric(export_metric(spec.name, FILES), len(manifest["files"]))
@@ -262,8 +262,11 @@ def _audit(
     manifest: dict[str, Any],
     destination: str,
     rows: int,
+    target: str,
 ) -> None:
-    """Who delivered what from which profile version: the audit trail of every export."""
+    """Who delivered what from which profile version: the audit trail of every export.
+    ``target``: the sink's root, where the privacy stage finds the delivery again (a notebook
+    may export to a folder or bucket the configuration does not name)."""
     record_audit(
         ctx.store,
         action="export",
@@ -280,6 +283,7 @@ def _audit(
             "channel": spec.channel,
             "membership_run_id": manifest["membership_run_id"],
             "hashed": manifest["identifiers"]["hashed"],
+            "target": target,
         },
     )
 
@@ -410,7 +414,7 @@ def export_members(
         except Exception:
             ctx.log.exception("could not remove the partial export of %s", spec.name)
         raise
-    _audit(ctx, spec, manifest, sink.uri(prefix), total)
+    _audit(ctx, spec, manifest, sink.uri(prefix), total, sink.root)
     ctx.run.wrote(f"export/{spec.name}", total)
     ctx.run.metric(export_metric(spec.name, URI), sink.uri(prefix))
     ctx.run.metric(export_metric(spec.name, FILES), len(entries))

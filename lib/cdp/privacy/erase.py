@@ -41,7 +41,7 @@ from pyspark.sql.types import (
 from cdp import tables as T
 from cdp.pipeline import ERASABLE_TABLES
 from cdp.privacy import purge
-from cdp.privacy.audit import record_audit
+from cdp.privacy.audit import AUDIT_TABLE, record_audit
 from cdp.privacy.files import FileErasure, rewrite_exports, scrub_directories
 from cdp.privacy.requests import (
     deadline_days_of,
@@ -61,6 +61,7 @@ from cdp.privacy.suppression import (
     remove_from_list,
 )
 from cdp.stage import StageContext
+from cdp.storage import TableStore
 
 PROOF_TABLE = T.ERASURE_PROOF.name
 PROOF_SCHEMA = StructType(
@@ -432,26 +433,51 @@ def run_privacy(ctx: StageContext) -> None:
 def _rewrite_deliveries(ctx: StageContext, person: Person, ids: list[str]) -> list[FileErasure]:
     """Rewrite the past files that hold the person, wherever this platform delivered them: the
     export stage's target, through its own sink (so an S3 target is rewritten with its
-    encryption and bucket-owner settings), and the folder notebooks export segments to by
-    default (:func:`cdp.notebook.export_segment`)."""
+    encryption and bucket-owner settings), the folder notebooks export segments to by default
+    (:func:`cdp.notebook.export_segment`), and every other target an export's audit row names
+    (a notebook's own folder or bucket)."""
     from cdp.export.identifiers import destination_key
     from cdp.export.sink import NOTEBOOK_EXPORTS, open_sink
 
     root = ctx.config.data_root_uri
     cfg = ctx.config.activation.export
-    notebooks = cfg.model_copy(
-        update={"target": f"{root}/{NOTEBOOK_EXPORTS}", "endpoint_url": None}
-    )
+    targets = [cfg.target or f"{root}/exports", f"{root}/{NOTEBOOK_EXPORTS}"]
+    targets += [t for t in audited_targets(ctx.store) if t not in targets]
     done: list[FileErasure] = []
-    for sink_cfg in (cfg, notebooks):
-        target = sink_cfg.target or f"{root}/exports"
+    for target in targets:
+        # Another target than the configured one is written with the configured sink's
+        # settings, as export_segment writes it (an endpoint only for an object store).
+        sink_cfg = cfg.model_copy(
+            update={
+                "target": target,
+                "endpoint_url": cfg.endpoint_url if target.startswith("s3://") else None,
+            }
+        )
         local = "://" not in target or target.startswith("file://")
         if local and not Path(target.removeprefix("file://")).is_dir():
-            continue  # nothing was ever delivered there
+            continue  # nothing was ever delivered there (or it was removed since)
         sink = open_sink(sink_cfg, default_target=f"{root}/exports")
         id_key = destination_key(ctx.config.privacy_key(), sink.root)
         done += rewrite_exports(sink, person, ids, id_key)
     return done
+
+
+def audited_targets(store: TableStore) -> list[str]:
+    """The distinct export targets (sink roots) that ``ops/audit_log`` records, sorted.
+    Audit rows written before the target was recorded name none: their deliveries are found
+    only where the configuration still points."""
+    if not store.exists(AUDIT_TABLE):
+        return []
+    rows = (
+        store.read(AUDIT_TABLE)
+        .where(F.col("action") == "export")
+        .select(F.get_json_object("detail", "$.target").alias("target"))
+        .where(F.col("target").isNotNull())
+        .distinct()
+        .orderBy("target")
+        .collect()
+    )
+    return [str(r["target"]) for r in rows]
 
 
 def _run_erasure(
