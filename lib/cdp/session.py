@@ -27,8 +27,8 @@ DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 # PySpark 4 records the Python call site of every Column function in the JVM (for the
 # "DataFrame query context" of an error): about eight py4j round trips per F.col, F.when
-# ... call. The stages build wide projections from Python, so that was most of their driver
-# time: silver on the 300-person demo made 122,285 round trips with it and 48,276 without
+# ... call. The stages build wide projections from Python, so that was a third of their
+# driver time: silver on the 300-person demo made 122,285 round trips with it and 48,276 without
 # (55 s -> 37 s). PySpark documents the switch as the way "to reduce performance slowdown".
 # Errors still name the failing expression and column; they lose the Python line. A site
 # that wants it back sets it to "true" under spark.conf. It is a static setting: under
@@ -177,8 +177,8 @@ def _apply_runtime_settings(session: SparkSession, config: CdpConfig, *, embedde
 
 def _forget_cached_debugging_switch() -> None:
     """PySpark reads the debugging switch once per process, at the first Column call made
-    while a session is active (or as off when none is); a session created or reconfigured
-    here must be read afresh."""
+    while a session is active (or as off when none is); a session created here must be read
+    afresh."""
     try:
         from pyspark.errors import utils as error_utils
     except ImportError:  # pragma: no cover - every supported pyspark has the module

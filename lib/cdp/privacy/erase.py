@@ -444,6 +444,7 @@ def _rewrite_deliveries(ctx: StageContext, person: Person, ids: list[str]) -> li
     targets = [cfg.target or f"{root}/exports", f"{root}/{NOTEBOOK_EXPORTS}"]
     targets += [t for t in audited_targets(ctx.store) if t not in targets]
     done: list[FileErasure] = []
+    seen: set[str] = set()
     for target in targets:
         # Another target than the configured one is written with the configured sink's
         # settings, as export_segment writes it (an endpoint only for an object store).
@@ -457,6 +458,9 @@ def _rewrite_deliveries(ctx: StageContext, person: Person, ids: list[str]) -> li
         if local and not Path(target.removeprefix("file://")).is_dir():
             continue  # nothing was ever delivered there (or it was removed since)
         sink = open_sink(sink_cfg, default_target=f"{root}/exports")
+        if sink.root in seen:
+            continue  # the configured target, as the audit log spells it: rewritten once
+        seen.add(sink.root)
         id_key = destination_key(ctx.config.privacy_key(), sink.root)
         done += rewrite_exports(sink, person, ids, id_key)
     return done

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from cdp.identity.matching.comparisons import build_comparisons, splink_settings
+from cdp.identity.matching.comparisons import Dialect, build_comparisons, splink_settings
 from cdp.identity.matching.config import load_matching
 
 SHIPPED = Path(__file__).resolve().parents[3] / "conf" / "rules" / "matching.yaml"
@@ -73,12 +73,12 @@ def _level_sql(levels: list[dict]) -> str:
     return "CASE " + " ".join(whens) + " ELSE 0 END"
 
 
-def _pairs_sql(names: list[str], dialect: str) -> tuple[str, list[str]]:
+def _pairs_sql(names: list[str], dialect: Dialect) -> tuple[str, list[str]]:
     """The pair frame (every ordered pair of the records, ``<col>_l`` / ``<col>_r``) and one
     guarded and one bare gamma column per comparison."""
     rules = load_matching(SHIPPED)
-    guarded = splink_settings(rules, dialect)["comparisons"]  # type: ignore[arg-type]
-    bare = splink_settings(rules, dialect, guarded=False)["comparisons"]  # type: ignore[arg-type]
+    guarded = splink_settings(rules, dialect)["comparisons"]
+    bare = splink_settings(rules, dialect, guarded=False)["comparisons"]
     cols = []
     for g, b in zip(guarded, bare, strict=True):
         name = g["output_column_name"]

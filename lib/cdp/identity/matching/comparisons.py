@@ -50,15 +50,15 @@ ELSE_LABEL = "else"
 # - ONE_EDIT(a, b), Damerau-Levenshtein <= 1: the lengths differ by at most one, and the
 #   first or the last characters agree unless both are at most 2 long (one substitution,
 #   insertion, deletion or adjacent swap cannot touch both ends of a longer string). For two
-#   unrelated names that leaves about one pair in ten to the UDF. (Spark's native
+#   unrelated names that should leave roughly one pair in ten to the UDF (an estimate). (Spark's native
 #   levenshtein(a, b, 2) would cut closer, but sqlglot, through which Splink passes the SQL,
 #   knows no threshold argument and warns on every query.)
 # - JW_MIN(a, b, t), Jaro-Winkler >= t: Jaro <= (m/|a| + m/|b| + 1) / 3 with m matching
 #   characters, m <= min(|a|, |b|), so Jaro <= (2 + min/max) / 3; Winkler's prefix bonus
 #   (at most 4 characters x 0.1) gives JW <= 0.4 + 0.6 Jaro <= 0.8 + 0.2 min/max. Hence
 #   JW >= t needs min/max >= 5t - 4 (0.6 for 0.92): no cut at all for t <= 0.8.
-# tests/identity/matching/test_matching_config.py checks guarded against bare levels on
-# pairs of real-looking and noisy values.
+# tests/identity/matching/test_comparisons.py checks guarded against bare levels on pairs
+# of real-looking and noisy values.
 _ONE_EDIT = re.compile(r"ONE_EDIT\((\w+), (\w+)\)")
 _JW_MIN = re.compile(r"JW_MIN\((\w+), (\w+), ([0-9.]+)\)")
 
