@@ -1,13 +1,17 @@
 """Connected components: both engines against the networkx reference.
 
-The behavioural tests run once per engine; the GraphFrames runs are skipped when its JVM
-classes are not on the classpath. Many small random graphs share one Spark job (disjoint
-node ids per graph) because each run costs a handful of Spark jobs per round.
+The behavioural tests run once per engine and, for the dataframe engine, once per way it can
+go: every edge labelled in one task (the default at these sizes), the edges split over
+several tasks whose local labels the rounds then join (``local_edges`` small), and the
+large-star / small-star rounds alone (``local_edges=0``). The GraphFrames runs are skipped
+when its JVM classes are not on the classpath. Many small random graphs share one Spark job
+(disjoint node ids per graph) because each run costs a handful of Spark jobs per round.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from chispa import assert_df_equality
@@ -32,14 +36,32 @@ GRAPHFRAMES_SKIP = (
 Edge = tuple[int, int]
 
 
+# The dataframe engine's ways through, as connected_components arguments: one task; a
+# quarter of the input rows per task (so several tasks, whose labels the rounds join); the
+# rounds alone.
+DATAFRAME_MODES: dict[str, dict[str, Any]] = {
+    "dataframe": {"engine": "dataframe"},
+    "dataframe-split": {"engine": "dataframe"},
+    "dataframe-rounds": {"engine": "dataframe", "local_edges": 0},
+}
+
+
 @pytest.fixture(
-    params=["dataframe", pytest.param("graphframes", marks=pytest.mark.graphframes)],
+    params=[*DATAFRAME_MODES, pytest.param("graphframes", marks=pytest.mark.graphframes)],
 )
 def engine(request: pytest.FixtureRequest, spark: SparkSession) -> str:
     name: str = request.param
     if name == "graphframes" and not graphframes_available(spark):
         pytest.skip(GRAPHFRAMES_SKIP)
     return name
+
+
+def _components(edges: DataFrame, engine: str, **kwargs: Any) -> DataFrame:
+    """connected_components with the engine fixture's arguments."""
+    mode = dict(DATAFRAME_MODES.get(engine, {"engine": engine}))
+    if engine == "dataframe-split":
+        mode["local_edges"] = max(1, edges.count() // 4)
+    return connected_components(edges, **mode, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------
@@ -114,14 +136,14 @@ def test_reference_components_small_example() -> None:
 def test_many_random_graphs_match_networkx(
     spark: SparkSession, engine: str, random_graphs: list[Edge]
 ) -> None:
-    result = connected_components(_edges_df(spark, random_graphs), engine=engine)
+    result = _components(_edges_df(spark, random_graphs), engine)
     _assert_matches_reference(spark, result, random_graphs)
 
 
 def test_path_of_10k_nodes(spark: SparkSession, engine: str) -> None:
     n = 10_000
     edges = spark.range(n - 1).select(F.col("id").alias("src"), (F.col("id") + 1).alias("dst"))
-    result = connected_components(edges, engine=engine)
+    result = _components(edges, engine)
     expected = spark.range(n).select(
         F.col("id").alias("node"), F.lit(0).cast("long").alias("component")
     )
@@ -132,7 +154,7 @@ def test_path_of_10k_nodes(spark: SparkSession, engine: str) -> None:
 def test_star_with_100k_leaves(spark: SparkSession, engine: str, centre: int) -> None:
     leaves = spark.range(1, 100_001).select(F.col("id").alias("src"))
     edges = leaves.withColumn("dst", F.lit(centre).cast("long"))
-    result = connected_components(edges, engine=engine)
+    result = _components(edges, engine)
     # Aggregate on the cluster rather than collecting 100k rows into the test.
     summary = result.agg(
         F.count("*").alias("rows"),
@@ -153,14 +175,14 @@ def test_star_with_100k_leaves(spark: SparkSession, engine: str, centre: int) ->
 
 
 def test_empty_edge_set(spark: SparkSession, engine: str) -> None:
-    result = connected_components(_edges_df(spark, []), engine=engine)
+    result = _components(_edges_df(spark, []), engine)
     assert result.columns == ["node", "component"]
     assert result.count() == 0
 
 
 def test_only_self_loops_give_singletons(spark: SparkSession, engine: str) -> None:
     edges = [(5, 5), (-3, -3), (5, 5), (2**62, 2**62)]
-    result = connected_components(_edges_df(spark, edges), engine=engine)
+    result = _components(_edges_df(spark, edges), engine)
     _assert_matches_reference(spark, result, edges)
 
 
@@ -168,15 +190,15 @@ def test_two_runs_are_identical(spark: SparkSession, engine: str) -> None:
     rng = random.Random(7)
     edges = [(rng.randint(0, 300), rng.randint(0, 300)) for _ in range(250)]
     df = _edges_df(spark, edges)
-    first = connected_components(df, engine=engine)
-    second = connected_components(df, engine=engine)
+    first = _components(df, engine)
+    second = _components(df, engine)
     assert_df_equality(first, second, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_custom_columns_int_ids_and_null_endpoints(spark: SparkSession, engine: str) -> None:
     rows = [(1, 2, "x"), (3, None, "y"), (None, None, "z"), (2, 4, "w"), (None, 9, "v")]
     df = spark.createDataFrame(rows, "a int, b int, label string")
-    result = connected_components(df, src="a", dst="b", engine=engine)
+    result = _components(df, engine, src="a", dst="b")
     # A half-null row adds its non-null endpoint as an isolated node; all-null rows vanish.
     assert_df_equality(
         result,
@@ -209,7 +231,7 @@ def test_lineage_cut_modes(
         monkeypatch.setattr(checkpoint, "checkpoint_dir", lambda _spark: None)
     edges = random_graphs[: len(random_graphs) // 3]
     result = connected_components(
-        _edges_df(spark, edges), engine="dataframe", checkpoint_interval=interval
+        _edges_df(spark, edges), engine="dataframe", checkpoint_interval=interval, local_edges=0
     )
     _assert_matches_reference(spark, result, edges)
 
@@ -218,7 +240,7 @@ def test_max_rounds_exceeded_raises(spark: SparkSession) -> None:
     # An ordered path of 64 nodes needs about log2(64) + 1 rounds.
     edges = spark.range(63).select(F.col("id").alias("src"), (F.col("id") + 1).alias("dst"))
     with pytest.raises(RuntimeError, match=r"did not converge within max_rounds=2 rounds"):
-        connected_components(edges, engine="dataframe", max_rounds=2)
+        connected_components(edges, engine="dataframe", max_rounds=2, local_edges=0)
 
 
 def test_result_is_materialised(spark: SparkSession) -> None:
@@ -300,6 +322,7 @@ def test_graphframes_engine_plumbing_with_a_stand_in(
         ({"engine": "pregel"}, ValueError, "engine must be one of"),
         ({"max_rounds": 0}, ValueError, "max_rounds must be >= 1"),
         ({"checkpoint_interval": 0}, ValueError, "checkpoint_interval must be >= 1"),
+        ({"local_edges": -1}, ValueError, "local_edges must be >= 0"),
         ({"src": "nope"}, ValueError, "no column 'nope'"),
     ],
 )
@@ -314,3 +337,24 @@ def test_string_ids_are_rejected(spark: SparkSession) -> None:
     df = spark.createDataFrame([("a@x.com", "555")], "src string, dst string")
     with pytest.raises(TypeError, match="must be integral"):
         connected_components(df)
+
+
+@pytest.mark.parametrize(
+    ("local_edges", "said"),
+    [(None, "labelled in one task"), (4, "labelled in 3 tasks, then joined across tasks")],
+    ids=["one-task", "three-tasks"],
+)
+def test_first_phase_task_count(
+    spark: SparkSession,
+    caplog: pytest.LogCaptureFixture,
+    local_edges: int | None,
+    said: str,
+) -> None:
+    # 9 distinct edges (the reversed and repeated ones collapse): ceil(9 / 4) = 3 tasks.
+    edges = [(1, 2), (2, 3), (3, 4), (5, 6), (6, 7), (7, 5), (8, 9), (9, 10), (11, 12)]
+    edges += [(2, 1), (1, 2), (13, 13)]
+    kwargs = {} if local_edges is None else {"local_edges": local_edges}
+    with caplog.at_level("INFO", logger="cdp.identity.components"):
+        result = connected_components(_edges_df(spark, edges), engine="dataframe", **kwargs)
+    _assert_matches_reference(spark, result, edges)
+    assert said in caplog.text

@@ -13,9 +13,14 @@ O(log^2 n) rounds when node labels are in random order, which hashing provides.
 Engines:
 
 ``dataframe``
-    Pure DataFrame implementation of the alternating large-star / small-star algorithm of
-    Kiveris et al., "Connected Components in MapReduce and Beyond" (SoCC 2014). Needs
-    nothing beyond Spark itself.
+    Two phases. First, each task labels the edges it holds with
+    ``scipy.sparse.csgraph.connected_components`` (a ``mapInArrow`` over the deduplicated
+    edges, at most ``local_edges`` of them per task); when the whole edge list fits one task
+    that is the answer, in two Spark jobs. Otherwise the local components of different tasks
+    that share a node are joined by the alternating large-star / small-star algorithm of
+    Kiveris et al., "Connected Components in MapReduce and Beyond" (SoCC 2014), on that
+    contracted graph of local labels (``local_edges=0``: on the whole graph, the rounds
+    alone). Needs nothing beyond Spark, NumPy and SciPy.
 ``graphframes``
     ``graphframes.GraphFrame.connectedComponents()``; needs the GraphFrames jar on the
     JVM classpath.
@@ -31,9 +36,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
@@ -52,6 +59,15 @@ GRAPHFRAMES_PACKAGE = "io.graphframes:graphframes-spark4_2.13:0.12.1"
 _INTEGRAL_TYPES = (LongType, IntegerType, ShortType, ByteType)
 # Internal column names of the working edge set: always oriented src > dst.
 _SRC, _DST = "src", "dst"
+# Edges (rows of the deduplicated edge list, self-loops included) one task labels in memory
+# in the first phase of the dataframe engine. A task holds about 100 bytes per edge at its
+# peak (the endpoints, their sorted distinct values and SciPy's sparse matrix): 25M edges,
+# about 2.5 GB in the task's Python worker, take a 1M-person identity graph (19.6M edges)
+# in one task. Lower it where executors' Python workers have less memory.
+DEFAULT_LOCAL_EDGES = 25_000_000
+_LABEL_SCHEMA = "node long, component long"
+# Rows per Arrow batch a local task sends back.
+_LABEL_BATCH_ROWS = 1 << 20
 
 
 def graphframes_available(spark: SparkSession) -> bool:
@@ -93,6 +109,7 @@ def connected_components(
     engine: str = "auto",
     max_rounds: int = 100,
     checkpoint_interval: int = 2,
+    local_edges: int = DEFAULT_LOCAL_EDGES,
 ) -> DataFrame:
     """Label each node of an undirected graph with the minimum node id of its component.
 
@@ -113,6 +130,9 @@ def connected_components(
             ``localCheckpoint()`` is taken anyway, since plan size doubles per round.
             Reliable checkpoint files stay in the checkpoint directory unless Spark's
             ``spark.cleaner.referenceTracking.cleanCheckpoints`` is on.
+        local_edges: the ``dataframe`` engine's first phase labels at most this many
+            distinct edges per task in memory (see :data:`DEFAULT_LOCAL_EDGES`); 0 skips
+            it, so that large-star / small-star rounds do all the work.
 
     Returns:
         A DataFrame ``node: long, component: long`` with exactly one row per node that
@@ -120,7 +140,8 @@ def connected_components(
         locally as above), so using it more than once does not rerun the iterations.
 
     Raises:
-        ValueError: unknown engine, or ``max_rounds`` / ``checkpoint_interval`` below 1.
+        ValueError: unknown engine, ``max_rounds`` / ``checkpoint_interval`` below 1, or
+            ``local_edges`` below 0.
         TypeError: an endpoint column is not integral.
         RuntimeError: ``engine="graphframes"`` without the GraphFrames jar, or the
             ``dataframe`` engine did not converge within ``max_rounds``.
@@ -131,6 +152,8 @@ def connected_components(
         raise ValueError(f"max_rounds must be >= 1; got {max_rounds}")
     if checkpoint_interval < 1:
         raise ValueError(f"checkpoint_interval must be >= 1; got {checkpoint_interval}")
+    if local_edges < 0:
+        raise ValueError(f"local_edges must be >= 0; got {local_edges}")
 
     pairs = _normalised_pairs(edges, src, dst)
     spark = edges.sparkSession
@@ -147,7 +170,7 @@ def connected_components(
         )
     if engine == "graphframes":
         return _graphframes_components(pairs, checkpoint_interval)
-    return _dataframe_components(pairs, max_rounds, checkpoint_interval)
+    return _dataframe_components(pairs, max_rounds, checkpoint_interval, local_edges)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,7 +316,9 @@ class _Materialiser:
             self._held.pop(0).unpersist()
 
 
-def _dataframe_components(pairs: DataFrame, max_rounds: int, checkpoint_interval: int) -> DataFrame:
+def _dataframe_components(
+    pairs: DataFrame, max_rounds: int, checkpoint_interval: int, local_edges: int = 0
+) -> DataFrame:
     materialise = _Materialiser(pairs.sparkSession, checkpoint_interval)
     # Canonical, deduplicated edges (src > dst), round 0. Self-loops stay in only to
     # remember isolated nodes: the checksum skips them and the rounds filter them out.
@@ -302,6 +327,8 @@ def _dataframe_components(pairs: DataFrame, max_rounds: int, checkpoint_interval
         round_no=0,
     )
     try:
+        if local_edges > 0:
+            return _two_phase(canonical, checksum[0], local_edges, materialise, max_rounds)
         edges, rounds = _iterate_stars(
             canonical.where(F.col(_SRC) != F.col(_DST)), checksum, materialise, max_rounds
         )
@@ -323,6 +350,89 @@ def _dataframe_components(pairs: DataFrame, max_rounds: int, checkpoint_interval
         return materialise.cut(labels)
     finally:
         materialise.release_older(keep=0)
+
+
+def _two_phase(
+    canonical: DataFrame,
+    proper_edges: int,
+    local_edges: int,
+    materialise: _Materialiser,
+    max_rounds: int,
+) -> DataFrame:
+    """Components in memory per task, then large-star / small-star over what tasks share.
+
+    ``canonical``: the materialised, deduplicated edges (self-loops included);
+    ``proper_edges``: how many of them are not self-loops (the tasks' share is sized on it).
+    """
+    tasks = max(1, -(-proper_edges // local_edges))
+    if tasks == 1:
+        # One task reads the materialised edges as they lie (no shuffle) and labels them all:
+        # the labels are final.
+        labels = materialise.cut(canonical.coalesce(1).mapInArrow(_local_labels, _LABEL_SCHEMA))
+        log.info("connected_components: %d edges labelled in one task", proper_edges)
+        return labels
+    # Each task labels its share of the edges with the minimum node of each local component.
+    # A node whose edges fell to several tasks has a label from each; those labels name parts
+    # of one component, so they are joined by the rounds (on far fewer nodes than the graph).
+    local = materialise.cut(
+        canonical.repartition(tasks, _SRC, _DST).mapInArrow(_local_labels, _LABEL_SCHEMA)
+    )
+    smallest = F.min("component").over(Window.partitionBy("node"))
+    local = local.select("node", "component", smallest.alias("smallest"))
+    between = local.where(F.col("component") != F.col("smallest")).select(
+        F.col("component").alias("a"), F.col("smallest").alias("b")
+    )
+    # A local label is its local component's minimum node; the global minimum of a component
+    # is the local label wherever it appears, so the minimum over the joined labels is it.
+    joined = _dataframe_components(between, max_rounds, materialise.interval)
+    labels = (
+        local.select("node", "smallest")
+        .distinct()
+        .join(joined.withColumnRenamed("node", "smallest"), "smallest", "left")
+        .select("node", F.coalesce("component", "smallest").alias("component"))
+    )
+    log.info(
+        "connected_components: %d edges labelled in %d tasks, then joined across tasks",
+        proper_edges,
+        tasks,
+    )
+    return materialise.cut(labels)
+
+
+def _local_labels(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` function: every node of the task's edges with its local component's
+    minimum node (``scipy.sparse.csgraph.connected_components`` on the task's edges)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    sources: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    for batch in batches:
+        sources.append(batch.column(0).to_numpy())
+        targets.append(batch.column(1).to_numpy())
+    edges = sum(len(part) for part in sources)
+    if edges == 0:
+        return
+    # Dense indices for the 64-bit ids; np.unique sorts, so index order is node order.
+    nodes, index = np.unique(np.concatenate(sources + targets), return_inverse=True)
+    del sources, targets
+    index = index.astype(np.int32 if len(nodes) < 2**31 else np.int64)
+    graph = coo_matrix(
+        (np.ones(edges, dtype=np.bool_), (index[:edges], index[edges:])),
+        shape=(len(nodes), len(nodes)),
+    )
+    del index
+    _, component = scipy_components(graph, directed=False)
+    del graph
+    # Nodes are sorted, so each component's first member in index order is its minimum.
+    _, first = np.unique(component, return_index=True)
+    labels = nodes[first][component]
+    for start in range(0, len(nodes), _LABEL_BATCH_ROWS):
+        stop = start + _LABEL_BATCH_ROWS
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(nodes[start:stop]), pa.array(labels[start:stop])],
+            names=["node", "component"],
+        )
 
 
 def _iterate_stars(

@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp.identity.checkpoint import cut
-from cdp.identity.components import connected_components
+from cdp.identity.components import DEFAULT_LOCAL_EDGES, connected_components
 from cdp.identity.limits import Caps
 from cdp.identity.links import LINK_COLUMNS
 from cdp.identity.nodes import RECORD
@@ -107,6 +107,7 @@ def resolve(
     engine: str = "auto",
     max_rounds: int = 100,
     checkpoint_interval: int = 2,
+    local_edges: int = DEFAULT_LOCAL_EDGES,
     cannot_link: bool = False,
     exempt: Mapping[int, frozenset[str]] | None = None,
 ) -> Resolution:
@@ -153,6 +154,7 @@ def resolve(
             engine=engine,
             max_rounds=max_rounds,
             checkpoint_interval=checkpoint_interval,
+            local_edges=local_edges,
         )
 
     cmap = cut(cc(links.select(F.col("unit").alias("uc"), F.col("other").alias("oc"))))

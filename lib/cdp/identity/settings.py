@@ -25,3 +25,6 @@ class IdentityConfig(BaseModel):
     retrain: bool = False
     max_rounds: int = Field(default=100, ge=1)
     checkpoint_interval: int = Field(default=2, ge=1)
+    # Edges one task labels in memory with SciPy before any large-star / small-star round
+    # (the dataframe engine's first phase, cdp.identity.components); 0: rounds only.
+    local_component_edges: int = Field(default=25_000_000, ge=0)

@@ -266,6 +266,7 @@ def run_identity(ctx: StageContext) -> None:
         engine=settings.engine,
         max_rounds=settings.max_rounds,
         checkpoint_interval=settings.checkpoint_interval,
+        local_edges=settings.local_component_edges,
         cannot_link=matched.cannot_tokens is not None,
         exempt=(
             {matching.priority: matching.guard_exemptions()}
