@@ -11,7 +11,14 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from cdp.identity.matching.config import MatchingRules, parse_matching
-from cdp.identity.matching.model import score, spark_settings_of, train, training_sample
+from cdp.identity.matching.model import (
+    CODEGEN_FALLBACK_LOGGERS,
+    quiet_codegen_fallback,
+    score,
+    spark_settings_of,
+    train,
+    training_sample,
+)
 
 NICKNAMES = Path(__file__).resolve().parents[3] / "conf" / "rules" / "nicknames.yaml"
 FIRST = ["anna", "ben", "carla", "david", "emma", "farid", "grace", "hugo", "ines", "jonas"]
@@ -114,3 +121,23 @@ def test_a_fitted_model_out_of_order_is_refused() -> None:
     fitted["comparisons"] = list(reversed(fitted["comparisons"]))
     with pytest.raises(ValueError, match="out of order"):
         spark_settings_of(fitted, rules)
+
+
+def test_the_codegen_fallback_is_quiet_while_scoring_and_the_levels_come_back(
+    spark: SparkSession,
+) -> None:
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
+
+    def levels() -> list[str]:
+        return [str(log4j.LogManager.getLogger(n).getLevel()) for n in CODEGEN_FALLBACK_LOGGERS]
+
+    before = levels()
+    assert "OFF" not in before
+    with quiet_codegen_fallback(spark):
+        assert levels() == ["OFF", "OFF"]
+        assert spark.range(3).selectExpr("sum(id)").collect()[0][0] == 3
+    assert levels() == before
+    # Restored when the block fails, too.
+    with pytest.raises(ZeroDivisionError), quiet_codegen_fallback(spark):
+        _ = 1 / 0
+    assert levels() == before

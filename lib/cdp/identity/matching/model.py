@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
@@ -350,6 +351,39 @@ def smoothed(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+# Splink's scoring query (every comparison's levels, weights and the probability in one
+# projection) compiles to a Java method past the JVM's 64 KB limit, and Spark runs that stage
+# interpreted instead (spark.sql.codegen.fallback): the right result, but the compiler's stack
+# trace is logged at ERROR and the whole plan at WARN, several hundred lines on the console of
+# every identity run. Both loggers are turned off for the scoring call only; the compile
+# happens in the driver, where these loggers live, even on a cluster.
+CODEGEN_FALLBACK_LOGGERS = (
+    "org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator",
+    "org.apache.spark.sql.execution.WholeStageCodegenExec",
+)
+
+
+@contextmanager
+def quiet_codegen_fallback(spark: SparkSession) -> Iterator[None]:
+    """Silence the codegen fallback's log lines (see above) while the block runs; their levels
+    are restored afterwards. Does nothing where the JVM's log4j is out of reach (Spark
+    Connect)."""
+    try:
+        jvm: Any = spark.sparkContext._jvm
+        log4j = jvm.org.apache.logging.log4j
+        configurator = log4j.core.config.Configurator
+        before = {n: log4j.LogManager.getLogger(n).getLevel() for n in CODEGEN_FALLBACK_LOGGERS}
+        for name in CODEGEN_FALLBACK_LOGGERS:
+            configurator.setLevel(name, log4j.Level.OFF)
+    except Exception:  # Spark Connect (no SparkContext) or another logging backend
+        before = {}
+    try:
+        yield
+    finally:
+        for name, level in before.items():
+            configurator.setLevel(name, level)
+
+
 def score(
     spark: SparkSession, records: DataFrame, model: TrainedModel, threshold: float
 ) -> DataFrame:
@@ -359,7 +393,8 @@ def score(
     # Each comparison's weight (mw_*) explains a pair; Splink keeps it on request only.
     settings = dict(model.settings, retain_intermediate_calculation_columns=True)
     linker = _linker(spark, records, settings)
-    predicted = linker.inference.predict(threshold_match_probability=threshold)
+    with quiet_codegen_fallback(spark):
+        predicted = linker.inference.predict(threshold_match_probability=threshold)
     df = predicted.as_spark_dataframe()
     names = [c["output_column_name"] for c in model.settings["comparisons"]]
     lo = F.least("unique_id_l", "unique_id_r")
