@@ -528,7 +528,10 @@ def _run_erasure(
     store, run_id = ctx.store, ctx.run.run_id
     erased, person, layers = _erase(ctx, key, batch)
     ids = [r["request_id"] for r in batch]
-    # Suppress first: a crash after this point never lets the person back in.
+    # Suppress first: a crash after this point never lets the person back in. The batch's
+    # pseudonyms are listed under its first request (where a list per request, each holding
+    # them all, put them too), computed once: once per request cost 30 s for 1,000 requests.
+    pseudonyms = person.pseudonyms(key)
     add_requests_to_list(
         store,
         [
@@ -538,10 +541,10 @@ def _run_erasure(
                     ("email", r["subject_email"]),
                     ("phone", r["subject_phone"]),
                     ("customer_id", r["subject_customer_id"]),
-                    *person.pseudonyms(key),
+                    *(pseudonyms if i == 0 else []),
                 ],
             )
-            for r in batch
+            for i, r in enumerate(batch)
         ],
         at=now,
     )
