@@ -25,8 +25,10 @@ rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 if command -v uv >/dev/null 2>&1; then
   # uv (the README's set-up installs it) resolves and installs Airflow's hundred-odd pins in a
-  # fraction of pip's time; pip stays the fallback.
-  uv pip install -q --python "$VENV/bin/python" pip "apache-airflow==${AIRFLOW_VERSION}" "${SPARK_PROVIDER}" >&2
+  # fraction of pip's time; pip stays the fallback. Bytecode is compiled here, as pip does: uv
+  # leaves it to the first import, which writes nothing where PYTHONDONTWRITEBYTECODE is set,
+  # and then every process compiles Airflow's modules again.
+  uv pip install -q --compile-bytecode --python "$VENV/bin/python" pip "apache-airflow==${AIRFLOW_VERSION}" "${SPARK_PROVIDER}" >&2
 else
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
   "$VENV/bin/python" -m pip install -q "apache-airflow==${AIRFLOW_VERSION}" "${SPARK_PROVIDER}" >&2

@@ -117,6 +117,9 @@ class Registry:
             if registry_uri:
                 mlflow.set_registry_uri(registry_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+        # MLflow draws a progress bar on stderr for every model it loads (scoring, the report):
+        # carriage-return noise in a scheduler's log. A user who set the variable keeps theirs.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         local = tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri
         self.artifact_root = artifact_root if local else None
 
