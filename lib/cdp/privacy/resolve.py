@@ -73,11 +73,16 @@ def resolve(
     subj = [("email", p) for p in emails] + [("phone", p) for p in phones]
     subj += [("customer_id", p) for p in customer_ids]
     wanted = spark.createDataFrame(subj or [("none", "")], "id_type string, pseudonym string")
+    # Only the kinds of identifier the batch names are hashed: every match below joins on
+    # id_type, so rows of other kinds could never match (a batch of customer ids hashes no
+    # e-mail or phone of the whole customer base).
+    kinds = sorted({t for t, _p in subj})
     person = Person()
     # 1. Customers through the identity tables.
-    if store.exists(T.IDENTITY_IDENTIFIERS.name):
+    if store.exists(T.IDENTITY_IDENTIFIERS.name) and kinds:
         hit = (
             store.read(T.IDENTITY_IDENTIFIERS.name)
+            .where(F.col("id_type").isin(kinds))
             .withColumn("pseudonym", hmac_sha256(F.col("id_value"), key))
             .join(F.broadcast(wanted), ["id_type", "pseudonym"], "left_semi")
         )
@@ -103,7 +108,7 @@ def resolve(
     direct = wanted.where("id_type IN ('email', 'phone')")
     direct_hits: dict[str, set[tuple[str, str]]] = {}  # pseudonym -> its records
     for name, df in silver.items():
-        cols = [c for c in ("email", "phone") if c in df.columns]
+        cols = [c for c in ("email", "phone") if c in kinds and c in df.columns]
         if not cols:
             continue
         pairs = df.select(

@@ -3,6 +3,7 @@ DuckDB engine's sample, its determinism, and its model scoring on Spark."""
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ from pyspark.sql import DataFrame, SparkSession
 from cdp.identity.matching.config import MatchingRules, parse_matching
 from cdp.identity.matching.model import (
     CODEGEN_FALLBACK_LOGGERS,
+    SPLINK_TRAINING_LOGGERS,
     quiet_codegen_fallback,
     score,
     spark_settings_of,
+    splink_training_notes,
     train,
     training_sample,
 )
@@ -141,3 +144,26 @@ def test_the_codegen_fallback_is_quiet_while_scoring_and_the_levels_come_back(
     with pytest.raises(ZeroDivisionError), quiet_codegen_fallback(spark):
         _ = 1 / 0
     assert levels() == before
+
+
+def test_splinks_per_level_training_warnings_become_one_list(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    em, training = (logging.getLogger(n) for n in SPLINK_TRAINING_LOGGERS)
+    untrained = (
+        "WARNING:\nLevel one digit off on comparison phone not observed in dataset, "
+        "unable to train m value\n"
+    )
+    default_pairs = "You are using the default value for `max_pairs`, which may be too small"
+    with caplog.at_level(logging.WARNING), splink_training_notes() as notes:
+        em.warning(untrained)
+        em.warning(untrained.replace(" m value", " u value"))
+        em.warning(untrained)  # the same level twice is listed once
+        training.warning(default_pairs)
+        em.warning("EM converged after 4 iterations")  # anything else passes
+    assert notes.untrained == ["phone: one digit off (m)", "phone: one digit off (u)"]
+    assert [r.getMessage() for r in caplog.records] == ["EM converged after 4 iterations"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # outside the block Splink speaks for itself again
+        em.warning(untrained)
+    assert [r.getMessage() for r in caplog.records] == [untrained]

@@ -23,6 +23,7 @@ them as a Spark DataFrame; nothing is collected to the driver but the model's pa
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -227,8 +228,70 @@ def train(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> Trai
     return _train_on_spark(spark, records, rules)
 
 
+# Splink's training loggers, and what cdp says in their place (see _SplinkTrainingNotes).
+SPLINK_TRAINING_LOGGERS = (
+    "splink.internals.expectation_maximisation",
+    "splink.internals.linker_components.training",
+)
+_NOT_OBSERVED = re.compile(
+    r"Level (?P<level>.+?) on comparison (?P<comparison>\S+) not observed in dataset, "
+    r"unable to train (?P<which>[mu]) value"
+)
+
+
+class _SplinkTrainingNotes(logging.Filter):
+    """Splink warns, in a multi-line WARNING per level, about every comparison level no EM
+    pair fell into (common on small companies: a level "one digit off" of a phone needs such
+    a pair to learn from), and about `max_pairs` equal to its default even when that value is
+    chosen (matching.yaml's `u_max_pairs`). A run's console had a dozen such blocks. Both are
+    held back here; the untrained levels are kept and reported as one line (their probability
+    is floored, see :func:`smoothed`). Every other Splink message passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.untrained: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        found = _NOT_OBSERVED.search(message)
+        if found:
+            level = f"{found['comparison']}: {found['level']} ({found['which']})"
+            if level not in self.untrained:
+                self.untrained.append(level)
+            return False
+        return "default value for `max_pairs`" not in message
+
+
+@contextmanager
+def splink_training_notes() -> Iterator[_SplinkTrainingNotes]:
+    """Hold back Splink's per-level training warnings while the block runs (see
+    :class:`_SplinkTrainingNotes`); the filter's ``untrained`` lists the levels afterwards."""
+    notes = _SplinkTrainingNotes()
+    loggers = [logging.getLogger(n) for n in SPLINK_TRAINING_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(notes)
+    try:
+        yield notes
+    finally:
+        for logger in loggers:
+            logger.removeFilter(notes)
+
+
 def _fit(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]]:
     """The training steps on ``linker`` (any backend): prior, u by random sampling, EM."""
+    with splink_training_notes() as notes:
+        sessions = _fit_steps(linker, rules, n)
+    if notes.untrained:
+        log.info(
+            "matching: %d comparison levels had no training pairs (their probabilities are "
+            "floored): %s",
+            len(notes.untrained),
+            "; ".join(notes.untrained),
+        )
+    return sessions
+
+
+def _fit_steps(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]]:
     from splink import block_on
 
     training = rules.training
