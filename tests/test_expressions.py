@@ -13,6 +13,7 @@ from cdp.expressions import (
     ExpressionError,
     check_expression,
     checked_expr,
+    expected_analysis_errors,
     expression_problem,
     quote_identifier,
 )
@@ -190,3 +191,18 @@ def test_source_paths_inside_the_landing_root_or_explicitly_allowed(tmp_path: Pa
     (conf / "sources" / "crm.yaml").write_text(SOURCE + "path: /elsewhere/crm/*.csv\n")
     (spec,) = load_sources(load_config(conf_dir=conf, environ={}))
     assert spec.glob_for(str(landing)) == "/elsewhere/crm/*.csv"
+
+
+def test_expected_analysis_errors_raise_without_pysparks_error_log(
+    spark: SparkSession, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from pyspark.errors import AnalysisException
+
+    frame = spark.createDataFrame([], "a string")
+    with expected_analysis_errors(), pytest.raises(AnalysisException):
+        frame.selectExpr("no_such_column")
+    assert "UNRESOLVED_COLUMN" not in capfd.readouterr().err
+    # Outside the block PySpark logs it as it did (so the check above can fail).
+    with pytest.raises(AnalysisException):
+        frame.selectExpr("no_such_column")
+    assert "UNRESOLVED_COLUMN" in capfd.readouterr().err

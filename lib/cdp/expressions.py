@@ -44,6 +44,8 @@ text only through :func:`quote_identifier`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cdp.errors import ConfigError
@@ -208,3 +210,30 @@ def checked_expr(text: str, *, where: str, key: str, spark: SparkSession | None 
 
     check_expression(text, where=where, key=key, spark=spark)
     return F.expr(text)
+
+
+# PySpark 4 logs every analysis error that carries a query context at ERROR, with the JVM's
+# whole stack trace as JSON on stderr, as it converts the error: also the ones a caller expects
+# and handles (a declaration check trying a column name unquoted first, a backfill's column
+# looked up in more files). A user saw pages of ERROR before a run that succeeded.
+PYSPARK_QUERY_CONTEXT_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
+
+
+@contextmanager
+def expected_analysis_errors() -> Iterator[None]:
+    """Keep PySpark's query-context loggers quiet while the block probes expressions whose
+    failure it handles itself; the errors still raise, and whatever the block cannot handle
+    is reported by its caller."""
+    from pyspark.logger import PySparkLogger
+
+    # Through PySparkLogger: a logger of another class under these names would break
+    # PySpark's own calls (they pass keyword fields only PySparkLogger accepts).
+    loggers = [PySparkLogger.getLogger(n) for n in PYSPARK_QUERY_CONTEXT_LOGGERS]
+    before = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, was in zip(loggers, before, strict=True):
+            logger.disabled = was

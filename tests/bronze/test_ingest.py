@@ -309,6 +309,31 @@ def test_declaration_errors_name_the_file_and_field(
         ingest(spark, config)
 
 
+def test_a_column_only_a_middle_file_has_resolves_and_a_typo_still_fails(
+    spark: SparkSession, env: dict[str, Path]
+) -> None:
+    # The export renamed `campaign` to `campaign_id`; a backfill in the old layout arrived
+    # between two deliveries of the new one: neither the first nor the latest file has it.
+    write(env["landing"] / "mail/d1/a.json", '{"msg": "m1", "campaign_id": "c1"}\n')
+    write(env["landing"] / "mail/d2/b.json", '{"msg": "m2", "campaign": "c2"}\n')
+    write(env["landing"] / "mail/d3/c.json", '{"msg": "m3", "campaign_id": "c3"}\n')
+    config = make_config(env)
+    mail = {"kind": "other", "format": "ndjson", "path": "mail/*/*.json", "primary_key": ["msg"]}
+    declare(
+        env["sources"], "mail", **mail, mapping={"campaign_id": "coalesce(campaign_id, campaign)"}
+    )
+    result = ingest(spark, config)
+    assert sum(result.rows_written.values()) == 3
+    declare(
+        env["sources"], "mail", **mail, mapping={"campaign_id": "coalesce(campaign_id, campain)"}
+    )
+    with pytest.raises(
+        StageFailed,
+        match=r"'coalesce\(campaign_id, campain\)' does not resolve against any of the 3 files",
+    ):
+        ingest(spark, config)
+
+
 def test_a_source_added_by_yaml_alone_is_ingested(
     spark: SparkSession, env: dict[str, Path]
 ) -> None:

@@ -34,7 +34,7 @@ from pyspark.sql.types import (
 )
 
 from cdp.audiences.spec import AudienceError, AudienceSpec, consent_column, model_prefix
-from cdp.expressions import checked_expr, expression_problem
+from cdp.expressions import checked_expr, expected_analysis_errors, expression_problem
 
 # The consent condition lives with the other consent semantics; it stays importable from here.
 from cdp.privacy.consent import consent_granted
@@ -148,7 +148,8 @@ def check_rules(specs: Sequence[AudienceSpec], frame: DataFrame) -> None:
             problems.append(f"{spec.where()}: rule: {problem}")
             continue
         try:
-            dtype = frame.select(F.expr(spec.rule).alias("_rule")).schema["_rule"].dataType
+            with expected_analysis_errors():
+                dtype = frame.select(F.expr(spec.rule).alias("_rule")).schema["_rule"].dataType
         except AnalysisException as exc:
             problems.append(f"{spec.where()}: key 'rule': {_rule_problem(spec, frame, exc)}")
             continue

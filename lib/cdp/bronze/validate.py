@@ -11,13 +11,13 @@ from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StructField, StructType
 from pyspark.sql.utils import AnalysisException
 
 from cdp.bronze.ledger import LandedFile, list_landed_files
 from cdp.bronze.readers import DEFAULT_MAX_COLUMNS, first_line, read_source_files
 from cdp.config import ConfigError
-from cdp.expressions import check_expression, quote_identifier
+from cdp.expressions import check_expression, expected_analysis_errors, quote_identifier
 from cdp.sources import SourceFormat, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,9 @@ def _validate_source(
 
     Columns are looked up in the first file and, so that a mapping may already cover a column
     that a later delivery renamed or added (``coalesce(new_name, old_name)``), in the latest
-    file. A name in neither is a typo or a wrong declaration, reported with file and field.
+    file; only when a name is in neither are the columns of every file read (a backfill in
+    an old layout between two new ones). A name in no file is a typo or a wrong declaration,
+    reported with file and field.
     """
     files = [f for f in list_landed_files(spark, spec.glob_for(landing_root)) if f.size > 0]
     if not files:
@@ -110,10 +112,56 @@ def _validate_source(
         # A sample of a small file can hold no rows at all; say so without resolving columns
         # against it, which Spark would log as an analysis error before the full retry.
         raise ConfigError(f"{spec.origin}: the sampled schema holds no columns")
-    df = spark.createDataFrame([], schema)
     where = f"the first file {first.uri}" + (
         f" or the latest file {latest.uri}" if latest != first else ""
     )
+    try:
+        with expected_analysis_errors():
+            _check_columns(spark, spec, schema, where)
+    except ConfigError:
+        # A column only middle files carry (an old name a mapping still coalesces, in a
+        # backfill between two deliveries of the new layout) is no declaration error: look at
+        # every file's columns before refusing. Only on this path, so the usual check stays
+        # two files.
+        if len(files) <= 2:
+            raise
+        wider = _all_columns(spark, spec, files, sampling_ratio, max_columns)
+        if wider is None:
+            raise
+        with expected_analysis_errors():
+            _check_columns(spark, spec, wider, f"any of the {len(files)} files")
+        log.info(
+            "source %s: the declaration resolves against all %d files together, not against "
+            "the first and latest alone",
+            spec.name,
+            len(files),
+        )
+    return first
+
+
+def _all_columns(
+    spark: SparkSession,
+    spec: SourceSpec,
+    files: Sequence[LandedFile],
+    sampling_ratio: float | None,
+    max_columns: int,
+) -> StructType | None:
+    """Every column any of ``files`` has (the first file's type where names repeat); None
+    when no file can be read."""
+    got = read_source_files(
+        spark, spec, files, sampling_ratio=sampling_ratio, max_columns=max_columns
+    )
+    fields: dict[str, StructField] = {}
+    for frame in got.frames:
+        for f in frame.schema.fields:
+            fields.setdefault(f.name, f)
+    return StructType(list(fields.values())) if fields else None
+
+
+def _check_columns(spark: SparkSession, spec: SourceSpec, schema: StructType, where: str) -> None:
+    """Key columns, event time, delete flag and every mapping expression resolve against
+    ``schema``; ConfigError naming the field and ``where`` otherwise."""
+    df = spark.createDataFrame([], schema)
     for field_name, column in (
         *[("primary_key", c) for c in spec.primary_key],
         ("event_time", spec.event_time),
@@ -148,4 +196,3 @@ def _validate_source(
                 f"{spec.origin}: mapping.{canonical}: {expr!r} is not a valid Spark SQL "
                 f"expression: {first_line(exc)}"
             ) from None
-    return first
