@@ -22,7 +22,6 @@ Nothing is collected to the driver but counts and the comparison's differing row
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -39,7 +38,7 @@ from cdp.sources import SourceFormat, SourceKind, SourceSpec, load_sources
 from cdp.storage import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ingest import bench_config  # noqa: E402
+from bench_ingest import bench_config, chain_arguments  # noqa: E402
 
 DELIVERY_DROP = "drop=2026-01-02"
 # The canonical fields a re-delivered record changes, the first one a source maps from a
@@ -198,14 +197,15 @@ def compare(spark: SparkSession, daily: CdpConfig, full: CdpConfig) -> list[str]
     return problems
 
 
+def report_comparison(spark: SparkSession, daily: CdpConfig, full: CdpConfig) -> None:
+    problems = compare(spark, daily, full)
+    print("daily equals full recompute" if not problems else "DIFFERENCES:")
+    for problem in problems:
+        print(f"  {problem}")
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--persons", type=int, required=True)
-    parser.add_argument("--work", default="/tmp/cdp-bench")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--driver-memory", default="6g")
+    parser = chain_arguments(__doc__)
     parser.add_argument("--stages", default=",".join(DEFAULT_STAGES))
     parser.add_argument(
         "--compare-only", action="store_true", help="only compare the data roots of a past run"
@@ -217,12 +217,7 @@ def main() -> int:
     full = bench_config(work, args.driver_memory, {"data_root": str(work / "full")})
     if args.compare_only:
         spark = build_session(day1)
-        problems = compare(spark, day1, full)
-        print(
-            "daily equals full recompute"
-            if not problems
-            else "DIFFERENCES:\n  " + "\n  ".join(problems)
-        )
+        report_comparison(spark, day1, full)
         spark.stop()
         return 0
     shutil.rmtree(work, ignore_errors=True)
@@ -255,12 +250,7 @@ def main() -> int:
         )
     d, r = sum(daily.values()), sum(recompute.values())
     print(f"{'ALL':10} {sum(first.values()):8.1f} {d:8.1f} {r:8.1f} {d / r:10.2f}")
-    problems = compare(spark, day1, full)
-    print(
-        "daily equals full recompute"
-        if not problems
-        else "DIFFERENCES:\n  " + "\n  ".join(problems)
-    )
+    report_comparison(spark, day1, full)
     spark.stop()
     return 0
 

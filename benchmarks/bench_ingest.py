@@ -58,6 +58,19 @@ def bench_config(
     )
 
 
+def chain_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments of the benchmarks that generate a landing and run the chain on it."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--persons", type=int, required=True)
+    parser.add_argument("--work", default="/tmp/cdp-bench")
+    parser.add_argument("--seed", type=int, default=7)
+    # 6g of heap keeps the driver JVM's whole resident set under the 8 GiB budget.
+    parser.add_argument("--driver-memory", default="6g")
+    return parser
+
+
 def jvm_pid(spark) -> int:  # type: ignore[no-untyped-def]
     proc = getattr(spark.sparkContext._gateway, "proc", None)  # noqa: SLF001
     if proc is not None:

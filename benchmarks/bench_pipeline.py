@@ -13,7 +13,6 @@ total. Nothing here collects a table to the driver; the stages run exactly as
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -26,18 +25,11 @@ from cdp.session import build_session
 from cdp.sources import load_sources
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ingest import bench_config, floor_source, jvm_pid, peak_rss_mb  # noqa: E402
+from bench_ingest import bench_config, chain_arguments, floor_source, jvm_pid, peak_rss_mb  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--persons", type=int, required=True)
-    parser.add_argument("--work", default="/tmp/cdp-bench")
-    parser.add_argument("--seed", type=int, default=7)
-    # 6g of heap keeps the driver JVM's whole resident set under the 8 GiB budget.
-    parser.add_argument("--driver-memory", default="6g")
+    parser = chain_arguments(__doc__)
     parser.add_argument(
         "--reuse-landing", action="store_true", help="keep an existing landing zone"
     )
