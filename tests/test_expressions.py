@@ -193,16 +193,33 @@ def test_source_paths_inside_the_landing_root_or_explicitly_allowed(tmp_path: Pa
     assert spec.glob_for(str(landing)) == "/elsewhere/crm/*.csv"
 
 
-def test_expected_analysis_errors_raise_without_pysparks_error_log(
-    spark: SparkSession, capfd: pytest.CaptureFixture[str]
-) -> None:
-    from pyspark.errors import AnalysisException
+def test_expected_analysis_errors_raise_without_pysparks_error_log(spark: SparkSession) -> None:
+    import logging
 
+    from pyspark.errors import AnalysisException
+    from pyspark.logger import PySparkLogger
+
+    class Recorder(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    # A handler of the test's own: PySpark's stream handler keeps the stderr of whichever test
+    # first made the logger, which no capture fixture of a later test sees.
+    recorder = Recorder()
+    logger = PySparkLogger.getLogger("SQLQueryContextLogger")
+    logger.addHandler(recorder)
     frame = spark.createDataFrame([], "a string")
-    with expected_analysis_errors(), pytest.raises(AnalysisException):
-        frame.selectExpr("no_such_column")
-    assert "UNRESOLVED_COLUMN" not in capfd.readouterr().err
-    # Outside the block PySpark logs it as it did (so the check above can fail).
-    with pytest.raises(AnalysisException):
-        frame.selectExpr("no_such_column")
-    assert "UNRESOLVED_COLUMN" in capfd.readouterr().err
+    try:
+        with expected_analysis_errors(), pytest.raises(AnalysisException):
+            frame.selectExpr("no_such_column")
+        assert recorder.messages == []
+        # Outside the block PySpark logs it as it did (so the check above can fail).
+        with pytest.raises(AnalysisException):
+            frame.selectExpr("no_such_column")
+        assert any("UNRESOLVED_COLUMN" in m for m in recorder.messages)
+    finally:
+        logger.removeHandler(recorder)
