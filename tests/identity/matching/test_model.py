@@ -14,10 +14,14 @@ from pyspark.sql import DataFrame, SparkSession
 from cdp.identity.matching.config import MatchingRules, parse_matching
 from cdp.identity.matching.model import (
     CODEGEN_FALLBACK_LOGGERS,
+    PROBABILITY_FLOOR,
+    SPLINK_PREDICT_LOGGERS,
     SPLINK_TRAINING_LOGGERS,
     quiet_codegen_fallback,
     score,
+    smoothed,
     spark_settings_of,
+    splink_predict_notes,
     splink_training_notes,
     train,
     training_sample,
@@ -96,6 +100,20 @@ def test_duckdb_training_is_deterministic_and_scores_on_spark(spark: SparkSessio
     assert first.settings["sql_dialect"] == "spark"
     weights = {(r["comparison"], r["level"]): r["match_weight"] for r in first.match_weights()}
     assert weights[("first_name", "exact")] > 0 and weights[("last_name", "exact")] > 0
+    # Every level has both probabilities, at least the floor: a level no training pair fell
+    # into (the records of one person here share their birth date, so "one character off" has
+    # no true pair) scores with the floor, not with Splink's even default spread (+4 bits).
+    levels = {
+        (c["output_column_name"], lv["label_for_charts"]): lv
+        for c in first.settings["comparisons"]
+        for lv in c["comparison_levels"]
+        if not lv.get("is_null_level")
+    }
+    for lv in levels.values():
+        for key in ("m_probability", "u_probability"):
+            assert isinstance(lv[key], float) and lv[key] >= PROBABILITY_FLOOR
+    assert levels[("birth_date", "one character off")]["m_probability"] == PROBABILITY_FLOOR
+    assert weights[("birth_date", "one character off")] < 0
     pairs = score(spark, recs, first, 0.5).collect()
     same_person = {
         (r["unique_id_l"], r["unique_id_r"])
@@ -103,6 +121,47 @@ def test_duckdb_training_is_deterministic_and_scores_on_spark(spark: SparkSessio
         if r["unique_id_l"] // 2 == r["unique_id_r"] // 2
     }
     assert len(same_person) >= 55  # of 60 true pairs, each with at most one typo
+
+
+def test_floors_fill_untrained_levels_and_keep_null_levels_and_estimates() -> None:
+    saved = {  # a model as Splink saves it: an unobserved level's probability left out
+        "comparisons": [
+            {
+                "output_column_name": "birth_date",
+                "comparison_levels": [
+                    {"label_for_charts": "null", "is_null_level": True},
+                    {"label_for_charts": "exact", "m_probability": 0.9, "u_probability": 0.01},
+                    {"label_for_charts": "one character off", "u_probability": 0.0007},
+                    {"label_for_charts": "else", "m_probability": 1e-9, "u_probability": 0.99},
+                ],
+            }
+        ]
+    }
+    levels = smoothed(saved)["comparisons"][0]["comparison_levels"]
+    assert levels[0] == {"label_for_charts": "null", "is_null_level": True}
+    assert (levels[1]["m_probability"], levels[1]["u_probability"]) == (0.9, 0.01)
+    assert (levels[2]["m_probability"], levels[2]["u_probability"]) == (PROBABILITY_FLOOR, 0.0007)
+    assert (levels[3]["m_probability"], levels[3]["u_probability"]) == (PROBABILITY_FLOOR, 0.99)
+    assert smoothed(saved) == saved  # idempotent: a stored model is floored again on reading
+
+
+def test_splinks_untrained_warning_at_predict_becomes_a_list(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    linker_log = logging.getLogger(SPLINK_PREDICT_LOGGERS[0])
+    warning = (
+        "\n -- WARNING --\nYou have called predict(), but there are some parameter estimates "
+        "which have neither been estimated or specified in your settings dictionary.  To "
+        "produce predictions the following untrained parameters will use default values.\n"
+        "Comparison: 'first_name':\n    m values not fully trained\n"
+        "Comparison: 'first_name':\n    u values not fully trained\n"
+        "Comparison: 'national_id':\n    m values not fully trained"
+    )
+    with caplog.at_level(logging.WARNING), splink_predict_notes() as notes:
+        linker_log.warning(warning)
+        linker_log.warning("Predicting with 3 blocking rules")  # anything else passes
+    assert notes.comparisons == ["first_name (m)", "first_name (u)", "national_id (m)"]
+    assert [r.getMessage() for r in caplog.records] == ["Predicting with 3 blocking rules"]
 
 
 def test_the_training_sample_is_bounded_seeded_and_in_id_order(spark: SparkSession) -> None:

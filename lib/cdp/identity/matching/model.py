@@ -26,10 +26,10 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Any
+from typing import Any, TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -262,12 +262,13 @@ class _SplinkTrainingNotes(logging.Filter):
         return "default value for `max_pairs`" not in message
 
 
+_Notes = TypeVar("_Notes", bound=logging.Filter)
+
+
 @contextmanager
-def splink_training_notes() -> Iterator[_SplinkTrainingNotes]:
-    """Hold back Splink's per-level training warnings while the block runs (see
-    :class:`_SplinkTrainingNotes`); the filter's ``untrained`` lists the levels afterwards."""
-    notes = _SplinkTrainingNotes()
-    loggers = [logging.getLogger(n) for n in SPLINK_TRAINING_LOGGERS]
+def _filtered(names: Sequence[str], notes: _Notes) -> Iterator[_Notes]:
+    """``notes`` on the loggers ``names`` while the block runs."""
+    loggers = [logging.getLogger(n) for n in names]
     for logger in loggers:
         logger.addFilter(notes)
     try:
@@ -275,6 +276,44 @@ def splink_training_notes() -> Iterator[_SplinkTrainingNotes]:
     finally:
         for logger in loggers:
             logger.removeFilter(notes)
+
+
+def splink_training_notes() -> AbstractContextManager[_SplinkTrainingNotes]:
+    """Hold back Splink's per-level training warnings while the block runs (see
+    :class:`_SplinkTrainingNotes`); the filter's ``untrained`` lists the levels afterwards."""
+    return _filtered(SPLINK_TRAINING_LOGGERS, _SplinkTrainingNotes())
+
+
+# The logger of Splink's warning at every predict() on a model with untrained levels.
+SPLINK_PREDICT_LOGGERS = ("splink.internals.linker",)
+_UNTRAINED_AT_PREDICT = re.compile(r"Comparison: '(?P<comparison>[^']+)':\s+(?P<which>[mu]) values")
+
+
+class _SplinkPredictNotes(logging.Filter):
+    """Splink warns at every scoring call, in a block of two lines per comparison, that some
+    levels were never trained and keep Splink's default probabilities: the levels no EM pair
+    fell into, which training already reported (see :class:`_SplinkTrainingNotes`). Held back
+    and kept as ``comparisons`` ("first_name (m)") for one line; other messages pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.comparisons: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "You have called predict(), but there are some parameter" not in message:
+            return True
+        for found in _UNTRAINED_AT_PREDICT.finditer(message):
+            name = f"{found['comparison']} ({found['which']})"
+            if name not in self.comparisons:
+                self.comparisons.append(name)
+        return False
+
+
+def splink_predict_notes() -> AbstractContextManager[_SplinkPredictNotes]:
+    """Hold back Splink's untrained-parameters warning at predict() (see
+    :class:`_SplinkPredictNotes`)."""
+    return _filtered(SPLINK_PREDICT_LOGGERS, _SplinkPredictNotes())
 
 
 def _fit(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]]:
@@ -399,18 +438,29 @@ def spark_settings_of(fitted: dict[str, Any], rules: MatchingRules) -> dict[str,
     return out
 
 
-# A level no training pair fell into gets m (or u) of 0 from EM, a weight of minus infinity
-# (Splink caps it near -700): one similar surname would then veto a pair that agrees on
-# everything else. A floor keeps such a level's weight finite and strongly negative.
+# A level no training pair fell into: EM marks its m (or u) "not observed", and Splink's saved
+# model leaves the probability out, so a model read back (every scoring run: the model is
+# stored as settings) scores that level with Splink's defaults, spread evenly over the
+# comparison's levels whatever the data said (birth dates "one character off" then counted
+# +4 bits for a pair on a 300-person demo; a differing id number -5 bits where the data
+# never showed a true pair with two ids). An EM estimate of 0 gives a weight of minus infinity
+# instead (Splink caps it near -700): one similar surname would veto a pair that agrees on
+# everything else. Both cases get the floor: such a level's weight is finite, and strongly
+# negative where the data never showed it among true pairs.
 PROBABILITY_FLOOR = 1e-4
 
 
 def smoothed(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with every m and u probability of a non-null level at least
+    :data:`PROBABILITY_FLOOR`, levels training never observed included (see above)."""
     for comp in settings.get("comparisons", []):
         for level in comp.get("comparison_levels", []):
+            if level.get("is_null_level"):
+                continue
             for key in ("m_probability", "u_probability"):
-                if key in level and level[key] is not None:
-                    level[key] = max(float(level[key]), PROBABILITY_FLOOR)
+                value = level.get(key)
+                known = isinstance(value, (int, float))
+                level[key] = max(float(value), PROBABILITY_FLOOR) if known else PROBABILITY_FLOOR
     return settings
 
 
@@ -456,8 +506,15 @@ def score(
     # Each comparison's weight (mw_*) explains a pair; Splink keeps it on request only.
     settings = dict(model.settings, retain_intermediate_calculation_columns=True)
     linker = _linker(spark, records, settings)
-    with quiet_codegen_fallback(spark):
+    with quiet_codegen_fallback(spark), splink_predict_notes() as notes:
         predicted = linker.inference.predict(threshold_match_probability=threshold)
+    if notes.comparisons:
+        log.info(
+            "matching: levels of %d comparisons had no training pairs and score with "
+            "Splink's default probabilities: %s",
+            len(notes.comparisons),
+            ", ".join(notes.comparisons),
+        )
     df = predicted.as_spark_dataframe()
     names = [c["output_column_name"] for c in model.settings["comparisons"]]
     lo = F.least("unique_id_l", "unique_id_r")

@@ -28,6 +28,7 @@ from cdp.identity.matching.model import (
     explain,
     levels_of,
     score,
+    smoothed,
     train,
 )
 from cdp.identity.matching.prepare import matching_input
@@ -59,7 +60,9 @@ class ModelStore:
         run = self.registry.latest_run(MODEL_NAME, {"fingerprint": rules.fingerprint()})
         if run is None:
             return None
-        settings = self.registry.read_json(run.info.run_id, "evaluation/model.json")
+        # Floored on reading too (idempotent): a model saved before untrained levels were
+        # floored scores like one trained now, instead of with Splink's defaults.
+        settings = smoothed(self.registry.read_json(run.info.run_id, "evaluation/model.json"))
         records = int(run.data.metrics.get("records", 0))
         started = datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc)
         return TrainedModel(settings, rules.fingerprint(), records), started
