@@ -193,12 +193,46 @@ def compare(spark: SparkSession, daily: CdpConfig, full: CdpConfig) -> list[str]
             f"gold/identity_map: {stats['unmatched']} records in one map only; customers "
             f"{stats['n1']} daily vs {stats['n2']} full, {stats['pairs']} pairs"
         )
+    # Profile and features: the same rows, each customer named by its smallest record key
+    # (customer ids are stable per run history, so the two roots may number a merged customer
+    # differently), doubles to 9 significant digits (sums in another order), lists sorted.
     for name in ("gold/customer_profile", "gold/customer_features"):
-        if a.exists(name) and b.exists(name):
-            n1, n2 = a.read(name).count(), b.read(name).count()
-            if n1 != n2:
-                problems.append(f"{name}: {n1} rows daily vs {n2} full")
+        if not (a.exists(name) and b.exists(name)):
+            continue
+        x, y = _keyed(a.read(name), m1), _keyed(b.read(name), m2)
+        only_x, only_y = x.exceptAll(y).count(), y.exceptAll(x).count()
+        if only_x or only_y:
+            problems.append(f"{name}: {only_x} rows only in daily, {only_y} only in full")
     return problems
+
+
+# Columns that name the run that wrote a row, not what the row says.
+RUN_COLUMNS = ("profile_run_id",)
+
+
+def _keyed(df: DataFrame, identity_map: DataFrame) -> DataFrame:
+    """``df`` (one row per ``customer_id``) with the customer's smallest record key in place of
+    its id, run columns left out, doubles rounded and lists sorted (see :func:`compare`)."""
+    ids = identity_map.columns[-1]
+    keys = identity_map.groupBy(F.col(ids).alias("customer_id")).agg(
+        F.min(F.concat_ws("|", "source", "source_record_id")).alias("customer_key")
+    )
+    kinds = dict(df.dtypes)
+
+    def normal(c: str) -> Column:
+        kind = kinds[c]
+        if kind == "double":
+            return F.format_string("%.9g", c)
+        if kind.startswith("map<"):
+            return F.array_sort(F.map_entries(c))
+        if kind.startswith("array<") and not kind.startswith(("array<struct", "array<map")):
+            return F.array_sort(c)
+        return F.col(c)
+
+    kept = [c for c in df.columns if c != "customer_id" and c not in RUN_COLUMNS]
+    return df.join(keys, "customer_id", "left").select(
+        "customer_key", *[normal(c).alias(c) for c in kept]
+    )
 
 
 def report_comparison(spark: SparkSession, daily: CdpConfig, full: CdpConfig) -> None:

@@ -232,6 +232,7 @@ def train(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> Trai
 SPLINK_TRAINING_LOGGERS = (
     "splink.internals.expectation_maximisation",
     "splink.internals.linker_components.training",
+    "splink.internals.em_sampling",
 )
 _NOT_OBSERVED = re.compile(
     r"Level (?P<level>.+?) on comparison (?P<comparison>\S+) not observed in dataset, "
@@ -242,10 +243,12 @@ _NOT_OBSERVED = re.compile(
 class _SplinkTrainingNotes(logging.Filter):
     """Splink warns, in a multi-line WARNING per level, about every comparison level no EM
     pair fell into (common on small companies: a level "one digit off" of a phone needs such
-    a pair to learn from), and about `max_pairs` equal to its default even when that value is
-    chosen (matching.yaml's `u_max_pairs`). A run's console had a dozen such blocks. Both are
-    held back here; the untrained levels are kept and reported as one line (their probability
-    is floored, see :func:`smoothed`). Every other Splink message passes."""
+    a pair to learn from), about `max_pairs` equal to its default even when that value is
+    chosen (matching.yaml's `u_max_pairs`), and, on a small input, that the probe which sizes
+    an EM pass's sample found no pair (the pass then trains on every blocked pair, which is
+    what a small input needs). A run's console had a dozen such blocks. They are held back
+    here; the untrained levels are kept and reported as one line (their probability is
+    floored, see :func:`smoothed`). Every other Splink message passes."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -259,7 +262,10 @@ class _SplinkTrainingNotes(logging.Filter):
             if level not in self.untrained:
                 self.untrained.append(level)
             return False
-        return "default value for `max_pairs`" not in message
+        return not any(
+            quiet in message
+            for quiet in ("default value for `max_pairs`", "Probe returned zero blocked pairs")
+        )
 
 
 _Notes = TypeVar("_Notes", bound=logging.Filter)
@@ -468,19 +474,23 @@ def smoothed(settings: dict[str, Any]) -> dict[str, Any]:
 # projection) compiles to a Java method past the JVM's 64 KB limit, and Spark runs that stage
 # interpreted instead (spark.sql.codegen.fallback): the right result, but the compiler's stack
 # trace is logged at ERROR and the whole plan at WARN, several hundred lines on the console of
-# every identity run. Both loggers are turned off for the scoring call only; the compile
+# every identity run. These loggers are turned off for the scoring call only; the compile
 # happens in the driver, where these loggers live, even on a cluster.
 CODEGEN_FALLBACK_LOGGERS = (
     "org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator",
     "org.apache.spark.sql.execution.WholeStageCodegenExec",
+    # Splink writes its intermediate tables as Parquet folders named `__splink__...` and reads
+    # them back; Spark takes a name starting with "_" for a hidden path and warns "All paths
+    # were ignored" (with the path) for each, although it reads the folder all the same.
+    "org.apache.spark.sql.execution.datasources.DataSource",
 )
 
 
 @contextmanager
 def quiet_codegen_fallback(spark: SparkSession) -> Iterator[None]:
-    """Silence the codegen fallback's log lines (see above) while the block runs; their levels
-    are restored afterwards. Does nothing where the JVM's log4j is out of reach (Spark
-    Connect)."""
+    """Silence the codegen fallback's log lines and Splink's hidden-path warnings (see above)
+    while the block runs; their levels are restored afterwards. Does nothing where the JVM's
+    log4j is out of reach (Spark Connect)."""
     try:
         jvm: Any = spark.sparkContext._jvm
         log4j = jvm.org.apache.logging.log4j
