@@ -153,9 +153,12 @@ def _ordered_pairs(records: DataFrame, rule: Sequence[str], forenames: Sequence[
         F.count(F.lit(1)).alias("n_r")
     )
     # A record meets itself when its left and right keys are equal (always, for a plain rule).
+    # A field on both sides (a crosswise rule's plain part) equals itself on the kept records
+    # (none null): comparing it would only make PySpark warn of a trivially true predicate.
     self_match = F.lit(True)
     for a, b in zip(left, right, strict=True):
-        self_match = self_match & (F.expr(a) == F.expr(b))
+        if a != b:
+            self_match = self_match & (F.expr(a) == F.expr(b))
     return (
         lhs.join(rhs, keys)
         .agg(F.coalesce(F.sum(F.col("n_l") * F.col("n_r")), F.lit(0)).alias("_all"))
