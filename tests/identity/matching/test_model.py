@@ -15,13 +15,11 @@ from cdp.identity.matching.config import MatchingRules, parse_matching
 from cdp.identity.matching.model import (
     CODEGEN_FALLBACK_LOGGERS,
     PROBABILITY_FLOOR,
-    SPLINK_PREDICT_LOGGERS,
     SPLINK_TRAINING_LOGGERS,
     quiet_codegen_fallback,
     score,
     smoothed,
     spark_settings_of,
-    splink_predict_notes,
     splink_training_notes,
     train,
     training_sample,
@@ -143,25 +141,6 @@ def test_floors_fill_untrained_levels_and_keep_null_levels_and_estimates() -> No
     assert (levels[2]["m_probability"], levels[2]["u_probability"]) == (PROBABILITY_FLOOR, 0.0007)
     assert (levels[3]["m_probability"], levels[3]["u_probability"]) == (PROBABILITY_FLOOR, 0.99)
     assert smoothed(saved) == saved  # idempotent: a stored model is floored again on reading
-
-
-def test_splinks_untrained_warning_at_predict_becomes_a_list(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    linker_log = logging.getLogger(SPLINK_PREDICT_LOGGERS[0])
-    warning = (
-        "\n -- WARNING --\nYou have called predict(), but there are some parameter estimates "
-        "which have neither been estimated or specified in your settings dictionary.  To "
-        "produce predictions the following untrained parameters will use default values.\n"
-        "Comparison: 'first_name':\n    m values not fully trained\n"
-        "Comparison: 'first_name':\n    u values not fully trained\n"
-        "Comparison: 'national_id':\n    m values not fully trained"
-    )
-    with caplog.at_level(logging.WARNING), splink_predict_notes() as notes:
-        linker_log.warning(warning)
-        linker_log.warning("Predicting with 3 blocking rules")  # anything else passes
-    assert notes.comparisons == ["first_name (m)", "first_name (u)", "national_id (m)"]
-    assert [r.getMessage() for r in caplog.records] == ["Predicting with 3 blocking rules"]
 
 
 def test_the_training_sample_is_bounded_seeded_and_in_id_order(spark: SparkSession) -> None:

@@ -26,10 +26,10 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Any, TypeVar
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -271,13 +271,12 @@ class _SplinkTrainingNotes(logging.Filter):
         )
 
 
-_Notes = TypeVar("_Notes", bound=logging.Filter)
-
-
 @contextmanager
-def _filtered(names: Sequence[str], notes: _Notes) -> Iterator[_Notes]:
-    """``notes`` on the loggers ``names`` while the block runs."""
-    loggers = [logging.getLogger(n) for n in names]
+def splink_training_notes() -> Iterator[_SplinkTrainingNotes]:
+    """Hold back Splink's per-level training warnings while the block runs (see
+    :class:`_SplinkTrainingNotes`); the filter's ``untrained`` lists the levels afterwards."""
+    notes = _SplinkTrainingNotes()
+    loggers = [logging.getLogger(n) for n in SPLINK_TRAINING_LOGGERS]
     for logger in loggers:
         logger.addFilter(notes)
     try:
@@ -285,44 +284,6 @@ def _filtered(names: Sequence[str], notes: _Notes) -> Iterator[_Notes]:
     finally:
         for logger in loggers:
             logger.removeFilter(notes)
-
-
-def splink_training_notes() -> AbstractContextManager[_SplinkTrainingNotes]:
-    """Hold back Splink's per-level training warnings while the block runs (see
-    :class:`_SplinkTrainingNotes`); the filter's ``untrained`` lists the levels afterwards."""
-    return _filtered(SPLINK_TRAINING_LOGGERS, _SplinkTrainingNotes())
-
-
-# The logger of Splink's warning at every predict() on a model with untrained levels.
-SPLINK_PREDICT_LOGGERS = ("splink.internals.linker",)
-_UNTRAINED_AT_PREDICT = re.compile(r"Comparison: '(?P<comparison>[^']+)':\s+(?P<which>[mu]) values")
-
-
-class _SplinkPredictNotes(logging.Filter):
-    """Splink warns at every scoring call, in a block of two lines per comparison, that some
-    levels were never trained and keep Splink's default probabilities: the levels no EM pair
-    fell into, which training already reported (see :class:`_SplinkTrainingNotes`). Held back
-    and kept as ``comparisons`` ("first_name (m)") for one line; other messages pass."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.comparisons: list[str] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "You have called predict(), but there are some parameter" not in message:
-            return True
-        for found in _UNTRAINED_AT_PREDICT.finditer(message):
-            name = f"{found['comparison']} ({found['which']})"
-            if name not in self.comparisons:
-                self.comparisons.append(name)
-        return False
-
-
-def splink_predict_notes() -> AbstractContextManager[_SplinkPredictNotes]:
-    """Hold back Splink's untrained-parameters warning at predict() (see
-    :class:`_SplinkPredictNotes`)."""
-    return _filtered(SPLINK_PREDICT_LOGGERS, _SplinkPredictNotes())
 
 
 def _fit(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]]:
@@ -519,15 +480,8 @@ def score(
     # Each comparison's weight (mw_*) explains a pair; Splink keeps it on request only.
     settings = dict(model.settings, retain_intermediate_calculation_columns=True)
     linker = _linker(spark, records, settings)
-    with quiet_codegen_fallback(spark), splink_predict_notes() as notes:
+    with quiet_codegen_fallback(spark):
         predicted = linker.inference.predict(threshold_match_probability=threshold)
-    if notes.comparisons:
-        log.info(
-            "matching: levels of %d comparisons had no training pairs and score with "
-            "Splink's default probabilities: %s",
-            len(notes.comparisons),
-            ", ".join(notes.comparisons),
-        )
     df = predicted.as_spark_dataframe()
     names = [c["output_column_name"] for c in model.settings["comparisons"]]
     lo = F.least("unique_id_l", "unique_id_r")
