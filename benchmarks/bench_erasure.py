@@ -93,7 +93,9 @@ def main() -> int:
 
     jvm = jvm_pid(spark)
     t0 = time.perf_counter()
-    result = run_stage("privacy", spark=spark, config=config)
+    # The stage's progress lines time each step (resolve, bronze lookups, each table's delete
+    # and post-check, files, vacuum).
+    result = run_stage("privacy", spark=spark, config=config, progress=print)
     seconds = time.perf_counter() - t0
     print(f"privacy stage: {result.status} in {seconds:.1f}s ({seconds / 60:.1f} min)")
     if result.error:
