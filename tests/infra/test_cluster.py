@@ -1,17 +1,19 @@
-"""The whole chain on a real Spark standalone cluster equals the same chain on ``local[*]``.
+"""The whole chain on a real Spark standalone cluster equals the demo's run on ``local[*]``.
 
 Every other test runs Spark in one JVM. Here a master and two workers (1 core, 1.5 GB each)
 run from the pyspark wheel on 127.0.0.1 (ports picked at run time, every directory under the
 test's tmp_path); the artifacts come from ``infra/build.sh``, and each stage of the pipeline is
 one ``infra/submit.sh --master spark://...`` in turn, as the README tells a data engineer, with
-the demo profile (``--conf dist/conf/demo.yaml``, client deploy mode) over ``--env cluster``.
-Executors are separate JVMs with their own Python workers: the library reaches them only as the
-``--py-files`` zip, Splink's similarity jar as ``--jars``, and the tables are Parquet files the
-executors write and the driver commits with delta-rs (no Delta jar here: no Maven).
+the demo profile (``--conf dist/conf/demo.yaml``, client deploy mode). Executors are separate
+JVMs with their own Python workers: the library reaches them only as the ``--py-files`` zip,
+Splink's similarity jar as ``--jars``, and the tables are Parquet files the executors write and
+the driver commits with delta-rs (no Delta jar here: no Maven).
 
-The same landing zone then runs through ``cdp run all`` on ``local[*]`` with the same
-configuration, as_of and privacy key into a second data root, and the two must agree: the
-same tables with the same row counts, and the identity map row for row, byte for byte.
+The reference is the suite's shared demo run (``cdp demo`` in its own process, ``local[2]``):
+the cluster reads the demo's landing zone with the demo's configuration (environment, settings,
+privacy key) into its own data root, and the two must agree: the same tables with the same row
+counts, the identity map row for row, byte for byte, and the same scores. Reusing the demo
+spares a second local chain and a second landing zone: about half of this test's former cost.
 
 Skipped only where no Java can be found (``cdp.session.ensure_java``).
 """
@@ -24,7 +26,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,44 +38,19 @@ from spark_standalone import StandaloneCluster  # tests/infra/ is on sys.path (p
 from cdp import __version__
 from cdp.pipeline import pipeline_stages
 from cdp.tables import IDENTITY_MAP, lookup
+from conftest import DEMO_ARGS, DemoRun
 
 ROOT = Path(__file__).resolve().parents[2]
-# The first test's limit covers the module fixtures (generate, build, both chains): on a
-# 2-core CI box shared with another pytest worker they take minutes, well within it.
-# heavy: not in .ci/run (about 15 minutes of a 2-core machine by itself); `pytest -m heavy`.
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.heavy, pytest.mark.timeout(2400)]
+# The first test's limit covers the module fixtures (the demo when this test reads it first,
+# the build, the chain on the cluster): minutes on a 2-core CI box shared with another worker.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(2400)]
 
-# Small: the chain runs twice (cluster and local) on a 2-core CI box; still enough records for
-# identity to link across sources and for every model to have buyers and non-buyers.
-PERSONS = 120
-SEED = 11
-AS_OF = "2025-06-30"
-# Both runs hash with one key: pseudonyms (exports, suppression) must match between them.
-PRIVACY_KEY = "cluster-test-key-0123456789abcdef0123456789"
-
-# The site file layered over `--env cluster` and the demo profile, for both runs: local paths
-# instead of the object store, files landed a moment ago are not "too young", few partitions
-# and one small model candidate per family.
-SITE_CONF = """\
-spark:
-  shuffle_partitions: 2
-  ui_enabled: false
-  conf:                   # conf/test.yaml's planning settings for tiny inputs (the local
-    spark.sql.codegen.wholeStage: "false"        # run; the cluster run gets them from
-    spark.sql.codegen.factoryMode: NO_CODEGEN    # SUBMIT_SPARK_CONF)
-    spark.sql.adaptive.enabled: "false"
-    spark.sql.ui.explainMode: simple
-    spark.sql.maxPlanStringLength: "2048"
-ingest:
-  min_file_age_seconds: 0
-models:
-  search:                 # one small candidate per family
-    time_budget_seconds: 1
-    gbt_max_depth: [3]
-    gbt_max_iter: [5]
-    lr_reg_param: [0.0]
-    lr_max_iter: 20
-"""
+# The demo's environment and settings (tests/conftest.py: `cdp demo --env test --set ...`).
+ENV = DEMO_ARGS[DEMO_ARGS.index("--env") + 1]
+DEMO_SETTINGS = [a for i, a in enumerate(DEMO_ARGS) if i and DEMO_ARGS[i - 1] == "--set"]
+# Tables that readers of the shared demo write to by design, so that their row counts depend
+# on which tests ran before this one: notebook look-ups and segment exports are audited.
+WRITTEN_BY_READERS = {"ops/audit_log"}
 # What the test environment (conf/test.yaml) gives its short-lived JVMs: the C1 compiler and
 # the serial collector (no difference in what runs, far less CPU spent warming up). On a
 # spark-submit they are per-JVM settings, so they go on the command line for the driver and
@@ -87,6 +63,10 @@ SUBMIT_SPARK_CONF = [
     # Tasks of a cached or checkpointed input prefer the executor holding the blocks and wait
     # up to 3 s for its one core before running elsewhere: pure latency on tiny data.
     "spark.locality.wait=0s",
+    # The demo's session has one partition by default (conf/test.yaml: shuffle_partitions 1
+    # sets spark.default.parallelism too), so it reads files into as many partitions as this
+    # does: Spark ML's fits, and so the scores, depend on the partitioning.
+    "spark.default.parallelism=1",
     # conf/test.yaml's planning settings for tiny inputs (interpreted expressions, no
     # adaptive re-planning, short plan strings): the same results in a fraction of the time.
     "spark.sql.codegen.wholeStage=false",
@@ -112,9 +92,8 @@ def _java_or_skip() -> None:
 @dataclass
 class Workspace:
     root: Path
-    landing: Path
+    demo: DemoRun
     dist: Path
-    site_conf: Path
     env: dict[str, str]
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -131,38 +110,21 @@ def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path, timeout: 
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """A generated landing zone, the artifacts of infra/build.sh and the site file."""
+def workspace(tmp_path_factory: pytest.TempPathFactory, demo_run: DemoRun) -> Workspace:
+    """The demo's run (its landing zone and data root) and the artifacts of infra/build.sh."""
     _java_or_skip()
+    demo_run.check()
     root = tmp_path_factory.mktemp("cluster")
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("CDP_", "PYSPARK_", "SPARK_", "MLFLOW_"))
     }
-    # The library comes from the artifacts (the zip on the driver's and executors' paths, or
-    # this checkout for `cdp run`), never from a PYTHONPATH left by the caller.
+    # The library comes from the artifacts (the zip on the driver's and executors' paths),
+    # never from a PYTHONPATH left by the caller.
     env.pop("PYTHONPATH", None)
-    env.update(PYTHONUNBUFFERED="1", CDP_PRIVACY_KEY=PRIVACY_KEY, PYSPARK_PYTHON=sys.executable)
-    ws = Workspace(
-        root=root,
-        landing=root / "landing",
-        dist=root / "dist",
-        site_conf=root / "ci-site.yaml",
-        env=env,
-    )
-    ws.site_conf.write_text(SITE_CONF)
-    cdp = [sys.executable, "-m", "cdp.cli"]
-    start = time.monotonic()
-    _run(
-        [*cdp, "generate", "--persons", str(PERSONS), "--seed", str(SEED)]
-        + ["--out", str(ws.landing), "--env", "test", "--data-root", str(root / "gen")],
-        cwd=root,
-        env={**env, "PYTHONPATH": str(ROOT / "lib")},
-        log=root / "generate.log",
-        timeout=900,
-    )
-    ws.seconds["generate"] = time.monotonic() - start
+    env.update(PYTHONUNBUFFERED="1", PYSPARK_PYTHON=sys.executable)
+    ws = Workspace(root=root, demo=demo_run, dist=root / "dist", env=env)
     start = time.monotonic()
     # --no-env: the workers run this machine's interpreter (the packed environment is a copy
     # of the same packages; test_infra_submit.py checks it and the flags that ship it).
@@ -177,19 +139,16 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     return ws
 
 
-def _job_flags(ws: Workspace, data_root: Path, conf_dir: Path) -> list[str]:
-    return [
-        "--conf",
-        str(conf_dir / "demo.yaml"),
-        "--conf",
-        str(ws.site_conf),
-        "--data-root",
-        str(data_root),
-        "--set",
-        f"landing_root={ws.landing}",
-        "--as-of",
-        AS_OF,
-    ]
+def _job_flags(ws: Workspace, data_root: Path) -> list[str]:
+    """The demo's configuration over another data root: the demo profile, its settings, its
+    landing zone and its privacy key (generated into the demo's data root by the test
+    environment), so that keyed values agree too."""
+    flags = ["--conf", str(ws.dist / "conf" / "demo.yaml"), "--data-root", str(data_root)]
+    flags += ["--set", f"landing_root={ws.demo.landing}"]
+    flags += ["--set", f"privacy.key_file={ws.demo.data_root / '_secrets' / 'privacy.key'}"]
+    for setting in DEMO_SETTINGS:
+        flags += ["--set", setting]
+    return flags
 
 
 @dataclass
@@ -202,37 +161,10 @@ class ClusterRun:
     seconds: float
 
 
-def _local_chain(ws: Workspace, result: dict[str, Any]) -> None:
-    """`cdp run all` on local[*] (a thread: it overlaps the cluster's waits)."""
-    data_root = ws.root / "data-local"
-    start = time.monotonic()
-    try:
-        result["output"] = _run(
-            [sys.executable, "-m", "cdp.cli", "run", "all", "--env", "cluster"]
-            + ["--conf-dir", str(ws.dist / "conf"), *_job_flags(ws, data_root, ws.dist / "conf")],
-            cwd=ws.root,
-            env={
-                **ws.env,
-                "PYTHONPATH": str(ROOT / "lib"),
-                "MLFLOW_TRACKING_URI": f"sqlite:///{ws.root / 'mlflow-local.db'}",
-            },
-            log=ws.root / "local-run.log",
-            timeout=1800,
-        )
-        result["data_root"] = data_root
-    except BaseException as exc:  # reported by the fixture that joins this thread
-        result["error"] = exc
-    result["seconds"] = time.monotonic() - start
-
-
 @pytest.fixture(scope="module")
 def runs(workspace: Workspace) -> Iterator[tuple[ClusterRun, Path]]:
-    """The chain stage by stage on the cluster, and `cdp run all` on local[*] beside it."""
+    """The chain stage by stage on the cluster, and the demo's data root to compare with."""
     ws = workspace
-    local: dict[str, Any] = {}
-    local_thread = threading.Thread(target=_local_chain, args=(ws, local), daemon=True)
-    local_thread.start()
-
     cluster = StandaloneCluster(ws.root / "spark")
     data_root = ws.root / "data-cluster"
     work = ws.root / "submit-cwd"  # an empty working directory: no conf/, no lib/
@@ -251,10 +183,10 @@ def runs(workspace: Workspace) -> Iterator[tuple[ClusterRun, Path]]:
             submit = ["bash", str(ROOT / "infra" / "submit.sh"), "--master", cluster.url]
             # No Maven here for --packages (the embedded delta-rs backend needs no jar), and the
             # workers share this machine's interpreter, so no packed environment.
-            submit += ["--no-packages", "--no-env-archive", "--dist", str(ws.dist)]
+            submit += ["--no-packages", "--no-env-archive", "--dist", str(ws.dist), "--env", ENV]
             for conf in SUBMIT_SPARK_CONF:
                 submit += ["--spark-conf", conf]
-            submit += [stage.name, *_job_flags(ws, data_root, ws.dist / "conf")]
+            submit += [stage.name, *_job_flags(ws, data_root)]
             outputs[stage.name] = _run(
                 submit, cwd=work, env=env, log=ws.root / f"submit-{stage.name}.log", timeout=900
             )
@@ -272,28 +204,25 @@ def runs(workspace: Workspace) -> Iterator[tuple[ClusterRun, Path]]:
     finally:
         cluster.stop()
     seconds = time.monotonic() - start
-    leftover = cluster.alive()
-    local_thread.join(timeout=1800)
-    if "error" in local:
-        raise local["error"]
     ws.seconds["cluster chain (start to stop)"] = seconds
-    ws.seconds["local chain"] = local["seconds"]
     yield (
-        ClusterRun(data_root, outputs, apps, executor_dirs, leftover, seconds),
-        local["data_root"],
+        ClusterRun(data_root, outputs, apps, executor_dirs, cluster.alive(), seconds),
+        ws.demo.data_root,
     )
     print("\ncluster test seconds: " + json.dumps({k: round(v) for k, v in ws.seconds.items()}))
 
 
 def _tables(data_root: Path) -> dict[str, int]:
-    """Row count of every catalog table under ``data_root`` (a folder with a ``_delta_log``)."""
+    """Row count of every catalog table under ``data_root`` (a folder with a ``_delta_log``)
+    but those the demo's readers write to."""
     from deltalake import DeltaTable
 
     counts = {}
     for log in sorted(data_root.glob("*/*/_delta_log")):
         name = log.parent.relative_to(data_root).as_posix()
         lookup(name)  # every table is in the catalog (KeyError names one that is not)
-        counts[name] = DeltaTable(str(log.parent)).to_pyarrow_dataset().count_rows()
+        if name not in WRITTEN_BY_READERS:
+            counts[name] = DeltaTable(str(log.parent)).to_pyarrow_dataset().count_rows()
     return counts
 
 
@@ -322,12 +251,12 @@ def test_cluster_stopped_and_every_stage_ran_on_its_executors(
     stages = [s.name for s in pipeline_stages()]
     by_name = {app["name"]: app for app in cluster.apps}
     # One application per stage (submit.sh names it), each finished, with both workers' cores.
-    assert sorted(by_name) == sorted(f"cdp-{s}-cluster" for s in stages), cluster.apps
+    assert sorted(by_name) == sorted(f"cdp-{s}-{ENV}" for s in stages), cluster.apps
     zip_name = f"cdp-{__version__}.zip"
     manifest = json.loads((workspace.dist / "MANIFEST.json").read_text())
     jar_name = manifest["files"]["splink_jar"]
     for stage in stages:
-        app = by_name[f"cdp-{stage}-cluster"]
+        app = by_name[f"cdp-{stage}-{ENV}"]
         assert app["state"] == "FINISHED" and app["cores"] == 2, app
         executors = cluster.executor_dirs[app["id"]]
         # Executors on both workers, given the library zip and Splink's jar by the driver. An
@@ -342,23 +271,23 @@ def test_cluster_stopped_and_every_stage_ran_on_its_executors(
     # Silver's phone standardization is a pandas UDF: in standalone mode tasks run only on
     # executors, so its Python workers started there (PythonRunner's timing lines in their
     # logs) and its results came back from the workers.
-    silver = by_name["cdp-silver-cluster"]["id"]
+    silver = by_name[f"cdp-silver-{ENV}"]["id"]
     stderr = "".join((d / "stderr").read_text() for d in cluster.executor_dirs[silver])
     assert "PythonRunner" in stderr
 
 
-def test_cluster_tables_match_local(runs: tuple[ClusterRun, Path]) -> None:
-    cluster, local_root = runs
-    on_cluster, local = _tables(cluster.data_root), _tables(local_root)
+def test_cluster_tables_match_the_demo(runs: tuple[ClusterRun, Path]) -> None:
+    cluster, demo_root = runs
+    on_cluster, demo = _tables(cluster.data_root), _tables(demo_root)
     assert IDENTITY_MAP.name in on_cluster and "gold/propensity_scores" in on_cluster
-    assert on_cluster == local
+    assert on_cluster == demo
 
 
-def test_cluster_identity_map_matches_local_byte_for_byte(runs: tuple[ClusterRun, Path]) -> None:
-    cluster, local_root = runs
+def test_cluster_identity_map_matches_the_demo_byte_for_byte(runs: tuple[ClusterRun, Path]) -> None:
+    cluster, demo_root = runs
     on_cluster = _identity_map_bytes(cluster.data_root)
-    assert on_cluster.count(b"\n") > PERSONS  # every silver record has a row
-    assert on_cluster == _identity_map_bytes(local_root)
+    assert on_cluster.count(b"\n") > 300  # every silver record has a row (300 persons)
+    assert on_cluster == _identity_map_bytes(demo_root)
 
 
 def _scores(data_root: Path) -> dict[tuple[str, str], float]:
@@ -370,14 +299,14 @@ def _scores(data_root: Path) -> dict[tuple[str, str], float]:
     return {(r["model_name"], r["customer_id"]): r["score"] for r in rows.to_pylist()}
 
 
-def test_cluster_scores_match_local(runs: tuple[ClusterRun, Path]) -> None:
+def test_cluster_scores_match_the_demo(runs: tuple[ClusterRun, Path]) -> None:
     """Training is deterministic here: the split hashes customer ids, the search's seed is
-    fixed and both runs read the same files into the same number of partitions (the site file's
-    shuffle_partitions), so the models and their scores agree. Only summation order may differ
-    (the executors' partial aggregates reach the driver in another order), hence a tolerance
-    rather than equality; measured here: identical."""
-    cluster, local_root = runs
-    on_cluster, local = _scores(cluster.data_root), _scores(local_root)
-    assert on_cluster.keys() == local.keys() and on_cluster
-    worst = max(abs(on_cluster[k] - local[k]) for k in on_cluster)
+    fixed and both runs read the same files into the same number of partitions (one: the test
+    environment's default, SUBMIT_SPARK_CONF on the cluster), so the models and their scores
+    agree. Only summation order may differ (the executors' partial aggregates reach the driver
+    in another order), hence a tolerance rather than equality."""
+    cluster, demo_root = runs
+    on_cluster, demo = _scores(cluster.data_root), _scores(demo_root)
+    assert on_cluster.keys() == demo.keys() and on_cluster
+    worst = max(abs(on_cluster[k] - demo[k]) for k in on_cluster)
     assert worst < 1e-6, worst
