@@ -30,7 +30,7 @@ from cdp import tables as T
 from cdp.privacy.requests import Subject, record_forget
 from cdp.runner import run_stage
 from cdp.session import build_session
-from cdp.storage import open_store
+from cdp.storage import TableStore, open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import bench_config, jvm_pid, peak_rss_mb  # noqa: E402
@@ -61,6 +61,8 @@ def main() -> int:
     config = bench_config(work, args.driver_memory, {"landing_root": str(landing)})
     spark = build_session(config)
     store = open_store(spark, config)
+    if args.copy_to:
+        repoint_audited_targets(store, root, work / "data")
 
     sizes = {
         t: store.info(t).num_rows
@@ -130,6 +132,23 @@ def main() -> int:
     )
     spark.stop()
     return 0 if result.status == "success" else 1
+
+
+def repoint_audited_targets(store: TableStore, original: Path, copy: Path) -> None:
+    """Make the copy's ``ops/audit_log`` name the copy's export folders, not the original's.
+
+    The privacy stage rewrites past deliveries wherever the audit log says an export went (as
+    it must on a real site: the files left the platform), and the log names targets by their
+    absolute path. On a copy that would rewrite the original root's delivered files, so a
+    second run of this benchmark found them already without the people. A benchmark's own
+    fixture, not something a site should do.
+    """
+    if not store.exists(T.AUDIT_LOG.name):
+        return
+    audit = store.read(T.AUDIT_LOG.name)
+    old, new = str(original.resolve()), str(copy.resolve())
+    repointed = audit.withColumn("detail", F.replace("detail", F.lit(old), F.lit(new)))
+    store.overwrite(T.AUDIT_LOG.name, repointed.localCheckpoint())
 
 
 if __name__ == "__main__":
