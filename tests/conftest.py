@@ -29,7 +29,7 @@ FOLDER_MARKERS = {"scenarios": "scenario", "e2e": "e2e"}
 # `heavy` groups are not in CI's run; their figures order a `pytest -m heavy` run.
 GROUP_SECONDS = {
     # The demo run, the cluster chain compared with it, the erasure scenario and the e2e
-    # checks on copies of it (the cluster chain: 580 s measured alone, 2026-12-06).
+    # checks on copies of it (the cluster chain: 451 s measured alone, 2026-12-06).
     "demo": 1300,
     "identity/test_identity_stage.py": 370,
     "models/test_models_stages.py": 165,

@@ -63,7 +63,6 @@ from cdp.privacy.suppression import (
     identifier_pairs,
     remove_from_list,
 )
-from cdp.sources import SourceSpec
 from cdp.stage import StageContext
 from cdp.storage import TableStore
 
@@ -127,8 +126,10 @@ def _bronze_hashes(
     pseud = spark.createDataFrame(
         [("email", p) for p in subject_emails] or [("none", "")], "id_type string, pseudonym string"
     )
-
-    def rows_of(spec: SourceSpec) -> list[FoundRow]:
+    found: list[FoundRow] = []
+    for spec in load_sources(ctx.config):
+        if not ctx.store.exists(spec.table):
+            continue
         # Read four times below (record keys, values, the subject's pseudonyms, the rows
         # found): standardized once. The standardizers (phone parsing above all) cost more
         # than the table's scan.
@@ -136,14 +137,11 @@ def _bronze_hashes(
             StorageLevel.MEMORY_AND_DISK
         )
         try:
-            return _bronze_rows_of(
+            found += _bronze_rows_of(
                 spec.table, canon, key, records, wanted_df, pseud, emails=bool(subject_emails)
             )
         finally:
             canon.unpersist()
-
-    specs = [s for s in load_sources(ctx.config) if ctx.store.exists(s.table)]
-    found = [row for spec in specs for row in rows_of(spec)]
     shared = _values_on_records_of_others(ctx, person, found)
     if shared:
         person.values = {
@@ -357,7 +355,9 @@ def _erase(
     }
     if quarantine:
         extra_by_table[T.BRONZE_QUARANTINE.name] = {"_record_hash": quarantine}
-    work: list[tuple[str, str]] = []  # (table, predicate of the person's rows)
+    # One table after another: two at a time on driver threads took as long at 100k persons
+    # on 2 cores (144 s vs 143 s): the deletes are rewrites, bound by the executors' CPU.
+    erased: list[TableErasure] = []
     for table in store.list_tables():
         try:
             entry = T.lookup(table)
@@ -372,13 +372,12 @@ def _erase(
             predicate = f"_record_hash IN ({sql_list(extra['_record_hash'])})" if extra else None
         else:
             predicate = table_predicate(cols, person, extra)
-        if predicate is not None:
-            work.append((table, predicate))
-
-    def erase_one(item: tuple[str, str]) -> TableErasure:
-        table, predicate = item
+        if predicate is None:
+            continue
         started = time.perf_counter()
         result = _erase_table(ctx, table, predicate)
+        if result.rows_deleted:
+            ctx.run.metric(f"erased.{table}", result.rows_deleted)
         deleted_at = time.perf_counter()
         result.post_check_rows = store.read(table).where(predicate).count()
         ctx.progress(
@@ -386,14 +385,7 @@ def _erase(
             f"({deleted_at - started:.1f}s), post-check {result.post_check_rows} "
             f"({time.perf_counter() - deleted_at:.1f}s)"
         )
-        return result
-
-    # One table after another: two at a time (threads) took as long at 100k persons on 2
-    # cores (144 s vs 143 s): the deletes are rewrites, bound by the executors' CPU.
-    erased = [erase_one(item) for item in work]
-    for result in erased:
-        if result.rows_deleted:
-            ctx.run.metric(f"erased.{result.table}", result.rows_deleted)
+        erased.append(result)
     for e in erased:
         layers[T.layer_of(e.table)] = "done" if e.post_check_rows == 0 else "failed"
     return erased, person, layers
