@@ -115,6 +115,10 @@ def build_session(config: CdpConfig) -> SparkSession:
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        # A source's `encoding` option names the file's charset, and spreadsheets export
+        # windows-1252 (or Shift_JIS, ...): Spark 4 accepts only seven charsets unless this
+        # legacy switch lets it take any the JDK knows.
+        .config("spark.sql.legacy.javaCharsets", "true")
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
         # Checkpoints (connected components cut lineage with them) go when no longer referenced.

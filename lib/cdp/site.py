@@ -135,11 +135,13 @@ Made by `cdp init`. Run `cdp` from this directory (or set `CDP_CONF_DIR={conf}`)
 
 Next steps:
 
-1. Declare each source: one YAML file per source in `conf/sources/` (copy
-   `conf/sources/example.yaml.disabled` to `conf/sources/<name>.yaml`; every field is in the
-   cdp README, section "Bronze"). `cdp sources` lists what is declared.
-2. Put the source files in the landing zone (`data/landing/<path of each source>`, or set
+1. Put each source's files in a folder of the landing zone (`data/landing/<source>/`, or set
    `landing_root` in `conf/base.yaml`).
+2. Declare each source: `cdp source draft data/landing/<source> --name <source>` proposes
+   `conf/sources/<source>.yaml` from the files (kind, keys, mapping, formats, each with its
+   evidence); `cdp source check <source>` shows what silver makes of a few rows. Or write
+   it by hand from `conf/sources/example.yaml.disabled` (every field is in the cdp README,
+   section "Bronze"). `cdp sources` lists what is declared.
 3. `cdp run ingest silver`, then `cdp run all` for the whole pipeline; `cdp tables` and
    `cdp report` show what was written.
 4. Tune the rules in `conf/rules/` (data quality, identity, matching, profile) and declare

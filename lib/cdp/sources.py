@@ -100,7 +100,10 @@ class SourceSpec(BaseModel):
     options: dict[str, str] = Field(default_factory=dict)
     primary_key: list[str] = Field(default_factory=list)
     event_time: str | None = None
-    event_time_format: str | None = None
+    # Spark datetime pattern(s) of event_time, tried in order before silver's ISO defaults:
+    # one, or a list where the file writes times in several ways ("dd.MM.yyyy HH:mm" and,
+    # where a spreadsheet dropped a midnight's time, "dd.MM.yyyy").
+    event_time_format: str | list[str] | None = None
     delete_flag: str | None = None
     mapping: dict[str, str] = Field(default_factory=dict)
     # Custom identifiers: mapping keys the canonical model does not list (a national id, a
@@ -279,3 +282,11 @@ def local_matches(pattern: str) -> list[str]:
         if os.path.isfile(match) and not name.startswith((".", "_")):
             out.append(os.path.abspath(match))
     return sorted(out)
+
+
+def event_time_formats(spec: SourceSpec) -> list[str]:
+    """The source's own event_time patterns, in the order it lists them (none: ``[]``)."""
+    value = spec.event_time_format
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)

@@ -76,3 +76,48 @@ def test_check_reports_statuses_per_field_without_values_or_writes(
         assert value not in text
     # Nothing was written under the data root.
     assert not any(env["data"].iterdir())
+
+
+# An order export as a spreadsheet writes it: windows-1252 (the euro sign is byte 0x80), a
+# decimal comma, midnight's time dropped from some dates, one ISO date, one line twice.
+ORDERS = (
+    "Bestellnr,Kunden-Nr,Datum,Betrag,Währung\r\n"
+    'B-1,K-1001,04.03.2025 14:22,"1.234,56",EUR\r\n'
+    'B-2,K-1001,05.03.2025 09:01,"19,99",EUR\r\n'
+    'B-3,K-1002,2025-03-06,"5,00",€\r\n'
+    'B-4,K-1003,07.03.2025,"-10,00",EUR\r\n'
+    'B-5,K-1003,08.03.2025,"7,50",EUR\r\n'
+    'B-6,K-1006,09.03.2025 18:00,"42,00",EUR\r\n'
+    'B-6,K-1006,09.03.2025 18:00,"42,00",EUR\r\n'
+).encode("cp1252")
+
+
+def test_a_drafted_windows_1252_export_reads_every_time_and_keeps_its_order_number(
+    spark: SparkSession, env: dict[str, Path]
+) -> None:
+    from cdp.onboarding.draft import draft_source
+
+    (env["landing"] / "orders").mkdir()
+    (env["landing"] / "orders" / "bestellungen.csv").write_bytes(ORDERS)
+    config = load_config(
+        env="test",
+        overrides={
+            "data_root": str(env["data"]),
+            "landing_root": str(env["landing"]),
+            "sources_dirs": [str(env["sources"])],
+        },
+    )
+    drafted = draft_source(config, env["landing"] / "orders", "orders")
+    spec = drafted.spec
+    assert spec.options["encoding"] == "windows-1252"
+    # The repeated line is a re-delivery, not a second order B-6.
+    assert spec.primary_key == ["Bestellnr"] and spec.mapping["order_id"] == "Bestellnr"
+    assert spec.event_time == "Datum"
+    assert spec.event_time_format == ["dd.MM.yyyy HH:mm", "dd.MM.yyyy", "yyyy-MM-dd"]
+
+    report = check_source_rows(spark, config, "orders")
+    by_field = {f.field: f for f in report.fields}
+    assert (report.rows, report.malformed) == (7, 0)
+    assert (by_field["order_time"].ok, by_field["order_time"].invalid) == (7, 0)
+    assert (by_field["currency"].ok, by_field["currency"].invalid) == (7, 0)  # "€" read as €
+    assert (by_field["amount"].ok, by_field["amount"].invalid) == (7, 0)

@@ -70,3 +70,48 @@ def test_header_tokens_fold_accents_and_split_words() -> None:
     assert {"customer", "e", "mail", "address"} <= words and "email" in joined
     assert header_tokens(("Straße",))[0] == {"strasse"}
     assert header_tokens(("givenName",))[0] == {"given", "name"}
+
+
+def test_a_column_that_writes_dates_several_ways_gets_each_way_once() -> None:
+    p = _profile(
+        {
+            # A spreadsheet export: midnight's time dropped, one ISO date typed by hand.
+            "datum": [
+                "04.03.2025 14:22",
+                "05.03.2025 09:01",
+                "2025-03-06",
+                "07.03.2025",
+                "08.03.2025",
+                "09.03.2025 18:00",
+            ],
+            # Day or month first cannot be told: one reading, never both.
+            "slashes": ["01/02/2024", "03/04/2024", "05/06/2024", None, None, None],
+            # "9:05" fits H:mm only, "14:22" fits HH:mm and H:mm: one of them reads both.
+            "clock": ["2024-01-01 9:05", "2024-01-02 14:22", "2024-01-03 10:00", None, None, ""],
+        }
+    )
+    datum = p["datum"]
+    assert [d.spark for d in datum.date_patterns] == [
+        "dd.MM.yyyy HH:mm",
+        "dd.MM.yyyy",
+        "yyyy-MM-dd",
+    ]
+    assert datum.date_pattern == datum.date_patterns[0]
+    assert datum.share("date") == 1.0
+    assert [d.spark for d in p["slashes"].date_patterns] == ["dd/MM/yyyy"]
+    assert [d.spark for d in p["clock"].date_patterns] == ["yyyy-MM-dd H:mm"]
+    assert p["clock"].share("date") == 1.0
+
+
+def test_an_exactly_repeated_row_does_not_spoil_a_key() -> None:
+    p = _profile(
+        {
+            "order": ["B-1", "B-2", "B-2", "B-3"],
+            "amount": ["1,00", "2,00", "2,00", "3,00"],
+            "customer": ["K1", "K2", "K2", "K2"],
+        }
+    )
+    assert p["order"].key_unique and not p["order"].unique
+    assert not p["customer"].key_unique
+    changed = _profile({"order": ["B-1", "B-1"], "amount": ["1,00", "1,50"]})
+    assert not changed["order"].key_unique  # two versions of B-1: not a key of the sample

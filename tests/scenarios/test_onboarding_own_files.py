@@ -44,9 +44,9 @@ FILES = {
 }
 # The test environment's settings (small JVM, two shuffle partitions).
 RUN_ARGS = ["--env", "test"]
-# Thirty customers are too few to train and evaluate a propensity model (the train stage
-# refuses a split without both classes), so this site declares none: configuration, not code.
-NO_MODELS = "\nmodels:\n  models: []\n"
+# Thirty customers are too few to train and evaluate a propensity model (a split part
+# without both classes): the train stage says so and goes on, and the score stage skips the
+# untrained models; the site keeps the default models and `run all` still ends in an export.
 # A site starts with no audience: the user writes one (configuration, not code).
 AUDIENCE = """\
 name: known_twice
@@ -99,10 +99,6 @@ def test_own_files_go_from_init_to_an_export(
     assert drafts["webshop"]["mapping"]["email"] == "customer.email"
 
     (site / "conf" / "audiences" / "known_twice.yaml").write_text(AUDIENCE, encoding="utf-8")
-    base = site / "conf" / "base.yaml"
-    assert "\nmodels:" not in base.read_text(encoding="utf-8")
-    with base.open("a", encoding="utf-8") as fh:
-        fh.write(NO_MODELS)
 
     # What silver will make of the customers, before any table is written.
     assert cli.main(["source", "check", "kunden", *RUN_ARGS[:2]]) == 0
@@ -111,6 +107,11 @@ def test_own_files_go_from_init_to_an_export(
     assert "nothing was written" in checked and not (site / "data" / "bronze").exists()
 
     assert cli.main(["run", "all", *RUN_ARGS]) == 0, capsys.readouterr().err[-4000:]
+    console = str(capsys.readouterr())
+    for model in ("purchase_90d", "churn_90d"):
+        assert f"{model}: not trained: {model} at " in console
+        assert "both classes are needed" in console
+        assert f"{model}: not scored: no champion nor challenger yet" in console
 
     config = load_config(env="test")
     assert config.data_root_uri == str(site.resolve() / "data")

@@ -47,6 +47,15 @@ def score_model(
     (as_of, model_name) partition of gold/propensity_scores. Returns rows written."""
     settings = settings_of(ctx)
     champ = registry.champion(spec.name)
+    if champ is None and not registry.aliases(spec.name):
+        # Never trained: the train stage left it out (too few labelled customers, a young
+        # company) and said why; `run all` goes on to the audiences that need no score.
+        ctx.progress(
+            f"{spec.name}: not scored: no champion nor challenger yet (not trained: the train "
+            "run log says why)"
+        )
+        ctx.run.metric(model_metric(spec.name, "not_scored"), "no champion nor challenger")
+        return 0
     if champ is None:
         challenger = registry.aliases(spec.name).get(R.CHALLENGER)
         why = (

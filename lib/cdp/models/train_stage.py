@@ -49,6 +49,7 @@ from cdp.models.train_record import (
 from cdp.models.train_steps import (
     ChampionCheck,
     HoldoutEvaluations,
+    TooFewLabels,
     champion_on_holdout,
     check_classes,
     evaluate_holdout,
@@ -309,8 +310,27 @@ def decision_tags(oot: OutOfTime, decision: Decision) -> dict[str, str]:
 
 def run_train(ctx: StageContext) -> None:
     """The ``train`` stage: every selected model at ``as_of`` (default: the latest date whose
-    label horizon the data covers)."""
-    for_each_model(ctx, lambda c, inputs: default_train_as_of(inputs, settings_of(c)), train_model)
+    label horizon the data covers).
+
+    A model whose labels lack a class in a split part (a young or small company: a handful
+    of customers, none of them buying again yet) is not trained this run, and the run log and
+    the console say why; the other models, and the stages after this one, still run (the
+    score stage skips a model without a champion). A notebook's ``train_candidate`` and the
+    backtest still raise: there the user asked for that model."""
+
+    def train_or_say_why(
+        c: StageContext, spec: ModelSpec, as_of: date, inputs: Inputs, registry: R.Registry
+    ) -> TrainOutcome | None:
+        try:
+            return train_model(c, spec, as_of, inputs, registry)
+        except TooFewLabels as exc:
+            c.progress(f"{spec.name}: not trained: {exc}")
+            c.run.metric(f"{spec.name}.not_trained", str(exc))
+            return None
+
+    for_each_model(
+        ctx, lambda c, inputs: default_train_as_of(inputs, settings_of(c)), train_or_say_why
+    )
 
 
 def train_candidate(

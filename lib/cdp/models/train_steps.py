@@ -106,12 +106,17 @@ def split_counts(split: Split) -> dict[str, tuple[int, int]]:
     }
 
 
+class TooFewLabels(ValueError):
+    """A split part without both classes: nothing to fit or evaluate at this ``as_of`` (the
+    message gives the part and its counts)."""
+
+
 def check_classes(spec: ModelSpec, as_of: date, counts: dict[str, tuple[int, int]]) -> None:
     """Refuse a split part without both classes (no AUC, no fit)."""
     for part in PARTS:
         n, pos = counts.get(part, (0, 0))
         if n == 0 or pos in (0, n):
-            raise ValueError(
+            raise TooFewLabels(
                 f"{spec.name} at {as_of}: the {part} split has {n} customers and {pos} "
                 "positives; both classes are needed (more data or an earlier as_of)"
             )

@@ -141,8 +141,11 @@ def render_yaml(name: str, sample: Sample, proposal: Proposal, glob: str, source
         lines.append(
             _line(0, "event_time", _scalar(proposal.event_time), proposal.event_time_evidence)
         )
-        if proposal.event_time_format:
-            lines.append(_line(0, "event_time_format", json.dumps(proposal.event_time_format)))
+        formats = proposal.event_time_format
+        if formats:
+            # One pattern as a string; several (tried in order) as a list.
+            value = json.dumps(formats[0] if len(formats) == 1 else formats)
+            lines.append(_line(0, "event_time_format", value))
     else:
         lines.append("# event_time: no column of dates or times found")
     if proposal.delete_flag is not None:
@@ -159,9 +162,7 @@ def render_yaml(name: str, sample: Sample, proposal: Proposal, glob: str, source
     if proposal.defaults:
         lines.append("defaults:")
         for key, choice in proposal.defaults.items():
-            value = (
-                f"[{json.dumps(choice.value)}]" if key == "date_formats" else _scalar(choice.value)
-            )
+            value = choice.value if key == "date_formats" else _scalar(choice.value)
             lines.append(_line(2, key, value, choice.evidence))
     if proposal.unmapped:
         lines.append(

@@ -179,7 +179,12 @@ class ColumnProfile:
     distinct: int = 0
     matches: dict[str, int] = field(default_factory=dict)  # detector -> values that pass
     hints: set[str] = field(default_factory=set)  # what the header suggests (HINTS keys)
-    date_pattern: DatePattern | None = None
+    date_pattern: DatePattern | None = None  # the way most values are written
+    # Every way the column's dates are written, most values first (date_pattern leads): a
+    # spreadsheet drops a midnight's time ("07.03.2025" beside "04.03.2025 14:22") and a
+    # hand-kept list mixes ISO into local dates. Never two patterns that read one value
+    # differently (dd/MM and MM/dd): see :func:`date_cover`.
+    date_patterns: list[DatePattern] = field(default_factory=list)
     decimal_comma: bool = False
     phone_regions: Counter[str] = field(default_factory=Counter)
     countries: Counter[str] = field(default_factory=Counter)
@@ -191,6 +196,10 @@ class ColumnProfile:
     def share(self, detector: str) -> float:
         """Fraction of the present values that pass ``detector`` (0 for an empty column)."""
         return self.matches.get(detector, 0) / self.present if self.present else 0.0
+
+    # Present and distinct in every distinct record: exact duplicate rows (a file delivered
+    # twice, an export that repeats a line) say nothing against a key; silver drops them.
+    key_unique: bool = False
 
     @property
     def unique(self) -> bool:
@@ -204,6 +213,8 @@ class SampleProfile:
     # The country most rows name (from a country column), else None: the region of national
     # phone numbers and the postcode rules.
     region: str | None = None
+    # Sampled rows that repeat an earlier row exactly (every column equal).
+    duplicate_rows: int = 0
 
 
 def _blank(value: str | None) -> bool:
@@ -256,8 +267,41 @@ def _postcode(value: str, region: str | None) -> bool:
     return any(re.match(rx, compact) for rx, _ in rules)
 
 
+def date_cover(
+    matched: list[frozenset[DatePattern]], limit: int = 4
+) -> tuple[list[DatePattern], int]:
+    """The patterns that together read the most values, and how many values they read.
+
+    ``matched`` holds, per sampled value, the patterns it parses under. Greedy: first the
+    pattern most values follow (on a tie the one listed first in :data:`DATE_PATTERNS`: ISO,
+    then day first), then, while any is left, the one that reads the most values no chosen
+    pattern reads, provided it reads none that a chosen one already reads: two patterns that
+    accept the same value (dd/MM/yyyy and MM/dd/yyyy, or H:mm beside HH:mm) would read it
+    in two ways, or say nothing new."""
+    chosen: list[DatePattern] = []
+    covered: set[int] = set()
+    while len(chosen) < limit:
+        best: tuple[int, int, DatePattern] | None = None
+        for order, pattern in enumerate(DATE_PATTERNS):
+            if pattern in chosen:
+                continue
+            reads = {i for i, m in enumerate(matched) if pattern in m}
+            if not reads or reads & covered:
+                continue
+            if best is None or len(reads) > best[0] or (len(reads) == best[0] and order < best[1]):
+                best = (len(reads), order, pattern)
+        if best is None:
+            break
+        chosen.append(best[2])
+        covered |= {i for i, m in enumerate(matched) if best[2] in m}
+    return chosen, len(covered)
+
+
 def _profile_values(
-    profile: ColumnProfile, values: list[str], region: str | None, dates: Counter[DatePattern]
+    profile: ColumnProfile,
+    values: list[str],
+    region: str | None,
+    dates: list[frozenset[DatePattern]],
 ) -> None:
     m: Counter[str] = Counter()
     for raw in values:
@@ -270,13 +314,10 @@ def _profile_values(
             m["phone"] += 1
             if v.startswith(("+", "00")):
                 profile.phone_regions[phone_region] += 1
-        is_date = False
-        for pattern in DATE_PATTERNS:
-            if _date(v, pattern):
-                dates[pattern] += 1
-                is_date = True
+        parses = frozenset(p for p in DATE_PATTERNS if _date(v, p))
+        is_date = bool(parses)
         if is_date:
-            m["date"] += 1
+            dates.append(parses)
         amount, comma = _amount(v)
         if amount:
             m["amount"] += 1
@@ -322,19 +363,21 @@ def profile_sample(sample: Sample) -> SampleProfile:
         if values and len(hits) / len(values) >= 0.6:
             countries.update(hits)
     region = countries.most_common(1)[0][0] if countries else None
+    records = {tuple(repr(row.get(c)) for c in sample.columns): row for row in sample.rows}
     out = []
     for c, values in columns.items():
         profile = ColumnProfile(
             path=c, rows=n, present=len(values), distinct=len(set(values)), hints=_hints(c)
         )
-        dates: Counter[DatePattern] = Counter()
+        keys = [row.get(c) for row in records.values()]
+        profile.key_unique = bool(keys) and all(not _blank(k) for k in keys)
+        profile.key_unique &= len(set(keys)) == len(keys)
+        dates: list[frozenset[DatePattern]] = []
         _profile_values(profile, values, region, dates)
         if dates:
-            # The pattern most values follow; on a tie the one listed first (ISO, then day
-            # first: a tie between dd/MM and MM/dd means no day above 12 was seen).
-            best = max(dates.values())
-            profile.date_pattern = next(p for p in DATE_PATTERNS if dates.get(p) == best)
-            profile.matches["date"] = best
+            # A tie between dd/MM and MM/dd means no day above 12 was seen: day first.
+            profile.date_patterns, profile.matches["date"] = date_cover(dates)
+            profile.date_pattern = profile.date_patterns[0]
         profile.decimal_comma = profile.matches.get("decimal_comma", 0) > profile.present / 2
         out.append(profile)
-    return SampleProfile(columns=out, rows=n, region=region)
+    return SampleProfile(columns=out, rows=n, region=region, duplicate_rows=n - len(records))

@@ -10,6 +10,7 @@ streets, codes, whose values alone cannot tell a first name from a city).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -96,7 +97,8 @@ class Proposal:
     primary_key: list[str] = field(default_factory=list)
     primary_key_evidence: str = ""
     event_time: str | None = None
-    event_time_format: str | None = None
+    # Several when the column writes its times in several ways (see ColumnProfile).
+    event_time_format: list[str] = field(default_factory=list)
     event_time_evidence: str = ""
     # Custom identifiers the mapping names (a national id): the source's ``identifiers``.
     identifiers: list[str] = field(default_factory=list)
@@ -180,7 +182,7 @@ def _candidates(profile: SampleProfile) -> list[tuple[float, str, ColumnProfile,
                     evidence = f"{_header(c)}; {_values(c, det, what)}"
                 out.append((0.5 + 0.5 * share, fld, c, evidence))
         if c.date_pattern is not None and c.share("date") >= 0.6:
-            pattern = c.date_pattern.spark
+            pattern = " or ".join(p.spark for p in c.date_patterns)
             evidence = f"{_values(c, 'date', 'are dates')} written {pattern}"
             if "birth_date" in c.hints and not c.date_pattern.has_time:
                 out.append((1.5, "birth_date", c, f"{_header(c)}; {evidence}"))
@@ -216,7 +218,7 @@ def _primary_key(profile: SampleProfile, kind: SourceKind) -> ColumnProfile | No
     (an id, an order number in a transaction source) and an earlier position break ties."""
     best: tuple[float, ColumnProfile] | None = None
     for i, c in enumerate(profile.columns):
-        if not c.unique or c.share("id") < 0.99 or c.share("email") > 0:
+        if not c.key_unique or c.share("id") < 0.99 or c.share("email") > 0:
             continue
         score = 1.0 * ("id" in c.hints) - 0.01 * i
         if kind is SourceKind.TRANSACTION:
@@ -270,9 +272,13 @@ def propose(profile: SampleProfile) -> Proposal:
     pk = _primary_key(profile, kind)
     if pk is not None:
         proposal.primary_key = [column_name(pk.path)]
-        proposal.primary_key_evidence = f"all {pk.rows:,} sampled values present and unique" + (
-            f"; {_header(pk)}"
-        )
+        repeated = profile.duplicate_rows
+        proposal.primary_key_evidence = (
+            f"all {pk.rows:,} sampled values present and unique"
+            if not repeated
+            else f"present and unique in each of the {pk.rows - repeated:,} distinct records "
+            f"({repeated:,} sampled row(s) repeat another exactly: silver drops them)"
+        ) + f"; {_header(pk)}"
         proposal.mapping["source_record_id"] = Choice(
             column_expr(pk.path), "the primary key: the record's own id"
         )
@@ -299,8 +305,7 @@ def propose(profile: SampleProfile) -> Proposal:
         c, evidence = assigned.pop("_time")
         proposal.event_time = column_name(c.path)
         proposal.event_time_evidence = evidence
-        if c.date_pattern is not None:
-            proposal.event_time_format = c.date_pattern.spark
+        proposal.event_time_format = [p.spark for p in c.date_patterns]
         assigned[table.time_field] = (c, "the event_time column")
 
     used = {c.path for c, _ in assigned.values()} | ({pk.path} if pk else set())
@@ -427,9 +432,9 @@ def _defaults(
             )
     if "birth_date" in assigned:
         c = assigned["birth_date"][0]
-        if c.date_pattern is not None:
+        if c.date_patterns:
             proposal.defaults["date_formats"] = Choice(
-                c.date_pattern.spark, f"how '{c.name}' writes its dates"
+                json.dumps([p.spark for p in c.date_patterns]), f"how '{c.name}' writes its dates"
             )
     if "amount" in assigned and assigned["amount"][0].decimal_comma:
         c = assigned["amount"][0]

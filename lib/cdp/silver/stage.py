@@ -64,7 +64,7 @@ from cdp.silver.rules import (
     load_rules,
     rule_count_columns,
 )
-from cdp.sources import SourceSpec, load_sources
+from cdp.sources import SourceSpec, event_time_formats, load_sources
 from cdp.stage import StageContext
 from cdp.storage import TableStore
 
@@ -117,7 +117,7 @@ def standardize(spec: SourceSpec, table: CanonicalTable) -> Callable[[DataFrame]
     """The standardizers that apply to ``table``'s fields, configured from the source."""
     fields = set(table.fields)
     defaults = spec.defaults
-    ts_formats = ([spec.event_time_format] if spec.event_time_format else []) + DEFAULT_TS_FORMATS
+    ts_formats = event_time_formats(spec) + DEFAULT_TS_FORMATS
 
     def transform(df: DataFrame) -> DataFrame:
         out = df

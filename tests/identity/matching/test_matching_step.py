@@ -320,3 +320,40 @@ def test_person_checks_hold_a_pair_whose_person_level_values_disagree(
     )  # fmt: skip
     # Row order is the input's (a projection); nullability: the expression never yields null.
     assert_df_equality(got, expected, ignore_nullable=True)
+
+
+def test_records_no_two_of_which_agree_on_a_prior_rule_link_by_exact_rules_only(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # A young company: three people, one of them twice under a changed surname (the CRM id
+    # says so). No pair agrees on first name, surname and birth date, so Splink's prior is 0
+    # (it only warns, and EM then fails on log(0)): matching is not trained this run.
+    rules = tmp_path / "identity.yaml"
+    rules.write_text(yaml.safe_dump(EXACT_RULES))
+    matching = tmp_path / "matching.yaml"
+    matching.write_text(yaml.safe_dump(MATCHING))
+    config = load_config(
+        env="test",
+        overrides={
+            "data_root": str(tmp_path / "data"),
+            "identity.rules_file": str(rules),
+            "identity.matching_file": str(matching),
+            "identity.engine": "dataframe",
+        },
+    )
+    records = [
+        _row("a", "Katherine", "Wood", date(1980, 3, 4), "f", "12 Oak Road", "LS1 1AA"),
+        _row("b", "Katherine", "Wood-Hale", date(1980, 3, 4), "f", "12 Oak Road", "LS1 1AA"),
+        _row("c", "Jane", "Smith", date(1975, 1, 10), "f", "1 Elm Street", "LS2 2BB"),
+    ]
+    records = [r[:2] + ("K1" if r[1] in "ab" else None,) + r[3:] for r in records]
+    open_store(spark, config).overwrite(
+        "silver/person_records", spark.createDataFrame(records, SCHEMA)
+    )
+    outcome = run_stage("identity", spark=spark, config=config)
+    assert outcome.metrics["matching.notes"] == (
+        "probabilistic matching not trained: the prior rules [['first_name', 'last_name', "
+        "'birth_date']] find no pair among 3 records; exact rules only this run"
+    )
+    ids = _customers(spark, config)
+    assert ids["a"] == ids["b"] != ids["c"]

@@ -286,6 +286,11 @@ def splink_training_notes() -> Iterator[_SplinkTrainingNotes]:
             logger.removeFilter(notes)
 
 
+class NoTrainingPairs(Exception):
+    """The records give the model nothing to learn from (the message says why; it names
+    rules and counts, never a value)."""
+
+
 def _fit(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]]:
     """The training steps on ``linker`` (any backend): prior, u by random sampling, EM."""
     with splink_training_notes() as notes:
@@ -314,6 +319,16 @@ def _fit_steps(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]
         linker.training.estimate_probability_two_random_records_match(
             [rule(r) for r in training.prior_rules], recall=training.prior_recall
         )
+        prior = linker._settings_obj._probability_two_random_records_match
+        if not 0 < prior < 1:
+            # Splink only warns, then EM takes the log of it (a math domain error): a few
+            # records of which no two agree on every field of a prior rule (one surname
+            # changed by marriage) give 0.
+            raise NoTrainingPairs(
+                f"the prior rules {training.prior_rules} find "
+                + ("no pair" if prior <= 0 else "every pair")
+                + f" among {n:,} records"
+            )
     # Every pair when there are fewer than the budget; one chunk: the early stop per level
     # saves nothing on data this size and costs a Spark job per chunk.
     linker.training.estimate_u_using_random_sampling(

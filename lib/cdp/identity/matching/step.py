@@ -22,6 +22,7 @@ from cdp.identity.matching import links as L
 from cdp.identity.matching.comparisons import ELSE_LABEL, NULL_LABEL
 from cdp.identity.matching.config import MatchingRules, PersonCheck
 from cdp.identity.matching.model import (
+    NoTrainingPairs,
     TrainedModel,
     check_blocking,
     drop_scratch,
@@ -204,6 +205,11 @@ def run_matching(
             result.notes.append(
                 f"probabilistic matching not trained: a training blocking rule finds no pair "
                 f"among {n:,} records; exact rules only this run"
+            )
+            return result
+        except NoTrainingPairs as exc:
+            result.notes.append(
+                f"probabilistic matching not trained: {exc}; exact rules only this run"
             )
             return result
         result.metrics["matching.train_seconds"] = round(time.monotonic() - t0, 1)
