@@ -115,3 +115,28 @@ def test_an_exactly_repeated_row_does_not_spoil_a_key() -> None:
     assert not p["customer"].key_unique
     changed = _profile({"order": ["B-1", "B-1"], "amount": ["1,00", "1,50"]})
     assert not changed["order"].key_unique  # two versions of B-1: not a key of the sample
+
+
+def test_epoch_counts_in_a_time_column() -> None:
+    p = _profile(
+        {
+            "ts": ["1741100000000", "1741103600000", "1741107200000"],
+            "created": ["1741100000", "1741103600", "1741107200"],
+            "order_no": ["1000000001", "1000000002", "999"],  # ids, and 1000000001 is 2001
+        }
+    )
+    assert p["ts"].epoch_format == "epoch_millis" and p["ts"].date_pattern is None
+    assert p["created"].epoch_format == "epoch_seconds"
+    assert p["order_no"].epoch_format is None  # a third of them is no count
+
+
+def test_a_header_over_empty_columns_is_still_a_header() -> None:
+    from cdp.onboarding.sample import detect_header
+
+    data = [["1741100000000", "page_view", "a@example.com", "/p/1", "", ""]]
+    assert detect_header(["ts", "event", "user_email", "page ", "", ""], data)[0]
+    assert not detect_header(["1741100000000", "page_view", "a@example.com", "", "", ""], data)[0]
+    # A headerless file of names, gaps in its first row like in every other: no header.
+    names = [["Anna", "Schmidt", "", "Berlin"], ["Lena", "", "Fischer", "Hamburg"]]
+    assert not detect_header(["Jürgen", "Müller", "", "Köln"], names)[0]
+    assert detect_header(["first", "last", "city"], names)[0]

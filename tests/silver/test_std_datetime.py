@@ -53,6 +53,41 @@ def test_parse_timestamp_order_zone_and_plausibility(spark: SparkSession) -> Non
     )
 
 
+def test_parse_timestamp_reads_epoch_counts_as_instants_in_utc(spark: SparkSession) -> None:
+    rows = [
+        (1, "1741100000000"),  # milliseconds: 2025-03-04 14:53:20 UTC, whatever source_tz says
+        (2, "1741100000123"),
+        (3, "2025-03-04 10:00:00"),  # the next format
+        (4, "17411e5"),  # not a count
+        (5, ""),
+    ]
+    got = run(
+        spark,
+        S.parse_timestamp("v", formats=["epoch_millis", "yyyy-MM-dd HH:mm:ss"], source_tz="+01:00"),
+        rows,
+        "id int, v string",
+    )
+    raw = raw_of(rows)
+    expected = [
+        (1, dt.datetime(2025, 3, 4, 14, 53, 20, tzinfo=UTC), "ok"),
+        (2, dt.datetime(2025, 3, 4, 14, 53, 20, 123000, tzinfo=UTC), "ok"),
+        (3, dt.datetime(2025, 3, 4, 9, 0, tzinfo=UTC), "ok"),
+        (4, None, "invalid"),
+        (5, None, "empty"),
+    ]
+    check(
+        got,
+        expect(
+            spark,
+            [(i, v, raw[i], s) for i, v, s in expected],
+            "id int, v timestamp, v_raw string, v_status string",
+        ),
+    )
+    seconds = run(spark, S.parse_timestamp("v", formats=["epoch_seconds"]), [(1, "1741100000")],
+                  "id int, v string")  # fmt: skip
+    assert seconds.first()["v"] == dt.datetime(2025, 3, 4, 14, 53, 20)
+
+
 def test_parse_timestamp_does_not_depend_on_session_time_zone(spark: SparkSession) -> None:
     df = spark.createDataFrame([(1, "2024-07-15 10:00:00")], "id int, v string")
     transform = S.parse_timestamp(

@@ -135,6 +135,7 @@ def _patterns() -> list[DatePattern]:
 
 
 DATE_PATTERNS = _patterns()
+_EPOCH_MIN, _EPOCH_MAX = 946_684_800, 4_102_444_800  # 2000-01-01 and 2100-01-01, in seconds
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^\W\d_]{2,}$")
 _NAME = re.compile(r"^[^\W\d_]+(?:[ '\-.]+[^\W\d_]+)*\.?$")
 _ID = re.compile(r"^[\w\-/.:#]{1,64}$")
@@ -185,6 +186,9 @@ class ColumnProfile:
     # hand-kept list mixes ISO into local dates. Never two patterns that read one value
     # differently (dd/MM and MM/dd): see :func:`date_cover`.
     date_patterns: list[DatePattern] = field(default_factory=list)
+    # "epoch_seconds" / "epoch_millis" when nearly every value is a count since 1970 that
+    # lands in 2000-2100 (10 or 13 digits): silver's parse_timestamp reads these formats.
+    epoch_format: str | None = None
     decimal_comma: bool = False
     phone_regions: Counter[str] = field(default_factory=Counter)
     countries: Counter[str] = field(default_factory=Counter)
@@ -318,6 +322,10 @@ def _profile_values(
         is_date = bool(parses)
         if is_date:
             dates.append(parses)
+        if v.isdigit() and len(v) in (10, 13):
+            unit = "epoch_millis" if len(v) == 13 else "epoch_seconds"
+            if _EPOCH_MIN <= int(v) // (1000 if len(v) == 13 else 1) <= _EPOCH_MAX:
+                m[unit] += 1
         amount, comma = _amount(v)
         if amount:
             m["amount"] += 1
@@ -378,6 +386,9 @@ def profile_sample(sample: Sample) -> SampleProfile:
             # A tie between dd/MM and MM/dd means no day above 12 was seen: day first.
             profile.date_patterns, profile.matches["date"] = date_cover(dates)
             profile.date_pattern = profile.date_patterns[0]
+        for unit in ("epoch_millis", "epoch_seconds"):
+            if profile.present and profile.matches.get(unit, 0) >= 0.9 * profile.present:
+                profile.epoch_format = unit
         profile.decimal_comma = profile.matches.get("decimal_comma", 0) > profile.present / 2
         out.append(profile)
     return SampleProfile(columns=out, rows=n, region=region, duplicate_rows=n - len(records))

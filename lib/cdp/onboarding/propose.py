@@ -190,6 +190,10 @@ def _candidates(profile: SampleProfile) -> list[tuple[float, str, ColumnProfile,
                 score = c.share("date") + 0.3 * ("time" in c.hints)
                 score += 0.2 * c.date_pattern.has_time + 0.2 * ("updated" in c.hints)
                 out.append((score, "_time", c, evidence + (f"; {_header(c)}" if c.hints else "")))
+        if c.epoch_format is not None and "time" in c.hints and c.date_pattern is None:
+            unit = "milliseconds" if c.epoch_format == "epoch_millis" else "seconds"
+            evidence = f"{_values(c, c.epoch_format, f'are {unit} since 1970')}; {_header(c)}"
+            out.append((c.share(c.epoch_format) + 0.3, "_time", c, evidence))
         if (
             "amount" in c.hints
             and c.share("amount") >= 0.8
@@ -225,7 +229,8 @@ def _primary_key(profile: SampleProfile, kind: SourceKind) -> ColumnProfile | No
             score += 1.0 * ("order" in c.hints)
         elif kind is SourceKind.PROFILE:
             score += 0.5 * ("customer" in c.hints)
-        if c.share("date") > 0.5 or c.share("amount") > 0.5 and not c.hints & {"id", "order"}:
+        timeish = c.share("date") > 0.5 or (c.epoch_format is not None and "time" in c.hints)
+        if timeish or c.share("amount") > 0.5 and not c.hints & {"id", "order"}:
             score -= 2  # a unique time or amount is a coincidence of the sample
         if best is None or score > best[0]:
             best = (score, c)
@@ -305,7 +310,9 @@ def propose(profile: SampleProfile) -> Proposal:
         c, evidence = assigned.pop("_time")
         proposal.event_time = column_name(c.path)
         proposal.event_time_evidence = evidence
-        proposal.event_time_format = [p.spark for p in c.date_patterns]
+        proposal.event_time_format = [p.spark for p in c.date_patterns] or (
+            [c.epoch_format] if c.epoch_format else []
+        )
         assigned[table.time_field] = (c, "the event_time column")
 
     used = {c.path for c, _ in assigned.values()} | ({pk.path} if pk else set())

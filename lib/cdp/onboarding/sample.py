@@ -180,6 +180,28 @@ def _looks_like_data(cell: str) -> bool:
     return stripped.replace(":", "").replace(" ", "").isdigit()
 
 
+def detect_header(first: list[str], below: list[list[str]]) -> tuple[bool, str]:
+    """Whether the first CSV line names the columns, and why.
+
+    A line with a data-like cell (a number, a date, an e-mail) is data. One with empty cells
+    is a header only when a column's name stands above data-like values: spreadsheets export
+    empty header cells over empty columns (``ts,event,email,,``), while a headerless file's
+    first row has gaps like any other row."""
+    cells = [c.strip() for c in first]
+    if any(_looks_like_data(c) for c in cells if c):
+        return False, "the first line holds data-like cells (numbers, dates, e-mail)"
+    if all(cells):
+        return True, "no cell of the first line looks like data"
+    for j, name in enumerate(cells):
+        values = [row[j].strip() for row in below if j < len(row) and row[j].strip()]
+        if name and values and sum(map(_looks_like_data, values)) * 2 >= len(values):
+            return True, (
+                f"no filled cell of the first line looks like data, and '{name}' heads "
+                "data-like values (the empty cells head empty columns)"
+            )
+    return False, "the first line has empty cells and names no column of data-like values"
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -245,11 +267,13 @@ def _read_csv(sample: Sample, codec: str, limit: int) -> None:
                 first = next(
                     csv.reader([head_lines[0].lstrip("\ufeff")], delimiter=sample.delimiter)
                 )
-                sample.header = not any(_looks_like_data(c) for c in first)
-                sample.notes["header"] = (
-                    "no cell of the first line looks like data"
-                    if sample.header
-                    else "the first line holds data-like cells (numbers, dates, e-mail)"
+                sample.header, sample.notes["header"] = detect_header(
+                    first,
+                    [
+                        next(csv.reader([x], delimiter=sample.delimiter))
+                        for x in head_lines[1:]
+                        if x.strip()
+                    ],
                 )
         with _open_bytes(p, sample.compression) as raw:
             text = io.TextIOWrapper(raw, encoding=codec, errors="replace", newline="")

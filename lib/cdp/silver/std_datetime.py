@@ -37,6 +37,16 @@ def _has_zone(pattern: str) -> bool:
     return False
 
 
+# Formats that are no pattern: whole seconds or milliseconds since 1970-01-01 UTC, as event
+# logs and web analytics write them ("1741100000000"); an instant of its own, no zone applied.
+EPOCH_FORMATS = {"epoch_seconds": 1, "epoch_millis": 1000}
+
+
+def _epoch(cleaned: Column, unit: int) -> Column:
+    digits = cleaned.rlike(r"^\d{1,16}$")
+    return F.when(digits, F.timestamp_millis(cleaned.try_cast("long") * F.lit(1000 // unit)))
+
+
 def _check_formats(formats: Sequence[str]) -> list[str]:
     if isinstance(formats, str) or not formats:
         raise ValueError("formats must be a non-empty list of Spark datetime patterns")
@@ -57,7 +67,8 @@ def parse_timestamp(
     min_value: dt.datetime | None = DEFAULT_MIN_TIMESTAMP,
     max_value: dt.datetime | None = None,
 ) -> Transform:
-    """Parse text into a TimestampType instant, trying ``formats`` in order.
+    """Parse text into a TimestampType instant, trying ``formats`` in order (Spark datetime
+    patterns, or ``epoch_seconds`` / ``epoch_millis``: a count since 1970 in UTC).
 
     Wall-clock values are read in ``source_tz`` (an IANA zone such as "Europe/London", or an
     offset such as "+01:00"); patterns with their own zone/offset letters (X, Z, VV, ...) use
@@ -77,7 +88,9 @@ def parse_timestamp(
         cleaned = F.col(temp(target, "clean"))
         zoned = F.concat(cleaned, F.lit(_ZONE_SEPARATOR + source_tz))
         attempts = [
-            F.try_to_timestamp(cleaned, F.lit(p))
+            _epoch(cleaned, EPOCH_FORMATS[p])
+            if p in EPOCH_FORMATS
+            else F.try_to_timestamp(cleaned, F.lit(p))
             if _has_zone(p)
             else F.try_to_timestamp(zoned, F.lit(f"{p}'{_ZONE_SEPARATOR}'VV"))
             for p in patterns
