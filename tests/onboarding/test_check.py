@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from cdp.config import load_config
+from cdp.config import CdpConfig, load_config
 from cdp.onboarding.check import check_source_rows, format_check
 
 SOURCE = """\
@@ -37,13 +37,8 @@ ROWS = (
 )
 
 
-def test_check_reports_statuses_per_field_without_values_or_writes(
-    spark: SparkSession, env: dict[str, Path]
-) -> None:
-    (env["sources"] / "crm.yaml").write_text(SOURCE, encoding="utf-8")
-    (env["landing"] / "crm").mkdir()
-    (env["landing"] / "crm" / "c.csv").write_text(ROWS, encoding="utf-8")
-    config = load_config(
+def _config(env: dict[str, Path]) -> CdpConfig:
+    return load_config(
         env="test",
         overrides={
             "data_root": str(env["data"]),
@@ -51,6 +46,15 @@ def test_check_reports_statuses_per_field_without_values_or_writes(
             "sources_dirs": [str(env["sources"])],
         },
     )
+
+
+def test_check_reports_statuses_per_field_without_values_or_writes(
+    spark: SparkSession, env: dict[str, Path]
+) -> None:
+    (env["sources"] / "crm.yaml").write_text(SOURCE, encoding="utf-8")
+    (env["landing"] / "crm").mkdir()
+    (env["landing"] / "crm" / "c.csv").write_text(ROWS, encoding="utf-8")
+    config = _config(env)
     report = check_source_rows(spark, config, "crm")
     assert (report.table, report.files, report.rows, report.malformed) == (
         "silver/person_records",
@@ -99,14 +103,7 @@ def test_a_drafted_windows_1252_export_reads_every_time_and_keeps_its_order_numb
 
     (env["landing"] / "orders").mkdir()
     (env["landing"] / "orders" / "bestellungen.csv").write_bytes(ORDERS)
-    config = load_config(
-        env="test",
-        overrides={
-            "data_root": str(env["data"]),
-            "landing_root": str(env["landing"]),
-            "sources_dirs": [str(env["sources"])],
-        },
-    )
+    config = _config(env)
     drafted = draft_source(config, env["landing"] / "orders", "orders")
     spec = drafted.spec
     assert spec.options["encoding"] == "windows-1252"

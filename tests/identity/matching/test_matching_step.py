@@ -85,23 +85,29 @@ def hand_model(config: CdpConfig, path: Path) -> TrainedModel:
     return TrainedModel(settings, rules.fingerprint(), len(RECORDS))
 
 
-@pytest.fixture()
-def setup(tmp_path: Path, spark: SparkSession) -> tuple[CdpConfig, Path]:
+def _stage_config(tmp_path: Path, **overrides: str) -> CdpConfig:
+    """The identity stage on EXACT_RULES and MATCHING, written under ``tmp_path``."""
     rules = tmp_path / "identity.yaml"
     rules.write_text(yaml.safe_dump(EXACT_RULES))
     matching = tmp_path / "matching.yaml"
     matching.write_text(yaml.safe_dump(MATCHING))
-    decisions = tmp_path / "decisions.csv"
-    config = load_config(
+    return load_config(
         env="test",
         overrides={
             "data_root": str(tmp_path / "data"),
             "identity.rules_file": str(rules),
             "identity.matching_file": str(matching),
-            "identity.decisions_file": str(decisions),
             "identity.engine": "dataframe",
+            **overrides,
         },
     )
+
+
+@pytest.fixture()
+def setup(tmp_path: Path, spark: SparkSession) -> tuple[CdpConfig, Path]:
+    matching = tmp_path / "matching.yaml"
+    decisions = tmp_path / "decisions.csv"
+    config = _stage_config(tmp_path, **{"identity.decisions_file": str(decisions)})
     store = open_store(spark, config)
     store.overwrite("silver/person_records", spark.createDataFrame(RECORDS, SCHEMA))
     registry = Registry(
@@ -328,19 +334,7 @@ def test_records_no_two_of_which_agree_on_a_prior_rule_link_by_exact_rules_only(
     # A young company: three people, one of them twice under a changed surname (the CRM id
     # says so). No pair agrees on first name, surname and birth date, so Splink's prior is 0
     # (it only warns, and EM then fails on log(0)): matching is not trained this run.
-    rules = tmp_path / "identity.yaml"
-    rules.write_text(yaml.safe_dump(EXACT_RULES))
-    matching = tmp_path / "matching.yaml"
-    matching.write_text(yaml.safe_dump(MATCHING))
-    config = load_config(
-        env="test",
-        overrides={
-            "data_root": str(tmp_path / "data"),
-            "identity.rules_file": str(rules),
-            "identity.matching_file": str(matching),
-            "identity.engine": "dataframe",
-        },
-    )
+    config = _stage_config(tmp_path)
     records = [
         _row("a", "Katherine", "Wood", date(1980, 3, 4), "f", "12 Oak Road", "LS1 1AA"),
         _row("b", "Katherine", "Wood-Hale", date(1980, 3, 4), "f", "12 Oak Road", "LS1 1AA"),
