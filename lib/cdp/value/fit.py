@@ -18,7 +18,7 @@ predictions average.
 
 PyTensor compiles the models' C code at first use (40 s cold on 2 cores, 8 s warm), cached in
 its compile directory afterwards; set ``PYTENSOR_FLAGS=base_compiledir=...`` where the home
-directory is not writable, and ``python -m cdp.value.fit`` fills it ahead of a run.
+directory is not writable, and ``python -m cdp.value.warm`` fills it ahead of a run.
 """
 
 from __future__ import annotations
@@ -188,34 +188,3 @@ def fit_btyd(sample: pd.DataFrame, settings: ValueConfig) -> BtydFit | None:
         library_version=library_version(),
         seconds=round(time.perf_counter() - t0, 3),
     )
-
-
-def warm_compile_cache(customers: int = 200, seed: int = 0) -> float:
-    """Fit and score both models once on a small synthetic sample, so that PyTensor's compile
-    directory holds their C code before real runs need it; the seconds it took.
-
-    Measured on 2 cores: 40.5 s with an empty compile directory, 7.8 s with a filled one. CI
-    runs it (``python -m cdp.value.fit``) while it prepares, so that no test waits on it."""
-    from cdp.value.score import FittedModels, predict_value
-
-    rng = np.random.default_rng(seed)
-    frequency = rng.poisson(1.5, customers).astype("float64")
-    age = rng.uniform(100.0, 365.0, customers)
-    sample = pd.DataFrame(
-        {
-            KEY: [f"c{i}" for i in range(customers)],
-            "frequency": frequency,
-            "recency": np.minimum(age, frequency * 30.0),
-            "T": age,
-            "monetary_value": np.where(frequency > 0, rng.uniform(10.0, 100.0, customers), 0.0),
-        }
-    )
-    t0 = time.perf_counter()
-    fit = fit_btyd(sample, ValueConfig())
-    if fit is not None:
-        predict_value(sample, FittedModels(fit))
-    return time.perf_counter() - t0
-
-
-if __name__ == "__main__":
-    print(f"PyTensor compile cache warm: {warm_compile_cache():.1f}s")
