@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -12,6 +13,19 @@ from std_helpers import UTC, check, expect, raw_of, run
 from cdp.silver import standardize as S
 
 # --- timestamps and dates ------------------------------------------------------------------
+
+
+def _check_timestamps(spark: SparkSession, got: Any, rows: list[Any], expected: list[Any]) -> None:
+    """``got`` holds, per id, the expected (value, status) and the row's raw text."""
+    raw = raw_of(rows)
+    check(
+        got,
+        expect(
+            spark,
+            [(i, v, raw[i], s) for i, v, s in expected],
+            "id int, v timestamp, v_raw string, v_status string",
+        ),
+    )
 
 
 def test_parse_timestamp_order_zone_and_plausibility(spark: SparkSession) -> None:
@@ -32,7 +46,6 @@ def test_parse_timestamp_order_zone_and_plausibility(spark: SparkSession) -> Non
         rows,
         "id int, v string",
     )
-    raw = raw_of(rows)
     expected = [
         (1, dt.datetime(2024, 1, 15, 10, 0, tzinfo=UTC), "ok"),
         (2, dt.datetime(2024, 7, 15, 9, 0, tzinfo=UTC), "ok"),
@@ -43,14 +56,7 @@ def test_parse_timestamp_order_zone_and_plausibility(spark: SparkSession) -> Non
         (7, None, "invalid"),
         (8, None, "empty"),
     ]
-    check(
-        got,
-        expect(
-            spark,
-            [(i, v, raw[i], s) for i, v, s in expected],
-            "id int, v timestamp, v_raw string, v_status string",
-        ),
-    )
+    _check_timestamps(spark, got, rows, expected)
 
 
 def test_parse_timestamp_reads_epoch_counts_as_instants_in_utc(spark: SparkSession) -> None:
@@ -67,7 +73,6 @@ def test_parse_timestamp_reads_epoch_counts_as_instants_in_utc(spark: SparkSessi
         rows,
         "id int, v string",
     )
-    raw = raw_of(rows)
     expected = [
         (1, dt.datetime(2025, 3, 4, 14, 53, 20, tzinfo=UTC), "ok"),
         (2, dt.datetime(2025, 3, 4, 14, 53, 20, 123000, tzinfo=UTC), "ok"),
@@ -75,14 +80,7 @@ def test_parse_timestamp_reads_epoch_counts_as_instants_in_utc(spark: SparkSessi
         (4, None, "invalid"),
         (5, None, "empty"),
     ]
-    check(
-        got,
-        expect(
-            spark,
-            [(i, v, raw[i], s) for i, v, s in expected],
-            "id int, v timestamp, v_raw string, v_status string",
-        ),
-    )
+    _check_timestamps(spark, got, rows, expected)
     seconds = run(spark, S.parse_timestamp("v", formats=["epoch_seconds"]), [(1, "1741100000")],
                   "id int, v string")  # fmt: skip
     assert seconds.first()["v"] == dt.datetime(2025, 3, 4, 14, 53, 20)
