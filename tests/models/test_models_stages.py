@@ -32,6 +32,7 @@ TX_SCHEMA = StructType(
     [
         StructField("source", S),
         StructField("source_record_id", S),
+        StructField("order_id", S),
         StructField("order_time", TS),
         StructField("amount", DoubleType()),
         StructField("channel", S),
@@ -115,10 +116,20 @@ class Facts:
         self.map.append((cid, "crm", rid, "person_records", "r", T0))
         self.ids.append((cid, "email", f"{cid}@x.test"))
 
-    def order(self, cid: str, when: datetime, amount: float, cat: str = "home") -> None:
+    def order(
+        self,
+        cid: str,
+        when: datetime,
+        amount: float,
+        cat: str = "home",
+        *,
+        invoice: str | None = None,
+    ) -> None:
+        """One transaction row: a whole order, or a line of ``invoice`` (an order id that
+        several rows share, as line-level retail exports are written)."""
         rid = f"o{len(self.tx)}"
         items = json.dumps([{"sku": "s", "category": cat, "qty": 1}])
-        self.tx.append(("shop", rid, when, amount, "web", items, False))
+        self.tx.append(("shop", rid, invoice, when, amount, "web", items, False))
         self.map.append((cid, "shop", rid, "transactions", "r", T0))
 
     def event(self, cid: str, when: datetime, etype: str, channel: str = "web") -> None:
@@ -217,6 +228,47 @@ def test_labels_purchase_and_churn(spark: SparkSession) -> None:
     )
     got = {r["customer_id"]: (r["purchased"], r["active"], r["churned"]) for r in labels.collect()}
     assert got == {"A": (1, 1, 0), "B": (0, 1, 1), "C": (1, 0, 0)}
+
+
+def test_invoice_lines_count_as_one_order_and_refunds_are_no_purchase(
+    spark: SparkSession,
+) -> None:
+    """A line-level retail export (an invoice over several rows, cancellations as invoices of
+    negative amount): features count invoices, recency and intervals follow purchases, spend
+    is net; a customer whose only order in the horizon is a refund did not buy again."""
+    facts = Facts()
+    for cid in "LR":
+        facts.customer(cid)
+    first, second = _ts(date(2024, 9, 1)), _ts(date(2024, 11, 30))
+    for amount, cat in ((10.0, "home"), (5.0, "toys"), (15.0, "home")):
+        facts.order("L", first, amount, cat, invoice="536365")
+    facts.order("L", second, 40.0, "garden", invoice="536900")
+    facts.order("L", second + timedelta(hours=1), 20.0, invoice="536901")
+    facts.order("L", _ts(date(2024, 12, 21)), -20.0, invoice="C536950")  # cancels 536901
+    facts.order("R", _ts(date(2024, 6, 1)), 25.0, invoice="537000")
+    facts.order("R", _ts(date(2025, 1, 10)), -25.0, invoice="C537100")  # in the horizon
+
+    got = _features(spark, facts, AS_OF)["L"]
+    assert got["orders_total"] == 3 and got["orders_365d"] == 3
+    assert got["spend_total"] == pytest.approx(70.0)  # 30 + 40 + 20 - 20
+    assert got["avg_order_value"] == pytest.approx(70.0 / 3)
+    # The last purchase, not the later cancellation: 2024-11-30 13:00 -> 2025-01-01.
+    assert got["recency_days"] == pytest.approx(31.5 - 1 / 24)
+    assert got["days_since_first_purchase"] == pytest.approx(121.5)
+    assert got["mean_days_between_orders"] == pytest.approx((121.5 - (31.5 - 1 / 24)) / 2)
+    assert got["category_count"] == 3 and got["has_purchased"] == 1
+
+    f = facts.frames(spark)
+    labels = build_labels(
+        transactions=f["transactions"],
+        identity_map=f["identity_map"],
+        as_of=AS_OF,
+        labels=LabelConfig(horizon_days=90, lookback_days=365),
+    )
+    by_id = {
+        r["customer_id"]: (r["purchased"], r["active"], r["churned"]) for r in labels.collect()
+    }
+    assert by_id == {"L": (0, 1, 1), "R": (0, 1, 1)}
 
 
 def test_promotion_rule() -> None:

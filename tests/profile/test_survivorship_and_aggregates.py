@@ -308,6 +308,34 @@ def test_rfm_metrics_scores_and_segments(spark: SparkSession) -> None:
     assert_df_equality(spend, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_rfm_counts_invoices_not_lines_and_refunds_are_no_purchase(spark: SparkSession) -> None:
+    as_of = date(2024, 6, 30)
+    cols = (
+        "customer_id string, source string, source_record_id string, order_id string, "
+        "amount double, currency string, record_time timestamp"
+    )
+    may, june = datetime(2024, 5, 1, 10), datetime(2024, 6, 10, 10)
+    txns = spark.createDataFrame(
+        [
+            # Three lines of one invoice, a second invoice, then its cancellation.
+            ("c1", "pos", "l1", "536365", 2.5, "GBP", may),
+            ("c1", "pos", "l2", "536365", 3.5, "GBP", may),
+            ("c1", "pos", "l3", "536365", 4.0, "GBP", may),
+            ("c1", "pos", "l4", "536370", 20.0, "GBP", june),
+            ("c1", "pos", "l5", "C536371", -20.0, "GBP", datetime(2024, 6, 20, 10)),
+            # Only a refund in the window: no buyer.
+            ("c2", "pos", "l6", "C536380", -5.0, "GBP", june),
+        ],
+        cols,
+    )
+    expected = spark.createDataFrame(
+        [("c1", june, 20, 2, 10.0, 5.0)],
+        "customer_id string, last_purchase_at timestamp, recency_days int, frequency long, "
+        "monetary double, avg_order_value double",
+    )
+    assert_df_equality(A.rfm(txns, as_of=as_of), expected, ignore_nullable=True)
+
+
 def test_events_are_attributed_through_identifiers_and_counted_per_window(
     spark: SparkSession,
 ) -> None:

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from cdp import tables as T
 from cdp.models.settings import ModelsConfig
+from cdp.orders import IS_PURCHASE, roll_up_orders
 from cdp.value.features import btyd_columns
 from cdp.value.fit import BtydFit
 
@@ -70,18 +71,22 @@ def attributed(records: DataFrame, identity_map: DataFrame, record_table: str) -
     return rows.join(ids, ["source", "source_record_id"])
 
 
-def attributed_transactions(transactions: DataFrame, identity_map: DataFrame) -> DataFrame:
-    """customer_id, order_time, amount (double), channel, items of every live transaction."""
-    return (
-        attributed(transactions, identity_map, "transactions")
-        .select(
-            KEY,
-            F.col("order_time"),
-            F.col("amount").cast("double").alias("amount"),
-            F.col("channel"),
-            F.col("items").cast("string").alias("items"),
-        )
-        .where(F.col("order_time").isNotNull())
+def attributed_orders(transactions: DataFrame, identity_map: DataFrame) -> DataFrame:
+    """customer_id, order_time, amount (double), is_purchase, channel, items of every order of
+    the live transactions (:mod:`cdp.orders`: the lines of one order roll up into it; a
+    refund or cancellation is an order that is not a purchase). ``items``: the order's rows'
+    item lists (JSON strings)."""
+    lines = attributed(transactions, identity_map, "transactions").where(
+        F.col("order_time").isNotNull()
+    )
+    return roll_up_orders(
+        lines,
+        time_column="order_time",
+        amount=F.col("amount"),
+        extra={
+            "channel": F.min("channel"),
+            "items": F.collect_list(F.col("items").cast("string")),
+        },
     )
 
 
@@ -138,42 +143,49 @@ def _sum_if(cond: Column, value: Column) -> Column:
 
 
 def transaction_features(tx: DataFrame, as_of: date, windows: list[int]) -> DataFrame:
-    """RFM, tenure, inter-purchase intervals, spend trend, category and channel mix."""
+    """RFM, tenure, inter-purchase intervals, spend trend, category and channel mix.
+
+    ``tx``: attributed orders (:func:`attributed_orders`). Counts, recency, intervals and the
+    channel and category mix are over purchases; spend is net (a refund lowers it); tenure
+    starts at the first order of any kind."""
     cutoff = cutoff_ts(as_of)
     tx = tx.where(F.col("order_time") < cutoff).withColumn(
         "_age_days", _days_before(cutoff, F.col("order_time"))
     )
     age = F.col("_age_days")
+    buy = F.col(IS_PURCHASE)
     amount = F.coalesce(F.col("amount"), F.lit(0.0))
     aggs: list[Column] = [
-        F.count(F.lit(1)).cast("int").alias("orders_total"),
+        _count_if(buy).alias("orders_total"),
         F.sum(amount).cast("double").alias("spend_total"),
-        F.min("_age_days").alias("recency_days"),
-        F.max("_age_days").alias("days_since_first_purchase"),
-        _count_if(F.col("channel") == "store").alias("_store_orders"),
+        F.min(F.when(buy, age)).alias("recency_days"),
+        F.max(F.when(buy, age)).alias("days_since_first_purchase"),
+        F.max(age).alias("_first_tx_days"),
+        _count_if(buy & (F.col("channel") == "store")).alias("_store_orders"),
     ]
     for w in sorted({*windows, 180, 365}):
-        aggs.append(_count_if(age <= w).alias(f"orders_{w}d"))
+        aggs.append(_count_if(buy & (age <= w)).alias(f"orders_{w}d"))
         aggs.append(_sum_if(age <= w, amount).alias(f"spend_{w}d"))
     aggs.append(_sum_if((age > 90) & (age <= 180), amount).alias("_spend_prev_90d"))
     per = tx.groupBy(KEY).agg(*aggs)
+    orders = F.col("orders_total")
     per = (
-        per.withColumn("avg_order_value", F.col("spend_total") / F.col("orders_total"))
-        .withColumn("store_order_share", F.col("_store_orders") / F.col("orders_total"))
+        per.withColumn("avg_order_value", F.when(orders > 0, F.col("spend_total") / orders))
+        .withColumn("store_order_share", F.when(orders > 0, F.col("_store_orders") / orders))
         .withColumn("spend_trend_90d", F.col("spend_90d") - F.col("_spend_prev_90d"))
         .withColumn(
             "mean_days_between_orders",
             F.when(
-                F.col("orders_total") > 1,
-                (F.col("days_since_first_purchase") - F.col("recency_days"))
-                / (F.col("orders_total") - 1),
+                orders > 1,
+                (F.col("days_since_first_purchase") - F.col("recency_days")) / (orders - 1),
             ),
         )
         .drop("_store_orders", "_spend_prev_90d")
     )
+    purchases = tx.where(buy)
     # Spread of the gaps between consecutive orders (regular buyers vs one-off bursts).
     gaps = (
-        tx.select(KEY, "order_time", "_age_days")
+        purchases.select(KEY, "order_time", "_age_days")
         .withColumn(
             "_gap",
             F.lag("_age_days", 1).over(Window.partitionBy(KEY).orderBy("order_time", "_age_days"))
@@ -182,11 +194,12 @@ def transaction_features(tx: DataFrame, as_of: date, windows: list[int]) -> Data
         .groupBy(KEY)
         .agg(F.stddev_samp("_gap").alias("std_days_between_orders"))
     )
-    # Category diversity: line items are JSON arrays of structs with a category.
+    # Category diversity: each order line's items are a JSON array of structs with a category.
     cats = (
-        tx.select(
+        purchases.select(KEY, F.explode("items").alias("_line"))
+        .select(
             KEY,
-            F.explode_outer(F.from_json(F.col("items"), "array<struct<category:string>>")).alias(
+            F.explode_outer(F.from_json(F.col("_line"), "array<struct<category:string>>")).alias(
                 "_item"
             ),
         )
@@ -198,7 +211,6 @@ def transaction_features(tx: DataFrame, as_of: date, windows: list[int]) -> Data
         per.join(gaps, KEY, "left")
         .join(cats, KEY, "left")
         .withColumn("category_count", F.coalesce("category_count", F.lit(0)))
-        .withColumn("_first_tx_days", F.col("days_since_first_purchase"))
     )
 
 
@@ -336,7 +348,7 @@ def feature_parts(
     before ``as_of`` that gives the BTYD features (:mod:`cdp.value.features`; None: those
     columns are null)."""
     settings = settings or ModelsConfig()
-    tx = attributed_transactions(transactions, identity_map)
+    tx = attributed_orders(transactions, identity_map)
     return {
         "transactions": btyd_columns(
             transaction_features(tx, as_of, settings.windows_days),
@@ -404,7 +416,7 @@ def join_features(parts: dict[str, DataFrame], as_of: date) -> DataFrame:
     out = out.withColumn(
         "tenure_days",
         F.greatest("_first_tx_days", "_first_event_days", "_first_consent_days"),
-    ).withColumn("has_purchased", F.col("orders_total").isNotNull().cast("int"))
+    ).withColumn("has_purchased", (F.coalesce(F.col("orders_total"), F.lit(0)) > 0).cast("int"))
     count_like = [
         f.name
         for f in out.schema.fields

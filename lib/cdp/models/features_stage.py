@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from cdp import tables as T
 from cdp.models.features import (
     AS_OF,
-    attributed_transactions,
+    attributed_orders,
     feature_inputs,
     feature_parts,
     join_features,
@@ -72,7 +72,7 @@ def write_features(ctx: StageContext, inputs: Inputs, as_of: date) -> int:
     settings = settings_of(ctx)
     f = inputs.frames
     btyd, said = fit_for_features(
-        attributed_transactions(f["transactions"], f["identity_map"]), as_of, ctx.config.value
+        attributed_orders(f["transactions"], f["identity_map"]), as_of, ctx.config.value
     )
     ctx.progress(said)
     df = compute_features(inputs, as_of, settings, btyd)

@@ -1,5 +1,8 @@
 """Labels: what happened after ``as_of``, from attributed silver transactions.
 
+A purchase is an order that is one (:mod:`cdp.orders`): a refund or a cancellation in the
+horizon is not a purchase, and a line-level export's invoice counts once.
+
 * ``purchased``: a purchase in ``[as_of, as_of + horizon_days)``;
 * ``active``: a purchase in ``[as_of - lookback_days, as_of)``;
 * ``churned``: active and not purchased.
@@ -12,8 +15,9 @@ from datetime import date, timedelta
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cdp.models.features import KEY, attributed_transactions, is_active
+from cdp.models.features import KEY, attributed_orders, is_active
 from cdp.models.settings import LabelConfig, ModelSpec
+from cdp.orders import IS_PURCHASE
 
 LABEL = "label"
 # On training data of a model that learns beyond its population (``train_population``): true
@@ -31,8 +35,8 @@ def build_labels(
     end = F.lit((as_of + timedelta(days=labels.horizon_days)).isoformat()).cast("timestamp")
     t = F.col("order_time")
     per = (
-        attributed_transactions(transactions, identity_map)
-        .where((t >= start) & (t < end))
+        attributed_orders(transactions, identity_map)
+        .where(F.col(IS_PURCHASE) & (t >= start) & (t < end))
         .groupBy(KEY)
         .agg(
             F.max((t >= cutoff).cast("int")).alias("purchased"),

@@ -23,6 +23,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from cdp.orders import IS_PURCHASE, roll_up_orders
 from cdp.privacy.consent import consent_granted
 from cdp.profile.survivorship import DEFAULT_SEGMENTS, RfmSegment
 
@@ -215,18 +216,25 @@ def rfm(
     """Spend per customer from linked transaction records.
 
     Output: ``customer_id, last_purchase_at, recency_days, frequency, monetary,
-    avg_order_value``. An order is (source, order id, else source record id); ``monetary``
-    sums amounts (converted with ``fx_rates`` when given; null when none converts);
-    ``recency_days`` counts days from the last purchase's date to ``as_of``.
+    avg_order_value`` for every customer with a purchase. The records roll up into orders
+    (:mod:`cdp.orders`: source and order id, else source record id; the lines of an invoice
+    are one order) and ``frequency`` counts the purchases among them: a refund or a
+    cancellation (an order of negative amount) is no purchase and no last purchase, though
+    it lowers ``monetary``, the net of the amounts (converted with ``fx_rates`` when given;
+    an amount in a currency with no rate counts as unknown). ``recency_days`` counts days
+    from the last purchase's date to ``as_of``.
     """
-    order_key = F.concat_ws(
-        ":", F.col("source"), F.coalesce(F.col("order_id"), F.col("source_record_id"))
-    )
     spend = _convert(F.col("amount"), F.col("currency"), fx_rates or {})
-    per = transactions.groupBy("customer_id").agg(
-        F.max("record_time").alias("last_purchase_at"),
-        F.count_distinct(order_key).alias("frequency"),
-        F.sum(spend).alias("monetary"),
+    orders = roll_up_orders(transactions, time_column="record_time", amount=spend)
+    buy = F.col(IS_PURCHASE)
+    per = (
+        orders.groupBy("customer_id")
+        .agg(
+            F.max(F.when(buy, F.col("record_time"))).alias("last_purchase_at"),
+            F.sum(buy.cast("long")).alias("frequency"),
+            F.sum("amount").alias("monetary"),
+        )
+        .where(F.col("frequency") > 0)
     )
     return per.select(
         "customer_id",

@@ -39,8 +39,8 @@ def observation_end(as_of: date) -> date:
 def purchase_days(transactions: DataFrame, as_of: date) -> DataFrame:
     """customer_id, day, amount (the day's total) of every purchase day before ``as_of``.
 
-    ``transactions``: customer_id, order_time (timestamp), amount (attributed transactions,
-    :func:`cdp.models.features.attributed_transactions`)."""
+    ``transactions``: customer_id, order_time (timestamp), amount: attributed orders
+    (:func:`cdp.models.features.attributed_orders`, an order line counts with its order)."""
     cutoff = F.lit(as_of.isoformat()).cast("timestamp")
     amount = F.col("amount").cast("double")
     return (

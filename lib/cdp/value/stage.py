@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp import tables as T
-from cdp.models.features import attributed_transactions
+from cdp.models.features import attributed_orders
 from cdp.models.inputs import registry_for
 from cdp.models.registry import git_commit
 from cdp.optional_inputs import record_missing
@@ -148,7 +148,7 @@ def run_value(ctx: StageContext) -> None:
         return _skip(ctx, as_of, "pymc-marketing is not installed (pip install 'cdp-spark[clv]')")
 
     identity_map = store.read(IDENTITY_MAP, version=versions[IDENTITY_MAP])
-    rfm = rfm_summary(attributed_transactions(transactions, identity_map), as_of).persist(
+    rfm = rfm_summary(attributed_orders(transactions, identity_map), as_of).persist(
         StorageLevel.MEMORY_AND_DISK
     )
     try:
