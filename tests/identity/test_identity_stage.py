@@ -231,6 +231,52 @@ def test_oversized_component_is_flagged_and_split_on_its_weakest_links(
     }
 
 
+TX_SCHEMA = (
+    "source string, source_record_id string, order_id string, customer_id string, "
+    "email string, email_status string, is_deleted boolean"
+)
+
+
+def lines(spark: SparkSession, *rows: tuple[str, str | None, str]) -> DataFrame:
+    """Transaction rows (record id, order id, the customer's web account id) of a shop."""
+    return spark.createDataFrame(
+        [("shop", rid, order, account, None, "empty", False) for rid, order, account in rows],
+        TX_SCHEMA,
+    )
+
+
+def test_an_invoices_lines_count_once_toward_a_shared_value(spark: SparkSession) -> None:
+    """A line-level export: A's three invoices of four lines each are three records to
+    ``shared_values.max_records`` (4 here), not twelve; B's six single-line orders are six,
+    so B's account id is shared."""
+    rows = [(f"a{i}-{j}", f"inv-{i}", "A") for i in range(3) for j in range(4)]
+    rows += [(f"b{i}", f"ord-b{i}", "B") for i in range(6)]
+    rules = rules_with()
+    frames = prepare_records({"transactions": lines(spark, *rows)}, rules)
+    got, _, links = groups(spark, frames, rules)
+    assert frozenset(r[0] for r in rows[:12]) in got
+    reasons = {r["unit_value"]: r["reason"] for r in links.select("unit_value", "reason").collect()}
+    assert reasons == {"A": None, "B": "shared:records"}
+
+
+def test_a_heavy_buyer_is_one_customer_whatever_the_size_cap(spark: SparkSession) -> None:
+    """The size cap counts who a person is (their person records), not what they bought: a
+    customer with ten orders stays whole under ``max_component_records: 3``, while four person
+    records still break it."""
+    rules = rules_with(max_component_records=3, shared_values={"max_records": 100})
+    orders = [(f"o{i}", f"ord-{i}", "C") for i in range(10)]
+    frames = prepare_records(
+        {
+            "transactions": lines(spark, *orders),
+            "person_records": persons(spark, person("p1", customer_id="C")),
+        },
+        rules,
+    )
+    got, res, _ = groups(spark, frames, rules)
+    assert got == {frozenset({"p1", *(o[0] for o in orders)})}
+    assert res.oversized == 0
+
+
 def test_conflicting_attributes_never_join_however_the_records_got_linked(
     spark: SparkSession,
 ) -> None:

@@ -6,6 +6,10 @@ Per-customer caps that :mod:`cdp.identity.resolution` enforces on every componen
 two birth dates that cannot be one person's, or both records of a steward's cannot-link
 pair, ``conflict:cannot_link``), and at most ``max_component_records`` records
 (``oversized``). Limits are monotone: a part of a component never breaks one its whole keeps.
+
+The size cap counts the records that say who a person is (person records, consents), not
+their transactions: a heavy buyer (a wholesaler's account on thousands of invoice lines) is
+one customer however much they buy. Nodes flagged :data:`UNCOUNTED` are such records.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from cdp.identity.conflicts import dates_conflict, names_conflict
 from cdp.identity.nodes import RECORD
 from cdp.identity.rules import DateConflict, IdentityRules, NameConflict
 
+# Column of a label frame: true for a record that does not count toward the size cap.
+UNCOUNTED = "_uncounted"
+# The record table whose rows do not count toward the size cap.
+UNCOUNTED_TABLE = "transactions"
 # The pseudo-attribute of cannot-link tokens (``_v__cannot``, reason ``conflict:cannot_link``).
 CANNOT = "_cannot"
 
@@ -77,10 +85,11 @@ class Caps:
         ]
 
     def count(self) -> list[Column]:
-        """Aggregations giving a component's stats from its nodes' ``id_type`` and, for
-        records, their ``_v_<field>`` attribute values."""
+        """Aggregations giving a component's stats from its nodes' ``id_type``,
+        :data:`UNCOUNTED` flag and, for records, their ``_v_<field>`` attribute values."""
         node_type = F.col("id_type")
-        out = [F.sum((node_type == RECORD).cast("long")).alias("_records")]
+        counted = (node_type == RECORD) & ~F.coalesce(F.col(UNCOUNTED), F.lit(False))
+        out = [F.sum(counted.cast("long")).alias("_records")]
         out += [F.sum((node_type == t).cast("long")).alias(f"_t_{t}") for t in self.types]
         out += [
             (

@@ -103,6 +103,8 @@ def prepare_records(frames: Mapping[str, DataFrame], rules: IdentityRules) -> di
     out = {}
     for table, df in frames.items():
         d = live(df)
+        # Which order a transaction row belongs to (order_lines: an invoice's lines count once).
+        keep_order = {"order_id"} if table == ORDER_TABLE and "order_id" in d.columns else set()
         # A table written before its canonical model gained a field (orders' billing names)
         # lacks the column until silver next rewrites it: the field is empty, not an error.
         for f in sorted(fields - set(d.columns)):
@@ -111,7 +113,7 @@ def prepare_records(frames: Mapping[str, DataFrame], rules: IdentityRules) -> di
             elif f not in ALL_RECORD_FIELDS:
                 # A custom identifier (a source's ``identifiers``): from ``attributes``.
                 d = d.withColumn(f, custom_identifier(d, f))
-        keep = [c for c in d.columns if c in wanted]
+        keep = [c for c in d.columns if c in wanted | keep_order]
         folded = [
             field_value(d, f).alias(f"_fold_{f}")
             for f in sorted(fields & NAME_FIELDS)
@@ -122,6 +124,26 @@ def prepare_records(frames: Mapping[str, DataFrame], rules: IdentityRules) -> di
 
 
 ALL_RECORD_FIELDS = frozenset().union(*(t.fields for t in RECORD_TABLES.values()))
+ORDER_TABLE = "transactions"
+
+
+def order_lines(frames: Mapping[str, DataFrame]) -> DataFrame | None:
+    """``other, _order``: each transaction record that is one line of an order with several
+    live lines (an invoice over several rows of a line-level export), and its order's id;
+    None where no transaction table has an ``order_id``.
+
+    Counting records per identifier value (``shared_values.max_records``) counts such an
+    order once: a buyer's thousands of invoice lines are not thousands of people.
+    """
+    tx = frames.get(ORDER_TABLE)
+    if tx is None or "order_id" not in tx.columns:
+        return None
+    lines = tx.where(F.col("order_id").isNotNull()).select(
+        record_node(ORDER_TABLE).alias("other"),
+        F.xxhash64(F.lit("o"), "source", F.col("order_id").cast("string")).alias("_order"),
+    )
+    several = lines.groupBy("_order").count().where(F.col("count") > 1).select("_order")
+    return lines.join(several, "_order", "left_semi")
 
 
 def custom_identifier(df: DataFrame, name: str) -> Column:

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from cdp.identity.checkpoint import cut
 from cdp.identity.components import DEFAULT_LOCAL_EDGES, connected_components
-from cdp.identity.limits import Caps
+from cdp.identity.limits import UNCOUNTED, UNCOUNTED_TABLE, Caps
 from cdp.identity.links import LINK_COLUMNS
 from cdp.identity.nodes import RECORD
 from cdp.identity.rules import IdentityRules
@@ -32,11 +32,24 @@ from cdp.identity.rules import IdentityRules
 log = logging.getLogger(__name__)
 
 
+def _uncounted(records: DataFrame) -> DataFrame:
+    """``node, _uncounted`` of ``records`` (every record node; see :data:`UNCOUNTED`): from the
+    column itself when present, else from ``record_table``; false when neither is there."""
+    if UNCOUNTED in records.columns:
+        flag = F.col(UNCOUNTED)
+    elif "record_table" in records.columns:
+        flag = F.col("record_table") == UNCOUNTED_TABLE
+    else:
+        flag = F.lit(False)
+    return records.select("node", F.coalesce(flag, F.lit(False)).alias(UNCOUNTED))
+
+
 @dataclass
 class Resolution:
     """What :func:`resolve` found."""
 
-    # node, comp, id_type (RECORD for records): every record and every accepted value.
+    # node, comp, id_type (RECORD for records), _uncounted (a record the size cap does not
+    # count, see cdp.identity.limits): every record and every accepted value.
     labels: DataFrame
     # rule, id_type, unit_value, reason, links: units dropped by limits, attribute
     # conflicts or the size cap.
@@ -166,10 +179,12 @@ def resolve(
         .where(F.col("id_type") != RECORD)
         .distinct()
     )
-    record_nodes_ = records.select("node", F.lit(RECORD).alias("id_type")).distinct()
-    nodes = record_nodes_.unionByName(value_nodes)
+    record_nodes_ = (
+        _uncounted(records).select("node", F.lit(RECORD).alias("id_type"), UNCOUNTED).distinct()
+    )
+    nodes = record_nodes_.unionByName(value_nodes.withColumn(UNCOUNTED, F.lit(False)))
     labelled = nodes.join(cmap, "node", "left").select(
-        "node", F.coalesce("component", "node").alias("comp"), "id_type"
+        "node", F.coalesce("component", "node").alias("comp"), "id_type", UNCOUNTED
     )
     attrs = None
     if attributes is not None and caps.attributes:
@@ -186,7 +201,7 @@ def resolve(
 
     # Rebuild only the components that break a rule, tier by tier.
     bad_nodes = cut(labelled.join(bad, "comp", "left_semi").select("node"))
-    sub_records = records.select("node").join(bad_nodes, "node", "left_semi")
+    sub_records = _uncounted(records).join(bad_nodes, "node", "left_semi")
     sub_links = links.join(bad_nodes.select(F.col("node").alias("unit")), "unit", "left_semi")
     sub_attrs = attrs.join(bad_nodes, "node", "left_semi") if attrs is not None else None
     labels, rejected = _resolve_tiered(
@@ -245,9 +260,11 @@ def _resolve_tiered(
     """
     types = caps.types
     labels = cut(
-        records.select(
-            F.col("node"), F.col("node").alias("comp"), F.lit(RECORD).alias("id_type")
-        ).distinct()
+        _uncounted(records)
+        .select(
+            F.col("node"), F.col("node").alias("comp"), F.lit(RECORD).alias("id_type"), UNCOUNTED
+        )
+        .distinct()
     )
     rejected: list[DataFrame] = []
     links = cut(links)
@@ -330,12 +347,12 @@ def _resolve_tiered(
         # Relabel prior components, add the tier's new value nodes.
         comp_of = cmap.select(F.col("node").alias("comp"), F.col("component").alias("_new"))
         relabelled = labels.join(comp_of, "comp", "left").select(
-            "node", F.coalesce("_new", "comp").alias("comp"), "id_type"
+            "node", F.coalesce("_new", "comp").alias("comp"), "id_type", UNCOUNTED
         )
         added = (
             _new_nodes(edges, "id_type")
             .join(cmap.select("node", F.col("component").alias("comp")), "node")
-            .select("node", "comp", "id_type")
+            .select("node", "comp", "id_type", F.lit(False).alias(UNCOUNTED))
         )
         labels = cut(relabelled.unionByName(added))
         log.info("identity tier %d done", tier)

@@ -143,7 +143,8 @@ class EmailNames(_Strict):
 class SharedValues(_Strict):
     """When one identifier value is evidently used by several people, it links nobody."""
 
-    # A value on more live records than this (any table) is shared; None: no cap.
+    # A value on more live records than this (any table; the lines of one order count once)
+    # is shared; None: no cap.
     max_records: int | None = Field(default=None, ge=1)
     # Record field -> most distinct values allowed among the records one value links
     # (birth_date: 1 -- two birth dates behind one e-mail are two people).
@@ -203,7 +204,9 @@ class IdentityRules(_Strict):
     # Date field -> when two of its values are two people (see DateConflict): like
     # attribute_limits of 1, but a typo of the same date is no conflict ("conflict:<field>").
     date_conflicts: dict[str, DateConflict] = Field(default_factory=dict)
-    # A customer with more records than this is flagged and split on its weakest links.
+    # A customer with more records than this is flagged and split on its weakest links. Only
+    # records saying who a person is count (person records, consents), not transactions: a
+    # heavy buyer is one customer however many orders they place.
     max_component_records: int = Field(default=500, ge=1)
 
     def attribute_fields(self) -> list[str]:

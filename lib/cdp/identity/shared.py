@@ -16,7 +16,10 @@ from cdp.identity.rules import IdentityRules
 
 
 def mark_shared(
-    links: DataFrame, rules: IdentityRules, also_shared: DataFrame | None = None
+    links: DataFrame,
+    rules: IdentityRules,
+    also_shared: DataFrame | None = None,
+    order_lines: DataFrame | None = None,
 ) -> DataFrame:
     """Set ``reason`` to ``shared:...`` on links whose value is evidently shared by people.
 
@@ -25,6 +28,8 @@ def mark_shared(
     (two birth dates behind one e-mail). Checked per (id_type, value) over all rules.
     ``also_shared`` (``unit, _shared``) adds values found shared otherwise, such as
     :func:`cdp.identity.email_names.email_name_verdicts`; the checks above name the reason when both apply.
+    ``order_lines`` (``other, _order``, :func:`cdp.identity.nodes.order_lines`): records that
+    are lines of one order count as one record.
     """
     sv = rules.shared_values
     fields = sorted(sv.max_distinct)
@@ -32,7 +37,11 @@ def mark_shared(
     # A field with date_conflicts counts its values the same way: a mistyped birth date
     # behind one value is one person's, not a second person.
     dated = {f for f in fields if f in rules.date_conflicts and sv.max_distinct[f] == 1}
-    aggs = [F.countDistinct("other").alias("_n_records")]
+    counted = F.col("other")
+    if order_lines is not None:
+        ok = ok.join(order_lines, "other", "left")
+        counted = F.coalesce(F.col("_order"), F.col("other"))
+    aggs = [F.countDistinct(counted).alias("_n_records")]
     aggs += [
         (F.collect_set(f"_d_{f}") if f in dated else F.countDistinct(f"_d_{f}")).alias(f"_n_{f}")
         for f in fields

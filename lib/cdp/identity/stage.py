@@ -43,7 +43,13 @@ from cdp.identity.links import event_links, identifier_links
 from cdp.identity.matching import links as match_links
 from cdp.identity.matching.config import MatchingRules, load_matching, resolve_fields
 from cdp.identity.matching.step import MatchingResult, ModelStore, run_matching
-from cdp.identity.nodes import RECORD, prepare_records, record_attributes, record_nodes
+from cdp.identity.nodes import (
+    RECORD,
+    order_lines,
+    prepare_records,
+    record_attributes,
+    record_nodes,
+)
 from cdp.identity.rejected import REJECTED_KEY_PURPOSE, rejected_rows
 from cdp.identity.resolution import resolve
 from cdp.identity.rules import EVENT_TABLE, RECORD_TABLES, IdentityRules, load_rules
@@ -199,7 +205,10 @@ def build_links(
 ) -> DataFrame:
     """Every identifier and event link with merge protection's verdict in ``reason``."""
     links = mark_shared(
-        identifier_links(frames, rules), rules, also_shared=email_name_verdicts(frames, rules)
+        identifier_links(frames, rules),
+        rules,
+        also_shared=email_name_verdicts(frames, rules),
+        order_lines=order_lines(frames),
     )
     elinks = event_links(events, rules) if events is not None else None
     if elinks is not None:
