@@ -60,6 +60,8 @@ class SourceFormat(str, Enum):
     ORC = "orc"
     XML = "xml"
     TEXT = "text"
+    # Excel workbooks, read by openpyxl on the executors (cdp.bronze.spreadsheet).
+    XLSX = "xlsx"
 
 
 class SchemaEvolution(str, Enum):

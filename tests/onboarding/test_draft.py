@@ -118,6 +118,38 @@ def test_line_items_get_their_amount_from_quantity_and_unit_price(tmp_path: Path
     assert "is a unit price" in line and "'Quantity' a quantity" in line
 
 
+def test_a_workbook_split_into_yearly_sheets_is_drafted_as_one_xlsx_source(
+    tmp_path: Path,
+) -> None:
+    from datetime import datetime
+    from io import BytesIO
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    header = ["Invoice", "StockCode", "Quantity", "InvoiceDate", "Price", "Customer ID"]
+    for title, year in (("Year 2009-2010", 2009), ("Year 2010-2011", 2010)):
+        ws = book.create_sheet(title)
+        ws.append(header)
+        for i in range(6):
+            ws.append(
+                [f"{year}{i:03d}", f"2{i}000", 6, datetime(year, 12, 1 + i, 8, 26), 2.55, 17850 + i]
+            )
+    buf = BytesIO()
+    book.save(buf)
+    config = _config(tmp_path)
+    folder = _land(tmp_path, "retail", "online_retail_II.xlsx", buf.getvalue())
+    drafted = draft_source(config, folder, "retail")
+    (spec,) = load_sources(config)
+    assert spec.format.value == "xlsx" and spec.path == "retail/*.xlsx"
+    assert spec.options == {"sheet": "*"}
+    assert spec.kind is SourceKind.TRANSACTION
+    assert spec.event_time == "InvoiceDate" and spec.event_time_format == "yyyy-MM-dd HH:mm:ss"
+    assert spec.mapping["customer_id"] == "Customer_ID" and spec.mapping["order_id"] == "Invoice"
+    assert "2 of 2 sheets share the first sheet's header" in drafted.text
+
+
 def test_a_customer_csv_becomes_a_profile_source_that_loads(tmp_path: Path) -> None:
     config = _config(tmp_path)
     folder = _land(tmp_path, "kunden", "k.csv", CUSTOMERS.encode("latin-1"))

@@ -2,7 +2,8 @@
 
 CSV is read as strings with the header of each file (files grouped by header); Parquet and
 ORC grouped by file schema, so that a file that cannot be read at all is told apart; the
-other formats in one scan. Malformed records stay in the corrupt-record column. Column names
+other formats in one scan; Excel workbooks as bytes that Python parses on the executors
+(:mod:`cdp.bronze.spreadsheet`), grouped by each sheet's header. Malformed records stay in the corrupt-record column. Column names
 of every format, nested struct fields included, are made safe for Delta and unique regardless
 of case among their siblings (:func:`unique_names`, :func:`safe_type`); a file that fails
 while its header or schema is read is set aside with a redacted reason, the others are read.
@@ -20,8 +21,9 @@ import bz2
 import csv
 import gzip
 import io
+import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,12 +33,14 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
     DataType,
+    LongType,
     MapType,
     StringType,
     StructField,
     StructType,
 )
 
+from cdp.bronze import spreadsheet
 from cdp.bronze.ledger import LandedFile
 from cdp.bronze.lineage import CORRUPT, with_lineage
 from cdp.expressions import quote_identifier
@@ -44,6 +48,8 @@ from cdp.privacy.redact import redact
 from cdp.sources import SourceFormat, SourceSpec
 
 _BAD_NAME_CHARS = re.compile(r"[ ,;{}()\n\t=]")
+# Formats whose files are not text (no encoding to check).
+BINARY_FORMATS = (SourceFormat.PARQUET, SourceFormat.ORC, SourceFormat.XLSX)
 # The default of ``ingest.max_columns`` (cdp.config.IngestConfig), for callers without one.
 DEFAULT_MAX_COLUMNS = 10_000
 
@@ -202,7 +208,7 @@ def encoding_problem(spec: SourceSpec, f: LandedFile) -> str | None:
 
     Only local files are sniffed (a few bytes); object-store files are read as declared.
     """
-    if spec.format in (SourceFormat.PARQUET, SourceFormat.ORC) or f.size == 0:
+    if spec.format in BINARY_FORMATS or f.size == 0:
         return None
     local = _local_path(f.uri)
     if local is None:
@@ -329,7 +335,9 @@ def _read(
     out: SourceRead,
 ) -> None:
     fmt = spec.format
-    if fmt is SourceFormat.CSV:
+    if fmt is SourceFormat.XLSX:
+        _read_workbooks(spark, spec, readable, max_columns, out)
+    elif fmt is SourceFormat.CSV:
         groups: dict[tuple[str, ...], list[LandedFile]] = {}
         for f in readable:
             try:
@@ -402,6 +410,143 @@ def _read(
                     out.unreadable.append((f, unreadable_reason(f"{fmt.value} file", exc)))
             if good:
                 out.frames.append(frame([f.read_path for f in good]))
+
+
+def _binary_files(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """``content, _p, _s, _m``: each file's bytes and its path, size and modification time
+    (microseconds) as the other formats' ``_metadata`` gives them."""
+    return (
+        spark.read.format("binaryFile")
+        .load(paths)
+        .select(
+            "content",
+            F.col("_metadata.file_path").alias("_p"),
+            F.col("_metadata.file_size").alias("_s"),
+            F.unix_micros(F.col("_metadata.file_modification_time")).alias("_m"),
+        )
+    )
+
+
+def _workbook_layouts(
+    spark: SparkSession, options: dict[str, str], f: LandedFile
+) -> list[spreadsheet.Sheet] | str:
+    """The selected sheets of one workbook (read on an executor), or why it is unreadable."""
+
+    def layouts(batches: Iterable[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        for batch in batches:
+            for content in batch.column("content").to_pylist():
+                try:
+                    found = [
+                        [s.index, s.name, list(s.columns), s.header_row]
+                        for s in spreadsheet.sheets(content, options)
+                    ]
+                    row = {"layout": json.dumps(found), "error": None}
+                except Exception as exc:  # not a workbook, a sheet that is not there ...
+                    row = {"layout": None, "error": f"{type(exc).__name__}: {first_line(exc)}"}
+                yield pa.RecordBatch.from_pylist([row])
+
+    rows = (
+        _binary_files(spark, [f.read_path])
+        .mapInArrow(layouts, "layout string, error string")
+        .collect()
+    )
+    if not rows or rows[0]["error"]:
+        why = rows[0]["error"] if rows else "no content"
+        return unreadable_reason("xlsx workbook", RuntimeError(why))
+    return [spreadsheet.Sheet(i, n, tuple(c), h) for i, n, c, h in json.loads(rows[0]["layout"])]
+
+
+def _workbook_parser(
+    options: dict[str, str], columns: tuple[str, ...], fields: tuple[str, ...]
+) -> Callable[[Iterable[Any]], Iterator[Any]]:
+    """The ``mapInArrow`` function turning workbooks' bytes into rows of ``fields``: the
+    sheet's columns as text, ``_corrupt_record``, ``_file_path``, then four numbers
+    (``_file_size``, ``_m``, ``_file_offset``, ``_row_number``)."""
+
+    def parse(batches: Iterable[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        arrow = pa.schema(
+            [(n, pa.string()) for n in fields[:-4]] + [(n, pa.int64()) for n in fields[-4:]]
+        )
+
+        def emit(rows: list[list[Any]]) -> Any:
+            arrays = [
+                pa.array(col, type=t.type)
+                for col, t in zip(zip(*rows, strict=True), arrow, strict=True)
+            ]
+            return pa.RecordBatch.from_arrays(arrays, schema=arrow)
+
+        for batch in batches:
+            cols = [batch.column(c).to_pylist() for c in ("content", "_p", "_s", "_m")]
+            for content, path, size, modified in zip(*cols, strict=True):
+                rows: list[list[Any]] = []
+                for sheet, number, values, corrupt in spreadsheet.sheet_rows(
+                    content, options, columns
+                ):
+                    rows.append([*values, corrupt, path, size, modified, sheet, number])
+                    if len(rows) == 10_000:
+                        yield emit(rows)
+                        rows = []
+                if rows:
+                    yield emit(rows)
+
+    return parse
+
+
+def _read_workbooks(
+    spark: SparkSession,
+    spec: SourceSpec,
+    readable: Sequence[LandedFile],
+    max_columns: int,
+    out: SourceRead,
+) -> None:
+    """Excel workbooks: each selected sheet's rows under its header, sheets grouped by header
+    (as CSV files are); ``_file_offset`` is the sheet's position, ``_row_number`` the row's
+    number in Excel."""
+    options = {k.lower(): v for k, v in spec.options.items()}
+    groups: dict[tuple[str, ...], list[LandedFile]] = {}
+    for f in readable:
+        found = _workbook_layouts(spark, options, f)
+        if isinstance(found, str):
+            out.unreadable.append((f, found))
+            continue
+        wide = too_many_columns(max((len(s.columns) for s in found), default=0), max_columns)
+        if wide:
+            out.unreadable.append((f, wide))
+            continue
+        for sheet in found:
+            if sheet.columns and f not in groups.setdefault(sheet.columns, []):
+                groups[sheet.columns].append(f)
+    for columns, group in groups.items():
+        names = unique_names(list(columns))
+        schema = StructType(
+            [StructField(n, StringType()) for n in names]
+            + [
+                StructField(CORRUPT, StringType()),
+                StructField("_file_path", StringType()),
+                StructField("_file_size", LongType()),
+                StructField("_m", LongType()),
+                StructField("_file_offset", LongType()),
+                StructField("_row_number", LongType()),
+            ]
+        )
+
+        parse = _workbook_parser(options, columns, tuple(schema.fieldNames()))
+        df = _binary_files(spark, [f.read_path for f in group]).mapInArrow(parse, schema)
+        out.frames.append(
+            df.select(
+                *[F.col(quote_identifier(n)) for n in names],
+                CORRUPT,
+                "_file_path",
+                "_file_size",
+                F.timestamp_micros("_m").alias("_file_modified_at"),
+                "_file_offset",
+                "_row_number",
+            )
+        )
 
 
 def first_line(exc: BaseException) -> str:

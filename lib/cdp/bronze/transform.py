@@ -95,6 +95,8 @@ def _malformed_reason(fmt: SourceFormat) -> str:
         return "malformed JSON record"
     if fmt is SourceFormat.XML:
         return "malformed XML record"
+    if fmt is SourceFormat.XLSX:
+        return "malformed spreadsheet row: a value beyond the header's last column"
     return f"malformed {fmt.value} record"
 
 

@@ -100,6 +100,8 @@ def _options(sample: Sample) -> list[tuple[str, str, str]]:
             out.append(("multiLine", "true", "some sampled values span several lines"))
     if sample.format is SourceFormat.JSON and sample.multiline:
         out.append(("multiLine", "true", notes.get("format", "")))
+    if sample.format is SourceFormat.XLSX and sample.sheet:
+        out.append(("sheet", sample.sheet, notes.get("sheet", "")))
     if sample.format is SourceFormat.XML and sample.row_tag:
         out.append(("rowTag", sample.row_tag, notes.get("row_tag", "")))
         out.append(("inferSchema", "false", "ids, phones and dates stay text; silver parses them"))

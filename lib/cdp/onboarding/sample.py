@@ -27,6 +27,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from cdp.bronze import spreadsheet
 from cdp.bronze.readers import unique_names
 from cdp.errors import ConfigError
 from cdp.sources import SourceFormat
@@ -49,6 +50,7 @@ _EXTENSIONS = {
     ".xml": SourceFormat.XML,
     ".parquet": SourceFormat.PARQUET,
     ".orc": SourceFormat.ORC,
+    ".xlsx": SourceFormat.XLSX,
 }
 _COMPRESSIONS = {".gz": "gzip", ".bz2": "bzip2"}
 _DELIMITERS = ",;\t|"
@@ -68,6 +70,7 @@ class Sample:
     delimiter: str | None = None
     header: bool | None = None
     row_tag: str | None = None
+    sheet: str | None = None  # an Excel workbook's ``sheet`` option ("*": every sheet)
     multiline: bool = False  # a JSON array or pretty-printed objects (Spark's multiLine)
     columns: list[Path_] = field(default_factory=list)
     rows: list[dict[Path_, str | None]] = field(default_factory=list)
@@ -122,6 +125,8 @@ def _magic_compression(p: Path) -> str | None:
 
 
 def _sniff_format(head: bytes) -> SourceFormat:
+    if head.startswith(spreadsheet.XLSX_MAGIC):
+        return SourceFormat.XLSX
     if head.startswith(b"PAR1"):
         return SourceFormat.PARQUET
     if head.startswith(b"ORC"):
@@ -435,6 +440,36 @@ def _read_columnar(sample: Sample, limit: int) -> None:
     sample.columns = _columns(sample.rows)
 
 
+def _read_workbooks(sample: Sample, limit: int) -> None:
+    """An Excel workbook's rows as bronze reads them (:mod:`cdp.bronze.spreadsheet`): the
+    first sheet's, and every other sheet's with the same header (``sheet: "*"``)."""
+    records: list[dict[str, Any]] = []
+    for p in sample.files:
+        content = p.read_bytes()
+        found = spreadsheet.sheets(content, {"sheet": "*"})
+        if not found or not found[0].columns:
+            continue
+        first = found[0]
+        same = [s for s in found if s.columns == first.columns]
+        if sample.sheet is None:
+            sample.sheet = "*" if len(same) > 1 else None
+            others = len(found) - len(same)
+            sample.notes["sheet"] = (
+                f"{len(same)} of {len(found)} sheets share the first sheet's header"
+                if len(same) > 1
+                else "the first sheet"
+            ) + (f"; {others} other sheet(s) not read" if others else "")
+        options = {"sheet": "*" if sample.sheet == "*" else "0"}
+        for _, _, values, _ in spreadsheet.sheet_rows(content, options, first.columns):
+            records.append(dict(zip(first.columns, values, strict=True)))
+            if len(records) >= limit:
+                break
+        if len(records) >= limit:
+            break
+    sample.rows = _safe_top_level([{(k,): v for k, v in r.items()} for r in records])
+    sample.columns = _columns(sample.rows)
+
+
 def read_sample(path: str | Path, *, limit: int = DEFAULT_LIMIT) -> Sample:
     """At most ``limit`` records of the files under ``path``, and how they are written.
 
@@ -465,6 +500,9 @@ def read_sample(path: str | Path, *, limit: int = DEFAULT_LIMIT) -> Sample:
         sample.notes["compression"] = f"{compression} (Spark reads it from the file extension)"
     if fmt in (SourceFormat.PARQUET, SourceFormat.ORC):
         _read_columnar(sample, limit)
+        return sample
+    if fmt is SourceFormat.XLSX:
+        _read_workbooks(sample, limit)
         return sample
     with _open_bytes(chosen[0], compression) as fh:
         head = fh.read(_HEAD_BYTES)
