@@ -113,6 +113,10 @@ PROGRESS_SCHEMA = StructType(
 )
 
 
+# System-issued ids and order ids: compared as text, exactly (see S.clean_id).
+ID_FIELDS = ("crm_id", "loyalty_id", "customer_id", "order_id", "store_id")
+
+
 def standardize(spec: SourceSpec, table: CanonicalTable) -> Callable[[DataFrame], DataFrame]:
     """The standardizers that apply to ``table``'s fields, configured from the source."""
     fields = set(table.fields)
@@ -169,6 +173,9 @@ def standardize(spec: SourceSpec, table: CanonicalTable) -> Callable[[DataFrame]
             out = out.transform(S.standardize_currency("currency"))
         if "gender" in fields:
             out = out.transform(S.standardize_gender("gender"))
+        for id_field in ID_FIELDS:
+            if id_field in fields:
+                out = out.transform(S.clean_id(id_field))
         for code in ("event_type", "channel", "purpose", "status"):
             if code in fields:  # small vocabularies: compare case- and blank-insensitively
                 out = out.withColumn(code, F.nullif(F.lower(F.trim(F.col(code))), F.lit("")))

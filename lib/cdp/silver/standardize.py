@@ -196,6 +196,21 @@ def standardize_email(
 # --- gender ------------------------------------------------------------------------------
 
 
+def clean_id(col: str) -> Transform:
+    """An identifier as text, in place: trimmed, blank as null, and an integral number that a
+    spreadsheet or pandas wrote as a float (``13085.0``; an id column with gaps is a float
+    column in pandas) as the integer (``13085``), so that it joins the same id written
+    plainly by another system. Leading zeros and every other character are kept; bronze keeps
+    the value as delivered. No ``_raw`` / ``_status`` columns: nothing is judged invalid."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        value = F.trim(F.col(col).cast("string"))
+        value = F.regexp_replace(value, r"^([+-]?[0-9]+)\.0+$", "$1")
+        return df.withColumn(col, F.nullif(value, F.lit("")))
+
+    return transform
+
+
 def standardize_gender(col: str = "gender", *, out: str | None = None) -> Transform:
     """Map gender variants to "male", "female", "other" or "unknown".
 
