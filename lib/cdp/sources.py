@@ -60,7 +60,8 @@ class SourceFormat(str, Enum):
     ORC = "orc"
     XML = "xml"
     TEXT = "text"
-    # Excel workbooks, read by openpyxl on the executors (cdp.bronze.spreadsheet).
+    # Spreadsheets (.xlsx, .xlsm, .xlsb, .xls, .ods), parsed by calamine on the executors
+    # (cdp.bronze.spreadsheet).
     XLSX = "xlsx"
 
 

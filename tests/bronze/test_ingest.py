@@ -285,7 +285,7 @@ def test_declaration_errors_name_the_file_and_field(
     write(env["landing"] / "crm/d1/a.csv", "id,email\n1,a@x.com\n")
     config = make_config(env)
 
-    # The old binary Excel format is not read (.xlsx is).
+    # No such format: spreadsheets of every kind are `format: xlsx`.
     declare(env["sources"], "crm", format="xls", path="crm/*/*.csv")
     with pytest.raises(StageFailed, match=r"crm\.yaml: field 'format'"):
         ingest(spark, config)

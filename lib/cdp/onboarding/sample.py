@@ -51,6 +51,10 @@ _EXTENSIONS = {
     ".parquet": SourceFormat.PARQUET,
     ".orc": SourceFormat.ORC,
     ".xlsx": SourceFormat.XLSX,
+    ".xlsm": SourceFormat.XLSX,
+    ".xlsb": SourceFormat.XLSX,
+    ".xls": SourceFormat.XLSX,
+    ".ods": SourceFormat.XLSX,
 }
 _COMPRESSIONS = {".gz": "gzip", ".bz2": "bzip2"}
 _DELIMITERS = ",;\t|"
@@ -125,7 +129,7 @@ def _magic_compression(p: Path) -> str | None:
 
 
 def _sniff_format(head: bytes) -> SourceFormat:
-    if head.startswith(spreadsheet.XLSX_MAGIC):
+    if head.startswith((spreadsheet.XLSX_MAGIC, spreadsheet.XLS_MAGIC)):
         return SourceFormat.XLSX
     if head.startswith(b"PAR1"):
         return SourceFormat.PARQUET
