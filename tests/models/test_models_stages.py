@@ -180,6 +180,18 @@ def _base_facts() -> Facts:
     return facts
 
 
+def _labels(spark: SparkSession, facts: Facts) -> dict[str, tuple[int, int, int]]:
+    """customer -> (purchased, active, churned) at AS_OF, 90-day horizon, 365-day lookback."""
+    f = facts.frames(spark)
+    labels = build_labels(
+        transactions=f["transactions"],
+        identity_map=f["identity_map"],
+        as_of=AS_OF,
+        labels=LabelConfig(horizon_days=90, lookback_days=365),
+    )
+    return {r["customer_id"]: (r["purchased"], r["active"], r["churned"]) for r in labels.collect()}
+
+
 def test_features_values_and_no_leakage(spark: SparkSession) -> None:
     facts = _base_facts()
     before = _features(spark, facts, AS_OF)
@@ -219,15 +231,7 @@ def test_labels_purchase_and_churn(spark: SparkSession) -> None:
     facts.order("B", _ts(date(2025, 4, 1)), 10.0)  # day 90 after as_of: outside the horizon
     facts.order("C", _ts(date(2025, 3, 1)), 10.0)  # new buyer: purchased, not active
     facts.order("D", _ts(date(2023, 6, 1)), 10.0)  # long gone: neither
-    f = facts.frames(spark)
-    labels = build_labels(
-        transactions=f["transactions"],
-        identity_map=f["identity_map"],
-        as_of=AS_OF,
-        labels=LabelConfig(horizon_days=90, lookback_days=365),
-    )
-    got = {r["customer_id"]: (r["purchased"], r["active"], r["churned"]) for r in labels.collect()}
-    assert got == {"A": (1, 1, 0), "B": (0, 1, 1), "C": (1, 0, 0)}
+    assert _labels(spark, facts) == {"A": (1, 1, 0), "B": (0, 1, 1), "C": (1, 0, 0)}
 
 
 def test_invoice_lines_count_as_one_order_and_refunds_are_no_purchase(
@@ -258,17 +262,7 @@ def test_invoice_lines_count_as_one_order_and_refunds_are_no_purchase(
     assert got["mean_days_between_orders"] == pytest.approx((121.5 - (31.5 - 1 / 24)) / 2)
     assert got["category_count"] == 3 and got["has_purchased"] == 1
 
-    f = facts.frames(spark)
-    labels = build_labels(
-        transactions=f["transactions"],
-        identity_map=f["identity_map"],
-        as_of=AS_OF,
-        labels=LabelConfig(horizon_days=90, lookback_days=365),
-    )
-    by_id = {
-        r["customer_id"]: (r["purchased"], r["active"], r["churned"]) for r in labels.collect()
-    }
-    assert by_id == {"L": (0, 1, 1), "R": (0, 1, 1)}
+    assert _labels(spark, facts) == {"L": (0, 1, 1), "R": (0, 1, 1)}
 
 
 def test_promotion_rule() -> None:
