@@ -19,6 +19,7 @@ expressions must pass the allow-list of :mod:`cdp.expressions`.
 
 from __future__ import annotations
 
+import datetime as dt
 import glob as globlib
 import os
 import posixpath
@@ -84,6 +85,10 @@ class SourceDefaults(BaseModel):
     plus_addressing: bool = False
     # Date patterns (Spark datetime patterns) tried in order; None: silver's own list.
     date_formats: list[str] | None = Field(default=None, min_length=1)
+    # The earliest birth date silver takes as real; earlier ones are invalid (a typo for a
+    # living customer). A register of people born long ago (a historical or genealogical
+    # source) sets it earlier; `cdp source draft` proposes that when its sample says so.
+    birth_date_min: dt.date = dt.date(1900, 1, 1)
     # Time zone of timestamps that carry no offset.
     timezone: str = "UTC"
     # Amounts written "12,50" rather than "12.50".

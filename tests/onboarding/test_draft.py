@@ -89,6 +89,43 @@ def test_a_register_keeps_its_record_id_apart_and_maps_street_suburb_and_id_numb
     assert "a custom identifier" in lines["national_id"]
 
 
+# A register of people born long ago (the layout of Splink's historical_50k): birth dates
+# from the 17th and 19th centuries, one mistyped beyond any calendar, one missing.
+HISTORICAL = (
+    "unique_id,cluster,first_name,surname,dob,birth_place,postcode_fake,gender\n"
+    "Q1-1,Q1,thomas,chudleigh,1630-08-01,devon,tq13 8df,male\n"
+    "Q1-2,Q1,tom,chudleigh,1630-08-01,west devon,tq13 8hu,\n"
+    "Q2-1,Q2,walter,bryant,1813-01-01,sheffield,s6 6ab,male\n"
+    "Q2-2,Q2,walter,bryant,1813-21-01,sheffield,,male\n"
+    "Q3-1,Q3,arthur,englefield,,,ts19 0sh,male\n"
+    "Q4-1,Q4,mary,stanning,1855-03-12,lincoln,pe23 5au,female\n"
+)
+
+
+def test_birth_dates_before_1900_are_mapped_with_a_floor_that_keeps_them(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    folder = _land(tmp_path, "people", "p.csv", HISTORICAL.encode())
+    drafted = draft_source(config, folder, "people")
+    (spec,) = load_sources(config)
+    assert spec.mapping["birth_date"] == "dob"
+    assert spec.defaults.date_formats == ["yyyy-MM-dd"]
+    # Silver's floor (1900) would call every one of them implausible.
+    assert str(spec.defaults.birth_date_min) == "1600-01-01"
+    lines = {line.split(":")[0].strip(): line for line in drafted.text.splitlines()}
+    assert "80% of 5 sampled values are dates before 1900" in lines["birth_date_min"]
+    assert "1630" not in drafted.text  # a count and a century, never a value
+
+
+def test_a_modern_source_keeps_silver_s_birth_date_floor(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    draft_source(config, _land(tmp_path, "crm", "c.csv", CUSTOMERS.encode()), "crm")
+    (spec,) = load_sources(config)
+    assert spec.mapping["birth_date"] == "Date_of_birth"
+    assert str(spec.defaults.birth_date_min) == "1900-01-01"
+
+
 # Line items of a retail export (the UCI "Online Retail" layout): an invoice per order over
 # several rows, a unit price and a quantity, unpadded US dates, cancellations, no customer id
 # on some rows.

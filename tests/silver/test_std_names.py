@@ -32,6 +32,9 @@ def test_name_unicode_case_and_honorifics(spark: SparkSession) -> None:
         (18, "-"),
         (19, None),
         (20, "ŁUKASZ ŻÓŁW"),
+        (21, "Sir"),  # an honorific alone: the given name was not known
+        (22, "MISS."),
+        (23, "Drew"),  # starts like one, is a name
     ]
     got = run(spark, S.standardize_name("v"), rows, "id int, v string")
     raw = raw_of(rows)
@@ -56,6 +59,9 @@ def test_name_unicode_case_and_honorifics(spark: SparkSession) -> None:
         (18, None, "empty"),
         (19, None, "empty"),
         (20, "Łukasz Żółw", "ok"),
+        (21, None, "empty"),
+        (22, None, "empty"),
+        (23, "Drew", "ok"),
     ]
     check(got, expect(spark, [(i, v, raw[i], s) for i, v, s in expected]))
     # NFKC really composed the accents: same code points as the precomposed input.

@@ -189,6 +189,8 @@ class ColumnProfile:
     # "epoch_seconds" / "epoch_millis" when nearly every value is a count since 1970 that
     # lands in 2000-2100 (10 or 13 digits): silver's parse_timestamp reads these formats.
     epoch_format: str | None = None
+    # The earliest century of the dates before 1900 (a count, never a value: "1600").
+    earliest_century: int | None = None
     decimal_comma: bool = False
     phone_regions: Counter[str] = field(default_factory=Counter)
     countries: Counter[str] = field(default_factory=Counter)
@@ -229,14 +231,25 @@ def _country(value: str) -> str | None:
     return COUNTRY_KEYS.get(fold_key_py(value))
 
 
-def _date(value: str, pattern: DatePattern) -> bool:
+def _date_year(value: str, pattern: DatePattern) -> int | None:
+    """The year of ``value`` read with ``pattern``, or None where it is not such a date.
+
+    Written with separators ("1630-08-01"), any year from 1000 is a date: a register of
+    people born long ago (a historical or genealogical source) writes them. Written as bare
+    digits ("19560909"), only 1900-2100: eight digits are as often an id or an amount.
+    """
     if not re.fullmatch(pattern.regex, value):
-        return False
+        return None
     try:
         parsed = datetime.strptime(value.replace("Z", "+0000"), pattern.python.replace("%z", "%z"))
     except ValueError:
-        return False
-    return 1900 <= parsed.year <= 2100
+        return None
+    earliest = 1900 if pattern.spark.isalpha() else 1000
+    return parsed.year if earliest <= parsed.year <= 2100 else None
+
+
+def _date(value: str, pattern: DatePattern) -> bool:
+    return _date_year(value, pattern) is not None
 
 
 def _phone(value: str, region: str) -> str | None:
@@ -318,10 +331,15 @@ def _profile_values(
             m["phone"] += 1
             if v.startswith(("+", "00")):
                 profile.phone_regions[phone_region] += 1
-        parses = frozenset(p for p in DATE_PATTERNS if _date(v, p))
+        years = {p: y for p in DATE_PATTERNS if (y := _date_year(v, p)) is not None}
+        parses = frozenset(years)
         is_date = bool(parses)
         if is_date:
             dates.append(parses)
+            if min(years.values()) < 1900:
+                m["date_before_1900"] += 1
+                century = min(years.values()) // 100 * 100
+                profile.earliest_century = min(profile.earliest_century or century, century)
         if v.isdigit() and len(v) in (10, 13):
             unit = "epoch_millis" if len(v) == 13 else "epoch_seconds"
             if _EPOCH_MIN <= int(v) // (1000 if len(v) == 13 else 1) <= _EPOCH_MAX:

@@ -443,6 +443,15 @@ def _defaults(
             proposal.defaults["date_formats"] = Choice(
                 json.dumps([p.spark for p in c.date_patterns]), f"how '{c.name}' writes its dates"
             )
+        # Birth dates before silver's 1900 floor in more than the odd typo: people born long
+        # ago (a historical register), whose dates silver would otherwise call implausible.
+        early = c.matches.get("date_before_1900", 0)
+        if c.earliest_century is not None and early >= max(2, 0.02 * c.present):
+            proposal.defaults["birth_date_min"] = Choice(
+                f"{c.earliest_century}-01-01",
+                f"{_values(c, 'date_before_1900', 'are dates before 1900')}"
+                f" (silver's floor otherwise)",
+            )
     if "amount" in assigned and assigned["amount"][0].decimal_comma:
         c = assigned["amount"][0]
         proposal.defaults["decimal_comma"] = Choice(

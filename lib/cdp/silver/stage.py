@@ -159,7 +159,9 @@ def standardize(spec: SourceSpec, table: CanonicalTable) -> Callable[[DataFrame]
                 out = out.transform(S.standardize_name(name_field))
         if "birth_date" in fields:
             formats = list(defaults.date_formats or DEFAULT_DATE_FORMATS)
-            out = out.transform(S.parse_date("birth_date", formats=formats))
+            out = out.transform(
+                S.parse_date("birth_date", formats=formats, min_date=defaults.birth_date_min)
+            )
         out = out.transform(
             S.parse_timestamp(table.time_field, formats=ts_formats, source_tz=defaults.timezone)
         )

@@ -47,8 +47,10 @@ _NAME_PLACEHOLDERS = PLACEHOLDERS - {"na", "nan"}
 
 _HONORIFICS = "mr|mrs|ms|miss|mx|mstr|dr|prof|sir|dame|rev|revd|herr|frau|mme|mlle|sr|sra|srta"
 _SUFFIXES = r"jr|jnr|sr|snr|ii|iii|iv|phd|ph\.d|md|m\.d|dds|esq|mba|obe|mbe|cbe|kbe|qc|kc"
-# Leading honorifics need a dot or a blank after them, so "Drew" or "Misses" are left alone.
-_PREFIX_RE = rf"(?i)^(?:(?:{_HONORIFICS})(?:\.\s*|\s+))+"
+# Leading honorifics need a dot, a blank or the end after them, so "Drew" or "Misses" are
+# left alone; a name field that holds nothing but one ("Sir", a register's first name where
+# the given name was not known) is no name: empty, not a given name that 1 in 40 people share.
+_PREFIX_RE = rf"(?i)^(?:(?:{_HONORIFICS})(?:\.\s*|\s+|$))+"
 _SUFFIX_RE = rf"(?i)(?:(?:\s*,\s*|\s+)(?:{_SUFFIXES})\.?)+$"
 _VALID_RE = r"^[\p{L}\p{M}'.,\- ]+$"
 # Typographic apostrophes and dashes seen in names, mapped to ASCII ' and -.

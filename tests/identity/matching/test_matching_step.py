@@ -351,3 +351,39 @@ def test_records_no_two_of_which_agree_on_a_prior_rule_link_by_exact_rules_only(
     )
     ids = _customers(spark, config)
     assert ids["a"] == ids["b"] != ids["c"]
+
+
+def test_a_person_check_stands_down_where_the_model_finds_its_field_noisy() -> None:
+    from cdp.identity.matching.config import PersonCheck
+    from cdp.identity.matching.model import TrainedModel
+    from cdp.identity.matching.step import active_person_checks
+
+    def comparison(name: str, m_else: float) -> dict[str, object]:
+        return {
+            "output_column_name": name,
+            "comparison_levels": [
+                {"label_for_charts": "null", "is_null_level": True},
+                {"label_for_charts": "exact", "m_probability": 1 - m_else},
+                {"label_for_charts": "else", "m_probability": m_else},
+            ],
+        }
+
+    # Birth dates off by weeks in 45% of one person's record pairs (Splink's fake_1000);
+    # first names replaced in 5% (a register's typos).
+    model = TrainedModel(
+        {"comparisons": [comparison("first_name", 0.05), comparison("birth_date", 0.45)]},
+        fingerprint="f",
+        records=10,
+    )
+    checks = [
+        PersonCheck(disagree="first_name", unless_agree=["birth_date"]),
+        PersonCheck(disagree="birth_date", unless_agree=[], max_m_probability=0.5),
+        PersonCheck(disagree="birth_date", unless_agree=[]),
+        PersonCheck(disagree="national_id", unless_agree=[]),  # not in the model: kept
+    ]
+    kept, notes = active_person_checks(checks, model)
+    assert kept == [checks[0], checks[1], checks[3]]
+    assert notes == [
+        "person check on birth_date stood down: the model finds it disagreeing in 45% of "
+        "matching pairs (above 20%), too noisy a field to overrule the model"
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from cdp.identity.matching.config import parse_matching
 from cdp.identity.matching.prepare import matching_input
@@ -55,3 +56,35 @@ def test_street_lines_compare_with_one_short_form_of_each_street_type(
         for r in matching_input({"person_records": df}, rules).collect()
     }
     assert got == {rid: want for rid, (_, want) in written.items()}
+
+
+def test_a_comparison_that_does_not_identify_is_weighed_but_not_counted_toward_min_fields(
+    spark: SparkSession,
+) -> None:
+    rules = parse_matching(
+        {
+            "min_fields": 2,
+            "comparisons": [
+                {"name": "last_name", "kind": "surname", "field": "last_name"},
+                {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
+                {"name": "gender", "kind": "exact", "field": "gender", "identifying": False},
+            ],
+            "blocking": [["last_name"]],
+        },
+        origin="m.yaml",
+    )
+    df = spark.createDataFrame(
+        [
+            ("r", "both", "Lee", "1980-02-01", "female"),
+            ("r", "name_and_gender", "Lee", None, "female"),  # one identifying value
+            ("r", "name_and_birth", "Lee", "1980-02-01", None),
+        ],
+        "source string, source_record_id string, last_name string, birth_date string, "
+        "gender string",
+    ).withColumn("is_deleted", F.lit(False))
+    got = {
+        r["member_key"].rsplit("|", 1)[-1]: r["gender"]
+        for r in matching_input({"person_records": df}, rules).collect()
+    }
+    # Gender is carried (the model weighs it) but does not make a record a candidate.
+    assert got == {"both": "female", "name_and_birth": None}

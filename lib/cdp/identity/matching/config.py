@@ -113,6 +113,9 @@ class ComparisonSpec(_Strict):
     term_frequency: bool = False
     # Skipped (and said so in the run log) when no source maps the field.
     optional: bool = False
+    # Counted toward ``min_fields``. False for a value most people share with many others
+    # (gender): weighed when present, but a record with only names and it is no candidate.
+    identifying: bool = True
 
     @model_validator(mode="after")
     def _one_way(self) -> ComparisonSpec:
@@ -150,6 +153,13 @@ class PersonCheck(_Strict):
 
     disagree: str = Field(pattern=_NAME)
     unless_agree: list[str] = Field(default_factory=list)
+    # The check holds pairs only where the trained model finds ``disagree`` in its ELSE level
+    # for at most this share of matching pairs (the level's m-probability): there a
+    # disagreement is rare in one person's records and tells of two people. Where the
+    # source's values are that noisy (birth dates mistyped by weeks in a third of a person's
+    # records), the check would hold the true pairs it exists to keep, and the model, which
+    # has learnt that noise, decides alone; the run log says which checks stood down.
+    max_m_probability: float = Field(default=0.2, gt=0, le=1)
 
 
 class Training(_Strict):
@@ -211,6 +221,10 @@ class MatchingRules(_Strict):
 
     def fields(self) -> list[str]:
         return [f for c in self.comparisons for f in c.columns()]
+
+    def identifying_fields(self) -> list[str]:
+        """The fields counted toward ``min_fields``."""
+        return [f for c in self.comparisons if c.identifying for f in c.columns()]
 
     def guard_exemptions(self) -> frozenset[str]:
         """The fields (and identifier types of the same name) whose guards do not hold the

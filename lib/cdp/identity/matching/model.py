@@ -78,6 +78,18 @@ class TrainedModel:
     records: int
     em_sessions: list[dict[str, Any]] = field(default_factory=list)
 
+    def else_m_probability(self, comparison: str) -> float | None:
+        """The share of matching pairs the model puts in ``comparison``'s ELSE level (None
+        where the comparison has no such fitted level)."""
+        for comp in self.settings["comparisons"]:
+            if comp.get("output_column_name") != comparison:
+                continue
+            for level in comp["comparison_levels"]:
+                if level.get("label_for_charts") == ELSE_LABEL:
+                    m = level.get("m_probability")
+                    return float(m) if m is not None else None
+        return None
+
     def match_weights(self) -> list[dict[str, Any]]:
         """``comparison, level, m, u, match_weight`` per level (the chart's data)."""
         import math

@@ -147,7 +147,8 @@ def matching_input(
     if not parts:
         raise ValueError(f"none of the compared tables {rules.tables} is present")
     out = reduce(DataFrame.unionByName, parts).dropDuplicates(["unique_id"])
-    present = reduce(lambda a, b: a + b, [F.col(f).isNotNull().cast("int") for f in rules.fields()])
+    counted = rules.identifying_fields()
+    present = reduce(lambda a, b: a + b, [F.col(f).isNotNull().cast("int") for f in counted])
     out = out.where(present >= rules.min_fields)
     for c in comparisons:
         if c.kind == "forename":

@@ -259,7 +259,10 @@ def run_matching(
         pairs = L.without_decided(pairs, decided)
     pairs = cut(pairs)
     drop_scratch(spark)
-    held = person_checks_failed(rules.person_checks)
+    checks, stood_down = active_person_checks(rules.person_checks, model)
+    result.notes += stood_down
+    result.metrics["matching.person_checks_active"] = len(checks)
+    held = person_checks_failed(checks)
     accepted = pairs.where((F.col("match_probability") >= th.match) & ~held)
     review = pairs.where((F.col("match_probability") < th.match) | held)
     scored_links = L.pair_links(
@@ -286,6 +289,26 @@ def run_matching(
         f"{stats['held'] or 0:,} held for review by person_checks"
     )
     return result
+
+
+def active_person_checks(
+    checks: Sequence[PersonCheck], model: TrainedModel
+) -> tuple[list[PersonCheck], list[str]]:
+    """The checks that hold pairs under ``model``, and a note per check that stands down
+    because the model finds its field disagreeing outright in more matching pairs than the
+    check's ``max_m_probability`` (see :class:`~cdp.identity.matching.config.PersonCheck`)."""
+    kept, notes = [], []
+    for check in checks:
+        m_else = model.else_m_probability(check.disagree)
+        if m_else is not None and m_else > check.max_m_probability:
+            notes.append(
+                f"person check on {check.disagree} stood down: the model finds it disagreeing "
+                f"in {m_else:.0%} of matching pairs (above {check.max_m_probability:.0%}), "
+                "too noisy a field to overrule the model"
+            )
+        else:
+            kept.append(check)
+    return kept, notes
 
 
 def person_checks_failed(checks: Sequence[PersonCheck]) -> Column:
