@@ -62,6 +62,7 @@ def _records() -> Iterator[dict[str, str | None]]:
             "email": EMAILS[k % len(EMAILS)] if k % 4 else None,
             "phone": PHONES[k % len(PHONES)],
             "national_id": IDS[(k // 5) % len(IDS)],
+            "gender": [None, "female", "male"][k % 3],
         }
 
 
@@ -161,4 +162,5 @@ def test_every_comparison_of_the_shipped_config_is_checked() -> None:
         "email",
         "phone",
         "national_id",
+        "gender",
     }

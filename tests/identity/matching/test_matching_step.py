@@ -289,6 +289,41 @@ def test_blocked_pairs_are_counted_for_plain_and_crosswise_rules(spark: SparkSes
     assert count_blocked_pairs(records, rules) == [3, 2, 1]
 
 
+def test_broad_rules_block_only_where_the_records_afford_their_pairs(
+    spark: SparkSession,
+) -> None:
+    from cdp.identity.matching.config import parse_matching
+    from cdp.identity.matching.model import plan_blocking
+
+    rules = parse_matching(
+        dict(
+            MATCHING,
+            nicknames_file=None,
+            blocking=[["birth_date"]],
+            broad_blocking=[["last_name"], ["first_name"]],
+            broad_max_pairs=2,
+        )
+    )
+    records = spark.createDataFrame(
+        [
+            (1, "ann", "ann", "lee", "2000-01-02"),
+            (2, "ann", "ann", "lee", "2000-01-02"),
+            (3, "bo", "bo", "lee", None),
+            (4, "cy", "cy", "lee", None),
+        ],
+        "unique_id int, first_name string, first_name_canon string, last_name string, "
+        "birth_date string",
+    )
+    planned, counts, notes = plan_blocking(records, rules)
+    # lee: 6 pairs, above the budget of 2; ann: 1 pair, within it.
+    assert planned.blocking == [["birth_date"], ["first_name"]]
+    assert planned.broad_blocking == []
+    assert counts == [1, 1]
+    assert notes == [
+        "broad blocking rule ['last_name'] left out: 6 pairs, more than broad_max_pairs=2"
+    ]
+
+
 def test_person_checks_hold_a_pair_whose_person_level_values_disagree(
     spark: SparkSession,
 ) -> None:

@@ -211,6 +211,13 @@ class MatchingRules(_Strict):
     max_pairs: int = Field(default=20_000_000, ge=1)
     comparisons: list[ComparisonSpec] = Field(min_length=1)
     blocking: list[list[str]] = Field(min_length=1)
+    # Wide passes (a first and last name alone, a surname in a city) that a small company's
+    # records can afford and a million records cannot: each takes part in a run where it
+    # generates at most ``broad_max_pairs`` pairs, and is left out, said so in the run log,
+    # where it would generate more. Never a failure: the pairs they add, the narrow rules
+    # find on large data through a birth date or a postcode.
+    broad_blocking: list[list[str]] = Field(default_factory=list)
+    broad_max_pairs: int = Field(default=2_000_000, ge=1)
     training: Training = Field(default_factory=Training)
     # Known forms of first names (robert: [bob, rob]) for the forename's nickname level and
     # blocking; ``nicknames_file`` (relative to this file) is merged in when loaded.
@@ -273,6 +280,7 @@ def parse_matching(data: Any, origin: str = "matching rules") -> MatchingRules:
         t.prior_rules = [g for g in t.prior_rules if block_fields(g) <= fields]
     for key, groups in (
         ("blocking", rules.blocking),
+        ("broad_blocking", rules.broad_blocking),
         ("training.em_blocking", rules.training.em_blocking),
         ("training.prior_rules", rules.training.prior_rules),
     ):
@@ -280,7 +288,7 @@ def parse_matching(data: Any, origin: str = "matching rules") -> MatchingRules:
             if not group:
                 raise ConfigError(f"{origin}: {key}[{i}]: an empty rule compares every pair")
             derived = [e for e in group if CROSS in e or "(" in e]
-            if derived and key != "blocking":
+            if derived and key not in ("blocking", "broad_blocking"):
                 raise ConfigError(
                     f"{origin}: {key}[{i}]: {derived}: crosswise and derived keys are for "
                     "blocking only; a training pass blocks on plain fields"
@@ -363,6 +371,7 @@ def resolve_fields(
             "comparisons": kept,
             "person_checks": checks,
             "blocking": usable(rules.blocking, "blocking"),
+            "broad_blocking": usable(rules.broad_blocking, "broad_blocking"),
             "training": rules.training.model_copy(
                 update={
                     "em_blocking": usable(rules.training.em_blocking, "training.em_blocking"),

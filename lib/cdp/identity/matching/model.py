@@ -225,6 +225,45 @@ def check_blocking(records: DataFrame, rules: MatchingRules) -> list[int]:
     """Fail before any pair is built when a blocking rule generates more pairs than
     ``max_pairs`` (a cartesian blow-up: a rule on a field most records share)."""
     counts = count_blocked_pairs(records, rules)
+    _fail_on_blowup(rules, counts)
+    return counts
+
+
+def plan_blocking(
+    records: DataFrame, rules: MatchingRules
+) -> tuple[MatchingRules, list[int], list[str]]:
+    """The rules a run blocks with: every rule of ``blocking`` (failing before any pair is
+    built on a blow-up, as :func:`check_blocking`) and each rule of ``broad_blocking`` that
+    generates at most ``broad_max_pairs`` pairs on ``records``; the pairs of each rule kept;
+    a note per broad rule left out. One counting query for both lists."""
+    everything = rules.model_copy(update={"blocking": rules.blocking + rules.broad_blocking})
+    counts = count_blocked_pairs(records, everything)
+    narrow, broad = counts[: len(rules.blocking)], counts[len(rules.blocking) :]
+    _fail_on_blowup(rules, narrow)
+    kept, kept_counts, notes = [], [], []
+    for fields, n in zip(rules.broad_blocking, broad, strict=True):
+        if n <= rules.broad_max_pairs:
+            kept.append(fields)
+            kept_counts.append(n)
+        else:
+            notes.append(
+                f"broad blocking rule {fields} left out: {n:,} pairs, more than "
+                f"broad_max_pairs={rules.broad_max_pairs:,}"
+            )
+    planned = rules.model_copy(update={"blocking": rules.blocking + kept, "broad_blocking": []})
+    return planned, narrow + kept_counts, notes
+
+
+def with_prediction_blocking(model: TrainedModel, rules: MatchingRules) -> TrainedModel:
+    """``model`` scoring the pairs of ``rules``' blocking (this run's plan): blocking shapes
+    which pairs are compared, not the model, so a model reused from an earlier run follows
+    the rules and the data size of this one."""
+    blocking = splink_settings(rules, "spark")["blocking_rules_to_generate_predictions"]
+    settings = dict(model.settings, blocking_rules_to_generate_predictions=blocking)
+    return TrainedModel(settings, model.fingerprint, model.records, model.em_sessions)
+
+
+def _fail_on_blowup(rules: MatchingRules, counts: Sequence[int]) -> None:
     for i, (fields, n) in enumerate(zip(rules.blocking, counts, strict=True)):
         if n > rules.max_pairs:
             raise ConfigError(
@@ -232,7 +271,6 @@ def check_blocking(records: DataFrame, rules: MatchingRules) -> list[int]:
                 f"{n:,} record pairs, more than max_pairs={rules.max_pairs:,}: block on more "
                 "fields or raise max_pairs"
             )
-    return counts
 
 
 def train(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> TrainedModel:

@@ -24,13 +24,14 @@ from cdp.identity.matching.config import MatchingRules, PersonCheck
 from cdp.identity.matching.model import (
     NoTrainingPairs,
     TrainedModel,
-    check_blocking,
     drop_scratch,
     explain,
     levels_of,
+    plan_blocking,
     score,
     smoothed,
     train,
+    with_prediction_blocking,
 )
 from cdp.identity.matching.prepare import matching_input
 
@@ -180,8 +181,11 @@ def run_matching(
     if n < 2:
         result.notes.append("probabilistic matching: fewer than two records to compare")
         return result
-    blocked = check_blocking(inputs, rules)  # fails before any write on a blow-up
+    # Fails before any write on a blow-up; broad rules join where the data affords them.
+    planned, blocked, left_out = plan_blocking(inputs, rules)
+    result.notes += left_out
     result.metrics["matching.pairs_blocked"] = sum(blocked)
+    result.metrics["matching.broad_rules_used"] = len(planned.blocking) - len(rules.blocking)
 
     model = None
     if models is not None and not retrain:
@@ -226,6 +230,7 @@ def run_matching(
 
     t0 = time.monotonic()
     th = rules.thresholds
+    model = with_prediction_blocking(model, planned)
     scored = score(spark, inputs, model, th.review)
     keys = inputs.select("unique_id", "member_key")
     kept = cut(scored.select("unique_id_l", "unique_id_r", "match_probability", "match_weight",
