@@ -206,3 +206,49 @@ def test_splinks_per_level_training_warnings_become_one_list(
     with caplog.at_level(logging.WARNING):  # outside the block Splink speaks for itself again
         em.warning(untrained)
     assert [r.getMessage() for r in caplog.records] == [untrained]
+
+
+def test_the_prior_rules_recall_is_read_off_the_fitted_model() -> None:
+    from cdp.identity.matching.model import implied_prior_recall
+
+    rules = parse_matching(
+        {
+            "comparisons": [
+                {"name": "first_name", "kind": "forename", "field": "first_name"},
+                {"name": "last_name", "kind": "surname", "field": "last_name"},
+                {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
+                {
+                    "name": "location",
+                    "kind": "location",
+                    "fields": ["address_line1", "postcode", "city"],
+                },
+            ],  # fmt: skip
+            "blocking": [["last_name"]],
+            "training": {"prior_rules": [["first_name", "last_name", "birth_date"]]},
+        },
+        origin="m.yaml",
+    )
+
+    def comparison(name: str, **m: float) -> dict[str, Any]:
+        levels = [{"label_for_charts": "null", "is_null_level": True}]
+        levels += [{"label_for_charts": k, "m_probability": v} for k, v in m.items()]
+        return {"output_column_name": name, "comparison_levels": levels}
+
+    fitted = {
+        "comparisons": [
+            # A forename is blocked on through its nickname root: both levels find the pair.
+            comparison("first_name", exact=0.5, nickname=0.1, **{"one edit": 0.2, "else": 0.2}),
+            comparison("last_name", exact=0.8, **{"else": 0.2}),
+            comparison("birth_date", exact=0.4, **{"else": 0.6}),
+        ]
+    }
+    present = {"first_name": 1.0, "last_name": 0.9, "birth_date": 0.5}
+    # (1.0^2 x 0.6) x (0.9^2 x 0.8) x (0.5^2 x 0.4)
+    assert implied_prior_recall(fitted, rules, present) == pytest.approx(0.6 * 0.648 * 0.1)
+    # A rule over a location's part has no exact level to read: the configured guess stands.
+    on_postcode = rules.model_copy(
+        update={"training": rules.training.model_copy(update={"prior_rules": [["postcode"]]})}
+    )
+    assert implied_prior_recall(fitted, on_postcode, present) is None
+    # Bounded below: a rule that the model says never fires still finds some pairs.
+    assert implied_prior_recall(fitted, rules, {"first_name": 0.01}) == 0.01

@@ -185,6 +185,13 @@ class Training(_Strict):
         default_factory=lambda: [["first_name", "last_name", "birth_date"]]
     )
     prior_recall: float = Field(default=0.7, gt=0, le=1)
+    # After EM, estimate that recall from the fitted model instead: the share of matching
+    # pairs in which every field of the rule is present on both records (from the values'
+    # presence) and agrees exactly (the fitted m-probabilities), under the independence
+    # Fellegi-Sunter assumes anyway. A noisy source (Splink's fake_1000: an exact first name,
+    # surname and birth date in 8% of one person's pairs) otherwise has its prior, and every
+    # score, understated tenfold. ``prior_recall`` stays the first guess and the fallback.
+    estimate_prior_recall: bool = True
     # Retrain when the model in MLflow is older than this many days (None: never by age).
     train_every_days: int | None = Field(default=None, ge=1)
 

@@ -341,10 +341,24 @@ class NoTrainingPairs(Exception):
     rules and counts, never a value)."""
 
 
-def _fit(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]]:
-    """The training steps on ``linker`` (any backend): prior, u by random sampling, EM."""
+def _fit(
+    linker: Any, rules: MatchingRules, n: int, present: dict[str, float]
+) -> list[dict[str, Any]]:
+    """The training steps on ``linker`` (any backend): prior, u by random sampling, EM, and
+    the prior again from the fitted model (``training.estimate_prior_recall``); ``present``:
+    the share of the training records carrying each compared field."""
     with splink_training_notes() as notes:
         sessions = _fit_steps(linker, rules, n)
+        if rules.training.estimate_prior_recall and rules.training.prior_rules:
+            recall = implied_prior_recall(linker.misc.save_model_to_json(), rules, present)
+            if recall is not None:
+                _estimate_prior(linker, rules, n, recall)
+                log.info(
+                    "matching: the prior rules find an estimated %.1f%% of matching pairs "
+                    "(first guess %.0f%%)",
+                    100 * recall,
+                    100 * rules.training.prior_recall,
+                )
     if notes.untrained:
         log.info(
             "matching: %d comparison levels had no training pairs (their probabilities are "
@@ -353,6 +367,66 @@ def _fit(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]]:
             "; ".join(notes.untrained),
         )
     return sessions
+
+
+def _estimate_prior(linker: Any, rules: MatchingRules, n: int, recall: float) -> None:
+    from splink import block_on
+
+    forenames = _forenames(rules)
+
+    def rule(fields: Sequence[str]) -> Any:
+        return block_on(*[f + "_canon" if f in forenames else f for f in fields])
+
+    training = rules.training
+    linker.training.estimate_probability_two_random_records_match(
+        [rule(r) for r in training.prior_rules], recall=recall
+    )
+    prior = linker._settings_obj._probability_two_random_records_match
+    if not 0 < prior < 1:
+        # Splink only warns, then EM takes the log of it (a math domain error): a few
+        # records of which no two agree on every field of a prior rule (one surname
+        # changed by marriage) give 0.
+        raise NoTrainingPairs(
+            f"the prior rules {training.prior_rules} find "
+            + ("no pair" if prior <= 0 else "every pair")
+            + f" among {n:,} records"
+        )
+
+
+# The levels of a comparison in which a pair agrees on the value a prior rule blocks on (a
+# forename is blocked on through its nickname root).
+_KEY_LEVELS = {"forename": ("exact", "nickname")}
+
+
+def implied_prior_recall(
+    fitted: dict[str, Any], rules: MatchingRules, present: dict[str, float]
+) -> float | None:
+    """The share of matching pairs the prior rules find, by the fitted model: per rule, the
+    product over its fields of P(present on both records) x P(the exact level | match); the
+    union of the rules as if independent. None where a rule's field has no exact level
+    (a location's parts): the configured recall stands."""
+    by_field = {str(c.field): c for c in rules.comparisons if c.field}
+    m_of = {
+        c["output_column_name"]: {
+            lv.get("label_for_charts"): float(lv.get("m_probability") or 0.0)
+            for lv in c["comparison_levels"]
+            if not lv.get("is_null_level")
+        }
+        for c in fitted["comparisons"]
+    }
+    missed = 1.0
+    for fields in rules.training.prior_rules:
+        recall = 1.0
+        for f in fields:
+            spec = by_field.get(f)
+            if spec is None or spec.name not in m_of or "exact" not in m_of[spec.name]:
+                return None
+            levels = _KEY_LEVELS.get(spec.kind, ("exact",))
+            recall *= present.get(f, 0.0) ** 2 * sum(m_of[spec.name].get(lv, 0.0) for lv in levels)
+        missed *= 1 - recall
+    recall = 1 - missed
+    # Bounded: a rule finds at least some matches, and not more than all of them.
+    return min(max(recall, 0.01), 1.0)
 
 
 def _fit_steps(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]]:
@@ -366,19 +440,7 @@ def _fit_steps(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]
 
     started = time.monotonic()
     if training.prior_rules:
-        linker.training.estimate_probability_two_random_records_match(
-            [rule(r) for r in training.prior_rules], recall=training.prior_recall
-        )
-        prior = linker._settings_obj._probability_two_random_records_match
-        if not 0 < prior < 1:
-            # Splink only warns, then EM takes the log of it (a math domain error): a few
-            # records of which no two agree on every field of a prior rule (one surname
-            # changed by marriage) give 0.
-            raise NoTrainingPairs(
-                f"the prior rules {training.prior_rules} find "
-                + ("no pair" if prior <= 0 else "every pair")
-                + f" among {n:,} records"
-            )
+        _estimate_prior(linker, rules, n, training.prior_recall)
     # Every pair when there are fewer than the budget; one chunk: the early stop per level
     # saves nothing on data this size and costs a Spark job per chunk.
     linker.training.estimate_u_using_random_sampling(
@@ -403,8 +465,12 @@ def _fit_steps(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]
 
 def _train_on_spark(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> TrainedModel:
     linker = _linker(spark, records, splink_settings(rules, "spark"))
-    n = records.count()
-    sessions = _fit(linker, rules, n)
+    fields = rules.fields()
+    row = records.agg(F.count(F.lit(1)).alias("_n"), *[F.count(f).alias(f) for f in fields]).first()
+    assert row is not None
+    n = int(row["_n"])
+    present = {f: int(row[f]) / n if n else 0.0 for f in fields}
+    sessions = _fit(linker, rules, n, present)
     trained = smoothed(linker.misc.save_model_to_json())
     return TrainedModel(trained, rules.fingerprint(), n, sessions)
 
@@ -442,7 +508,13 @@ def _train_in_duckdb(records: DataFrame, rules: MatchingRules) -> TrainedModel:
         linker = Linker(
             db_api.register("records"), splink_settings(rules, "duckdb"), log_level=None
         )
-        sessions = _fit(linker, rules, sample.num_rows)
+        rows = max(sample.num_rows, 1)
+        present = {
+            f: 1 - sample.column(f).null_count / rows
+            for f in rules.fields()
+            if f in sample.column_names
+        }
+        sessions = _fit(linker, rules, sample.num_rows, present)
         fitted = smoothed(linker.misc.save_model_to_json())
     finally:
         con.close()
