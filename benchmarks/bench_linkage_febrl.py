@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -71,18 +72,29 @@ def _truth(files: list[Path], out: Path) -> int:
 
 
 def run_set(name: str, febrl: Path, work: Path) -> dict[str, object]:
-    site = work / f"febrl{name}"
+    files = [febrl / f for f in SETS[name]]
+    return onboard_and_evaluate(name, work / f"febrl{name}", files, _truth)
+
+
+def onboard_and_evaluate(
+    name: str,
+    site: Path,
+    files: list[Path],
+    truth: Callable[[list[Path], Path], int],
+) -> dict[str, object]:
+    """In a fresh site at ``site``: ``cdp init``, ``files`` copied to the landing folder
+    ``people``, the drafted source kept as drafted, ingest / silver / identity, then the
+    evaluation against the truth file ``truth(files, path)`` writes (it returns the records)."""
     shutil.rmtree(site, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
+    site.parent.mkdir(parents=True, exist_ok=True)
     init = subprocess.run([CDP, "init", str(site)], capture_output=True, text=True)
     if init.returncode:
         raise SystemExit(f"cdp init failed: {init.stderr[-2000:]}")
     landing = site / "data" / "landing" / "people"
     landing.mkdir(parents=True)
-    files = [febrl / f for f in SETS[name]]
     for f in files:
         shutil.copy(f, landing / f.name)
-    records = _truth(files, site / "truth.csv")
+    records = truth(files, site / "truth.csv")
     draft = _cdp(site, "source", "draft", "data/landing/people", "--name", "people")
     if draft.returncode:
         raise SystemExit(f"cdp source draft failed: {draft.stderr[-2000:]}")
