@@ -156,14 +156,20 @@ def main() -> int:
         row = run_set(name, args.febrl, args.work)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| FEBRL | records | precision | recall | F1 | identity s | ingest+silver+identity s |")
+    print_table(rows, "FEBRL")
+    return 0
+
+
+def print_table(rows: list[dict[str, object]], title: str) -> None:
+    print(
+        f"\n| {title} | records | precision | recall | F1 | identity s | ingest+silver+identity s |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['set']} | {r['records']:,} | {r['precision']:.4f} | {r['recall']:.4f} | "
             f"{r['f1']:.4f} | {r['identity_seconds']} | {r['wall_seconds']} |"
         )
-    return 0
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_linkage_febrl import onboard_and_evaluate  # noqa: E402
+from bench_linkage_febrl import onboard_and_evaluate, print_table  # noqa: E402
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -65,15 +65,7 @@ def main() -> int:
         row = onboard_and_evaluate(name, args.work / name, [path], _truth)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(
-        "\n| data set | records | precision | recall | F1 | identity s | ingest+silver+identity s |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['set']} | {r['records']:,} | {r['precision']:.4f} | {r['recall']:.4f} | "
-            f"{r['f1']:.4f} | {r['identity_seconds']} | {r['wall_seconds']} |"
-        )
+    print_table(rows, "data set")
     return 0
 
 

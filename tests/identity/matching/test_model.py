@@ -211,23 +211,7 @@ def test_splinks_per_level_training_warnings_become_one_list(
 def test_the_prior_rules_recall_is_read_off_the_fitted_model() -> None:
     from cdp.identity.matching.model import implied_prior_recall
 
-    rules = parse_matching(
-        {
-            "comparisons": [
-                {"name": "first_name", "kind": "forename", "field": "first_name"},
-                {"name": "last_name", "kind": "surname", "field": "last_name"},
-                {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
-                {
-                    "name": "location",
-                    "kind": "location",
-                    "fields": ["address_line1", "postcode", "city"],
-                },
-            ],  # fmt: skip
-            "blocking": [["last_name"]],
-            "training": {"prior_rules": [["first_name", "last_name", "birth_date"]]},
-        },
-        origin="m.yaml",
-    )
+    rules = _rules()  # the prior rule: first name, last name and birth date all equal
 
     def comparison(name: str, **m: float) -> dict[str, Any]:
         levels = [{"label_for_charts": "null", "is_null_level": True}]
