@@ -276,7 +276,11 @@ def load_truth(spark: SparkSession, path: str | Path) -> DataFrame:
     """
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"truth file {p} does not exist")
+        raise FileNotFoundError(
+            f"truth file {p} does not exist: `cdp generate` writes it under its landing folder "
+            "(<landing>/_ground_truth/identity); pass --truth FILE, or --set landing_root=DIR "
+            "where the landing is not <data-root>/landing"
+        )
     if p.is_dir() or p.suffix.lower() == ".parquet":
         df = spark.read.parquet(str(p))
     else:
