@@ -369,17 +369,18 @@ def _fit(
     return sessions
 
 
-def _estimate_prior(linker: Any, rules: MatchingRules, n: int, recall: float) -> None:
+def _training_rule(rules: MatchingRules, fields: Sequence[str]) -> Any:
+    """Splink's rule blocking on ``fields`` (a forename through its nickname root)."""
     from splink import block_on
 
     forenames = _forenames(rules)
+    return block_on(*[f + "_canon" if f in forenames else f for f in fields])
 
-    def rule(fields: Sequence[str]) -> Any:
-        return block_on(*[f + "_canon" if f in forenames else f for f in fields])
 
+def _estimate_prior(linker: Any, rules: MatchingRules, n: int, recall: float) -> None:
     training = rules.training
     linker.training.estimate_probability_two_random_records_match(
-        [rule(r) for r in training.prior_rules], recall=recall
+        [_training_rule(rules, r) for r in training.prior_rules], recall=recall
     )
     prior = linker._settings_obj._probability_two_random_records_match
     if not 0 < prior < 1:
@@ -430,14 +431,7 @@ def implied_prior_recall(
 
 
 def _fit_steps(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]]:
-    from splink import block_on
-
     training = rules.training
-    forenames = _forenames(rules)
-
-    def rule(fields: Sequence[str]) -> Any:
-        return block_on(*[f + "_canon" if f in forenames else f for f in fields])
-
     started = time.monotonic()
     if training.prior_rules:
         _estimate_prior(linker, rules, n, training.prior_recall)
@@ -452,7 +446,7 @@ def _fit_steps(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]
     sessions = []
     for fields in training.em_blocking:
         session = linker.training.estimate_parameters_using_expectation_maximisation(
-            rule(fields), max_pairs=training.em_max_pairs
+            _training_rule(rules, fields), max_pairs=training.em_max_pairs
         )
         sessions.append(
             {
