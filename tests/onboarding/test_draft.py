@@ -118,6 +118,30 @@ def test_birth_dates_before_1900_are_mapped_with_a_floor_that_keeps_them(
     assert "1630" not in drafted.text  # a count and a century, never a value
 
 
+def test_a_birth_place_is_mapped_as_one_and_never_as_where_the_person_lives(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    draft_source(config, _land(tmp_path, "people", "p.csv", HISTORICAL.encode()), "people")
+    # German headers: Geburtsort (birth place) beside Wohnort (the town they live in).
+    kunden = (
+        "Nr;Vorname;Nachname;Geburtsort;Wohnort\n"
+        "1;Jürgen;Müller;Bremen;Berlin\n2;Anna;Schmidt;Köln;München\n"
+        "3;Zoë;Weiß;Hamburg;Hamburg\n4;Björn;Krüger;Kiel;Köln\n"
+    )
+    draft_source(config, _land(tmp_path, "kunden", "k.csv", kunden.encode()), "kunden")
+    # "Birth city" carries the city word: still the birth place, and no city at all.
+    born = "id,first,last,birth_city\n1,Ann,Lee,Leeds\n2,Bob,Ray,York\n3,Cy,Orr,Bath\n"
+    draft_source(config, _land(tmp_path, "born", "b.csv", born.encode()), "born")
+    specs = {s.name: s for s in load_sources(config)}
+    assert specs["people"].mapping["birth_place"] == "birth_place"
+    assert "city" not in specs["people"].mapping
+    assert specs["kunden"].mapping["birth_place"] == "Geburtsort"
+    assert specs["kunden"].mapping["city"] == "Wohnort"
+    assert specs["born"].mapping["birth_place"] == "birth_city"
+    assert "city" not in specs["born"].mapping
+
+
 def test_a_modern_source_keeps_silver_s_birth_date_floor(tmp_path: Path) -> None:
     config = _config(tmp_path)
     draft_source(config, _land(tmp_path, "crm", "c.csv", CUSTOMERS.encode()), "crm")

@@ -42,6 +42,9 @@ HINTS: dict[str, tuple[str, ...]] = {
     "last_name": ("last", "surname", "family", "nachname", "lname", "lastname", "nom"),
     "full_name": ("name", "fullname", "kundenname"),
     "birth_date": ("birth", "dob", "geburt", "born", "birthday", "geburtsdatum", "naissance"),
+    # Joined words ("birth_place", "PlaceOfBirth", "Geburtsort"): "birth" alone is a date's.
+    "birth_place": ("birthplace", "placeofbirth", "geburtsort", "lieudenaissance",
+                    "lugardenacimiento", "birthcity", "birthtown", "pob"),
     "gender": ("gender", "sex", "geschlecht"),
     "address_line1": ("street", "strasse", "address", "adresse", "addr", "line1", "anschrift"),
     "city": ("city", "ort", "town", "stadt", "ville", "wohnort", "suburb", "locality",

@@ -134,6 +134,7 @@ _HEADER_FIELDS: tuple[tuple[str, str, str, str], ...] = (
     ("last_name", "last_name", "name", "look like names"),
     ("full_name", "full_name", "name", "look like names"),
     ("city", "city", "name", "look like place names"),
+    ("birth_place", "birth_place", "name", "look like place names"),
     ("address_line1", "address_line1", "", ""),
     ("gender", "gender", "gender", "are gender values"),
 )
@@ -170,6 +171,8 @@ def _candidates(profile: SampleProfile) -> list[tuple[float, str, ColumnProfile,
                 continue
             if fld == "full_name" and c.hints & {"first_name", "last_name", "city"}:
                 continue
+            if fld == "city" and "birth_place" in c.hints:
+                continue  # "birth_city": where the person was born, not where they live
             if fld == "address_line1" and c.share("house_number") >= 0.8:
                 continue  # the street line's number alone (see _street_line)
             share = _name_share(c) if det == "name" else c.share(det) if det else 1.0

@@ -35,6 +35,9 @@ PERSON_RECORDS = CanonicalTable(
         "last_name",
         "full_name",
         "birth_date",
+        # Where the person was born (registers, KYC exports): a place name, compared by
+        # identity matching like a city, never read as where they live.
+        "birth_place",
         "gender",
         "address_line1",
         "city",

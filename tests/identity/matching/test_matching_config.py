@@ -34,6 +34,26 @@ def test_shipped_config_loads_and_every_comparison_is_optional() -> None:
     assert 0 < rules.thresholds.review <= rules.thresholds.match < 1
 
 
+def test_shipped_config_compares_a_birth_place_only_where_a_source_maps_one() -> None:
+    shipped = load_matching(CONF)
+    names = {"first_name", "last_name", "birth_date", "postcode"}
+    without, _ = resolve_fields(shipped, {"person_records": names})
+    assert "birth_place" not in [c.name for c in without.comparisons]
+    assert not any("birth_place" in rule for rule in without.blocking + without.broad_blocking)
+    mapped, _ = resolve_fields(shipped, {"person_records": names | {"birth_place"}})
+    (place,) = [c for c in mapped.comparisons if c.name == "birth_place"]
+    # Compared like a city (folded words, a similar level) with rare places weighing more,
+    # counted toward min_fields, and never part of the where-they-live location.
+    assert place.kind == "city" and place.term_frequency and place.identifying
+    built = {c.name: c for c in build_comparisons(mapped)}
+    assert [lv.label for lv in built["birth_place"].levels] == ["exact", "similar"]
+    assert built["birth_place"].levels[0].tf
+    assert all("birth_place" not in c.columns() for c in mapped.comparisons if c.kind == "location")
+    assert ["first_name", "last_name", "birth_place"] in mapped.blocking
+    assert ["last_name", "birth_place"] in mapped.broad_blocking
+    assert mapped.fingerprint() != without.fingerprint()
+
+
 def test_forename_levels_know_nicknames_and_swaps() -> None:
     forename, surname, birth = build_comparisons(_rules())
     labels = [lv.label for lv in forename.levels]
@@ -219,6 +239,30 @@ def test_fingerprint_ignores_thresholds_but_not_comparisons(tmp_path: Path) -> N
     p.write_text(yaml.safe_dump({"comparisons": [], "blocking": []}))
     with pytest.raises(ConfigError, match=str(p)):
         load_matching(p)
+
+
+def test_a_newly_mapped_field_of_a_location_changes_the_fingerprint() -> None:
+    """A location comparison stays when a source maps only its postcode, its city level then
+    untrained: once a source maps a city the model must be trained again, not reused."""
+    rules = _rules(
+        comparisons=[
+            {"name": "last_name", "kind": "surname", "field": "last_name"},
+            {
+                "name": "location",
+                "kind": "location",
+                "fields": ["address_line1", "postcode", "city"],
+            },
+        ],
+        blocking=[["last_name", "postcode"]],
+    )
+    postcode_only, _ = resolve_fields(rules, {"person_records": {"last_name", "postcode"}})
+    with_city, _ = resolve_fields(rules, {"person_records": {"last_name", "postcode", "city"}})
+    assert [c.name for c in postcode_only.comparisons] == [c.name for c in with_city.comparisons]
+    assert postcode_only.mapped_fields == ["last_name", "postcode"]
+    assert postcode_only.fingerprint() != with_city.fingerprint()
+    # The same mapping twice: the same model.
+    again, _ = resolve_fields(rules, {"person_records": {"postcode", "last_name"}})
+    assert again.fingerprint() == postcode_only.fingerprint()
 
 
 def test_crosswise_blocking_is_applied_both_ways_on_raw_values() -> None:

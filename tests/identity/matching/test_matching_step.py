@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from cdp.config import CdpConfig, ConfigError, load_config
 from cdp.identity.matching.comparisons import splink_settings
-from cdp.identity.matching.config import load_matching
+from cdp.identity.matching.config import MatchingRules, load_matching, resolve_fields
 from cdp.identity.matching.model import TrainedModel
 from cdp.identity.matching.step import ModelStore
 from cdp.identity.stage import LINKS_TABLE, MAP_TABLE, MATCH_PAIRS_TABLE, REVIEW_TABLE
@@ -68,9 +68,17 @@ RECORDS = [
 ]
 
 
+def resolved(config: CdpConfig, path: Path) -> MatchingRules:
+    """The rules as the stage reads them: reduced to the fields the sources map (which the
+    fingerprint a stored model is found by includes)."""
+    from cdp.sources import load_sources, mapped_fields
+
+    return resolve_fields(load_matching(path), mapped_fields(load_sources(config)))[0]
+
+
 def hand_model(config: CdpConfig, path: Path) -> TrainedModel:
     """Exact levels strongly for, partial levels for, ELSE against; a rare prior."""
-    rules = load_matching(path)
+    rules = resolved(config, path)
     settings = splink_settings(rules)
     settings["probability_two_random_records_match"] = 1e-3
     for comp in settings["comparisons"]:
@@ -117,7 +125,7 @@ def setup(tmp_path: Path, spark: SparkSession) -> tuple[CdpConfig, Path]:
     )
     ModelStore(registry).save(
         hand_model(config, matching),
-        load_matching(matching),
+        resolved(config, matching),
         run_name="hand-set",
         data_versions="test",
     )

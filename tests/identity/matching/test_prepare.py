@@ -88,3 +88,35 @@ def test_a_comparison_that_does_not_identify_is_weighed_but_not_counted_toward_m
     }
     # Gender is carried (the model weighs it) but does not make a record a candidate.
     assert got == {"both": "female", "name_and_birth": None}
+
+
+def test_a_birth_place_is_compared_as_folded_words_and_counts_toward_min_fields(
+    spark: SparkSession,
+) -> None:
+    rules = parse_matching(
+        {
+            "min_fields": 3,
+            "comparisons": [
+                {"name": "first_name", "kind": "forename", "field": "first_name"},
+                {"name": "last_name", "kind": "surname", "field": "last_name"},
+                {"name": "birth_place", "kind": "city", "field": "birth_place"},
+            ],
+            "blocking": [["last_name", "birth_place"]],
+        },
+        origin="m.yaml",
+    )
+    df = spark.createDataFrame(
+        [
+            ("r", "1", "Thomas", "Lee", "Stockton-on-Tees"),
+            ("r", "2", "Tom", "Lee", "stockton on tees"),
+            ("r", "3", "Tom", "Lee", "Saint-Étienne"),
+            ("r", "4", "Tom", "Lee", None),  # two values: below min_fields
+        ],
+        "source string, source_record_id string, first_name string, last_name string, "
+        "birth_place string",
+    ).withColumn("is_deleted", F.lit(False))
+    got = {
+        r["member_key"].rsplit("|", 1)[-1]: r["birth_place"]
+        for r in matching_input({"person_records": df}, rules).collect()
+    }
+    assert got == {"1": "stockton on tees", "2": "stockton on tees", "3": "saint etienne"}

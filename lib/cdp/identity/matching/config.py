@@ -232,6 +232,11 @@ class MatchingRules(_Strict):
     nicknames_file: str | None = None
     # Where the rules came from (set by the loader, for messages).
     origin: str = ""
+    # The compared fields some enabled source maps (set by resolve_fields). Part of the
+    # fingerprint: a location comparison keeps its levels when a source maps no city, and a
+    # model trained then has no evidence for "same city"; reused after a source starts
+    # mapping one, it would weigh every agreeing city at zero until it is retrained.
+    mapped_fields: list[str] = Field(default_factory=list)
 
     def fields(self) -> list[str]:
         return [f for c in self.comparisons for f in c.columns()]
@@ -254,6 +259,8 @@ class MatchingRules(_Strict):
             "min_fields": self.min_fields,
             "training": self.training.model_dump(exclude={"train_every_days"}),
         }
+        if self.mapped_fields:
+            payload["mapped_fields"] = sorted(self.mapped_fields)
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -375,6 +382,7 @@ def resolve_fields(
     ]
     reduced = rules.model_copy(
         update={
+            "mapped_fields": sorted(fields),
             "comparisons": kept,
             "person_checks": checks,
             "blocking": usable(rules.blocking, "blocking"),
