@@ -22,6 +22,7 @@ has fails with the rule and the field named, before any data is read.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,44 @@ class IdentityRules(_Strict):
         return sorted(
             set(self.attribute_limits) | set(self.name_conflicts) | set(self.date_conflicts)
         )
+
+    def without_conflicts_on(self, fields: Sequence[str]) -> tuple[IdentityRules, list[str]]:
+        """These rules with ``fields`` no longer telling people apart: out of
+        ``shared_values.max_distinct``, ``attribute_limits``, ``date_conflicts`` and
+        ``name_conflicts``, with a note per field dropped. For a field the data shows too noisy
+        for it (identity matching's model finds it disagreeing outright in a large share of
+        one person's record pairs): two of its values behind one e-mail are then mostly typos
+        of one person's, not two people."""
+        drop = set(fields)
+        notes = []
+        for f in sorted(drop):
+            guards = [
+                name
+                for name, keyed in (
+                    ("shared_values.max_distinct", self.shared_values.max_distinct),
+                    ("attribute_limits", self.attribute_limits),
+                    ("date_conflicts", self.date_conflicts),
+                    ("name_conflicts", self.name_conflicts),
+                )
+                if f in keyed
+            ]
+            if guards:
+                notes.append(f"{f} no longer tells people apart in {', '.join(guards)}")
+
+        def kept(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in d.items() if k not in drop}
+
+        relaxed = self.model_copy(
+            update={
+                "shared_values": self.shared_values.model_copy(
+                    update={"max_distinct": kept(self.shared_values.max_distinct)}
+                ),
+                "attribute_limits": kept(self.attribute_limits),
+                "date_conflicts": kept(self.date_conflicts),
+                "name_conflicts": kept(self.name_conflicts),
+            }
+        )
+        return relaxed, notes
 
     @property
     def enabled_identifiers(self) -> list[IdentifierRule]:

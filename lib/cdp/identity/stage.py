@@ -239,6 +239,14 @@ def run_identity(ctx: StageContext) -> None:
     for r in records.groupBy("record_table").count().collect():
         ctx.run.read(T.silver_table(r["record_table"]), int(r["count"]))
     matched = _match(ctx, silver_frames, records, rules, matching, decisions, notes)
+    if matched.noisy_fields:
+        # The model finds these fields disagreeing in too many of one person's record pairs
+        # to overrule it (its person checks stood down): for the same reason, two of their
+        # values behind one e-mail, or within one customer, are no proof of two people.
+        rules, relaxed = rules.without_conflicts_on(matched.noisy_fields)
+        for note in relaxed:
+            ctx.progress(f"merge protection: {note} (too noisy a field, by the matching model)")
+        ctx.run.metric("merge_protection.relaxed_fields", ",".join(matched.noisy_fields))
     links = build_links(frames, events, rules)
     if matched.links is not None:
         links = links.unionByName(matched.links)

@@ -76,8 +76,11 @@ def resolved(config: CdpConfig, path: Path) -> MatchingRules:
     return resolve_fields(load_matching(path), mapped_fields(load_sources(config)))[0]
 
 
-def hand_model(config: CdpConfig, path: Path) -> TrainedModel:
-    """Exact levels strongly for, partial levels for, ELSE against; a rare prior."""
+def hand_model(
+    config: CdpConfig, path: Path, else_m: dict[str, float] | None = None
+) -> TrainedModel:
+    """Exact levels strongly for, partial levels for, ELSE against; a rare prior.
+    ``else_m``: comparison -> the ELSE level's m-probability, where not 0.05."""
     rules = resolved(config, path)
     settings = splink_settings(rules)
     settings["probability_two_random_records_match"] = 1e-3
@@ -85,7 +88,8 @@ def hand_model(config: CdpConfig, path: Path) -> TrainedModel:
         levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
         for i, level in enumerate(levels):
             if level["sql_condition"] == "ELSE":
-                level["m_probability"], level["u_probability"] = 0.05, 0.9
+                m_else = (else_m or {}).get(comp["output_column_name"], 0.05)
+                level["m_probability"], level["u_probability"] = m_else, 0.9
             elif i == 0:
                 level["m_probability"], level["u_probability"] = 0.85, 0.01
             else:
@@ -93,12 +97,18 @@ def hand_model(config: CdpConfig, path: Path) -> TrainedModel:
     return TrainedModel(settings, rules.fingerprint(), len(RECORDS))
 
 
-def _stage_config(tmp_path: Path, **overrides: str) -> CdpConfig:
-    """The identity stage on EXACT_RULES and MATCHING, written under ``tmp_path``."""
+def _stage_config(
+    tmp_path: Path,
+    exact: dict[str, Any] | None = None,
+    matching_rules: dict[str, Any] | None = None,
+    **overrides: str,
+) -> CdpConfig:
+    """The identity stage on EXACT_RULES and MATCHING (or ``exact`` / ``matching_rules``),
+    written under ``tmp_path``."""
     rules = tmp_path / "identity.yaml"
-    rules.write_text(yaml.safe_dump(EXACT_RULES))
+    rules.write_text(yaml.safe_dump(exact or EXACT_RULES))
     matching = tmp_path / "matching.yaml"
-    matching.write_text(yaml.safe_dump(MATCHING))
+    matching.write_text(yaml.safe_dump(matching_rules or MATCHING))
     return load_config(
         env="test",
         overrides={
@@ -430,3 +440,55 @@ def test_a_person_check_stands_down_where_the_model_finds_its_field_noisy() -> N
         "person check on birth_date stood down: the model finds it disagreeing in 45% of "
         "matching pairs (above 20%), too noisy a field to overrule the model"
     ]
+
+
+def test_a_birth_date_the_model_finds_noisy_no_longer_splits_one_e_mail(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Two records of one person share an e-mail and disagree on the birth date by more than
+    a typo. Where birth dates are reliable that is two people behind a family address (the
+    e-mail is marked shared); where the matching model finds birth dates disagreeing in 45% of
+    one person's pairs (Splink's fake_1000), its person check stands down, and so do merge
+    protection's conflicts on the field: the e-mail links them."""
+    exact = {
+        "identifiers": [
+            {"name": "email", "id_type": "email", "fields": ["email"], "priority": 80},
+        ],
+        "shared_values": {"max_distinct": {"birth_date": 1}},
+        "date_conflicts": {"birth_date": {"max_edits": 1}},
+    }
+    matching = {
+        **MATCHING,
+        "person_checks": [{"disagree": "birth_date", "unless_agree": []}],
+    }
+    config = _stage_config(tmp_path, exact=exact, matching_rules=matching)
+    rows = [
+        ("crm", "g", None, "kim.lee@example.com", "ok", "Kim", "Lee", date(1980, 3, 4),
+         "f", "1 Elm Street", "LS2 2BB", "Leeds", False),
+        ("crm", "h", None, "kim.lee@example.com", "ok", "Kim", "Lee", date(1980, 11, 23),
+         "f", "9 Ash Lane", "LS9 9ZZ", "York", False),
+    ]  # fmt: skip
+    open_store(spark, config).overwrite(
+        "silver/person_records", spark.createDataFrame(rows, SCHEMA)
+    )
+    registry = Registry(
+        config.mlflow_tracking_uri,
+        config.env,
+        artifact_root=str(Path(config.data_root_uri) / "mlflow" / "artifacts"),
+    )
+    path = tmp_path / "matching.yaml"
+
+    def run_with(birth_date_else: float) -> tuple[dict[str, str], dict[str, Any]]:
+        model = hand_model(config, path, else_m={"birth_date": birth_date_else})
+        ModelStore(registry).save(
+            model, resolved(config, path), run_name="hand-set", data_versions="test"
+        )
+        result = run_stage("identity", spark=spark, config=config)
+        return _customers(spark, config), result.metrics
+
+    ids, metrics = run_with(0.05)  # reliable birth dates: two people behind one e-mail
+    assert ids["g"] != ids["h"]
+    assert "merge_protection.relaxed_fields" not in metrics
+    ids, metrics = run_with(0.45)
+    assert ids["g"] == ids["h"]
+    assert metrics["merge_protection.relaxed_fields"] == "birth_date"

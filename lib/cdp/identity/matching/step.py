@@ -50,6 +50,9 @@ class MatchingResult:
     cannot_tokens: DataFrame | None  # node, _v__cannot
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Fields of the person checks that stood down: too noisy, by the model, to tell people
+    # apart (the stage relaxes merge protection's conflicts on them too).
+    noisy_fields: list[str] = field(default_factory=list)
 
 
 class ModelStore:
@@ -266,6 +269,10 @@ def run_matching(
     drop_scratch(spark)
     checks, stood_down = active_person_checks(rules.person_checks, model)
     result.notes += stood_down
+    columns = {c.name: c.columns() for c in rules.comparisons}
+    result.noisy_fields = sorted(
+        {f for c in rules.person_checks if c not in checks for f in columns.get(c.disagree, [])}
+    )
     result.metrics["matching.person_checks_active"] = len(checks)
     held = person_checks_failed(checks)
     accepted = pairs.where((F.col("match_probability") >= th.match) & ~held)
