@@ -130,17 +130,22 @@ def test_birth_date_levels_on_duckdb(left: str, right: str | None, expected: str
     assert got == expected
 
 
+def _surname_and_location(**location: object) -> list[dict[str, object]]:
+    """A surname and a location comparison (street line, postcode, city)."""
+    return [
+        {"name": "last_name", "kind": "surname", "field": "last_name"},
+        {
+            "name": "location",
+            "kind": "location",
+            "fields": ["address_line1", "postcode", "city"],
+            **location,
+        },
+    ]
+
+
 def test_location_is_one_comparison_over_three_fields() -> None:
     rules = _rules(
-        comparisons=[
-            {"name": "last_name", "kind": "surname", "field": "last_name"},
-            {
-                "name": "location",
-                "kind": "location",
-                "fields": ["address_line1", "postcode", "city"],
-                "term_frequency": True,
-            },
-        ],
+        comparisons=_surname_and_location(term_frequency=True),
         blocking=[["last_name", "postcode"]],
     )
     settings = splink_settings(rules)
@@ -245,14 +250,7 @@ def test_a_newly_mapped_field_of_a_location_changes_the_fingerprint() -> None:
     """A location comparison stays when a source maps only its postcode, its city level then
     untrained: once a source maps a city the model must be trained again, not reused."""
     rules = _rules(
-        comparisons=[
-            {"name": "last_name", "kind": "surname", "field": "last_name"},
-            {
-                "name": "location",
-                "kind": "location",
-                "fields": ["address_line1", "postcode", "city"],
-            },
-        ],
+        comparisons=_surname_and_location(),
         blocking=[["last_name", "postcode"]],
     )
     postcode_only, _ = resolve_fields(rules, {"person_records": {"last_name", "postcode"}})
