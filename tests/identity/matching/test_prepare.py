@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp.identity.matching.config import parse_matching
+from cdp.identity.matching.config import MatchingRules, parse_matching
 from cdp.identity.matching.prepare import matching_input
 
 NICKNAMES = Path(__file__).resolve().parents[3] / "conf" / "rules" / "nicknames.yaml"
+
+
+def _compared(df: DataFrame, rules: MatchingRules, column: str) -> dict[str, str | None]:
+    """Source record id -> the compared value of ``column``, for the records that take part."""
+    return {
+        r["member_key"].rsplit("|", 1)[-1]: r[column]
+        for r in matching_input({"person_records": df}, rules).collect()
+    }
 
 
 def test_street_lines_compare_with_one_short_form_of_each_street_type(
@@ -51,10 +59,7 @@ def test_street_lines_compare_with_one_short_form_of_each_street_type(
         "source string, source_record_id string, address_line1 string, postcode string, "
         "city string, is_deleted boolean",
     )
-    got = {
-        r["member_key"].rsplit("|", 1)[-1]: r["address_line1"]
-        for r in matching_input({"person_records": df}, rules).collect()
-    }
+    got = _compared(df, rules, "address_line1")
     assert got == {rid: want for rid, (_, want) in written.items()}
 
 
@@ -82,10 +87,7 @@ def test_a_comparison_that_does_not_identify_is_weighed_but_not_counted_toward_m
         "source string, source_record_id string, last_name string, birth_date string, "
         "gender string",
     ).withColumn("is_deleted", F.lit(False))
-    got = {
-        r["member_key"].rsplit("|", 1)[-1]: r["gender"]
-        for r in matching_input({"person_records": df}, rules).collect()
-    }
+    got = _compared(df, rules, "gender")
     # Gender is carried (the model weighs it) but does not make a record a candidate.
     assert got == {"both": "female", "name_and_birth": None}
 
@@ -115,8 +117,5 @@ def test_a_birth_place_is_compared_as_folded_words_and_counts_toward_min_fields(
         "source string, source_record_id string, first_name string, last_name string, "
         "birth_place string",
     ).withColumn("is_deleted", F.lit(False))
-    got = {
-        r["member_key"].rsplit("|", 1)[-1]: r["birth_place"]
-        for r in matching_input({"person_records": df}, rules).collect()
-    }
+    got = _compared(df, rules, "birth_place")
     assert got == {"1": "stockton on tees", "2": "stockton on tees", "3": "saint etienne"}
