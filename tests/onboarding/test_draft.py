@@ -1,5 +1,6 @@
 """``cdp source draft``: the proposed kind, keys and mapping with their evidence, and a file
-that the project's own loader accepts. No Spark; no sampled value is ever printed."""
+that the project's own loader accepts. No Spark but to evaluate one drafted expression; no
+sampled value is ever printed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pyspark.sql import SparkSession
 
 from cdp import cli
 from cdp.config import CdpConfig, load_config
@@ -140,6 +142,44 @@ def test_a_birth_place_is_mapped_as_one_and_never_as_where_the_person_lives(
     assert specs["kunden"].mapping["city"] == "Wohnort"
     assert specs["born"].mapping["birth_place"] == "birth_city"
     assert "city" not in specs["born"].mapping
+
+
+# A register in the layout of the R RecordLinkage package's RLdata sets: the birth date as
+# year, month and day columns; a "birth_year"-style header in another file, a year alone.
+RLDATA = (
+    "fname_c1,fname_c2,lname_c1,lname_c2,by,bm,bd\n"
+    "CARSTEN,,MEIER,,1949,7,22\nGERD,,BAUER,,1968,7,27\nROBERT,,HARTMANN,,1930,4,27\n"
+    "STEFAN,,WOLFF,,1957,9,2\nRALF,,KRUEGER,,1949,1,13\nCARSTEN,,MEIER,,1949,7,2\n"
+)
+
+
+def test_a_birth_date_in_year_month_and_day_columns_is_one_iso_date(
+    tmp_path: Path, spark: SparkSession
+) -> None:
+    config = _config(tmp_path)
+    draft_source(config, _land(tmp_path, "rl", "RLdata500.csv", RLDATA.encode()), "rl")
+    parts = (
+        "id;Vorname;Nachname;Geburtsjahr;Geburtsmonat;Geburtstag\n"
+        "1;Anna;Lee;1980;02;29\n2;Bob;Ray;1975;12;01\n3;Cy;Orr;1990.0;7.0;4.0\n4;Di;Fox;1961;;9\n"
+    )
+    draft_source(config, _land(tmp_path, "de", "d.csv", parts.encode()), "de")
+    # A year alone is no birth date; "birthday" with a full date stays the date column.
+    alone = "id,first,last,birth_year\n1,Ann,Lee,1980\n2,Bob,Ray,1975\n3,Cy,Orr,1990\n"
+    draft_source(config, _land(tmp_path, "yr", "y.csv", alone.encode()), "yr")
+    specs = {s.name: s for s in load_sources(config)}
+    rl = specs["rl"].mapping["birth_date"]
+    assert all(f"try_cast({c} AS DECIMAL(10,2))" in rl for c in ("`by`", "bm", "bd"))
+    assert "birth_date" not in specs["yr"].mapping
+    rows = [
+        ("1980", "02", "29"),
+        ("1975", "12", "01"),
+        ("1990.0", "7.0", "4.0"),
+        ("1961", None, "9"),
+    ]
+    df = spark.createDataFrame(rows, "Geburtsjahr string, Geburtsmonat string, Geburtstag string")
+    got = [r[0] for r in df.selectExpr(specs["de"].mapping["birth_date"]).collect()]
+    # Silver checks the dates as it checks any other (1980-02-29 exists; a bad one is flagged).
+    assert got == ["1980-02-29", "1975-12-01", "1990-07-04", None]
 
 
 def test_a_modern_source_keeps_silver_s_birth_date_floor(tmp_path: Path) -> None:

@@ -281,6 +281,12 @@ def _amount(value: str) -> tuple[bool, bool]:
     return True, bool(re.search(r",\d{1,2}$", text)) and "." not in text[-4:]
 
 
+def _whole_number(value: str) -> int | None:
+    """``value`` as a whole number ("7", "07", "1934", "7.0" as spreadsheets write them)."""
+    digits = value[:-2] if value.endswith(".0") else value
+    return int(digits) if digits.isdigit() and len(digits) <= 4 else None
+
+
 def _postcode(value: str, region: str | None) -> bool:
     compact = re.sub(r"[\s\-]", "", value.upper())
     rules = [POSTCODE_RULES[region]] if region in POSTCODE_RULES else POSTCODE_RULES.values()
@@ -370,6 +376,15 @@ def _profile_values(
             m["boolean"] += 1
         if _HOUSE_NUMBER.match(v):
             m["house_number"] += 1
+        # A date's part in a column of its own (a register's "by", "bm", "bd").
+        whole = _whole_number(v)
+        if whole is not None:
+            if 1800 <= whole <= 2100 and len(v.split(".")[0]) == 4:
+                m["year"] += 1
+            if 1 <= whole <= 12:
+                m["month"] += 1
+            if 1 <= whole <= 31:
+                m["day"] += 1
         # An id holds a digit: a word alone is a name or a code, not an identifier.
         if _ID.match(v) and not is_date and "@" not in v and any(ch.isdigit() for ch in v):
             m["id"] += 1

@@ -320,6 +320,10 @@ def propose(profile: SampleProfile) -> Proposal:
 
     used = {c.path for c, _ in assigned.values()} | ({pk.path} if pk else set())
     street = _street_line(profile, assigned, used)
+    if kind is SourceKind.PROFILE and "birth_date" not in assigned:
+        birth_date = _birth_date_parts(profile, used)
+        if birth_date is not None:
+            proposal.mapping["birth_date"] = birth_date
     line_amount = _line_amount(profile, assigned, used)
     for fld in table.fields:
         if fld == "address_line1" and street is not None:
@@ -373,6 +377,51 @@ def _street_line(
         f"{_header(street)} and the house numbers of {_header(number)} "
         f"({_values(number, 'house_number', 'are house numbers')})",
     )
+
+
+# A birth date's parts in columns of their own: the header words of each part. Short forms
+# (a register's "by", "bm", "bd"; "yob") name the part alone; otherwise a birth word ("birth",
+# "dob", "geburt": the birth_date hint) with a part word ("birth_year", "DOB_Month",
+# "Geburtsjahr" reads as one word, hence the joined forms).
+_BIRTH_PARTS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = (
+    ("year", frozenset({"by", "yob", "birthyear", "yearofbirth", "geburtsjahr", "jahrgang"}),
+     frozenset({"year", "yr", "yyyy", "jahr", "annee", "ano"})),
+    ("month", frozenset({"bm", "mob", "birthmonth", "monthofbirth", "geburtsmonat"}),
+     frozenset({"month", "mon", "mm", "monat", "mois", "mes"})),
+    ("day", frozenset({"bd", "birthday", "dayofbirth", "geburtstag"}),
+     frozenset({"day", "dd", "tag", "jour", "dia"})),
+)  # fmt: skip
+
+
+def _birth_date_parts(profile: SampleProfile, used: set[Path_]) -> Choice | None:
+    """The birth date from a year, a month and a day column ("by" 1934, "bm" 12, "bd" 3, as
+    record-linkage registers keep them): one ISO date per record where all three are whole
+    numbers, else none (silver then checks the date like any other). All three or nothing:
+    a year alone is no birth date."""
+    found: dict[str, ColumnProfile] = {}
+    for part, names, words in _BIRTH_PARTS:
+        for c in profile.columns:
+            if c.path in used or not c.present or c.share(part) < 0.9:
+                continue
+            tokens, joined = header_tokens(c.path)
+            if joined in names or tokens & names or ("birth_date" in c.hints and tokens & words):
+                found[part] = c
+                break
+    if len(found) < 3:
+        return None
+    used.update(c.path for c in found.values())
+    # Through a decimal: "7.0" (a spreadsheet's number) is 7, which a cast to INT refuses.
+    ints = [
+        f"try_cast(try_cast({column_expr(found[p].path)} AS DECIMAL(10,2)) AS INT)"
+        for p in ("year", "month", "day")
+    ]
+    present = " AND ".join(f"{i} IS NOT NULL" for i in ints)
+    expr = f"CASE WHEN {present} THEN format_string('%04d-%02d-%02d', {', '.join(ints)}) END"
+    evidence = ", ".join(
+        f"{_header(found[p])} ({_values(found[p], p, f'are {p}s')})"
+        for p in ("year", "month", "day")
+    )
+    return Choice(expr, f"year, month and day of birth in three columns: {evidence}")
 
 
 # Header words of an order's total (the amount words that do not name a unit price): a
