@@ -23,6 +23,7 @@ from cdp.identity.matching.model import (
     splink_training_notes,
     train,
     training_sample,
+    u_without_matches,
 )
 
 NICKNAMES = Path(__file__).resolve().parents[3] / "conf" / "rules" / "nicknames.yaml"
@@ -141,6 +142,47 @@ def test_floors_fill_untrained_levels_and_keep_null_levels_and_estimates() -> No
     assert (levels[2]["m_probability"], levels[2]["u_probability"]) == (PROBABILITY_FLOOR, 0.0007)
     assert (levels[3]["m_probability"], levels[3]["u_probability"]) == (PROBABILITY_FLOOR, 0.99)
     assert smoothed(saved) == saved  # idempotent: a stored model is floored again on reading
+
+
+def test_u_is_taken_among_non_matches_where_random_pairs_hold_many_matches() -> None:
+    def saved(prior: float) -> dict[str, Any]:
+        return {
+            "probability_two_random_records_match": prior,
+            "comparisons": [
+                {
+                    "output_column_name": "email",
+                    "comparison_levels": [
+                        {"label_for_charts": "null", "is_null_level": True},
+                        # sampled u: 0.005 x 0.6 from matches + 0.995 x 0.0004 from the others
+                        {
+                            "label_for_charts": "exact",
+                            "m_probability": 0.6,
+                            "u_probability": 0.003398,
+                        },
+                        {"label_for_charts": "similar", "u_probability": 0.0005},  # m unobserved
+                        {
+                            "label_for_charts": "else",
+                            "m_probability": 0.4,
+                            "u_probability": 0.996102,
+                        },
+                    ],
+                }
+            ],
+        }
+
+    levels = u_without_matches(saved(0.005))["comparisons"][0]["comparison_levels"]
+    assert levels[0] == {"label_for_charts": "null", "is_null_level": True}
+    u = [lv["u_probability"] for lv in levels[1:]]
+    assert u[0] == pytest.approx(0.0004, rel=1e-3)  # the non-matches' own agreement
+    assert u[1] == pytest.approx(0.0005 / 0.995, rel=1e-3)  # nothing to subtract
+    assert sum(u) == pytest.approx(1.0)
+    assert [lv["m_probability"] for lv in (levels[1], levels[3])] == [0.6, 0.4]  # m untouched
+    # More matches than the sampled u can hold (an overestimated prior): the floor, not < 0.
+    floored = u_without_matches(saved(0.01))["comparisons"][0]["comparison_levels"]
+    assert floored[1]["u_probability"] == pytest.approx(PROBABILITY_FLOOR, rel=1e-2)
+    # A register's prior (1e-6) changes nothing measurable.
+    large = u_without_matches(saved(1e-6))["comparisons"][0]["comparison_levels"]
+    assert large[1]["u_probability"] == pytest.approx(0.003398, rel=1e-3)
 
 
 def test_the_training_sample_is_bounded_seeded_and_in_id_order(spark: SparkSession) -> None:

@@ -465,7 +465,7 @@ def _train_on_spark(spark: SparkSession, records: DataFrame, rules: MatchingRule
     n = int(row["_n"])
     present = {f: int(row[f]) / n if n else 0.0 for f in fields}
     sessions = _fit(linker, rules, n, present)
-    trained = smoothed(linker.misc.save_model_to_json())
+    trained = smoothed(_u_of_non_matches(linker.misc.save_model_to_json(), rules))
     return TrainedModel(trained, rules.fingerprint(), n, sessions)
 
 
@@ -509,7 +509,7 @@ def _train_in_duckdb(records: DataFrame, rules: MatchingRules) -> TrainedModel:
             if f in sample.column_names
         }
         sessions = _fit(linker, rules, sample.num_rows, present)
-        fitted = smoothed(linker.misc.save_model_to_json())
+        fitted = smoothed(_u_of_non_matches(linker.misc.save_model_to_json(), rules))
     finally:
         con.close()
     settings = spark_settings_of(fitted, rules)
@@ -549,6 +549,43 @@ def spark_settings_of(fitted: dict[str, Any], rules: MatchingRules) -> dict[str,
 # everything else. Both cases get the floor: such a level's weight is finite, and strongly
 # negative where the data never showed it among true pairs.
 PROBABILITY_FLOOR = 1e-4
+
+
+def _u_of_non_matches(settings: dict[str, Any], rules: MatchingRules) -> dict[str, Any]:
+    """``settings`` with the matches taken out of each random-sampling u where
+    ``training.u_without_matches`` is on (see :func:`u_without_matches`)."""
+    return u_without_matches(settings) if rules.training.u_without_matches else settings
+
+
+def u_without_matches(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with each non-null level's u-probability estimated among non-matches:
+    random pairs hold matches in the share ``prior``, so the sampled u is ``prior x m +
+    (1 - prior) x u``; solved for u (an m training never observed counts as 0), at least
+    :data:`PROBABILITY_FLOOR`, and rescaled so that the comparison's sampled u's keep their
+    sum. A level random sampling never observed keeps no u (:func:`smoothed` floors it)."""
+    prior = float(settings.get("probability_two_random_records_match") or 0.0)
+    if not 0 < prior < 1:
+        return settings
+    for comp in settings.get("comparisons", []):
+        levels = [
+            lv
+            for lv in comp.get("comparison_levels", [])
+            if not lv.get("is_null_level") and isinstance(lv.get("u_probability"), (int, float))
+        ]
+        if not levels:
+            continue
+        before = sum(float(lv["u_probability"]) for lv in levels)
+        after = []
+        for lv in levels:
+            m = lv.get("m_probability")
+            m = float(m) if isinstance(m, (int, float)) else 0.0
+            after.append(
+                max((float(lv["u_probability"]) - prior * m) / (1 - prior), PROBABILITY_FLOOR)
+            )
+        scale = before / sum(after)
+        for lv, u in zip(levels, after, strict=True):
+            lv["u_probability"] = u * scale
+    return settings
 
 
 def smoothed(settings: dict[str, Any]) -> dict[str, Any]:
