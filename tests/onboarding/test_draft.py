@@ -182,6 +182,36 @@ def test_a_birth_date_in_year_month_and_day_columns_is_one_iso_date(
     assert got == ["1980-02-29", "1975-12-01", "1990-07-04", None]
 
 
+# A US voter file (the North Carolina register's layout, a classic of record linkage): a
+# state code and an ethnicity code of two letters each ("NC", "NL": New Caledonia and the
+# Netherlands by ISO), a name suffix and a middle name, zip codes unique in a small sample.
+VOTERS = (
+    "ncid,last_name,first_name,midl_name,name_sfx_cd,res_street_address,res_city_desc,"
+    "state_cd,zip_code,race_code,ethnic_code,gender_code,birth_year\n"
+    "AA1001,SMITH,JOHN,ALLEN,,123 MAIN ST,RALEIGH,NC,27601,W,NL,M,1979\n"
+    "AA1002,JOHNSON,MARY,ELIZABETH,,45 OAK AVE,DURHAM,NC,27701,B,NL,F,1962\n"
+    "AA1003,WILLIAMS,ROBERT,,JR,9 PINE RD,CARY,NC,27511,W,NL,M,1991\n"
+    "AA1004,BROWN,PATRICIA,ANN,,77 ELM ST,RALEIGH,NC,27603,W,HL,F,1973\n"
+    "AA1005,DAVIS,JAMES,LEE,,300 CEDAR LN,APEX,NC,27502,B,NL,M,1996\n"
+)
+
+
+def test_a_voter_file_keeps_its_id_its_zip_codes_and_no_country_from_two_letter_codes(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    drafted = draft_source(config, _land(tmp_path, "nc", "voters.csv", VOTERS.encode()), "nc")
+    (spec,) = load_sources(config)
+    assert spec.primary_key == ["ncid"]  # not the zip codes, unique in five rows
+    assert spec.mapping["postcode"] == "zip_code"
+    assert spec.mapping["first_name"] == "first_name"
+    assert spec.mapping["last_name"] == "last_name"
+    assert "country" not in spec.mapping
+    assert "full_name" not in spec.mapping  # "name_sfx_cd" holds "JR"
+    assert "phone_region" not in drafted.text  # no country guessed from "NL" or "NC"
+    assert "midl_name" in drafted.text.splitlines()[-1]  # kept in attributes
+
+
 def test_a_modern_source_keeps_silver_s_birth_date_floor(tmp_path: Path) -> None:
     config = _config(tmp_path)
     draft_source(config, _land(tmp_path, "crm", "c.csv", CUSTOMERS.encode()), "crm")

@@ -365,6 +365,7 @@ def _profile_values(
         country = _country(v)
         if country and not v.isdigit():
             m["country"] += 1
+            m["country_name"] += len(v) > 3
             profile.countries[country] += 1
         if fold_key_py(v) in GENDERS and len(v) <= 20:
             m["gender"] += 1
@@ -391,6 +392,13 @@ def _profile_values(
     profile.matches = dict(m)
 
 
+def _names_countries(path: Path_, values: list[str]) -> bool:
+    """Whether a column of country-like values is a country column: its header says so, or
+    some values name a country in full. Two-letter codes alone are as often a US state
+    ("NC": New Caledonia), a language or an entry of some code list ("NL" for "not Latino")."""
+    return "country" in _hints(path) or any(len(v.strip()) > 3 and _country(v) for v in values)
+
+
 def profile_sample(sample: Sample) -> SampleProfile:
     """Profile every column of ``sample``: first the countries (they choose the region for
     phone numbers and postcodes), then every detector on every column."""
@@ -402,9 +410,9 @@ def profile_sample(sample: Sample) -> SampleProfile:
             if not _blank(value):
                 columns[c].append(value or "")
     countries: Counter[str] = Counter()
-    for values in columns.values():
+    for c, values in columns.items():
         hits = [code for v in values if (code := _country(v)) and not v.isdigit()]
-        if values and len(hits) / len(values) >= 0.6:
+        if values and len(hits) / len(values) >= 0.6 and _names_countries(c, values):
             countries.update(hits)
     region = countries.most_common(1)[0][0] if countries else None
     records = {tuple(repr(row.get(c)) for c in sample.columns): row for row in sample.rows}

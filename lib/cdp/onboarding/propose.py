@@ -163,6 +163,8 @@ def _candidates(profile: SampleProfile) -> list[tuple[float, str, ColumnProfile,
         for fld, det, need, need_hinted, hint, what in _VALUE_FIELDS:
             hinted = hint in c.hints
             share = c.share(det)
+            if fld == "country" and not hinted and not c.matches.get("country_name"):
+                continue  # two-letter codes alone (see profile_columns._names_countries)
             if share >= (need_hinted if hinted else need):
                 evidence = _values(c, det, what) + (f"; {_header(c)}" if hinted else "")
                 out.append((share + 0.3 * hinted, fld, c, evidence))
@@ -170,6 +172,10 @@ def _candidates(profile: SampleProfile) -> list[tuple[float, str, ColumnProfile,
             if hint not in c.hints:
                 continue
             if fld == "full_name" and c.hints & {"first_name", "last_name", "city"}:
+                continue
+            if fld in ("first_name", "last_name", "full_name") and (
+                header_tokens(c.path)[0] & _NAME_PART_WORDS
+            ):
                 continue
             if fld == "city" and "birth_place" in c.hints:
                 continue  # "birth_city": where the person was born, not where they live
@@ -220,6 +226,19 @@ def _candidates(profile: SampleProfile) -> list[tuple[float, str, ColumnProfile,
     return out
 
 
+# Header hints of what a person has rather than what names a record.
+_ATTRIBUTE_HINTS = frozenset(
+    {"postcode", "phone", "birth_date", "birth_place", "gender", "city", "address_line1",
+     "country", "first_name", "last_name", "quantity", "unit_price", "amount"}
+)  # fmt: skip
+# Header words of a name's other parts ("name_sfx_cd", "midl_name", "Anrede"): never the
+# first, last or full name, though "name" and "lname" ("midLNAME") are in their headers.
+_NAME_PART_WORDS = frozenset(
+    {"sfx", "suffix", "prefix", "title", "titel", "middle", "midl", "mname", "middlename",
+     "maiden", "salutation", "anrede", "honorific", "initial", "initials", "nickname"}
+)  # fmt: skip
+
+
 def _primary_key(profile: SampleProfile, kind: SourceKind) -> ColumnProfile | None:
     """The column that identifies a record: unique, never empty, id-shaped; the header
     (an id, an order number in a transaction source) and an earlier position break ties."""
@@ -227,6 +246,8 @@ def _primary_key(profile: SampleProfile, kind: SourceKind) -> ColumnProfile | No
     for i, c in enumerate(profile.columns):
         if not c.key_unique or c.share("id") < 0.99 or c.share("email") > 0:
             continue
+        if c.hints & _ATTRIBUTE_HINTS and not c.hints & {"customer", "crm", "order"}:
+            continue  # a sample's unique postcodes or birth years are no record id
         score = 1.0 * ("id" in c.hints) - 0.01 * i
         if kind is SourceKind.TRANSACTION:
             score += 1.0 * ("order" in c.hints)
