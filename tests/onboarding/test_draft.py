@@ -170,6 +170,7 @@ def test_a_birth_date_in_year_month_and_day_columns_is_one_iso_date(
     rl = specs["rl"].mapping["birth_date"]
     assert all(f"try_cast({c} AS DECIMAL(10,2))" in rl for c in ("`by`", "bm", "bd"))
     assert "birth_date" not in specs["yr"].mapping
+    assert specs["yr"].mapping["birth_year"] == "birth_year"
     rows = [
         ("1980", "02", "29"),
         ("1975", "12", "01"),
@@ -208,6 +209,8 @@ def test_a_voter_file_keeps_its_id_its_zip_codes_and_no_country_from_two_letter_
     assert spec.mapping["last_name"] == "last_name"
     assert "country" not in spec.mapping
     assert "full_name" not in spec.mapping  # "name_sfx_cd" holds "JR"
+    assert spec.mapping["birth_year"] == "birth_year"  # a year alone: no birth date
+    assert "birth_date" not in spec.mapping
     assert "phone_region" not in drafted.text  # no country guessed from "NL" or "NC"
     assert "midl_name" in drafted.text.splitlines()[-1]  # kept in attributes
 

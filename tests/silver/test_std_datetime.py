@@ -182,3 +182,20 @@ def test_parse_formats_are_required() -> None:
         S.parse_date("v", formats=[])
     with pytest.raises(ValueError):
         S.parse_timestamp("v", formats="yyyy-MM-dd")  # type: ignore[arg-type]
+
+
+def test_parse_year_keeps_plausible_four_digit_years(spark: SparkSession) -> None:
+    rows = [(1, "1979"), (2, "1979.0"), (3, " 1962 "), (4, "79"), (5, "1899"), (6, "2999")]
+    rows += [(7, "n/a")]
+    got = run(spark, S.parse_year("v"), rows, "id int, v string")
+    raw = raw_of(rows)
+    expected = [(1, "1979", "ok"), (2, "1979", "ok"), (3, "1962", "ok"), (4, None, "invalid")]
+    expected += [(5, None, "invalid"), (6, None, "invalid"), (7, None, "empty")]
+    check(
+        got,
+        expect(
+            spark,
+            [(i, v, raw[i], s) for i, v, s in expected],
+            "id int, v string, v_raw string, v_status string",
+        ),
+    )

@@ -345,6 +345,15 @@ def propose(profile: SampleProfile) -> Proposal:
         birth_date = _birth_date_parts(profile, used)
         if birth_date is not None:
             proposal.mapping["birth_date"] = birth_date
+        else:
+            year = _birth_part(profile, used, "year")
+            if year is not None:
+                used.add(year.path)
+                proposal.mapping["birth_year"] = Choice(
+                    column_expr(year.path),
+                    f"{_header(year)} ({_values(year, 'year', 'are years')}): a birth year "
+                    "alone, compared where a pair lacks a full birth date",
+                )
     line_amount = _line_amount(profile, assigned, used)
     for fld in table.fields:
         if fld == "address_line1" and street is not None:
@@ -414,20 +423,25 @@ _BIRTH_PARTS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = (
 )  # fmt: skip
 
 
+def _birth_part(profile: SampleProfile, used: set[Path_], part: str) -> ColumnProfile | None:
+    """The column holding the birth date's ``part`` ("year", "month", "day"), if any: its
+    header names the part of a birth date and 90% of its values are whole numbers in range."""
+    names, words = next((n, w) for p, n, w in _BIRTH_PARTS if p == part)
+    for c in profile.columns:
+        if c.path in used or not c.present or c.share(part) < 0.9:
+            continue
+        tokens, joined = header_tokens(c.path)
+        if joined in names or tokens & names or ("birth_date" in c.hints and tokens & words):
+            return c
+    return None
+
+
 def _birth_date_parts(profile: SampleProfile, used: set[Path_]) -> Choice | None:
     """The birth date from a year, a month and a day column ("by" 1934, "bm" 12, "bd" 3, as
     record-linkage registers keep them): one ISO date per record where all three are whole
     numbers, else none (silver then checks the date like any other). All three or nothing:
     a year alone is no birth date."""
-    found: dict[str, ColumnProfile] = {}
-    for part, names, words in _BIRTH_PARTS:
-        for c in profile.columns:
-            if c.path in used or not c.present or c.share(part) < 0.9:
-                continue
-            tokens, joined = header_tokens(c.path)
-            if joined in names or tokens & names or ("birth_date" in c.hints and tokens & words):
-                found[part] = c
-                break
+    found = {p: c for p, *_ in _BIRTH_PARTS if (c := _birth_part(profile, used, p)) is not None}
     if len(found) < 3:
         return None
     used.update(c.path for c in found.values())

@@ -35,6 +35,9 @@ PERSON_RECORDS = CanonicalTable(
         "last_name",
         "full_name",
         "birth_date",
+        # A birth year recorded alone (voter files, surveys): four digits, compared by
+        # identity matching only where a pair lacks a full birth date on either side.
+        "birth_year",
         # Where the person was born (registers, KYC exports): a place name, compared by
         # identity matching like a city, never read as where they live.
         "birth_place",

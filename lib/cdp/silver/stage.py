@@ -162,6 +162,8 @@ def standardize(spec: SourceSpec, table: CanonicalTable) -> Callable[[DataFrame]
             out = out.transform(
                 S.parse_date("birth_date", formats=formats, min_date=defaults.birth_date_min)
             )
+        if "birth_year" in fields:
+            out = out.transform(S.parse_year("birth_year", min_year=defaults.birth_date_min.year))
         out = out.transform(
             S.parse_timestamp(table.time_field, formats=ts_formats, source_tz=defaults.timezone)
         )

@@ -69,7 +69,7 @@ from cdp.silver.std_common import (
     temp,
     unicode_normalize,
 )
-from cdp.silver.std_datetime import parse_date, parse_timestamp
+from cdp.silver.std_datetime import parse_date, parse_timestamp, parse_year
 from cdp.silver.std_location import (
     POSTCODE_RULES,
     country_code,
@@ -104,6 +104,7 @@ __all__ = [
     "email_syntax_ok",
     "name_match_key",
     "parse_date",
+    "parse_year",
     "parse_timestamp",
     "phone_to_e164",
     "split_full_name",

@@ -136,3 +136,24 @@ def parse_date(
         return emit(staged, src=col, out=target, value=value, empty=is_empty(cleaned))
 
     return transform
+
+
+def parse_year(
+    col: str, *, out: str | None = None, min_year: int = DEFAULT_MIN_DATE.year
+) -> Transform:
+    """A year written alone (a birth year: "1979", or "1979.0" as a spreadsheet writes it) as
+    four-digit text; before ``min_year`` or after the current year is implausible, so
+    invalid, as is anything that is no year."""
+    target = out or col
+
+    def transform(df: DataFrame) -> DataFrame:
+        require_columns(df, col)
+        staged = df.withColumn(temp(target, "clean"), clean_text(col))
+        cleaned = F.col(temp(target, "clean"))
+        digits = F.regexp_extract(cleaned, r"^([0-9]{4})(?:\.0+)?$", 1)
+        year = F.when(digits != "", digits.cast("int"))
+        plausible = (year >= F.lit(min_year)) & (year <= F.year(F.current_date()))
+        value = F.when(plausible, digits)
+        return emit(staged, src=col, out=target, value=value, empty=is_empty(cleaned))
+
+    return transform

@@ -55,7 +55,8 @@ def _records() -> Iterator[dict[str, str | None]]:
             "first_name": first,
             "first_name_canon": {"jon": "john", "johnathan": "john"}.get(first, first),
             "last_name": last,
-            "birth_date": DATES[k % len(DATES)],
+            "birth_date": DATES[k % len(DATES)] if k % 5 else None,
+            "birth_year": ["1959", "1960", "1985", None][k % 4],
             "address_line1": STREETS[k % len(STREETS)],
             "postcode": POSTCODES[(k // 2) % len(POSTCODES)],
             "city": CITIES[(k // 3) % len(CITIES)],
@@ -159,6 +160,7 @@ def test_every_comparison_of_the_shipped_config_is_checked() -> None:
         "first_name",
         "last_name",
         "birth_date",
+        "birth_year",
         "location",
         "birth_place",
         "email",
@@ -166,3 +168,26 @@ def test_every_comparison_of_the_shipped_config_is_checked() -> None:
         "national_id",
         "gender",
     }
+
+
+def test_a_birth_year_counts_only_where_a_pair_lacks_a_full_birth_date(
+    spark: SparkSession,
+) -> None:
+    rules = load_matching(SHIPPED)
+    (year,) = [
+        c for c in splink_settings(rules, "spark")["comparisons"]
+        if c["output_column_name"] == "birth_year"
+    ]  # fmt: skip
+    rows = [  # birth_date_l, birth_date_r, birth_year_l, birth_year_r -> level
+        ("1959-03-31", "1959-03-31", "1959", "1959", -1),  # the birth date weighs it
+        ("1959-03-31", None, "1959", "1959", 2),  # a year alone on one side: exact
+        (None, None, "1959", "1960", 1),  # one off
+        (None, None, "1959", "1985", 0),
+        (None, None, "1959", None, -1),
+    ]
+    df = spark.createDataFrame(
+        [r[:4] for r in rows],
+        "birth_date_l string, birth_date_r string, birth_year_l string, birth_year_r string",
+    )
+    got = [r[0] for r in df.selectExpr(_level_sql(year["comparison_levels"])).collect()]
+    assert got == [r[4] for r in rows]

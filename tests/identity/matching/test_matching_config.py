@@ -361,3 +361,19 @@ def test_person_checks_name_comparisons_and_follow_the_mapped_fields() -> None:
     assert [(c.disagree, c.unless_agree) for c in reduced.person_checks] == [
         ("first_name", ["last_name"])
     ]
+
+
+def test_a_field_every_training_pass_blocks_on_gets_a_fallback_pass() -> None:
+    shipped = load_matching(CONF)
+    # A voter file: names, a birth year, an address; no birth date, so only the names' pass
+    # of em_blocking is left and it cannot train the names.
+    voters = {"first_name", "last_name", "birth_year", "address_line1", "city", "postcode"}
+    reduced, notes = resolve_fields(shipped, {"person_records": voters})
+    assert reduced.training.em_blocking == [["first_name", "last_name"], ["birth_year"]]
+    assert any("['birth_year'] added so that 'first_name' is trained" in n for n in notes)
+    # Without a birth year the next usable fallback: a postcode.
+    no_year, _ = resolve_fields(shipped, {"person_records": voters - {"birth_year"}})
+    assert no_year.training.em_blocking == [["first_name", "last_name"], ["postcode"]]
+    # A register with birth dates trains every field with the configured passes alone.
+    full, _ = resolve_fields(shipped, {"person_records": voters | {"birth_date"}})
+    assert full.training.em_blocking == [["birth_date"], ["first_name", "last_name"]]

@@ -119,3 +119,30 @@ def test_a_birth_place_is_compared_as_folded_words_and_counts_toward_min_fields(
     ).withColumn("is_deleted", F.lit(False))
     got = _compared(df, rules, "birth_place")
     assert got == {"1": "stockton on tees", "2": "stockton on tees", "3": "saint etienne"}
+
+
+def test_a_birth_year_is_a_birth_date_s_year_and_counts_only_alone(spark: SparkSession) -> None:
+    rules = parse_matching(
+        {
+            "min_fields": 3,
+            "comparisons": [
+                {"name": "first_name", "kind": "forename", "field": "first_name"},
+                {"name": "last_name", "kind": "surname", "field": "last_name"},
+                {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
+                {"name": "birth_year", "kind": "year", "field": "birth_year"},
+            ],
+            "blocking": [["last_name", "birth_year"]],
+        },
+        origin="m.yaml",
+    )
+    df = spark.createDataFrame(
+        [
+            ("r", "1", "Tom", "Lee", "1979-05-02", None),  # the year of its birth date
+            ("r", "2", "Tom", "Lee", None, "1979"),  # a year alone: the third value
+            ("r", "3", "Tom", None, "1979-05-02", None),  # two values: the year not counted
+            ("r", "4", "Tom", "Lee", None, "79"),  # no year: two values
+        ],
+        "source string, source_record_id string, first_name string, last_name string, "
+        "birth_date string, birth_year string",
+    ).withColumn("is_deleted", F.lit(False))
+    assert _compared(df, rules, "birth_year") == {"1": "1979", "2": "1979"}

@@ -113,6 +113,9 @@ class Comparison:
     levels: tuple[Level, ...]
     # A location's three columns (street, postcode, city); else just ``field``.
     columns: tuple[str, ...] = ()
+    # A field whose values on both records make this comparison's null level (a birth year
+    # where both records carry the full birth date: that comparison weighs it).
+    defer_to: str | None = None
 
     def describe(self) -> str:
         return f"{self.name} ({self.kind} on {self.field}): " + " > ".join(
@@ -143,6 +146,9 @@ class Comparison:
 
         cols = self.columns or (col,)
         null = " AND ".join(f"({c}_l IS NULL OR {c}_r IS NULL)" for c in cols)
+        if self.defer_to:
+            d = self.defer_to
+            null = f"({null}) OR ({d}_l IS NOT NULL AND {d}_r IS NOT NULL)"
         levels: list[dict[str, Any]] = [
             {
                 "sql_condition": null,
@@ -220,6 +226,8 @@ def _levels(spec: ComparisonSpec, partner: str | None) -> tuple[Level, ...]:
             ),
             Level("one character off", "ONE_EDIT({l}, {r})"),
         )
+    if kind == "year":
+        return (exact, Level("one off", "abs(try_cast({l} AS INT) - try_cast({r} AS INT)) = 1"))
     if kind == "postcode":
         return (
             exact,
@@ -286,7 +294,9 @@ def build_comparisons(rules: MatchingRules) -> list[Comparison]:
         elif spec.kind == "surname":
             partner = by_kind.get("forename")
         cols = tuple(spec.columns())
-        out.append(Comparison(spec.name, cols[0], spec.kind, _levels(spec, partner), cols))
+        defer_to = rules.birth_date_field() if spec.kind == "year" else None
+        levels = _levels(spec, partner)
+        out.append(Comparison(spec.name, cols[0], spec.kind, levels, cols, defer_to))
     return out
 
 

@@ -86,6 +86,10 @@ ComparisonKind = Literal[
     "forename",  # nickname-aware first names, swapped with the surname
     "surname",  # last names, swapped with the first name
     "birth_date",  # exact / day-month transposed / year off / one character off
+    # A birth year recorded alone: exact / one off. Where the rules also compare a birth
+    # date, records with one give their year too, and a pair with a full date on both sides
+    # leaves this comparison to the birth date's (its null level: no evidence counted twice).
+    "year",
     "postcode",  # exact / one character off / same district
     "city",  # exact / near
     "address",  # a street line: exact / similar / alike
@@ -179,6 +183,13 @@ class Training(_Strict):
         default_factory=lambda: [["birth_date"], ["first_name", "last_name"]]
     )
     em_max_pairs: float = Field(default=2e6, gt=0)
+    # Passes added, first usable first, for each compared field that the usable passes of
+    # ``em_blocking`` all block on: its m-probabilities would otherwise keep the floor, and an
+    # exact first name would count against a pair (a source without birth dates: the names'
+    # pass is the only one left).
+    em_fallback: list[list[str]] = Field(
+        default_factory=lambda: [["birth_year"], ["postcode"], ["city"], ["phone"], ["email"]]
+    )
     # Deterministic rules (fields all equal) and their assumed recall, for the prior
     # probability that two random records match.
     prior_rules: list[list[str]] = Field(
@@ -252,6 +263,11 @@ class MatchingRules(_Strict):
     def identifying_fields(self) -> list[str]:
         """The fields counted toward ``min_fields``."""
         return [f for c in self.comparisons if c.identifying for f in c.columns()]
+
+    def birth_date_field(self) -> str | None:
+        """The field of the birth date comparison, if the rules compare one: the field a
+        ``year`` comparison takes a record's year from, and defers to."""
+        return next((str(c.field) for c in self.comparisons if c.kind == "birth_date"), None)
 
     def guard_exemptions(self) -> frozenset[str]:
         """The fields (and identifier types of the same name) whose guards do not hold the
@@ -388,6 +404,21 @@ def resolve_fields(
         for c in rules.person_checks
         if c.disagree in kept_names
     ]
+    em_passes = usable(rules.training.em_blocking, "training.em_blocking")
+    for c in kept:
+        compared = set(c.columns())
+        if all(block_fields(g) & compared for g in em_passes):
+            extra = next(
+                (
+                    g
+                    for g in rules.training.em_fallback
+                    if block_fields(g) <= fields and not block_fields(g) & compared
+                ),
+                None,
+            )
+            if extra is not None and extra not in em_passes:
+                em_passes.append(extra)
+                notes.append(f"training.em_blocking: {extra} added so that {c.name!r} is trained")
     reduced = rules.model_copy(
         update={
             "mapped_fields": sorted(fields),
@@ -397,7 +428,7 @@ def resolve_fields(
             "broad_blocking": usable(rules.broad_blocking, "broad_blocking"),
             "training": rules.training.model_copy(
                 update={
-                    "em_blocking": usable(rules.training.em_blocking, "training.em_blocking"),
+                    "em_blocking": em_passes,
                     "prior_rules": usable(rules.training.prior_rules, "training.prior_rules"),
                 }
             ),

@@ -109,6 +109,8 @@ def _value(df: DataFrame, field: str, kind: str) -> Column:
     value = field_value(df, field)
     if kind == "birth_date":
         return F.date_format(F.to_date(value), "yyyy-MM-dd")
+    if kind == "year":
+        return F.when(F.trim(value).rlike(r"^[0-9]{4}$"), F.trim(value))
     if kind == "postcode":
         return F.nullif(F.upper(F.regexp_replace(F.trim(value), r"\s+", " ")), F.lit(""))
     if kind == "address":
@@ -147,8 +149,20 @@ def matching_input(
     if not parts:
         raise ValueError(f"none of the compared tables {rules.tables} is present")
     out = reduce(DataFrame.unionByName, parts).dropDuplicates(["unique_id"])
-    counted = rules.identifying_fields()
-    present = reduce(lambda a, b: a + b, [F.col(f).isNotNull().cast("int") for f in counted])
+    # A record's birth year is its birth date's where it has one (a ``year`` comparison
+    # meets a register's year alone); counted toward min_fields only where it stands alone.
+    birth_date = rules.birth_date_field()
+    years = {str(c.field) for c in comparisons if c.kind == "year"}
+    if birth_date is not None:
+        for y in sorted(years):
+            out = out.withColumn(y, F.coalesce(F.col(y), F.substring(birth_date, 1, 4)))
+
+    def counts(f: str) -> Column:
+        if f in years and birth_date is not None:
+            return (F.col(f).isNotNull() & F.col(birth_date).isNull()).cast("int")
+        return F.col(f).isNotNull().cast("int")
+
+    present = reduce(lambda a, b: a + b, [counts(f) for f in rules.identifying_fields()])
     out = out.where(present >= rules.min_fields)
     for c in comparisons:
         if c.kind == "forename":
