@@ -377,3 +377,14 @@ def test_a_field_every_training_pass_blocks_on_gets_a_fallback_pass() -> None:
     # A register with birth dates trains every field with the configured passes alone.
     full, _ = resolve_fields(shipped, {"person_records": voters | {"birth_date"}})
     assert full.training.em_blocking == [["birth_date"], ["first_name", "last_name"]]
+
+
+def test_with_no_usable_prior_rule_the_first_usable_fallback_estimates_the_prior() -> None:
+    shipped = load_matching(CONF)
+    crm = {"first_name", "last_name", "address_line1", "city", "postcode", "email"}
+    reduced, notes = resolve_fields(shipped, {"person_records": crm})
+    assert reduced.training.prior_rules == [["first_name", "last_name", "postcode"]]
+    assert any("from prior_fallback" in n for n in notes)
+    # A usable prior rule leaves the fallback out.
+    dated, _ = resolve_fields(shipped, {"person_records": crm | {"birth_date"}})
+    assert dated.training.prior_rules == [["first_name", "last_name", "birth_date"]]

@@ -196,6 +196,10 @@ class Training(_Strict):
         default_factory=lambda: [["first_name", "last_name", "birth_date"]]
     )
     prior_recall: float = Field(default=0.7, gt=0, le=1)
+    # Where no prior rule is usable (no source gives a birth date or year), the first of
+    # these that is: without one the prior keeps its 1e-5 start, understated tenfold on a
+    # company of a few thousand records.
+    prior_fallback: list[list[str]] = Field(default_factory=list)
     # After EM, estimate that recall from the fitted model instead: the share of matching
     # pairs in which every field of the rule is present on both records (from the values'
     # presence) and agrees exactly (the fitted m-probabilities), under the independence
@@ -419,6 +423,14 @@ def resolve_fields(
             if extra is not None and extra not in em_passes:
                 em_passes.append(extra)
                 notes.append(f"training.em_blocking: {extra} added so that {c.name!r} is trained")
+    prior_rules = usable(rules.training.prior_rules, "training.prior_rules")
+    if not prior_rules:
+        fallback = next(
+            (g for g in rules.training.prior_fallback if block_fields(g) <= fields), None
+        )
+        if fallback is not None:
+            prior_rules = [fallback]
+            notes.append(f"training.prior_rules: none usable; {fallback} from prior_fallback")
     reduced = rules.model_copy(
         update={
             "mapped_fields": sorted(fields),
@@ -429,7 +441,7 @@ def resolve_fields(
             "training": rules.training.model_copy(
                 update={
                     "em_blocking": em_passes,
-                    "prior_rules": usable(rules.training.prior_rules, "training.prior_rules"),
+                    "prior_rules": prior_rules,
                 }
             ),
         }
