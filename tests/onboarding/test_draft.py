@@ -252,6 +252,24 @@ def test_line_items_get_their_amount_from_quantity_and_unit_price(tmp_path: Path
     assert "is a unit price" in line and "'Quantity' a quantity" in line
 
 
+def test_a_basket_is_the_order_and_a_household_the_customer(tmp_path: Path) -> None:
+    # Line items in the layout of a retailer's loyalty panel (dunnhumby's "The Complete
+    # Journey"): a basket per shopping trip, a household per loyalty card.
+    header = "household_key,BASKET_ID,DAY,PRODUCT_ID,QUANTITY,SALES_VALUE,STORE_ID\n"
+    rows = [
+        f"{hh},{26984851472 + b},{1 + b // 3},{1004906 + i % 4},1,{('1.39', '0.99', '2.5')[i]},364\n"
+        for b, hh in enumerate([2375, 1364, 1130, 98, 2375, 1228])
+        for i in range(3)
+    ]
+    config = _config(tmp_path)
+    draft_source(config, _land(tmp_path, "panel", "t.csv", (header + "".join(rows)).encode()), "tx")
+    (spec,) = load_sources(config)
+    assert spec.kind is SourceKind.TRANSACTION
+    assert spec.mapping["order_id"] == "BASKET_ID"
+    assert spec.mapping["customer_id"] == "household_key"
+    assert spec.mapping["amount"] == "SALES_VALUE"
+
+
 def test_a_workbook_split_into_yearly_sheets_is_drafted_as_one_xlsx_source(
     tmp_path: Path,
 ) -> None:
