@@ -203,7 +203,9 @@ def test_survivorship_strategies_tie_breakers_and_provenance(spark: SparkSession
 def test_repo_rules_load_and_bad_rules_fail_with_the_key_named(tmp_path: Path) -> None:
     rules = load_profile_rules(REPO_RULES)
     names = [r.name for r in rules.resolved()]
-    assert names == ["first_name", "last_name", "email", "phone", "address", "birth_date", "gender"]
+    assert names == [
+        "first_name", "last_name", "email", "phone", "address", "birth_date", "birth_year", "gender"
+    ]  # fmt: skip
     address = next(r for r in rules.resolved() if r.name == "address")
     assert address.fields == ["address_line1", "city", "postcode", "country"]
     assert address.tie_breakers == [Strategy.MOST_RECENT, Strategy.SOURCE_PRIORITY]
