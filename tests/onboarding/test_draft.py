@@ -15,7 +15,7 @@ from cdp import cli
 from cdp.config import CdpConfig, load_config
 from cdp.errors import ConfigError
 from cdp.onboarding.draft import draft_source, summary_lines
-from cdp.sources import SourceKind, load_sources
+from cdp.sources import SourceKind, SourceSpec, load_sources
 
 CUSTOMERS = (
     "Kundennummer;Given name;Surname;E-mail Address;Telefon;Date of birth;PLZ;Land;Geändert\n"
@@ -47,6 +47,15 @@ def _land(tmp: Path, folder: str, name: str, data: bytes) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     (target / name).write_bytes(data)
     return target
+
+
+def _draft_each(tmp: Path, files: dict[str, str]) -> dict[str, SourceSpec]:
+    """Each text landed in a folder of its own and drafted as a source of that name; the
+    declarations as the project's loader reads them back, by name."""
+    config = _config(tmp)
+    for name, text in files.items():
+        draft_source(config, _land(tmp, name, f"{name}.csv", text.encode()), name)
+    return {s.name: s for s in load_sources(config)}
 
 
 # A person register in the layout of the FEBRL record-linkage benchmark: a record id, the
@@ -123,19 +132,15 @@ def test_birth_dates_before_1900_are_mapped_with_a_floor_that_keeps_them(
 def test_a_birth_place_is_mapped_as_one_and_never_as_where_the_person_lives(
     tmp_path: Path,
 ) -> None:
-    config = _config(tmp_path)
-    draft_source(config, _land(tmp_path, "people", "p.csv", HISTORICAL.encode()), "people")
     # German headers: Geburtsort (birth place) beside Wohnort (the town they live in).
     kunden = (
         "Nr;Vorname;Nachname;Geburtsort;Wohnort\n"
         "1;Jürgen;Müller;Bremen;Berlin\n2;Anna;Schmidt;Köln;München\n"
         "3;Zoë;Weiß;Hamburg;Hamburg\n4;Björn;Krüger;Kiel;Köln\n"
     )
-    draft_source(config, _land(tmp_path, "kunden", "k.csv", kunden.encode()), "kunden")
     # "Birth city" carries the city word: still the birth place, and no city at all.
     born = "id,first,last,birth_city\n1,Ann,Lee,Leeds\n2,Bob,Ray,York\n3,Cy,Orr,Bath\n"
-    draft_source(config, _land(tmp_path, "born", "b.csv", born.encode()), "born")
-    specs = {s.name: s for s in load_sources(config)}
+    specs = _draft_each(tmp_path, {"people": HISTORICAL, "kunden": kunden, "born": born})
     assert specs["people"].mapping["birth_place"] == "birth_place"
     assert "city" not in specs["people"].mapping
     assert specs["kunden"].mapping["birth_place"] == "Geburtsort"
@@ -156,17 +161,13 @@ RLDATA = (
 def test_a_birth_date_in_year_month_and_day_columns_is_one_iso_date(
     tmp_path: Path, spark: SparkSession
 ) -> None:
-    config = _config(tmp_path)
-    draft_source(config, _land(tmp_path, "rl", "RLdata500.csv", RLDATA.encode()), "rl")
     parts = (
         "id;Vorname;Nachname;Geburtsjahr;Geburtsmonat;Geburtstag\n"
         "1;Anna;Lee;1980;02;29\n2;Bob;Ray;1975;12;01\n3;Cy;Orr;1990.0;7.0;4.0\n4;Di;Fox;1961;;9\n"
     )
-    draft_source(config, _land(tmp_path, "de", "d.csv", parts.encode()), "de")
-    # A year alone is no birth date; "birthday" with a full date stays the date column.
+    # A year alone is no birth date: the canonical birth_year.
     alone = "id,first,last,birth_year\n1,Ann,Lee,1980\n2,Bob,Ray,1975\n3,Cy,Orr,1990\n"
-    draft_source(config, _land(tmp_path, "yr", "y.csv", alone.encode()), "yr")
-    specs = {s.name: s for s in load_sources(config)}
+    specs = _draft_each(tmp_path, {"rl": RLDATA, "de": parts, "yr": alone})
     rl = specs["rl"].mapping["birth_date"]
     assert all(f"try_cast({c} AS DECIMAL(10,2))" in rl for c in ("`by`", "bm", "bd"))
     assert "birth_date" not in specs["yr"].mapping

@@ -22,6 +22,23 @@ def _compared(df: DataFrame, rules: MatchingRules, column: str) -> dict[str, str
     }
 
 
+def _names_and(*compared: dict[str, str]) -> MatchingRules:
+    """Rules comparing first and last names and ``compared``, three values at least, blocked
+    on the surname and the last comparison's field."""
+    return parse_matching(
+        {
+            "min_fields": 3,
+            "comparisons": [
+                {"name": "first_name", "kind": "forename", "field": "first_name"},
+                {"name": "last_name", "kind": "surname", "field": "last_name"},
+                *compared,
+            ],
+            "blocking": [["last_name", compared[-1]["field"]]],
+        },
+        origin="m.yaml",
+    )
+
+
 def test_street_lines_compare_with_one_short_form_of_each_street_type(
     spark: SparkSession,
 ) -> None:
@@ -95,18 +112,7 @@ def test_a_comparison_that_does_not_identify_is_weighed_but_not_counted_toward_m
 def test_a_birth_place_is_compared_as_folded_words_and_counts_toward_min_fields(
     spark: SparkSession,
 ) -> None:
-    rules = parse_matching(
-        {
-            "min_fields": 3,
-            "comparisons": [
-                {"name": "first_name", "kind": "forename", "field": "first_name"},
-                {"name": "last_name", "kind": "surname", "field": "last_name"},
-                {"name": "birth_place", "kind": "city", "field": "birth_place"},
-            ],
-            "blocking": [["last_name", "birth_place"]],
-        },
-        origin="m.yaml",
-    )
+    rules = _names_and({"name": "birth_place", "kind": "city", "field": "birth_place"})
     df = spark.createDataFrame(
         [
             ("r", "1", "Thomas", "Lee", "Stockton-on-Tees"),
@@ -122,18 +128,9 @@ def test_a_birth_place_is_compared_as_folded_words_and_counts_toward_min_fields(
 
 
 def test_a_birth_year_is_a_birth_date_s_year_and_counts_only_alone(spark: SparkSession) -> None:
-    rules = parse_matching(
-        {
-            "min_fields": 3,
-            "comparisons": [
-                {"name": "first_name", "kind": "forename", "field": "first_name"},
-                {"name": "last_name", "kind": "surname", "field": "last_name"},
-                {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
-                {"name": "birth_year", "kind": "year", "field": "birth_year"},
-            ],
-            "blocking": [["last_name", "birth_year"]],
-        },
-        origin="m.yaml",
+    rules = _names_and(
+        {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
+        {"name": "birth_year", "kind": "year", "field": "birth_year"},
     )
     df = spark.createDataFrame(
         [
