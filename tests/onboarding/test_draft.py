@@ -271,6 +271,24 @@ def test_a_basket_is_the_order_and_a_household_the_customer(tmp_path: Path) -> N
     assert spec.mapping["amount"] == "SALES_VALUE"
 
 
+def test_short_dates_with_two_digit_years_are_order_times_but_never_birth_dates(
+    tmp_path: Path, spark: SparkSession
+) -> None:
+    # A spreadsheet's short dates ("12/1/10 8:26"); a 1990s log ("1/5/98") stays unread:
+    # Spark would take 98 for 2098.
+    orders = "order,customer,placed,total\nA1,C1,12/1/10 8:26,2.55\nA2,C2,12/13/10 10:05,3.10\n"
+    orders += "A3,C1,1/4/11 9:41,27.50\n"
+    people = "id,first,last,dob\n1,Ann,Lee,12/05/01\n2,Bob,Ray,01/11/03\n3,Cy,Orr,30/01/05\n"
+    old = "order,customer,placed,total\nB1,C1,1/5/98 8:26,2.55\nB2,C2,3/7/97 10:05,3.10\n"
+    specs = _draft_each(tmp_path, {"orders": orders, "people": people, "old": old})
+    assert specs["orders"].event_time == "placed"
+    assert specs["orders"].event_time_format == "M/d/yy H:mm"
+    assert "birth_date" not in specs["people"].mapping
+    assert specs["old"].event_time is None
+    got = spark.sql("SELECT try_to_timestamp('12/13/10 10:05', 'M/d/yy H:mm')").first()
+    assert got is not None and str(got[0]) == "2010-12-13 10:05:00"
+
+
 def test_a_workbook_split_into_yearly_sheets_is_drafted_as_one_xlsx_source(
     tmp_path: Path,
 ) -> None:

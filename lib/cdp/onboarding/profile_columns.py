@@ -111,6 +111,15 @@ def _patterns() -> list[DatePattern]:
         # forms so that a tie keeps those.
         ("d/M/yyyy", r"\d{1,2}/\d{1,2}/\d{4}", "%d/%m/%Y"),
         ("M/d/yyyy", r"\d{1,2}/\d{1,2}/\d{4}", "%m/%d/%Y"),
+        # Two-digit years, as spreadsheets export short dates ("12/1/10 8:26"): read by
+        # Spark as 2000-2099, so for the times of orders and events, never a birth date
+        # (see propose: a birth date needs its century).
+        ("dd/MM/yy", r"\d{2}/\d{2}/\d{2}", "%d/%m/%y"),
+        ("MM/dd/yy", r"\d{2}/\d{2}/\d{2}", "%m/%d/%y"),
+        ("dd.MM.yy", r"\d{2}\.\d{2}\.\d{2}", "%d.%m.%y"),
+        ("d/M/yy", r"\d{1,2}/\d{1,2}/\d{2}", "%d/%m/%y"),
+        ("M/d/yy", r"\d{1,2}/\d{1,2}/\d{2}", "%m/%d/%y"),
+        ("d.M.yy", r"\d{1,2}\.\d{1,2}\.\d{2}", "%d.%m.%y"),
     ]
     times = [
         (" HH:mm:ss", r" \d{2}:\d{2}:\d{2}", " %H:%M:%S"),
@@ -249,6 +258,9 @@ def _date_year(value: str, pattern: DatePattern) -> int | None:
     except ValueError:
         return None
     earliest = 1900 if pattern.spark.isalpha() else 1000
+    if "yyyy" not in pattern.spark:
+        # Python reads "98" as 1998, Spark as 2098: only years both read alike (2000-2068).
+        earliest = 2000
     return parsed.year if earliest <= parsed.year <= 2100 else None
 
 

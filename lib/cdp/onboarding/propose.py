@@ -193,7 +193,8 @@ def _candidates(profile: SampleProfile) -> list[tuple[float, str, ColumnProfile,
         if c.date_pattern is not None and c.share("date") >= 0.6:
             pattern = " or ".join(p.spark for p in c.date_patterns)
             evidence = f"{_values(c, 'date', 'are dates')} written {pattern}"
-            if "birth_date" in c.hints and not c.date_pattern.has_time:
+            two_digit_year = any("yyyy" not in p.spark for p in c.date_patterns)
+            if "birth_date" in c.hints and not c.date_pattern.has_time and not two_digit_year:
                 out.append((1.5, "birth_date", c, f"{_header(c)}; {evidence}"))
             elif "birth_date" not in c.hints:
                 score = c.share("date") + 0.3 * ("time" in c.hints)
