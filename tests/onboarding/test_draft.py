@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from cdp import cli
 from cdp.config import CdpConfig, load_config
@@ -287,6 +288,23 @@ def test_short_dates_with_two_digit_years_are_order_times_but_never_birth_dates(
     assert specs["old"].event_time is None
     got = spark.sql("SELECT try_to_timestamp('12/13/10 10:05', 'M/d/yy H:mm')").first()
     assert got is not None and str(got[0]) == "2010-12-13 10:05:00"
+
+
+def test_dates_written_with_month_names_are_read_by_silver_as_drafted(
+    tmp_path: Path, spark: SparkSession
+) -> None:
+    people = (
+        "id,first,last,date_of_birth\n1,Ann,Lee,05-MAR-1980\n2,Bob,Ray,17-Nov-1975\n"
+        "3,Cy,Orr,2-Jan-1990\n4,Di,Fox,30-Jun-1961\n"
+    )
+    letters = 'id,first,last,born\n1,Ann,Lee,"March 5, 1980"\n2,Bob,Ray,"June 17, 1975"\n'
+    specs = _draft_each(tmp_path, {"people": people, "letters": letters})
+    assert specs["people"].mapping["birth_date"] == "date_of_birth"
+    formats = specs["people"].defaults.date_formats or []
+    assert specs["letters"].defaults.date_formats == ["MMMM d, yyyy"]
+    df = spark.createDataFrame([("05-MAR-1980",), ("2-Jan-1990",)], "v string")
+    got = df.select(F.coalesce(*[F.try_to_date("v", f) for f in formats])).collect()
+    assert [str(r[0]) for r in got] == ["1980-03-05", "1990-01-02"]
 
 
 def test_a_workbook_split_into_yearly_sheets_is_drafted_as_one_xlsx_source(

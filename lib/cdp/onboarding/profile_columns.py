@@ -111,6 +111,14 @@ def _patterns() -> list[DatePattern]:
         # forms so that a tie keeps those.
         ("d/M/yyyy", r"\d{1,2}/\d{1,2}/\d{4}", "%d/%m/%Y"),
         ("M/d/yyyy", r"\d{1,2}/\d{1,2}/\d{4}", "%m/%d/%Y"),
+        # Month names, English, as people write them ("05-Mar-1980", "5 March 1980",
+        # "Mar 5, 1980"); Spark and strptime read them regardless of case.
+        ("dd-MMM-yyyy", r"\d{2}-[A-Za-z]{3}-\d{4}", "%d-%b-%Y"),
+        ("d-MMM-yyyy", r"\d{1,2}-[A-Za-z]{3}-\d{4}", "%d-%b-%Y"),
+        ("d MMM yyyy", r"\d{1,2} [A-Za-z]{3} \d{4}", "%d %b %Y"),
+        ("d MMMM yyyy", r"\d{1,2} [A-Za-z]{4,9} \d{4}", "%d %B %Y"),
+        ("MMM d, yyyy", r"[A-Za-z]{3} \d{1,2}, \d{4}", "%b %d, %Y"),
+        ("MMMM d, yyyy", r"[A-Za-z]{4,9} \d{1,2}, \d{4}", "%B %d, %Y"),
         # Two-digit years, as spreadsheets export short dates ("12/1/10 8:26"): read by
         # Spark as 2000-2099, so for the times of orders and events, never a birth date
         # (see propose: a birth date needs its century).
