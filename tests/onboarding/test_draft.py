@@ -217,6 +217,22 @@ def test_a_voter_file_keeps_its_id_its_zip_codes_and_no_country_from_two_letter_
     assert "midl_name" in drafted.text.splitlines()[-1]  # kept in attributes
 
 
+def test_a_full_name_header_is_the_full_name_not_a_last_name(tmp_path: Path) -> None:
+    # "Full_Name" joined is "fullname", which holds "lname": a surname's abbreviation counts
+    # as a whole word only.
+    crm = (
+        "Customer ID,Full Name,E-Mail\n"
+        'C-1,"Smith, John",john.smith@example.com\nC-2,Mary O\'Brien,mary@example.co.uk\n'
+        "C-3,Dr. Ahmed Khan,akhan@example.org\nC-4,Zoe Weiss,zoe@example.de\n"
+    )
+    register = "lname_c1,fname_c1,x\nMEIER,CARSTEN,1\nBAUER,GERD,2\nWOLFF,STEFAN,3\n"
+    specs = _draft_each(tmp_path, {"crm": crm, "register": register})
+    assert specs["crm"].mapping["full_name"] == "Full_Name"
+    assert not {"first_name", "last_name"} & set(specs["crm"].mapping)
+    assert specs["register"].mapping["last_name"] == "lname_c1"
+    assert specs["register"].mapping["first_name"] == "fname_c1"
+
+
 def test_a_modern_source_keeps_silver_s_birth_date_floor(tmp_path: Path) -> None:
     config = _config(tmp_path)
     draft_source(config, _land(tmp_path, "crm", "c.csv", CUSTOMERS.encode()), "crm")

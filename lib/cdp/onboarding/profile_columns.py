@@ -180,12 +180,18 @@ def header_tokens(path: Path_) -> tuple[set[str], str]:
     return set(words), "".join(words)
 
 
+# Abbreviations that match a whole word of the header only: inside a joined header they are
+# parts of other words ("fullname", "midlname" hold "lname").
+_WHOLE_WORD_ONLY = frozenset({"fname", "lname"})
+
+
 def _hints(path: Path_) -> set[str]:
     words, joined = header_tokens(path)
     found = set()
     for what, keys in HINTS.items():
         for key in keys:
-            if key in words or (len(key) >= 4 and key in joined):
+            inside = len(key) >= 4 and key not in _WHOLE_WORD_ONLY and key in joined
+            if key in words or inside:
                 found.add(what)
                 break
     return found
