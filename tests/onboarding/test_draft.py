@@ -323,6 +323,28 @@ def test_dates_written_with_month_names_are_read_by_silver_as_drafted(
     assert [str(r[0]) for r in got] == ["1980-03-05", "1990-01-02"]
 
 
+def test_a_postcode_is_taken_out_of_a_one_line_address(tmp_path: Path, spark: SparkSession) -> None:
+    uk = (
+        'id,name,email,address\n1,Ann Lee,ann@example.com,"12 High Street, Leeds LS1 4AP"\n'
+        '2,Bob Ray,bob@example.com,"3 Mill Lane, York yo1 7hh"\n'
+        '3,Cy Orr,cy@example.com,"Flat 2, 45 Park Road, Manchester M14 5RL, UK"\n'
+    )
+    us = (
+        'id,name,email,street_address\n1,Ann Lee,ann@example.com,"12 Main St, Springfield, IL '
+        '62704"\n2,Bob Ray,bob@example.com,"300 Cedar Ln, Apex, NC 27502-1234"\n'
+    )
+    specs = _draft_each(tmp_path, {"uk": uk, "us": us})
+    for name, column, want in [
+        ("uk", "address", ["LS1 4AP", "YO1 7HH", "M14 5RL"]),
+        ("us", "street_address", ["62704", "27502"]),
+    ]:
+        values = {"uk": uk, "us": us}[name].splitlines()[1:]
+        rows = [(line.split(",", 3)[3].strip('"'),) for line in values]
+        df = spark.createDataFrame(rows, f"{column} string")
+        got = [r[0] for r in df.selectExpr(specs[name].mapping["postcode"]).collect()]
+        assert got == want
+
+
 def test_a_workbook_split_into_yearly_sheets_is_drafted_as_one_xlsx_source(
     tmp_path: Path,
 ) -> None:

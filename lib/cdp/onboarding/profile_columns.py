@@ -24,6 +24,7 @@ from cdp.silver.std_location import POSTCODE_RULES
 from cdp.silver.std_reference import COUNTRY_KEYS, CURRENCIES, CURRENCY_MARKERS, GENDERS
 
 __all__ = [
+    "ADDRESS_POSTCODES",
     "HINTS",
     "ColumnProfile",
     "DatePattern",
@@ -308,6 +309,15 @@ def _amount(value: str) -> tuple[bool, bool]:
     return True, bool(re.search(r",\d{1,2}$", text)) and "." not in text[-4:]
 
 
+# Postcodes that a one-line address carries, as Java regexes (no backslash: they go into a
+# Spark SQL literal) whose group 2 is the postcode: a British postcode anywhere ("..., Leeds
+# LS1 4AP"), a US ZIP after the state at the end ("..., Springfield, IL 62704").
+ADDRESS_POSTCODES: dict[str, str] = {
+    "address_postcode_gb": "(^|[^A-Z0-9])([A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})([^A-Z0-9]|$)",
+    "address_postcode_us": "(^|[ ,])[A-Z]{2} +([0-9]{5})(-[0-9]{4})?$",
+}
+
+
 def _whole_number(value: str) -> int | None:
     """``value`` as a whole number ("7", "07", "1934", "7.0" as spreadsheets write them)."""
     digits = value[:-2] if value.endswith(".0") else value
@@ -404,6 +414,11 @@ def _profile_values(
             m["boolean"] += 1
         if _HOUSE_NUMBER.match(v):
             m["house_number"] += 1
+        # A postcode inside a one-line address ("12 High Street, Leeds LS1 4AP").
+        upper = v.upper()
+        for name, pattern in ADDRESS_POSTCODES.items():
+            if re.search(pattern, upper):
+                m[name] += 1
         # A date's part in a column of its own (a register's "by", "bm", "bd").
         whole = _whole_number(v)
         if whole is not None:

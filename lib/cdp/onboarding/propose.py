@@ -14,7 +14,13 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from cdp.onboarding.profile_columns import HINTS, ColumnProfile, SampleProfile, header_tokens
+from cdp.onboarding.profile_columns import (
+    ADDRESS_POSTCODES,
+    HINTS,
+    ColumnProfile,
+    SampleProfile,
+    header_tokens,
+)
 from cdp.onboarding.sample import Path_
 from cdp.silver.model import TABLE_FOR_KIND_NAME
 from cdp.sources import SourceKind
@@ -342,6 +348,10 @@ def propose(profile: SampleProfile) -> Proposal:
 
     used = {c.path for c, _ in assigned.values()} | ({pk.path} if pk else set())
     street = _street_line(profile, assigned, used)
+    if "postcode" in table.fields and "postcode" not in assigned and "address_line1" in assigned:
+        postcode = _postcode_in_address(assigned["address_line1"][0])
+        if postcode is not None:
+            proposal.mapping["postcode"] = postcode
     if kind is SourceKind.PROFILE and "birth_date" not in assigned:
         birth_date = _birth_date_parts(profile, used)
         if birth_date is not None:
@@ -422,6 +432,19 @@ _BIRTH_PARTS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = (
     ("day", frozenset({"bd", "birthday", "dayofbirth", "geburtstag"}),
      frozenset({"day", "dd", "tag", "jour", "dia"})),
 )  # fmt: skip
+
+
+def _postcode_in_address(address: ColumnProfile) -> Choice | None:
+    """The postcode out of a one-line address, where 60% of its values carry one of a kind
+    (:data:`ADDRESS_POSTCODES`): without it, two records of one address written differently
+    ("12 High St, Leeds LS1 4AP" / "12 High Street LS1 4AP") share nothing comparable."""
+    best = max(ADDRESS_POSTCODES, key=lambda name: address.share(name))
+    if address.share(best) < 0.6:
+        return None
+    pattern = ADDRESS_POSTCODES[best]
+    expr = f"nullif(regexp_extract(upper({column_expr(address.path)}), '{pattern}', 2), '')"
+    kind = "a British postcode" if best.endswith("gb") else "a US ZIP code after the state"
+    return Choice(expr, f"{_values(address, best, f'of {_header(address)} carry {kind}')}")
 
 
 def _birth_part(profile: SampleProfile, used: set[Path_], part: str) -> ColumnProfile | None:
