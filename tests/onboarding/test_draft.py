@@ -345,6 +345,20 @@ def test_a_postcode_is_taken_out_of_a_one_line_address(tmp_path: Path, spark: Sp
         assert got == want
 
 
+def test_numbers_written_the_north_american_way_set_the_phone_region(tmp_path: Path) -> None:
+    # No country column and no international number: "(919) 555-0143" is as valid a British
+    # number as an American one (0919 ...), but only North America writes it so.
+    us = (
+        "First Name,Last Name,Phone Number\nJohn,Smith,(919) 555-0143\n"
+        "Mary,Johnson,919-555-0178\nRobert,Williams,(704) 555-0199\nAnn,Lee,336.555.0111\n"
+    )
+    uk = "First Name,Last Name,Mobile\nJohn,Smith,07911 123456\nMary,Jones,07912 345678\n"
+    specs = _draft_each(tmp_path, {"us": us, "uk": uk})
+    assert specs["us"].defaults.phone_region == "US"
+    assert specs["uk"].mapping["phone"] == "Mobile"
+    assert specs["uk"].defaults.phone_region in (None, "GB")
+
+
 def test_a_workbook_split_into_yearly_sheets_is_drafted_as_one_xlsx_source(
     tmp_path: Path,
 ) -> None:

@@ -162,6 +162,9 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^\W\d_]{2,}$")
 _NAME = re.compile(r"^[^\W\d_]+(?:[ '\-.]+[^\W\d_]+)*\.?$")
 _ID = re.compile(r"^[\w\-/.:#]{1,64}$")
 _AMOUNT = re.compile(r"^[-+]?(?:\d{1,3}(?:[.,' ]\d{3})+|\d+)(?:[.,]\d{1,4})?$")
+# A number written the North American way, "(919) 555-0143" or "919-555-0143": no other
+# country groups its ten digits 3-3-4 with those separators.
+_NANP = re.compile(r"^(?:\(\d{3}\) ?|\d{3}[-.])\d{3}[-.]\d{4}$")
 # A house number alone ("7", "12a", "3-5"): a street line's number kept in its own column.
 _HOUSE_NUMBER = re.compile(r"^\d{1,5}\s?[a-zA-Z]?(?:[-/]\d{1,5}[a-zA-Z]?)?$")
 _BOOLEAN = {"true", "false", "yes", "no", "y", "n", "0", "1", "t", "f", "ja", "nein"}
@@ -373,6 +376,8 @@ def _profile_values(
         if _EMAIL.match(low.removeprefix("mailto:")):
             m["email"] += 1
         phone_region = _phone(v, region or "GB")
+        if _NANP.match(v):
+            m["nanp_format"] += 1
         if phone_region:
             m["phone"] += 1
             if v.startswith(("+", "00")):

@@ -543,6 +543,10 @@ def _defaults(
             proposal.defaults["phone_region"] = Choice(
                 profile.region, "the country most sampled rows name"
             )
+        elif phone.share("nanp_format") >= 0.5:
+            proposal.defaults["phone_region"] = Choice(
+                "US", _values(phone, "nanp_format", "are written the North American way")
+            )
         elif phone.phone_regions:
             region, n = phone.phone_regions.most_common(1)[0]
             proposal.defaults["phone_region"] = Choice(
