@@ -419,11 +419,12 @@ def _profile_values(
             m["boolean"] += 1
         if _HOUSE_NUMBER.match(v):
             m["house_number"] += 1
-        # A postcode inside a one-line address ("12 High Street, Leeds LS1 4AP").
-        upper = v.upper()
-        for name, pattern in ADDRESS_POSTCODES.items():
-            if re.search(pattern, upper):
-                m[name] += 1
+        # A postcode inside a one-line address ("12 High Street, Leeds LS1 4AP"); only
+        # an address column can become the street line it is taken from.
+        if "address_line1" in profile.hints:
+            for name, pattern in ADDRESS_POSTCODES.items():
+                if re.search(pattern, v.upper()):
+                    m[name] += 1
         # A date's part in a column of its own (a register's "by", "bm", "bd").
         whole = _whole_number(v)
         if whole is not None:
