@@ -365,18 +365,32 @@ def test_person_checks_name_comparisons_and_follow_the_mapped_fields() -> None:
 
 def test_a_field_every_training_pass_blocks_on_gets_a_fallback_pass() -> None:
     shipped = load_matching(CONF)
-    # A voter file: names, a birth year, an address; no birth date, so only the names' pass
-    # of em_blocking is left and it cannot train the names.
+    # A voter file: names, a birth year, an address; no birth date, so only the pass on names
+    # and postcode is left and it cannot train the names.
     voters = {"first_name", "last_name", "birth_year", "address_line1", "city", "postcode"}
     reduced, notes = resolve_fields(shipped, {"person_records": voters})
-    assert reduced.training.em_blocking == [["first_name", "last_name"], ["birth_year"]]
+    assert reduced.training.em_blocking == [["first_name", "last_name", "postcode"], ["birth_year"]]
     assert any("['birth_year'] added so that 'first_name' is trained" in n for n in notes)
-    # Without a birth year the next usable fallback: a postcode.
+    # Without a birth year the next usable fallback for the names, a postcode; the location
+    # then has no pass (both block on its postcode): the names alone.
     no_year, _ = resolve_fields(shipped, {"person_records": voters - {"birth_year"}})
-    assert no_year.training.em_blocking == [["first_name", "last_name"], ["postcode"]]
+    assert no_year.training.em_blocking == [
+        ["first_name", "last_name", "postcode"],
+        ["postcode"],
+        ["first_name", "last_name"],
+    ]
     # A register with birth dates trains every field with the configured passes alone.
     full, _ = resolve_fields(shipped, {"person_records": voters | {"birth_date"}})
-    assert full.training.em_blocking == [["birth_date"], ["first_name", "last_name"]]
+    assert full.training.em_blocking == [["birth_date"], ["first_name", "last_name", "postcode"]]
+    # Without a postcode the birth date is trained among namesakes of one city, and without
+    # a city either among namesakes (a small register's names and birth dates alone).
+    no_postcode = {"first_name", "last_name", "birth_date", "city", "email"}
+    by_city, _ = resolve_fields(shipped, {"person_records": no_postcode})
+    assert by_city.training.em_blocking == [["birth_date"], ["first_name", "last_name", "city"]]
+    names_only, _ = resolve_fields(
+        shipped, {"person_records": {"first_name", "last_name", "birth_date"}}
+    )
+    assert names_only.training.em_blocking == [["birth_date"], ["first_name", "last_name"]]
 
 
 def test_with_no_usable_prior_rule_the_first_usable_fallback_estimates_the_prior() -> None:

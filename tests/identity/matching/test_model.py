@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from cdp.identity.matching.config import MatchingRules, parse_matching
+from cdp.identity.matching.config import MatchingRules, load_matching, parse_matching
 from cdp.identity.matching.model import (
     CODEGEN_FALLBACK_LOGGERS,
     PROBABILITY_FLOOR,
     SPLINK_TRAINING_LOGGERS,
+    NoTrainingPairs,
     quiet_codegen_fallback,
     score,
     smoothed,
@@ -293,3 +295,142 @@ def test_the_spark_engine_estimates_the_prior_from_its_fitted_model(
     assert prior == pytest.approx(40 / 3160, rel=0.2)
     said = [r.getMessage() for r in caplog.records if "prior rules find" in r.getMessage()]
     assert len(said) == 1 and "(first guess 70%)" in said[0]
+
+
+# A town of namesakes: four first names (gender follows them) and three surnames for every
+# person, e-mails made from the name, two records each (one in five moved between them).
+NAMESAKE_FIRST = [("anna", "f"), ("ben", "m"), ("carla", "f"), ("david", "m")]
+SHIPPED_MATCHING = Path(__file__).resolve().parents[3] / "conf" / "rules" / "matching.yaml"
+
+
+def namesakes(spark: SparkSession, people: int) -> DataFrame:
+    rng = random.Random(7)
+    rows = []
+
+    def address() -> tuple[str, str]:
+        street = f"{rng.randrange(1, 200)} {rng.choice(STREETS)}"
+        return street, f"LS{rng.randrange(1, 30)} {rng.randrange(1, 9)}AB"
+
+    for p in range(people):
+        (first, gender), last = rng.choice(NAMESAKE_FIRST), rng.choice(LAST[:3])
+        born = f"19{rng.randrange(40, 99)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+        email = f"{first}.{last}{rng.randrange(1, 99)}@{rng.choice(['mail.com', 'post.net'])}"
+        home = address()
+        for k in range(2):
+            uid = p * 2 + k
+            street, postcode = home if k == 0 or rng.random() < 0.8 else address()
+            rows.append(
+                (
+                    uid,
+                    f"person_records|crm|{uid}",
+                    first,
+                    first,
+                    last,
+                    born if rng.random() < 0.7 else None,
+                    street,
+                    postcode,
+                    "leeds",
+                    email if rng.random() < 0.8 else None,
+                    gender,
+                )
+            )
+    return spark.createDataFrame(
+        rows,
+        "unique_id long, member_key string, first_name string, first_name_canon string, "
+        "last_name string, birth_date string, address_line1 string, postcode string, "
+        "city string, email string, gender string",
+    )
+
+
+def _namesake_rules(em_blocking: list[list[str]]) -> MatchingRules:
+    return parse_matching(
+        {
+            "nicknames_file": str(NICKNAMES),
+            "comparisons": [
+                {"name": "first_name", "kind": "forename", "field": "first_name"},
+                {"name": "last_name", "kind": "surname", "field": "last_name"},
+                {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
+                {
+                    "name": "location",
+                    "kind": "location",
+                    "fields": ["address_line1", "postcode", "city"],
+                },
+                {"name": "email", "kind": "email", "field": "email"},
+                {"name": "gender", "kind": "exact", "field": "gender"},
+            ],
+            "blocking": [["last_name"], ["birth_date"]],
+            "training": {
+                "em_blocking": em_blocking,
+                "prior_rules": [["first_name", "last_name", "birth_date"]],
+            },
+        },
+        origin="m.yaml",
+    )
+
+
+def _m(model: Any, comparison: str) -> dict[str, float]:
+    (found,) = [c for c in model.settings["comparisons"] if c["output_column_name"] == comparison]
+    return {
+        lv["label_for_charts"]: lv["m_probability"]
+        for lv in found["comparison_levels"]
+        if not lv.get("is_null_level")
+    }
+
+
+def test_namesakes_do_not_untrain_the_birth_date(spark: SparkSession) -> None:
+    """The shipped EM passes train the birth date where namesakes far outnumber a person's
+    own records: blocked on the name alone, a pass holds 1,000 true pairs among about 170,000
+    namesake pairs that agree on gender and on e-mails made from the name, and EM takes them
+    for matches (the generator's 100k persons: whole-stage precision 0.86)."""
+    recs = namesakes(spark, people=1000)
+    shipped = load_matching(SHIPPED_MATCHING).training.em_blocking
+    model = train(spark, recs, _namesake_rules(shipped))
+    birth = _m(model, "birth_date")
+    # A person's two records carry the same birth date: agreeing is the rule among matches.
+    assert birth["exact"] > 0.5 and birth["else"] < 0.45
+    truth = 1000 / (2000 * 1999 / 2)
+    assert model.settings["probability_two_random_records_match"] < 3 * truth
+    # The name alone, as shipped before: the birth date says nothing, the prior is 30x too high.
+    by_name = train(spark, recs, _namesake_rules([["birth_date"], ["first_name", "last_name"]]))
+    assert _m(by_name, "birth_date")["exact"] < 0.1
+    assert by_name.settings["probability_two_random_records_match"] > 10 * truth
+
+
+def test_an_em_pass_whose_levels_underflow_ends_before_the_underflow(
+    spark: SparkSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Gender never disagrees within a person here, and EM drives that level's m-probability
+    geometrically to 0.0, which Splink refuses mid-pass (a ValueError that stopped the whole
+    identity stage): the pass runs again with half the iterations until it ends."""
+    caplog.set_level(logging.INFO, logger="cdp.identity.matching.model")
+    shipped = load_matching(SHIPPED_MATCHING).training.em_blocking
+    model = train(spark, namesakes(spark, people=400), _namesake_rules(shipped))
+    said = [r.getMessage() for r in caplog.records]
+    assert any("probability underflowed; again with" in m for m in said)
+    assert [s["blocking"] for s in model.em_sessions] == shipped
+    assert all(s["iterations"] >= 1 and "left_out" not in s for s in model.em_sessions)
+    weights = {(r["comparison"], r["level"]): r["match_weight"] for r in model.match_weights()}
+    assert weights[("first_name", "exact")] > 0 and weights[("birth_date", "exact")] > 0
+    assert weights[("gender", "else")] < 0
+
+
+def test_a_pass_without_pairs_is_left_out_and_no_pass_at_all_trains_nothing(
+    spark: SparkSession,
+) -> None:
+    recs = records(spark, people=40).withColumn("email", F.lit(None).cast("string"))
+    rules = _namesake_rules([["email"], ["birth_date"]])
+    rules = rules.model_copy(
+        update={"comparisons": [c for c in rules.comparisons if c.name != "gender"]}
+    )
+    model = train(spark, recs, rules)
+    assert model.em_sessions[0] == {
+        "blocking": ["email"],
+        "iterations": 0,
+        "left_out": "it blocks no pair of records",
+    }
+    assert model.em_sessions[1]["iterations"] >= 1
+    nothing = rules.model_copy(
+        update={"training": rules.training.model_copy(update={"em_blocking": [["email"]]})}
+    )
+    with pytest.raises(NoTrainingPairs, match="every EM pass"):
+        train(spark, recs, nothing)

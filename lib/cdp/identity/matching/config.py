@@ -179,8 +179,11 @@ class Training(_Strict):
     u_max_pairs: float = Field(default=5e6, gt=0)
     # EM passes, each blocked on these fields (pairs that agree on them), sampled down to
     # ``em_max_pairs`` pairs; m-probabilities of the blocked fields come from other passes.
+    # A pass's pairs must be mostly matches at any size: blocked on a name alone, a large
+    # company's namesakes outnumber them and EM learns them as matches (conf/rules/
+    # matching.yaml says what that did).
     em_blocking: list[list[str]] = Field(
-        default_factory=lambda: [["birth_date"], ["first_name", "last_name"]]
+        default_factory=lambda: [["birth_date"], ["first_name", "last_name", "postcode"]]
     )
     em_max_pairs: float = Field(default=2e6, gt=0)
     # Passes added, first usable first, for each compared field that the usable passes of
@@ -188,7 +191,15 @@ class Training(_Strict):
     # exact first name would count against a pair (a source without birth dates: the names'
     # pass is the only one left).
     em_fallback: list[list[str]] = Field(
-        default_factory=lambda: [["birth_year"], ["postcode"], ["city"], ["phone"], ["email"]]
+        default_factory=lambda: [
+            ["first_name", "last_name", "city"],
+            ["first_name", "last_name"],
+            ["birth_year"],
+            ["postcode"],
+            ["city"],
+            ["phone"],
+            ["email"],
+        ]
     )
     # Deterministic rules (fields all equal) and their assumed recall, for the prior
     # probability that two random records match.

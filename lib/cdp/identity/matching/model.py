@@ -22,6 +22,7 @@ them as a Spark DataFrame; nothing is collected to the driver but the model's pa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -341,6 +342,12 @@ class NoTrainingPairs(Exception):
     rules and counts, never a value)."""
 
 
+def _em_pass_failures() -> tuple[type[Exception], ...]:
+    from splink.internals.exceptions import EMTrainingException
+
+    return (ValueError, EMTrainingException)
+
+
 def _fit(
     linker: Any, rules: MatchingRules, n: int, present: dict[str, float]
 ) -> list[dict[str, Any]]:
@@ -443,18 +450,73 @@ def _fit_steps(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]
         num_chunks=1,
     )
     log.info("matching: prior and u-probabilities in %.1fs", time.monotonic() - started)
-    sessions = []
+    sessions: list[dict[str, Any]] = []
     for fields in training.em_blocking:
-        session = linker.training.estimate_parameters_using_expectation_maximisation(
-            _training_rule(rules, fields), max_pairs=training.em_max_pairs
-        )
+        try:
+            session = _em_pass(linker, _training_rule(rules, fields), training.em_max_pairs)
+        except _em_pass_failures() as exc:
+            # A pass that finds no pair, or whose levels still collapse after one iteration:
+            # the other passes still train the model.
+            reason = _em_failure_reason(exc)
+            log.info("matching: EM pass blocked on %s left out: %s", list(fields), reason)
+            sessions.append({"blocking": list(fields), "iterations": 0, "left_out": reason})
+            continue
         sessions.append(
             {
                 "blocking": list(fields),
                 "iterations": len(getattr(session, "_core_model_settings_history", [])),
             }
         )
+    if sessions and all("left_out" in s for s in sessions):
+        raise NoTrainingPairs(
+            f"every EM pass ({', '.join(str(s['blocking']) for s in sessions)}) failed: "
+            + sessions[0]["left_out"]
+        )
     return sessions
+
+
+def _em_pass(linker: Any, rule: Any, max_pairs: float) -> Any:
+    """One EM pass; where a level's m-probability shrinks geometrically to 0.0 (a level no
+    matching pair falls into: Splink then refuses the value and stops the pass), the pass
+    again with half the iterations, down to one, so that it ends on the last estimates before
+    the underflow (levels below the floor are floored afterwards, :func:`smoothed`)."""
+    settings = linker._settings_obj
+    original = settings.training_settings  # a frozen dataclass: replaced, not changed
+    try:
+        while True:
+            # Splink narrows the model's own settings to the pass's comparisons while it
+            # trains and puts a trained copy back only when the pass ends: kept to undo.
+            before = settings.core_model_settings.copy()
+            try:
+                return linker.training.estimate_parameters_using_expectation_maximisation(
+                    rule, max_pairs=max_pairs
+                )
+            except Exception as exc:
+                settings.core_model_settings = before
+                iterations = settings.training_settings.max_iterations
+                underflow = isinstance(exc, ValueError) and "below the minimum allowed" in str(exc)
+                if not underflow or iterations <= 1:
+                    raise
+                settings.training_settings = dataclasses.replace(
+                    settings.training_settings, max_iterations=iterations // 2
+                )
+                log.info(
+                    "matching: EM pass: a level's probability underflowed; again with %d "
+                    "iterations",
+                    settings.training_settings.max_iterations,
+                )
+    finally:
+        settings.training_settings = original
+
+
+def _em_failure_reason(exc: Exception) -> str:
+    """Why an EM pass stopped, in words that name no value (Splink's own texts are long)."""
+    text = str(exc)
+    if "below the minimum allowed" in text:
+        return "a level's probability fell to zero (every pair in it judged one class)"
+    if "resulted in no record pairs" in text:
+        return "it blocks no pair of records"
+    return type(exc).__name__
 
 
 def _train_on_spark(spark: SparkSession, records: DataFrame, rules: MatchingRules) -> TrainedModel:
