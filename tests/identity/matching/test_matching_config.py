@@ -391,6 +391,11 @@ def test_a_field_every_training_pass_blocks_on_gets_a_fallback_pass() -> None:
         shipped, {"person_records": {"first_name", "last_name", "birth_date"}}
     )
     assert names_only.training.em_blocking == [["birth_date"], ["first_name", "last_name"]]
+    # A CRM without birth dates: names and location trained among records sharing a phone
+    # (before the name alone, whose namesakes a large company has many of).
+    crm = {"first_name", "last_name", "address_line1", "city", "postcode", "phone", "email"}
+    by_phone, _ = resolve_fields(shipped, {"person_records": crm})
+    assert by_phone.training.em_blocking == [["first_name", "last_name", "postcode"], ["phone"]]
 
 
 def test_with_no_usable_prior_rule_the_first_usable_fallback_estimates_the_prior() -> None:

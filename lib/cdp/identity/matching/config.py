@@ -193,12 +193,12 @@ class Training(_Strict):
     em_fallback: list[list[str]] = Field(
         default_factory=lambda: [
             ["first_name", "last_name", "city"],
+            ["phone"],
+            ["email"],
             ["first_name", "last_name"],
             ["birth_year"],
             ["postcode"],
             ["city"],
-            ["phone"],
-            ["email"],
         ]
     )
     # Deterministic rules (fields all equal) and their assumed recall, for the prior
