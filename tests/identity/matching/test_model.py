@@ -39,7 +39,8 @@ LAST = ["adams", "baker", "clarke", "dalton", "evans", "fischer", "garcia", "hug
 STREETS = ["oak road", "elm street", "ash lane", "pine close", "mill way"]
 
 
-def _rules(**training: Any) -> MatchingRules:
+def _rules(more: tuple[dict[str, str], ...] = (), **training: Any) -> MatchingRules:
+    """Names, birth date and location compared (and ``more`` comparisons)."""
     return parse_matching(
         {
             "nicknames_file": str(NICKNAMES),
@@ -52,6 +53,7 @@ def _rules(**training: Any) -> MatchingRules:
                     "kind": "location",
                     "fields": ["address_line1", "postcode", "city"],
                 },
+                *more,
             ],
             "blocking": [["last_name"], ["birth_date"]],
             "training": {
@@ -348,28 +350,12 @@ def namesakes(spark: SparkSession, people: int) -> DataFrame:
 
 
 def _namesake_rules(em_blocking: list[list[str]]) -> MatchingRules:
-    return parse_matching(
-        {
-            "nicknames_file": str(NICKNAMES),
-            "comparisons": [
-                {"name": "first_name", "kind": "forename", "field": "first_name"},
-                {"name": "last_name", "kind": "surname", "field": "last_name"},
-                {"name": "birth_date", "kind": "birth_date", "field": "birth_date"},
-                {
-                    "name": "location",
-                    "kind": "location",
-                    "fields": ["address_line1", "postcode", "city"],
-                },
-                {"name": "email", "kind": "email", "field": "email"},
-                {"name": "gender", "kind": "exact", "field": "gender"},
-            ],
-            "blocking": [["last_name"], ["birth_date"]],
-            "training": {
-                "em_blocking": em_blocking,
-                "prior_rules": [["first_name", "last_name", "birth_date"]],
-            },
-        },
-        origin="m.yaml",
+    return _rules(
+        (
+            {"name": "email", "kind": "email", "field": "email"},
+            {"name": "gender", "kind": "exact", "field": "gender"},
+        ),
+        em_blocking=em_blocking,
     )
 
 
