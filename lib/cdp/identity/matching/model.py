@@ -342,10 +342,17 @@ class NoTrainingPairs(Exception):
     rules and counts, never a value)."""
 
 
-def _em_pass_failures() -> tuple[type[Exception], ...]:
+def _underflow(exc: Exception) -> bool:
+    """Splink refusing a level's probability that EM drove to 0.0 (a ValueError of its own)."""
+    return isinstance(exc, ValueError) and "below the minimum allowed" in str(exc)
+
+
+def _pass_failed(exc: Exception) -> bool:
+    """An EM pass that cannot train (an underflow, or a block without pairs); any other error
+    is a fault and propagates."""
     from splink.internals.exceptions import EMTrainingException
 
-    return (ValueError, EMTrainingException)
+    return _underflow(exc) or isinstance(exc, EMTrainingException)
 
 
 def _fit(
@@ -454,9 +461,11 @@ def _fit_steps(linker: Any, rules: MatchingRules, n: int) -> list[dict[str, Any]
     for fields in training.em_blocking:
         try:
             session = _em_pass(linker, _training_rule(rules, fields), training.em_max_pairs)
-        except _em_pass_failures() as exc:
+        except Exception as exc:
             # A pass that finds no pair, or whose levels still collapse after one iteration:
             # the other passes still train the model.
+            if not _pass_failed(exc):
+                raise
             reason = _em_failure_reason(exc)
             log.info("matching: EM pass blocked on %s left out: %s", list(fields), reason)
             sessions.append({"blocking": list(fields), "iterations": 0, "left_out": reason})
@@ -494,8 +503,7 @@ def _em_pass(linker: Any, rule: Any, max_pairs: float) -> Any:
             except Exception as exc:
                 settings.core_model_settings = before
                 iterations = settings.training_settings.max_iterations
-                underflow = isinstance(exc, ValueError) and "below the minimum allowed" in str(exc)
-                if not underflow or iterations <= 1:
+                if not _underflow(exc) or iterations <= 1:
                     raise
                 settings.training_settings = dataclasses.replace(
                     settings.training_settings, max_iterations=iterations // 2
@@ -511,10 +519,9 @@ def _em_pass(linker: Any, rule: Any, max_pairs: float) -> Any:
 
 def _em_failure_reason(exc: Exception) -> str:
     """Why an EM pass stopped, in words that name no value (Splink's own texts are long)."""
-    text = str(exc)
-    if "below the minimum allowed" in text:
+    if _underflow(exc):
         return "a level's probability fell to zero (every pair in it judged one class)"
-    if "resulted in no record pairs" in text:
+    if "resulted in no record pairs" in str(exc):
         return "it blocks no pair of records"
     return type(exc).__name__
 
