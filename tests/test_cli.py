@@ -49,6 +49,21 @@ def test_every_stage_has_a_job_entry_point() -> None:
         assert f'job_main("{stage.name}"' in (ROOT / "jobs" / f"{stage.name}_job.py").read_text()
 
 
+def test_the_job_entry_point_takes_several_stages_and_refuses_an_unknown_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cdp.entry import submit_main
+
+    for argv in ([], ["ingest,nosuchstage"], ["ingest,"], ["nosuchstage"]):
+        assert submit_main(argv) == 2, argv
+        assert "usage: cdp_job.py STAGE[,STAGE...]" in capsys.readouterr().err
+    # Known stages get as far as their flags: argparse rejects an unknown one with status 2.
+    with pytest.raises(SystemExit) as exit_:
+        submit_main(["ingest,silver", "--no-such-flag"])
+    assert exit_.value.code == 2
+    assert "cdp-ingest+silver" in capsys.readouterr().err
+
+
 def test_usage_errors_are_one_clear_line() -> None:
     out = cdp("run", "nosuchstage")
     assert out.returncode == 2

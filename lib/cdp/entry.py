@@ -260,9 +260,12 @@ def guarded(command: Callable[[], int]) -> int:
         return 1
 
 
-def job_main(stage: str, argv: Sequence[str] | None = None) -> int:
-    """Run one stage as a job: the same flags as ``cdp run``, for ``stage``."""
-    parser = argparse.ArgumentParser(prog=f"cdp-{stage}", description=f"run the {stage} stage")
+def job_main(stage: str | Sequence[str], argv: Sequence[str] | None = None) -> int:
+    """Run one stage, or several in order in one application, as a job: the same flags as
+    ``cdp run``."""
+    stages = [stage] if isinstance(stage, str) else list(stage)
+    label = "+".join(stages)
+    parser = argparse.ArgumentParser(prog=f"cdp-{label}", description=f"run the {label} stage")
     add_run_args(parser)
     args = parser.parse_args(argv)
 
@@ -272,18 +275,23 @@ def job_main(stage: str, argv: Sequence[str] | None = None) -> int:
         import cdp
 
         say(f"cdp library: {Path(cdp.__file__).parent}")
-        return run_stages([stage], config, parse_as_of(args.as_of), console=console_options(args))
+        return run_stages(stages, config, parse_as_of(args.as_of), console=console_options(args))
 
     return guarded(run)
 
 
 def submit_main(argv: Sequence[str] | None = None) -> int:
-    """``cdp_job.py STAGE [job flags]``: the spark-submit application of every stage."""
+    """``cdp_job.py STAGE[,STAGE...] [job flags]``: the spark-submit application of every stage.
+
+    Several stages, comma-separated, run in that order in one application: each new
+    application starts its driver and executors cold (JVMs that compile as they go, Python
+    workers that import the library), which costs more than a small stage's own work."""
     from cdp.pipeline import STAGE_BY_NAME
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in STAGE_BY_NAME:
+    stages = args[0].split(",") if args else []
+    if not stages or not all(name in STAGE_BY_NAME for name in stages):
         names = ", ".join(STAGE_BY_NAME)
-        say(f"usage: cdp_job.py STAGE [job flags]; stages: {names}")
+        say(f"usage: cdp_job.py STAGE[,STAGE...] [job flags]; stages: {names}")
         return 2
-    return job_main(args[0], args[1:])
+    return job_main(stages[0] if len(stages) == 1 else stages, args[1:])
