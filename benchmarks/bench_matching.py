@@ -6,8 +6,8 @@
 ``--matching-only``.) On the silver ``person_records`` of a data root:
 
 * the matching input (:func:`cdp.identity.matching.prepare.matching_input`), materialized once;
-* the step as the identity stage runs it: ``check_blocking`` (pairs per blocking rule) on
-  Spark, ``train`` with the configured engine (``training.engine``: DuckDB in the driver on a
+* the step as the identity stage runs it: ``plan_blocking`` (pairs per blocking rule, the
+  broad rules within ``broad_max_pairs`` kept, as the stage keeps them) on Spark, ``train`` with the configured engine (``training.engine``: DuckDB in the driver on a
   bounded sample by default, or Splink's Spark backend), ``score`` at the review threshold on
   Spark (materialized), each timed;
 * the peer, in this process on the *same* records collected to Arrow: Splink's DuckDB backend
@@ -47,10 +47,11 @@ from cdp.identity.matching.comparisons import (
 )
 from cdp.identity.matching.config import MatchingRules, load_matching, resolve_fields
 from cdp.identity.matching.model import (
-    check_blocking,
+    plan_blocking,
     score,
     smoothed,
     train,
+    with_prediction_blocking,
 )
 from cdp.identity.matching.prepare import matching_input
 from cdp.identity.nodes import KEY_SEP
@@ -218,7 +219,7 @@ def bench_matching(
     )
     for note in notes:
         print(f"  note: {note}")
-    print(f"  comparisons: {[c.name for c in rules.comparisons]}; blocking: {rules.blocking}")
+    print(f"  comparisons: {[c.name for c in rules.comparisons]}")
 
     silver = store.read(T.silver_table(TABLE))
     t0 = time.perf_counter()
@@ -229,12 +230,17 @@ def bench_matching(
 
     # -- Spark: the stage's calls, each timed -------------------------------------------
     t0 = time.perf_counter()
-    blocked = check_blocking(records, rules)
+    # The stage's plan: every narrow rule, and the broad rules this data affords.
+    planned, blocked, left_out = plan_blocking(records, rules)
     block_s = time.perf_counter() - t0
+    for note in left_out:
+        print(f"  note: {note}")
+    print(f"  blocking: {planned.blocking}")
     t0 = time.perf_counter()
     model = train(spark, records, rules)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    model = with_prediction_blocking(model, planned)
     scored: DataFrame = score(spark, records, model, review_t).localCheckpoint(eager=True)
     score_s = time.perf_counter() - t0
     counts = scored.agg(
@@ -255,10 +261,10 @@ def bench_matching(
     con.unregister("records_arrow")
     db_api = DuckDBAPI(connection=con)
     t0 = time.perf_counter()
-    duck_blocked = duckdb_blocked_pairs(con, "records", rules)
+    duck_blocked = duckdb_blocked_pairs(con, "records", planned)
     duck_block_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    duck_settings = duckdb_train(db_api, db_api.register("records"), rules, n)
+    duck_settings = duckdb_train(db_api, db_api.register("records"), planned, n)
     duck_train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     linker = Linker(
@@ -285,7 +291,7 @@ def bench_matching(
         f"(matching input {prepare_s:.1f}s; collected to Arrow for DuckDB in {collect_s:.1f}s)"
     )
     print("blocked pairs per rule (Spark / DuckDB):")
-    for fields, a, b in zip(rules.blocking, blocked, duck_blocked, strict=True):
+    for fields, a, b in zip(planned.blocking, blocked, duck_blocked, strict=True):
         print(f"  {fields}: {a:,} / {b:,}")
     print(
         "\n| step | Spark s | DuckDB s | pairs (Spark / DuckDB) | Spark/DuckDB |\n"
