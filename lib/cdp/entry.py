@@ -265,7 +265,7 @@ def job_main(stage: str | Sequence[str], argv: Sequence[str] | None = None) -> i
     ``cdp run``."""
     stages = [stage] if isinstance(stage, str) else list(stage)
     label = "+".join(stages)
-    parser = argparse.ArgumentParser(prog=f"cdp-{label}", description=f"run the {label} stage")
+    parser = argparse.ArgumentParser(prog=f"cdp-{label}", description=f"run {label}")
     add_run_args(parser)
     args = parser.parse_args(argv)
 
@@ -294,4 +294,4 @@ def submit_main(argv: Sequence[str] | None = None) -> int:
         names = ", ".join(STAGE_BY_NAME)
         say(f"usage: cdp_job.py STAGE[,STAGE...] [job flags]; stages: {names}")
         return 2
-    return job_main(stages[0] if len(stages) == 1 else stages, args[1:])
+    return job_main(stages, args[1:])
