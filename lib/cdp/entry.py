@@ -265,7 +265,8 @@ def job_main(stage: str | Sequence[str], argv: Sequence[str] | None = None) -> i
     ``cdp run``."""
     stages = [stage] if isinstance(stage, str) else list(stage)
     label = "+".join(stages)
-    parser = argparse.ArgumentParser(prog=f"cdp-{label}", description=f"run {label}")
+    what = f"the {stages[0]} stage" if len(stages) == 1 else f"the stages {', '.join(stages)}"
+    parser = argparse.ArgumentParser(prog=f"cdp-{label}", description=f"run {what}")
     add_run_args(parser)
     args = parser.parse_args(argv)
 
