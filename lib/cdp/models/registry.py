@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +28,54 @@ from pyspark.ml import PipelineModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+
+log = logging.getLogger(__name__)
+
+
+def _schema_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cdp-mlflow-schema"
+
+
+def seed_sqlite_store(db: Path) -> bool:
+    """Start a new SQLite tracking store as a copy of an empty one with MLflow's schema.
+
+    MLflow creates a new store by running every migration of its history in turn (about
+    2 s of one core here), once per data root: a cost each first run, each notebook on a
+    fresh root and each test pays. The empty schema of this MLflow release is built once
+    into the user's cache (``$XDG_CACHE_HOME/cdp-mlflow-schema``, keyed by the release) and
+    copied. The copy holds no experiment: MLflow adds its default experiment, with this
+    store's artifact location, when it opens the store, and checks the schema's revision
+    as it would for any store. Returns whether it seeded ``db``; anything unexpected
+    (another MLflow release's internals, a read-only cache) leaves the store to MLflow.
+    """
+    if db.exists():
+        return False
+    try:
+        from mlflow.store.db.utils import _initialize_tables
+        from sqlalchemy import create_engine
+
+        template = _schema_cache() / f"mlflow-{mlflow.__version__}.db"
+        if not template.exists():
+            template.parent.mkdir(parents=True, exist_ok=True)
+            building = template.with_name(f"{template.name}.{os.getpid()}.tmp")
+            engine = create_engine(f"sqlite:///{building}")
+            try:
+                _initialize_tables(engine)
+            finally:
+                engine.dispose()
+            os.replace(building, template)  # whole or absent, whoever builds it too
+        copy = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+        shutil.copyfile(template, copy)
+        try:
+            os.link(copy, db)  # fails where another process created the store meanwhile
+        except FileExistsError:
+            return False
+        finally:
+            copy.unlink()
+        return True
+    except Exception as exc:  # MLflow creates the store the usual way
+        log.debug("MLflow store not seeded from the cached schema: %s", type(exc).__name__)
+        return False
 
 
 def experiment_name(env: str, model: str) -> str:
@@ -107,7 +157,9 @@ class Registry:
         self.env = env
         self.tracking_uri = tracking_uri
         if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            db = Path(tracking_uri[len("sqlite:///") :])
+            db.parent.mkdir(parents=True, exist_ok=True)
+            seed_sqlite_store(db)
         # mlflow also exports these URIs to os.environ (for its subprocesses), where cdp's
         # configuration would read them back as the user's MLFLOW_TRACKING_URI: a second
         # data root opened later in this process (a notebook, a test, `cdp demo` then
