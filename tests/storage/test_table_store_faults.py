@@ -109,12 +109,12 @@ def test_two_processes_appending_to_one_table_lose_and_double_nothing(tmp_path: 
 
 MERGER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, os, sys, time
     from cdp.config import load_config
     from cdp.session import build_session
     from cdp.storage.deltars import DeltaRsStore
 
-    root, table, writer, child, start_at = sys.argv[1:6]
+    root, table, writer, child, go = sys.argv[1:6]
     spark = build_session(load_config(env="test", overrides={"data_root": child}))
     store = DeltaRsStore(spark, root, commit_retries=50)
     # Writer a updates ids 0..9 and inserts 100..104; writer b updates 5..14, inserts 200..204.
@@ -123,7 +123,8 @@ MERGER = textwrap.dedent(
     ids = list(range(lo, lo + 10)) + list(range(new, new + 5))
     df = spark.createDataFrame([(i, writer, 1) for i in ids], "id long, writer string, seq long")
     df = df.cache(); df.count()
-    while time.time() < float(start_at):
+    open(child + ".ready", "w").close()  # this JVM is up; wait for the other's
+    while not os.path.exists(go):
         time.sleep(0.005)
     print(json.dumps(store.merge(table, df, keys=["id"]).version))
     """
@@ -139,10 +140,10 @@ def test_two_processes_merging_into_one_table_keep_each_key_once(
     store.append(table, spark.createDataFrame([(i, "seed", 0) for i in range(20)], SCHEMA_DDL))
     script = tmp_path / "merger.py"
     script.write_text(MERGER)
-    start_at = f"{time.time() + 45:.3f}"  # after both JVMs are up
+    go = tmp_path / "go"  # both merge once both JVMs are up (each says so with a file)
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(root), table, w, str(tmp_path / w), start_at],
+            [sys.executable, str(script), str(root), table, w, str(tmp_path / w), str(go)],
             env=_env(),
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -151,6 +152,12 @@ def test_two_processes_merging_into_one_table_keep_each_key_once(
         )
         for w in ("a", "b")
     ]
+    deadline = time.monotonic() + 300
+    while not all((tmp_path / f"{w}.ready").exists() for w in "ab"):
+        failed = [p for p in procs if p.poll() is not None]
+        assert not failed and time.monotonic() < deadline, [p.communicate() for p in failed]
+        time.sleep(0.05)
+    go.touch()
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
