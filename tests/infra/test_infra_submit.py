@@ -207,12 +207,14 @@ def test_spark_submit_runs_stages_from_the_artifacts(
         "2025-06-30",
     ]
 
-    out = _submit(dist, work, env, "ingest", *job_args)
+    # Both stages in one application (``STAGE,STAGE``), as a scheduler's task would run a
+    # layer: one driver and one set of Python workers instead of two.
+    out = _submit(dist, work, env, "ingest,silver", *job_args)
     library = next(line for line in out.splitlines() if "cdp library:" in line)
     assert f"{dist}/cdp-{__version__}.zip/cdp" in library
+    done = [ln.split()[1] for ln in out.splitlines() if ln.startswith("[") and " done in " in ln]
+    assert done == ["ingest", "silver"], out[-3000:]
     assert DeltaTable(str(data / "bronze" / "crm_contacts")).to_pyarrow_table().num_rows == 3
-
-    _submit(dist, work, env, "silver", *job_args)
     people = DeltaTable(str(data / "silver" / "person_records")).to_pyarrow_table()
     assert people.num_rows == 3
     phones = dict(
